@@ -1,0 +1,1 @@
+//! The backend-agnostic conformance suite. Every backend runs it from its own tests.

@@ -1,0 +1,21 @@
+//! The store contract of kuboard: an etcd-v3-shaped key-value store shared by all replicas.
+//!
+//! # Layout
+//!
+//! - [`types`]: requests, responses and records, one meaning for every backend.
+//! - [`error`]: [`StoreError`], the cases a caller must tell apart.
+//! - [`store`]: the [`Store`] trait and its correctness rules.
+//! - [`keys`]: helpers for key ranges (prefix ends, etcd's range conventions).
+//! - [`conformance`]: the backend-agnostic suite every backend must pass.
+//!
+//! Architecture Invariant: this crate knows nothing of Raft, HTTP or JSON.
+
+pub mod conformance;
+pub mod error;
+pub mod keys;
+pub mod store;
+pub mod types;
+
+pub use error::StoreError;
+pub use store::{Store, WatchStream};
+pub use types::*;
