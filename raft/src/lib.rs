@@ -11,6 +11,7 @@
 //!
 //! Architecture Invariant: openraft types do not leak out of this crate.
 
+pub mod codec;
 pub mod command;
 mod raft_store;
 
