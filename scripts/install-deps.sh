@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs what building and testing kuboard needs on a fresh Debian machine, and nothing that is
+# already there. Safe to run any number of times.
+#
+#   scripts/install-deps.sh build   # what `cargo build` needs (protoc for the etcd API)
+#   scripts/install-deps.sh test    # the above plus the real peers the tests start (etcd 3.4, ...)
+set -euo pipefail
+
+what=${1:-test}
+case "$what" in
+  build|test) ;;
+  *) echo "usage: $0 [build|test]" >&2; exit 2 ;;
+esac
+
+# Each entry: a command that must exist, and the Debian package that provides it.
+needed=(
+  "protoc protobuf-compiler"
+  "cc gcc"
+  "pkg-config pkg-config"
+)
+if [ "$what" = test ]; then
+  needed+=(
+    "etcd etcd-server"
+    "etcdctl etcd-client"
+    "kubectl kubectl"
+    "ip iproute2"
+    "iptables iptables"
+    "curl curl"
+  )
+fi
+
+missing=()
+for entry in "${needed[@]}"; do
+  command=${entry%% *}
+  package=${entry#* }
+  if ! command -v "$command" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$command" ]; then
+    missing+=("$package")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: everything for '$what' is present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=sudo
+  else
+    echo "install-deps: missing packages ${missing[*]}; run this script as root" >&2
+    exit 1
+  fi
+else
+  SUDO=
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# etcd-server starts a system etcd on 127.0.0.1:2379 after installation on machines with an init
+# system; the tests never use that port, they start their own members on free ports.
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null

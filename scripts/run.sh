@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs one kuboard replica on the embedded store (a one-member Raft group on local disk), from a
+# fresh clone. Web UI and API on http://127.0.0.1:8080, log in as admin / Kuboard123.
+#
+# Every KUBOARD_* variable of docs/configuration.md may be set to override the defaults below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh build
+
+export KUBOARD_SERVER_PORT=${KUBOARD_SERVER_PORT:-8080}
+export KUBOARD_DATA_DIR=${KUBOARD_DATA_DIR:-$PWD/data}
+export KUBOARD_RAFT_PORT=${KUBOARD_RAFT_PORT:-10082}
+export KUBOARD_AGENT_SERVER_TCP_PORT=${KUBOARD_AGENT_SERVER_TCP_PORT:-10081}
+
+cargo build --release --bin kuboard
+exec target/release/kuboard serve

@@ -1,0 +1,259 @@
+//! Test harness: spawns the real `kuboard` binary as a child process and talks to it over HTTP on
+//! loopback. Every process started here is ended by its pid when the harness value drops.
+
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const ADMIN_PASSWORD: &str = "Kuboard123";
+
+/// A free TCP port on loopback (bound and released; the tiny race is acceptable in tests).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on loopback");
+    listener.local_addr().expect("local address of a bound listener").port()
+}
+
+pub fn kuboard_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kuboard"))
+}
+
+/// The outcome of a process that was expected to stop by itself.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run `kuboard <args>` with `env` to completion (bounded by `timeout`).
+pub fn run_to_completion(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Finished {
+    let dir = tempfile::tempdir().expect("create a temp dir for captured output");
+    let stdout_path = dir.path().join("stdout");
+    let stderr_path = dir.path().join("stderr");
+    let mut command = Command::new(kuboard_binary());
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(File::create(&stdout_path).expect("create stdout file"))
+        .stderr(File::create(&stderr_path).expect("create stderr file"));
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("spawn the kuboard binary");
+    let status = wait_with_deadline(&mut child, timeout)
+        .unwrap_or_else(|| panic!("kuboard {args:?} did not exit within {timeout:?}"));
+    Finished {
+        status,
+        stdout: std::fs::read_to_string(&stdout_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+    }
+}
+
+fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll child status") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One `kuboard serve` replica on loopback with its own data dir.
+pub struct Replica {
+    child: Option<Child>,
+    pub port: u16,
+    pub raft_port: u16,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub extra_env: Vec<(String, String)>,
+    pub client: reqwest::Client,
+}
+
+impl Replica {
+    /// Start a single replica on the embedded store, with a fresh port pair, in `data_dir`.
+    pub fn start(data_dir: &Path, log_dir: &Path) -> Replica {
+        Replica::start_with(data_dir, log_dir, &[])
+    }
+
+    pub fn start_with(data_dir: &Path, log_dir: &Path, extra_env: &[(&str, &str)]) -> Replica {
+        let mut replica = Replica {
+            child: None,
+            port: free_port(),
+            raft_port: free_port(),
+            data_dir: data_dir.to_path_buf(),
+            log_path: log_dir.join(format!("kuboard-{}.log", free_port())),
+            extra_env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("build an HTTP client"),
+        };
+        replica.spawn();
+        replica
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open the replica log file");
+        let mut command = Command::new(kuboard_binary());
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBOARD_SERVER_ADDR", "127.0.0.1")
+            .env("KUBOARD_SERVER_PORT", self.port.to_string())
+            .env("KUBOARD_RAFT_ADDR", "127.0.0.1")
+            .env("KUBOARD_RAFT_PORT", self.raft_port.to_string())
+            .env("KUBOARD_DATA_DIR", &self.data_dir)
+            .env("KUBOARD_SERVER_LOGRUS_LEVEL", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log file handle"))
+            .stderr(log);
+        for (key, value) in &self.extra_env {
+            command.env(key, value);
+        }
+        self.child = Some(command.spawn().expect("spawn kuboard serve"));
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("replica is running").id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Wait until `/healthz` answers 200, or panic with the replica's log.
+    pub async fn wait_healthy(&mut self, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait().expect("poll child") {
+                    panic!("replica exited with {status} before becoming healthy; log:\n{}", self.log());
+                }
+            }
+            if let Ok(response) = self.client.get(self.url("/healthz")).send().await {
+                if response.status() == 200 {
+                    return started.elapsed();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("replica not healthy within {timeout:?}; log:\n{}", self.log());
+    }
+
+    /// Wait until `/readyz` answers 200 (the store has a leader and can serve).
+    pub async fn wait_ready(&mut self, timeout: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Ok(response) = self.client.get(self.url("/readyz")).send().await {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("replica not ready within {timeout:?}; log:\n{}", self.log());
+    }
+
+    /// Send SIGTERM and wait for the exit (bounded by `timeout`); returns the exit status and how long it took.
+    pub fn terminate(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
+        let mut child = self.child.take().expect("replica is running");
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill -TERM");
+        assert!(sent.success(), "kill -TERM failed");
+        match wait_with_deadline(&mut child, timeout) {
+            Some(status) => (status, started.elapsed()),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("replica did not exit within {timeout:?} of SIGTERM; log:\n{}", self.log());
+            }
+        }
+    }
+
+    /// `kill -9` the replica and reap it.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("replica is running");
+        child.kill().expect("send SIGKILL to the replica");
+        child.wait().expect("reap the killed replica");
+    }
+
+    /// Start again on the same ports and data dir.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a running replica");
+        self.spawn();
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/kuboard-api/auth/login"))
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .expect("send login request")
+    }
+
+    /// Log in and return the bearer token, asserting success.
+    pub async fn login_token(&self, username: &str, password: &str) -> String {
+        let response = self.login(username, password).await;
+        assert_eq!(response.status(), 200, "login of {username} should succeed");
+        let body: Value = response.json().await.expect("login answers JSON");
+        body["token"].as_str().expect("login answer has a token").to_string()
+    }
+
+    pub async fn get_json(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("send GET request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("send POST request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
