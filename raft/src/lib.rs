@@ -13,6 +13,8 @@
 
 pub mod codec;
 pub mod command;
+mod log_store;
 mod raft_store;
+mod types;
 
 pub use raft_store::{OpenError, RaftStore, RaftStoreConfig};

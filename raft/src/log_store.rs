@@ -1,0 +1,364 @@
+//! openraft's log storage on the `raft-log` WAL (`data_dir/raft/wal`).
+//!
+//! Durability rules this module keeps (see docs/adr/001-raft-log-wal.md):
+//!
+//! - `append` returns once the entries are readable; openraft's `IOFlushed` is completed only from
+//!   raft-log's flush callback, which runs after `fdatasync` of the WAL chunk.
+//! - `save_vote`, `truncate_after` and `purge` wait for the same synced flush before returning, so a
+//!   vote is never granted twice and the last purged log id survives a restart (raft-log replays
+//!   its purge record on open).
+//! - The committed log id is written without a sync of its own: it rides on the next synced flush
+//!   and only shortens the replay after a restart.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use raft_log::api::raft_log_writer::RaftLogWriter;
+use raft_log::codeq::{Decode, Encode};
+use raft_log::RaftLog;
+
+use crate::codec;
+use crate::types::{Entry, EntryPayload, LogId, TypeConfig, Vote};
+
+/// How long `open` keeps retrying while a previous handle of the same WAL still holds its lock.
+/// raft-log releases the lock when its flush thread ends, which happens shortly after the last
+/// handle is dropped.
+const LOCK_RETRY_DEADLINE: Duration = Duration::from_secs(10);
+const LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Bytes of log payload raft-log keeps cached in memory (entries beyond it are read from disk).
+const LOG_CACHE_CAPACITY: usize = 256 * 1024 * 1024;
+
+/// The raft-log type parameters. Its codec traits cannot be implemented on openraft's types here
+/// (orphan rule), hence the newtypes below, each encoded by [`crate::codec`] inside a
+/// length-prefixed raft-log record.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct WalTypes;
+
+impl raft_log::Types for WalTypes {
+    type LogId = WalLogId;
+    type LogPayload = WalPayload;
+    type Vote = WalVote;
+    type Callback = FlushCallback;
+    type UserData = ();
+
+    fn log_index(log_id: &WalLogId) -> u64 {
+        log_id.0.index
+    }
+
+    fn payload_size(payload: &WalPayload) -> u64 {
+        match &payload.0 {
+            EntryPayload::Normal(command) => command.approximate_size(),
+            EntryPayload::Blank => 8,
+            EntryPayload::Membership(_) => 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct WalLogId(LogId);
+
+#[derive(Debug, Clone)]
+pub(crate) struct WalPayload(EntryPayload);
+
+/// Ordered as openraft orders votes: raft-log refuses to store a vote that is not greater than or
+/// equal to the stored one, which is exactly the rule a voter must keep.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd)]
+pub(crate) struct WalVote(Vote);
+
+macro_rules! codec_newtype {
+    ($name:ident) => {
+        impl Encode for $name {
+            fn encode<W: io::Write>(&self, w: W) -> Result<usize, io::Error> {
+                let bytes = codec::encode(&self.0).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                bytes.encode(w)
+            }
+        }
+
+        impl Decode for $name {
+            fn decode<R: io::Read>(r: R) -> Result<Self, io::Error> {
+                let bytes = Vec::<u8>::decode(r)?;
+                codec::decode(&bytes)
+                    .map($name)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+            }
+        }
+    };
+}
+
+codec_newtype!(WalLogId);
+codec_newtype!(WalPayload);
+codec_newtype!(WalVote);
+
+/// Called by raft-log's flush thread once the flushed records are on disk (after `fdatasync`
+/// when the flush asked for a sync).
+pub(crate) enum FlushCallback {
+    /// Completes an openraft append.
+    Append(IOFlushed<TypeConfig>),
+    /// Wakes a task waiting for the flush.
+    Wait(tokio::sync::oneshot::Sender<io::Result<()>>),
+}
+
+impl raft_log::Callback for FlushCallback {
+    fn send(self, res: Result<(), io::Error>) {
+        match self {
+            FlushCallback::Append(flushed) => flushed.io_completed(res),
+            FlushCallback::Wait(tx) => {
+                // The waiter may have been cancelled; nothing is left to tell then.
+                let _ = tx.send(res);
+            }
+        }
+    }
+}
+
+/// The log storage handle given to openraft; clones share one WAL.
+#[derive(Clone)]
+pub(crate) struct LogStore {
+    wal: Arc<Mutex<RaftLog<WalTypes>>>,
+}
+
+impl LogStore {
+    /// Open (or create) the WAL in `dir`, waiting a bounded time for a previous handle of the same
+    /// directory (in this process) to release its lock.
+    pub(crate) fn open(dir: &Path) -> io::Result<LogStore> {
+        std::fs::create_dir_all(dir)?;
+        let dir_str = dir
+            .to_str()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "WAL directory path is not UTF-8"))?;
+        let mut config = raft_log::Config::new(dir_str);
+        config.log_cache_capacity = Some(LOG_CACHE_CAPACITY);
+        let config = Arc::new(config);
+
+        let deadline = Instant::now() + LOCK_RETRY_DEADLINE;
+        loop {
+            match RaftLog::<WalTypes>::open(config.clone()) {
+                Ok(wal) => {
+                    return Ok(LogStore {
+                        wal: Arc::new(Mutex::new(wal)),
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(LOCK_RETRY_INTERVAL);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn lock(&self) -> io::Result<MutexGuard<'_, RaftLog<WalTypes>>> {
+        self.wal
+            .lock()
+            .map_err(|_| io::Error::other("raft log lock poisoned by a panic"))
+    }
+
+    /// Ask for a synced flush and wait until the WAL is on disk.
+    async fn flush_and_wait(&self) -> io::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.lock()?.flush(true, Some(FlushCallback::Wait(tx)))?;
+        rx.await
+            .map_err(|_| io::Error::other("raft log flush thread ended before reporting"))?
+    }
+
+    /// True when the log has ever stored a vote or an entry: the member has been initialised (or
+    /// has joined a group) before, and must never be initialised again.
+    pub(crate) fn has_state(&self) -> io::Result<bool> {
+        let wal = self.lock()?;
+        let state = wal.log_state();
+        Ok(state.vote().is_some() || state.last().is_some() || state.purged().is_some())
+    }
+
+    /// Wait until raft-log's flush thread has written everything handed to it.
+    pub(crate) async fn sync(&self) -> io::Result<()> {
+        self.flush_and_wait().await
+    }
+}
+
+/// Turn any range bound over log indexes into `[start, end)`.
+fn index_range<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&i) => i,
+        Bound::Excluded(&i) => i.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&i) => i.saturating_add(1),
+        Bound::Excluded(&i) => i,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = index_range(&range);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let wal = self.lock()?;
+        wal.read(start, end)
+            .map(|res| {
+                res.map(|(log_id, payload)| Entry {
+                    log_id: log_id.0,
+                    payload: payload.0,
+                })
+            })
+            .collect()
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.lock()?.log_state().vote().map(|v| v.0))
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let wal = self.lock()?;
+        let state = wal.log_state();
+        let last_purged_log_id = state.purged().map(|id| id.0.clone());
+        // raft-log moves `last` up to `purged` when everything is purged, as openraft expects.
+        let last_log_id = state
+            .last()
+            .map(|id| id.0.clone())
+            .or_else(|| last_purged_log_id.clone());
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> LogStore {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        self.lock()?.save_vote(WalVote(*vote))?;
+        self.flush_and_wait().await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        let Some(committed) = committed else {
+            return Ok(());
+        };
+        let mut wal = self.lock()?;
+        let state = wal.log_state();
+        let committed = WalLogId(committed);
+        // raft-log refuses a committed id that goes back or lies past the last entry; neither
+        // carries information worth keeping, so such a call is skipped.
+        if state.committed() >= Some(&committed) || state.last() < Some(&committed) {
+            return Ok(());
+        }
+        wal.commit(committed)?;
+        wal.flush(false, None)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.lock()?.log_state().committed().map(|id| id.0.clone()))
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut wal = self.lock()?;
+        wal.append(entries.into_iter().map(|e| (WalLogId(e.log_id), WalPayload(e.payload))))?;
+        // The callback runs on raft-log's flush thread after fdatasync; openraft learns that the
+        // entries are durable only then.
+        wal.flush(true, Some(FlushCallback::Append(callback)))
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        {
+            let mut wal = self.lock()?;
+            let keep_until = last_log_id.as_ref().map(|id| id.index);
+            let last = wal.log_state().last().map(|id| id.0.index);
+            // openraft may ask to truncate after the last entry (nothing to remove); raft-log
+            // refuses that, so it is a no-op here.
+            if last.is_none() || keep_until >= last {
+                return Ok(());
+            }
+            let first_removed = keep_until.map_or(0, |i| i + 1);
+            wal.truncate(first_removed)?;
+        }
+        self.flush_and_wait().await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        self.lock()?.purge(WalLogId(log_id))?;
+        self.flush_and_wait().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::entry::RaftEntry;
+    use openraft::type_config::TypeConfigExt;
+    use openraft::vote::RaftLeaderId;
+    use openraft::RaftTypeConfig;
+
+    fn log_id(term: u64, index: u64) -> LogId {
+        LogId {
+            leader_id: <TypeConfig as RaftTypeConfig>::LeaderId::new(term, 1).to_committed(),
+            index,
+        }
+    }
+
+    async fn append(store: &mut LogStore, entries: Vec<Entry>) {
+        let (tx, rx) = TypeConfig::oneshot();
+        store.append(entries, IOFlushed::signal(tx)).await.expect("append");
+        rx.await.expect("flush reported").expect("flush succeeded");
+    }
+
+    fn blank(term: u64, index: u64) -> Entry {
+        Entry::new_blank(log_id(term, index))
+    }
+
+    #[tokio::test]
+    async fn entries_vote_and_purge_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal_dir = dir.path().join("wal");
+        {
+            let mut store = LogStore::open(&wal_dir).expect("open");
+            assert!(!store.has_state().expect("state"));
+            append(&mut store, (1..=5).map(|i| blank(1, i)).collect()).await;
+            store.save_vote(&Vote::new_committed(1, 1)).await.expect("vote");
+            store.purge(log_id(1, 2)).await.expect("purge");
+            store.truncate_after(Some(log_id(1, 4))).await.expect("truncate");
+            // Truncating after the last entry is a no-op, not an error.
+            store
+                .truncate_after(Some(log_id(1, 4)))
+                .await
+                .expect("truncate after last");
+        }
+        let mut store = LogStore::open(&wal_dir).expect("reopen");
+        assert!(store.has_state().expect("state"));
+        let state = store.get_log_state().await.expect("log state");
+        assert_eq!(state.last_purged_log_id, Some(log_id(1, 2)));
+        assert_eq!(state.last_log_id, Some(log_id(1, 4)));
+        assert_eq!(store.read_vote().await.expect("vote"), Some(Vote::new_committed(1, 1)));
+        let entries = store.try_get_log_entries(0..10).await.expect("read");
+        let indexes: Vec<u64> = entries.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, vec![3, 4]);
+    }
+
+    #[tokio::test]
+    async fn vote_going_back_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = LogStore::open(dir.path()).expect("open");
+        store.save_vote(&Vote::new(5, 1)).await.expect("vote");
+        assert!(store.save_vote(&Vote::new(4, 1)).await.is_err());
+        assert_eq!(store.read_vote().await.expect("vote"), Some(Vote::new(5, 1)));
+    }
+}
