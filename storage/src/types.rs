@@ -74,14 +74,21 @@ pub struct RangeRequest {
 impl RangeRequest {
     /// A linearizable read of one key.
     pub fn key(key: impl Into<Vec<u8>>) -> Self {
-        RangeRequest { key: key.into(), ..Default::default() }
+        RangeRequest {
+            key: key.into(),
+            ..Default::default()
+        }
     }
 
     /// A linearizable read of every key starting with `prefix`.
     pub fn prefix(prefix: impl Into<Vec<u8>>) -> Self {
         let key = prefix.into();
         let range_end = crate::keys::prefix_end(&key);
-        RangeRequest { key, range_end, ..Default::default() }
+        RangeRequest {
+            key,
+            range_end,
+            ..Default::default()
+        }
     }
 }
 
@@ -109,7 +116,11 @@ pub struct PutRequest {
 
 impl PutRequest {
     pub fn new(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        PutRequest { key: key.into(), value: value.into(), ..Default::default() }
+        PutRequest {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        }
     }
 }
 
@@ -130,13 +141,20 @@ pub struct DeleteRangeRequest {
 
 impl DeleteRangeRequest {
     pub fn key(key: impl Into<Vec<u8>>) -> Self {
-        DeleteRangeRequest { key: key.into(), ..Default::default() }
+        DeleteRangeRequest {
+            key: key.into(),
+            ..Default::default()
+        }
     }
 
     pub fn prefix(prefix: impl Into<Vec<u8>>) -> Self {
         let key = prefix.into();
         let range_end = crate::keys::prefix_end(&key);
-        DeleteRangeRequest { key, range_end, prev_kv: false }
+        DeleteRangeRequest {
+            key,
+            range_end,
+            prev_kv: false,
+        }
     }
 }
 
@@ -182,7 +200,12 @@ pub struct Compare {
 
 impl Compare {
     pub fn new(key: impl Into<Vec<u8>>, result: CompareResult, target: CompareTarget) -> Self {
-        Compare { key: key.into(), range_end: Vec::new(), result, target }
+        Compare {
+            key: key.into(),
+            range_end: Vec::new(),
+            result,
+            target,
+        }
     }
 }
 

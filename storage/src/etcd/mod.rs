@@ -1,0 +1,1 @@
+//! The Store on an external etcd cluster.
