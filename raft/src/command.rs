@@ -40,6 +40,9 @@ pub enum CommandResponse {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Error(StoreError),
+    /// The answer to a log entry that carries no command (the blank entry of a new leader, a
+    /// membership change): the store's revision after it.
+    Applied(ResponseHeader),
 }
 
 impl Command {

@@ -361,4 +361,38 @@ mod tests {
         assert!(store.save_vote(&Vote::new(4, 1)).await.is_err());
         assert_eq!(store.read_vote().await.expect("vote"), Some(Vote::new(5, 1)));
     }
+
+    /// The figure behind docs/adr/001-raft-log-wal.md: 200 sequential single-entry appends, each
+    /// waited for until raft-log's fdatasync completed. Run with `--nocapture` to see it.
+    #[tokio::test]
+    async fn append_fsync_latency() {
+        const APPENDS: u64 = 200;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = LogStore::open(dir.path()).expect("open");
+        let payload = vec![b'x'; 256];
+        let mut latencies = Vec::with_capacity(APPENDS as usize);
+        let started = Instant::now();
+        for index in 1..=APPENDS {
+            let command = crate::command::Command::Put(kuboard_storage::PutRequest::new(
+                format!("/bench/{index}"),
+                payload.clone(),
+            ));
+            let op = Instant::now();
+            append(&mut store, vec![Entry::new_normal(log_id(1, index), command)]).await;
+            latencies.push(op.elapsed());
+        }
+        let total = started.elapsed();
+        latencies.sort();
+        let percentile = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+        println!(
+            "raft-log append+fdatasync: {APPENDS} sequential single-entry appends in {:.1} ms; per op p50 {:.3} ms, \
+             p99 {:.3} ms, max {:.3} ms",
+            total.as_secs_f64() * 1000.0,
+            percentile(50).as_secs_f64() * 1000.0,
+            percentile(99).as_secs_f64() * 1000.0,
+            latencies[latencies.len() - 1].as_secs_f64() * 1000.0,
+        );
+        let entries = store.try_get_log_entries(1..=APPENDS).await.expect("read back");
+        assert_eq!(entries.len() as u64, APPENDS);
+    }
 }

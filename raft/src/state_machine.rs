@@ -1,0 +1,338 @@
+//! openraft's state machine: the MVCC key-value store of [`crate::mvcc`] plus the openraft
+//! bookkeeping it persists with every change, and the snapshot files.
+//!
+//! Every applied entry stores, in the same sled batch as its data change, the meta record
+//! `(last applied log id, last membership)` encoded by [`crate::codec`], so after a crash data and
+//! meta agree and openraft replays the log from exactly the right place.
+//!
+//! Snapshot files (`data_dir/raft/snapshots/snapshot-<term>-<node>-<index>.snap`):
+//! `[u32 big-endian header length][codec record of SnapshotMeta][mvcc export]`. A snapshot is
+//! written to a temporary file, fsynced, renamed into place and the directory fsynced, before
+//! openraft is told about it (and may purge the log behind it).
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, TryStreamExt};
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{OptionalSend, RaftSnapshotBuilder};
+use kuboard_storage::{ResponseHeader, TxnOpResponse, TxnResponse};
+
+use crate::codec;
+use crate::command::CommandResponse;
+use crate::mvcc::KvStateMachine;
+use crate::types::{EntryPayload, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
+
+type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
+
+/// The data of a snapshot as openraft hands it around: an open snapshot file, read from its start.
+pub(crate) type SnapshotData = File;
+
+/// Upper bound of a snapshot file header (the encoded meta: a log id and a membership).
+const MAX_HEADER_LEN: usize = 1024 * 1024;
+
+/// What the state machine records with every applied entry.
+pub(crate) type AppliedState = (Option<LogId>, StoredMembership);
+
+fn io_err(context: &str, e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("{context}: {e}"))
+}
+
+pub(crate) fn encode_meta(state: &AppliedState) -> io::Result<Vec<u8>> {
+    codec::encode(state).map_err(|e| io_err("encode state machine meta", e))
+}
+
+pub(crate) fn decode_meta(bytes: &[u8]) -> io::Result<AppliedState> {
+    codec::decode(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("decode state machine meta: {e}")))
+}
+
+/// Read the applied state recorded in the MVCC store (`None, empty` on a fresh store).
+pub(crate) fn read_applied_state(kv: &KvStateMachine) -> io::Result<AppliedState> {
+    match kv.meta().map_err(|e| io_err("read state machine meta", e))? {
+        Some(bytes) => decode_meta(&bytes),
+        None => Ok((None, StoredMembership::default())),
+    }
+}
+
+/// Set the answering member and the term on a response and on every nested one.
+pub(crate) fn fill_header(response: &mut CommandResponse, member_id: NodeId, raft_term: u64) {
+    fn set(header: &mut ResponseHeader, member_id: NodeId, raft_term: u64) {
+        header.member_id = member_id;
+        header.raft_term = raft_term;
+    }
+    fn txn(response: &mut TxnResponse, member_id: NodeId, raft_term: u64) {
+        set(&mut response.header, member_id, raft_term);
+        for op in &mut response.responses {
+            match op {
+                TxnOpResponse::Range(r) => set(&mut r.header, member_id, raft_term),
+                TxnOpResponse::Put(r) => set(&mut r.header, member_id, raft_term),
+                TxnOpResponse::DeleteRange(r) => set(&mut r.header, member_id, raft_term),
+                TxnOpResponse::Txn(r) => txn(r, member_id, raft_term),
+            }
+        }
+    }
+    match response {
+        CommandResponse::Put(r) => set(&mut r.header, member_id, raft_term),
+        CommandResponse::DeleteRange(r) => set(&mut r.header, member_id, raft_term),
+        CommandResponse::Txn(r) => txn(r, member_id, raft_term),
+        CommandResponse::Compact(r) => set(&mut r.header, member_id, raft_term),
+        CommandResponse::LeaseGrant(r) => set(&mut r.header, member_id, raft_term),
+        CommandResponse::LeaseRevoke(r) => set(&mut r.header, member_id, raft_term),
+        CommandResponse::Applied(header) => set(header, member_id, raft_term),
+        CommandResponse::Error(_) => {}
+    }
+}
+
+/// The snapshot files of this member and which one is current.
+struct SnapshotFiles {
+    dir: PathBuf,
+    current: Mutex<Option<(SnapshotMeta, PathBuf)>>,
+}
+
+impl SnapshotFiles {
+    fn open(dir: &Path) -> io::Result<SnapshotFiles> {
+        fs::create_dir_all(dir)?;
+        let mut best: Option<(SnapshotMeta, PathBuf)> = None;
+        for dirent in fs::read_dir(dir)? {
+            let path = dirent?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            if name.starts_with("tmp-") {
+                // A snapshot whose writing was interrupted; it was never announced.
+                fs::remove_file(&path)?;
+                continue;
+            }
+            if !name.ends_with(".snap") {
+                continue;
+            }
+            let meta = match File::open(&path).and_then(|mut f| read_header(&mut f)) {
+                Ok(meta) => meta,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable snapshot file");
+                    continue;
+                }
+            };
+            if best.as_ref().is_none_or(|(b, _)| meta.last_log_id > b.last_log_id) {
+                best = Some((meta, path));
+            }
+        }
+        Ok(SnapshotFiles { dir: dir.to_owned(), current: Mutex::new(best) })
+    }
+
+    fn current(&self) -> io::Result<Option<(SnapshotMeta, PathBuf)>> {
+        Ok(self.current.lock().map_err(|_| io::Error::other("snapshot lock poisoned"))?.clone())
+    }
+
+    fn file_name(meta: &SnapshotMeta) -> String {
+        match &meta.last_log_id {
+            Some(id) => format!("snapshot-{}-{}-{}.snap", id.leader_id.term, id.leader_id.node_id, id.index),
+            None => "snapshot-empty.snap".to_owned(),
+        }
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.dir.join(format!("tmp-{}-{}", std::process::id(), rand::random::<u64>()))
+    }
+
+    /// Make `temp` (fully written and fsynced) the current snapshot for `meta`, durably, and
+    /// remove the older snapshot files.
+    fn publish(&self, temp: &Path, meta: &SnapshotMeta) -> io::Result<PathBuf> {
+        let path = self.dir.join(Self::file_name(meta));
+        fs::rename(temp, &path)?;
+        File::open(&self.dir)?.sync_all()?;
+        let mut current = self.current.lock().map_err(|_| io::Error::other("snapshot lock poisoned"))?;
+        *current = Some((meta.clone(), path.clone()));
+        drop(current);
+        for dirent in fs::read_dir(&self.dir)? {
+            let old = dirent?.path();
+            let is_snapshot = old.extension().is_some_and(|e| e == "snap");
+            if is_snapshot && old != path {
+                // A reader that still has the old file open keeps its data until it closes it.
+                fs::remove_file(&old)?;
+            }
+        }
+        Ok(path)
+    }
+}
+
+fn write_header(w: &mut impl Write, meta: &SnapshotMeta) -> io::Result<()> {
+    let header = codec::encode(meta).map_err(|e| io_err("encode snapshot meta", e))?;
+    let len = u32::try_from(header.len()).map_err(|_| io::Error::other("snapshot header too large"))?;
+    w.write_all(&len.to_be_bytes())?;
+    w.write_all(&header)
+}
+
+/// Read the header of a snapshot file, leaving the reader at the start of the MVCC export.
+fn read_header(r: &mut impl Read) -> io::Result<SnapshotMeta> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_HEADER_LEN {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("snapshot header of {len} bytes")));
+    }
+    let mut header = vec![0u8; len];
+    r.read_exact(&mut header)?;
+    codec::decode_with_limit(&header, MAX_HEADER_LEN)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("decode snapshot header: {e}")))
+}
+
+struct Shared {
+    kv: KvStateMachine,
+    snapshots: SnapshotFiles,
+    /// Held while applying and while exporting, so a snapshot's data and its meta are of one
+    /// moment.
+    apply_lock: Mutex<()>,
+}
+
+/// The state machine handle given to openraft.
+pub(crate) struct StateMachineStore {
+    shared: Arc<Shared>,
+    node_id: NodeId,
+    applied: AppliedState,
+}
+
+impl StateMachineStore {
+    pub(crate) fn open(kv: KvStateMachine, snapshot_dir: &Path, node_id: NodeId) -> io::Result<StateMachineStore> {
+        let applied = read_applied_state(&kv)?;
+        let snapshots = SnapshotFiles::open(snapshot_dir)?;
+        Ok(StateMachineStore { shared: Arc::new(Shared { kv, snapshots, apply_lock: Mutex::new(()) }), node_id, applied })
+    }
+}
+
+/// Builds a snapshot of the state machine on a blocking thread.
+pub(crate) struct SnapshotBuilder {
+    shared: Arc<Shared>,
+}
+
+fn build_snapshot_blocking(shared: &Shared) -> io::Result<(SnapshotMeta, PathBuf)> {
+    let temp = shared.snapshots.temp_path();
+    let result = (|| {
+        let mut writer = BufWriter::new(File::create(&temp)?);
+        let meta = {
+            let _guard = shared.apply_lock.lock().map_err(|_| io::Error::other("apply lock poisoned"))?;
+            let (last_log_id, last_membership) = read_applied_state(&shared.kv)?;
+            let meta = SnapshotMeta { last_log_id, last_membership };
+            write_header(&mut writer, &meta)?;
+            shared.kv.export_snapshot(&mut writer).map_err(|e| io_err("export state machine", e))?;
+            meta
+        };
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        let path = shared.snapshots.publish(&temp, &meta)?;
+        Ok((meta, path))
+    })();
+    if result.is_err() {
+        // Best effort: the file is also removed on the next open.
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let shared = self.shared.clone();
+        let (meta, path) = tokio::task::spawn_blocking(move || build_snapshot_blocking(&shared))
+            .await
+            .map_err(|e| io_err("snapshot task", e))??;
+        tracing::info!(last_log_id = ?meta.last_log_id, path = %path.display(), "snapshot built");
+        Ok(Snapshot { meta, snapshot: File::open(path)? })
+    }
+}
+
+fn install_snapshot_blocking(shared: &Shared, meta: &SnapshotMeta, mut source: File) -> io::Result<()> {
+    source.seek(SeekFrom::Start(0))?;
+    let temp = shared.snapshots.temp_path();
+    let result = (|| {
+        let mut file = File::create(&temp)?;
+        io::copy(&mut source, &mut file)?;
+        file.sync_all()?;
+        drop(file);
+
+        let mut reader = BufReader::new(File::open(&temp)?);
+        let in_file = read_header(&mut reader)?;
+        if &in_file != meta {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("snapshot file is of {:?}, expected {:?}", in_file.last_log_id, meta.last_log_id),
+            ));
+        }
+        {
+            let _guard = shared.apply_lock.lock().map_err(|_| io::Error::other("apply lock poisoned"))?;
+            shared.kv.install_snapshot(&mut reader).map_err(|e| io_err("install snapshot", e))?;
+        }
+        shared.snapshots.publish(&temp, meta)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<AppliedState, io::Error> {
+        Ok(self.applied.clone())
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let log_id = entry.log_id();
+            let term = log_id.leader_id.term;
+            let mut applied = (Some(log_id.clone()), self.applied.1.clone());
+            if let Some(membership) = entry.get_membership() {
+                applied.1 = StoredMembership::new(Some(log_id.clone()), membership);
+            }
+            let meta = encode_meta(&applied)?;
+            let mut response = {
+                let _guard = self.shared.apply_lock.lock().map_err(|_| io::Error::other("apply lock poisoned"))?;
+                match &entry.payload {
+                    EntryPayload::Normal(command) => {
+                        self.shared.kv.apply(command, &meta).map_err(|e| io_err("apply command", e))?
+                    }
+                    EntryPayload::Blank | EntryPayload::Membership(_) => {
+                        self.shared.kv.apply_meta(&meta).map_err(|e| io_err("apply meta", e))?;
+                        CommandResponse::Applied(ResponseHeader { revision: self.shared.kv.revision(), ..Default::default() })
+                    }
+                }
+            };
+            self.applied = applied;
+            fill_header(&mut response, self.node_id, term);
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder { shared: self.shared.clone() }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
+        let shared = self.shared.clone();
+        let owned_meta = meta.clone();
+        tokio::task::spawn_blocking(move || install_snapshot_blocking(&shared, &owned_meta, snapshot))
+            .await
+            .map_err(|e| io_err("snapshot task", e))??;
+        self.applied = (meta.last_log_id.clone(), meta.last_membership.clone());
+        tracing::info!(last_log_id = ?meta.last_log_id, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let Some((meta, path)) = self.shared.snapshots.current()? else {
+            return Ok(None);
+        };
+        Ok(Some(Snapshot { meta, snapshot: File::open(path)? }))
+    }
+}
