@@ -231,12 +231,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let wal = self.lock()?;
         let state = wal.log_state();
-        let last_purged_log_id = state.purged().map(|id| id.0.clone());
+        let last_purged_log_id = state.purged().map(|id| id.0);
         // raft-log moves `last` up to `purged` when everything is purged, as openraft expects.
-        let last_log_id = state
-            .last()
-            .map(|id| id.0.clone())
-            .or_else(|| last_purged_log_id.clone());
+        let last_log_id = state.last().map(|id| id.0).or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -269,7 +266,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.lock()?.log_state().committed().map(|id| id.0.clone()))
+        Ok(self.lock()?.log_state().committed().map(|id| id.0))
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>

@@ -27,7 +27,11 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerClient {
-        PeerClient { from: self.node_id, target, addr: node.addr.clone() }
+        PeerClient {
+            from: self.node_id,
+            target,
+            addr: node.addr.clone(),
+        }
     }
 }
 

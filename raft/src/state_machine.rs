@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, TryStreamExt};
+use kuboard_storage::{ResponseHeader, TxnOpResponse, TxnResponse};
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{OptionalSend, RaftSnapshotBuilder};
-use kuboard_storage::{ResponseHeader, TxnOpResponse, TxnResponse};
 
 use crate::codec;
 use crate::command::CommandResponse;
@@ -46,7 +46,8 @@ pub(crate) fn encode_meta(state: &AppliedState) -> io::Result<Vec<u8>> {
 }
 
 pub(crate) fn decode_meta(bytes: &[u8]) -> io::Result<AppliedState> {
-    codec::decode(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("decode state machine meta: {e}")))
+    codec::decode(bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("decode state machine meta: {e}")))
 }
 
 /// Read the applied state recorded in the MVCC store (`None, empty` on a fresh store).
@@ -118,22 +119,33 @@ impl SnapshotFiles {
                 best = Some((meta, path));
             }
         }
-        Ok(SnapshotFiles { dir: dir.to_owned(), current: Mutex::new(best) })
+        Ok(SnapshotFiles {
+            dir: dir.to_owned(),
+            current: Mutex::new(best),
+        })
     }
 
     fn current(&self) -> io::Result<Option<(SnapshotMeta, PathBuf)>> {
-        Ok(self.current.lock().map_err(|_| io::Error::other("snapshot lock poisoned"))?.clone())
+        Ok(self
+            .current
+            .lock()
+            .map_err(|_| io::Error::other("snapshot lock poisoned"))?
+            .clone())
     }
 
     fn file_name(meta: &SnapshotMeta) -> String {
         match &meta.last_log_id {
-            Some(id) => format!("snapshot-{}-{}-{}.snap", id.leader_id.term, id.leader_id.node_id, id.index),
+            Some(id) => format!(
+                "snapshot-{}-{}-{}.snap",
+                id.leader_id.term, id.leader_id.node_id, id.index
+            ),
             None => "snapshot-empty.snap".to_owned(),
         }
     }
 
     fn temp_path(&self) -> PathBuf {
-        self.dir.join(format!("tmp-{}-{}", std::process::id(), rand::random::<u64>()))
+        self.dir
+            .join(format!("tmp-{}-{}", std::process::id(), rand::random::<u64>()))
     }
 
     /// Make `temp` (fully written and fsynced) the current snapshot for `meta`, durably, and
@@ -142,7 +154,10 @@ impl SnapshotFiles {
         let path = self.dir.join(Self::file_name(meta));
         fs::rename(temp, &path)?;
         File::open(&self.dir)?.sync_all()?;
-        let mut current = self.current.lock().map_err(|_| io::Error::other("snapshot lock poisoned"))?;
+        let mut current = self
+            .current
+            .lock()
+            .map_err(|_| io::Error::other("snapshot lock poisoned"))?;
         *current = Some((meta.clone(), path.clone()));
         drop(current);
         for dirent in fs::read_dir(&self.dir)? {
@@ -170,7 +185,10 @@ fn read_header(r: &mut impl Read) -> io::Result<SnapshotMeta> {
     r.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_HEADER_LEN {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("snapshot header of {len} bytes")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("snapshot header of {len} bytes"),
+        ));
     }
     let mut header = vec![0u8; len];
     r.read_exact(&mut header)?;
@@ -197,7 +215,15 @@ impl StateMachineStore {
     pub(crate) fn open(kv: KvStateMachine, snapshot_dir: &Path, node_id: NodeId) -> io::Result<StateMachineStore> {
         let applied = read_applied_state(&kv)?;
         let snapshots = SnapshotFiles::open(snapshot_dir)?;
-        Ok(StateMachineStore { shared: Arc::new(Shared { kv, snapshots, apply_lock: Mutex::new(()) }), node_id, applied })
+        Ok(StateMachineStore {
+            shared: Arc::new(Shared {
+                kv,
+                snapshots,
+                apply_lock: Mutex::new(()),
+            }),
+            node_id,
+            applied,
+        })
     }
 }
 
@@ -211,11 +237,20 @@ fn build_snapshot_blocking(shared: &Shared) -> io::Result<(SnapshotMeta, PathBuf
     let result = (|| {
         let mut writer = BufWriter::new(File::create(&temp)?);
         let meta = {
-            let _guard = shared.apply_lock.lock().map_err(|_| io::Error::other("apply lock poisoned"))?;
+            let _guard = shared
+                .apply_lock
+                .lock()
+                .map_err(|_| io::Error::other("apply lock poisoned"))?;
             let (last_log_id, last_membership) = read_applied_state(&shared.kv)?;
-            let meta = SnapshotMeta { last_log_id, last_membership };
+            let meta = SnapshotMeta {
+                last_log_id,
+                last_membership,
+            };
             write_header(&mut writer, &meta)?;
-            shared.kv.export_snapshot(&mut writer).map_err(|e| io_err("export state machine", e))?;
+            shared
+                .kv
+                .export_snapshot(&mut writer)
+                .map_err(|e| io_err("export state machine", e))?;
             meta
         };
         let file = writer.into_inner().map_err(|e| e.into_error())?;
@@ -239,7 +274,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .await
             .map_err(|e| io_err("snapshot task", e))??;
         tracing::info!(last_log_id = ?meta.last_log_id, path = %path.display(), "snapshot built");
-        Ok(Snapshot { meta, snapshot: File::open(path)? })
+        Ok(Snapshot {
+            meta,
+            snapshot: File::open(path)?,
+        })
     }
 }
 
@@ -257,12 +295,21 @@ fn install_snapshot_blocking(shared: &Shared, meta: &SnapshotMeta, mut source: F
         if &in_file != meta {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("snapshot file is of {:?}, expected {:?}", in_file.last_log_id, meta.last_log_id),
+                format!(
+                    "snapshot file is of {:?}, expected {:?}",
+                    in_file.last_log_id, meta.last_log_id
+                ),
             ));
         }
         {
-            let _guard = shared.apply_lock.lock().map_err(|_| io::Error::other("apply lock poisoned"))?;
-            shared.kv.install_snapshot(&mut reader).map_err(|e| io_err("install snapshot", e))?;
+            let _guard = shared
+                .apply_lock
+                .lock()
+                .map_err(|_| io::Error::other("apply lock poisoned"))?;
+            shared
+                .kv
+                .install_snapshot(&mut reader)
+                .map_err(|e| io_err("install snapshot", e))?;
         }
         shared.snapshots.publish(&temp, meta)?;
         Ok(())
@@ -288,20 +335,29 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
             let term = log_id.leader_id.term;
-            let mut applied = (Some(log_id.clone()), self.applied.1.clone());
+            let mut applied = (Some(log_id), self.applied.1.clone());
             if let Some(membership) = entry.get_membership() {
-                applied.1 = StoredMembership::new(Some(log_id.clone()), membership);
+                applied.1 = StoredMembership::new(Some(log_id), membership);
             }
             let meta = encode_meta(&applied)?;
             let mut response = {
-                let _guard = self.shared.apply_lock.lock().map_err(|_| io::Error::other("apply lock poisoned"))?;
+                let _guard = self
+                    .shared
+                    .apply_lock
+                    .lock()
+                    .map_err(|_| io::Error::other("apply lock poisoned"))?;
                 match &entry.payload {
-                    EntryPayload::Normal(command) => {
-                        self.shared.kv.apply(command, &meta).map_err(|e| io_err("apply command", e))?
-                    }
+                    EntryPayload::Normal(command) => self
+                        .shared
+                        .kv
+                        .apply(command, &meta)
+                        .map_err(|e| io_err("apply command", e))?,
                     EntryPayload::Blank | EntryPayload::Membership(_) => {
                         self.shared.kv.apply_meta(&meta).map_err(|e| io_err("apply meta", e))?;
-                        CommandResponse::Applied(ResponseHeader { revision: self.shared.kv.revision(), ..Default::default() })
+                        CommandResponse::Applied(ResponseHeader {
+                            revision: self.shared.kv.revision(),
+                            ..Default::default()
+                        })
                     }
                 }
             };
@@ -315,7 +371,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        SnapshotBuilder { shared: self.shared.clone() }
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+        }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
@@ -324,7 +382,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         tokio::task::spawn_blocking(move || install_snapshot_blocking(&shared, &owned_meta, snapshot))
             .await
             .map_err(|e| io_err("snapshot task", e))??;
-        self.applied = (meta.last_log_id.clone(), meta.last_membership.clone());
+        self.applied = (meta.last_log_id, meta.last_membership.clone());
         tracing::info!(last_log_id = ?meta.last_log_id, "snapshot installed");
         Ok(())
     }
@@ -333,6 +391,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let Some((meta, path)) = self.shared.snapshots.current()? else {
             return Ok(None);
         };
-        Ok(Some(Snapshot { meta, snapshot: File::open(path)? }))
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: File::open(path)?,
+        }))
     }
 }
