@@ -1,0 +1,392 @@
+//! The MVCC key-value state machine: etcd 3.4's revision semantics on sled, without openraft.
+//!
+//! # Layout
+//!
+//! - `keys`: byte layouts of the tree keys (revision keys, the escaped key index, lease keys).
+//! - `records`: the persisted records, each encoded with [`crate::codec`].
+//! - `write`: the pending writes of one command (an overlay that later operations of a txn see)
+//!   and their conversion into one atomic commit.
+//! - `range`: reads of the latest state and of older revisions.
+//! - `txn`: validation, compares and execution of transactions.
+//! - `compaction`, `lease`: the `Compact` and lease commands.
+//! - `watch`: the watch hub (live events) and the watch streams (history replay, then live).
+//! - `snapshot`: export and atomic install of a point-in-time copy.
+//!
+//! # Trees (one set per generation, `g<N>.<name>`)
+//!
+//! - `kv`: key -> latest live version (what a read at the current revision needs, one range scan).
+//! - `history`: `(revision, sub_revision)` -> the write (a put or a tombstone).
+//! - `index`: `(key, revision, sub_revision)` -> tombstone flag, to find the version of a key
+//!   visible at any retained revision with one seek.
+//! - `leases`: lease id -> granted ttl; `lease_keys`: `(lease id, key)` for every attached key.
+//! - `meta`: the revision, the compaction revision and the raft layer's opaque meta bytes.
+//!
+//! The default tree holds the active generation; installing a snapshot builds the next generation
+//! beside the active one and switches with one insert, so a crash leaves the old or the new state.
+//!
+//! Architecture Invariant: every `apply` is one sled transaction over every tree it changes,
+//! including the meta bytes; reads never see half of a command.
+
+mod compaction;
+mod keys;
+mod lease;
+mod range;
+mod records;
+mod snapshot;
+mod txn;
+mod watch;
+mod write;
+
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use kuboard_storage::{
+    CompactResponse, RangeRequest, RangeResponse, ResponseHeader, StoreError, WatchRequest, WatchStream,
+};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::codec::CodecError;
+use crate::command::{Command, CommandResponse};
+use records::{decode, encode};
+use write::{Commit, TreeId};
+
+/// The active generation of trees, in the default tree.
+const ACTIVE_GENERATION: &[u8] = b"active_generation";
+/// Keys of the `meta` tree.
+const META_REVISION: &[u8] = b"revision";
+const META_COMPACT_REVISION: &[u8] = b"compact_revision";
+const META_RAFT: &[u8] = b"raft_meta";
+/// How often an idle watch that asked for progress notifications gets one (etcd's default).
+const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
+
+/// An internal fault of the state machine. Bad client input is never an `MvccError`: it is a
+/// `CommandResponse::Error`.
+#[derive(Debug, thiserror::Error)]
+pub enum MvccError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("codec of {what}: {source}")]
+    Codec {
+        what: &'static str,
+        #[source]
+        source: CodecError,
+    },
+    #[error("snapshot stream: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt state machine data: {0}")]
+    Corrupt(String),
+    #[error("invalid snapshot: {0}")]
+    InvalidSnapshot(String),
+}
+
+impl From<MvccError> for StoreError {
+    fn from(error: MvccError) -> Self {
+        StoreError::Internal(error.to_string())
+    }
+}
+
+/// The trees of one generation.
+pub(super) struct Trees {
+    generation: u64,
+    kv: sled::Tree,
+    history: sled::Tree,
+    index: sled::Tree,
+    leases: sled::Tree,
+    lease_keys: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl Trees {
+    const NAMES: [&'static str; 6] = ["kv", "history", "index", "leases", "lease_keys", "meta"];
+
+    fn tree_name(generation: u64, name: &str) -> String {
+        format!("g{generation}.{name}")
+    }
+
+    /// The generation a tree name belongs to, `None` for trees that are not ours.
+    fn generation_of(tree_name: &[u8]) -> Option<u64> {
+        let name = std::str::from_utf8(tree_name).ok()?;
+        let (generation, _) = name.strip_prefix('g')?.split_once('.')?;
+        generation.parse().ok()
+    }
+
+    fn open(db: &sled::Db, generation: u64) -> Result<Trees, MvccError> {
+        let open = |name: &str| db.open_tree(Self::tree_name(generation, name));
+        Ok(Trees {
+            generation,
+            kv: open("kv")?,
+            history: open("history")?,
+            index: open("index")?,
+            leases: open("leases")?,
+            lease_keys: open("lease_keys")?,
+            meta: open("meta")?,
+        })
+    }
+
+    fn tree(&self, id: TreeId) -> &sled::Tree {
+        match id {
+            TreeId::Kv => &self.kv,
+            TreeId::History => &self.history,
+            TreeId::Index => &self.index,
+            TreeId::Leases => &self.leases,
+            TreeId::LeaseKeys => &self.lease_keys,
+            TreeId::Meta => &self.meta,
+        }
+    }
+
+    fn read_counter(&self, key: &[u8], default: i64) -> Result<i64, MvccError> {
+        match self.meta.get(key)? {
+            Some(bytes) => decode("revision counter", &bytes),
+            None => Ok(default),
+        }
+    }
+}
+
+struct Inner {
+    db: sled::Db,
+    /// Serialises every state change (apply, install) and the start of an export.
+    apply_lock: Mutex<()>,
+    /// Held shared by a snapshot export while it streams history; compaction and install, which
+    /// remove history, take it exclusively.
+    history_lock: RwLock<()>,
+    /// The active trees. Readers hold it shared for the whole read so that a read sees one
+    /// revision; a commit holds it exclusively while the sled transaction runs.
+    state: RwLock<Arc<Trees>>,
+    /// Written only while `state` is held exclusively.
+    revision: AtomicI64,
+    compact_revision: AtomicI64,
+    hub: watch::WatchHub,
+    progress_interval_millis: AtomicU64,
+}
+
+/// The MVCC key-value state machine. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct KvStateMachine {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data lives in sled and is consistent whatever a panicking holder did.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn header(revision: i64) -> ResponseHeader {
+    ResponseHeader {
+        revision,
+        member_id: 0,
+        raft_term: 0,
+    }
+}
+
+impl KvStateMachine {
+    /// Open or create the sled database at `path` (a directory).
+    pub fn open(path: &Path) -> Result<KvStateMachine, MvccError> {
+        let db = sled::Config::new().path(path).open()?;
+        let generation = match db.get(ACTIVE_GENERATION)? {
+            Some(bytes) => decode::<u64>("active generation", &bytes)?,
+            None => 0,
+        };
+        // Trees of another generation are leftovers of an install that crashed before switching,
+        // or of the generation an install replaced.
+        for name in db.tree_names() {
+            if Trees::generation_of(&name).is_some_and(|other| other != generation) {
+                db.drop_tree(&name)?;
+            }
+        }
+        let trees = Trees::open(&db, generation)?;
+        let revision = trees.read_counter(META_REVISION, 1)?;
+        let compact_revision = trees.read_counter(META_COMPACT_REVISION, 0)?;
+        Ok(KvStateMachine {
+            inner: Arc::new(Inner {
+                db,
+                apply_lock: Mutex::new(()),
+                history_lock: RwLock::new(()),
+                state: RwLock::new(Arc::new(trees)),
+                revision: AtomicI64::new(revision),
+                compact_revision: AtomicI64::new(compact_revision),
+                hub: watch::WatchHub::new(),
+                progress_interval_millis: AtomicU64::new(DEFAULT_PROGRESS_INTERVAL.as_millis() as u64),
+            }),
+        })
+    }
+
+    /// Apply one command atomically together with `meta`. Bad input is answered with
+    /// `CommandResponse::Error` and changes nothing but `meta`.
+    pub fn apply(&self, command: &Command, meta: &[u8]) -> Result<CommandResponse, MvccError> {
+        let _apply = lock(&self.inner.apply_lock);
+        // Compaction removes history, so it waits for snapshot exports streaming it to finish.
+        let _history = matches!(command, Command::Compact(_)).then(|| write(&self.inner.history_lock));
+        let trees = read(&self.inner.state).clone();
+        let base = self.revision();
+        let compacted = self.compact_revision();
+        let mut commit = Commit::new(self.inner.hub.has_watchers());
+        let response = match command {
+            Command::Put(request) => write::apply_put(&trees, base, request, &mut commit)?,
+            Command::DeleteRange(request) => write::apply_delete_range(&trees, base, request, &mut commit)?,
+            Command::Txn(request) => txn::apply_txn(&trees, base, compacted, request, &mut commit)?,
+            Command::Compact(request) => {
+                match compaction::compact(&trees, base, compacted, request.revision, &mut commit)? {
+                    Ok(()) => CommandResponse::Compact(CompactResponse { header: header(base) }),
+                    Err(error) => CommandResponse::Error(error),
+                }
+            }
+            Command::LeaseGrant { id, ttl } => lease::apply_grant(&trees, base, *id, *ttl, &mut commit)?,
+            Command::LeaseRevoke { id } => lease::apply_revoke(&trees, base, *id, &mut commit)?,
+        };
+        self.commit(commit, meta)?;
+        Ok(response)
+    }
+
+    /// Persist `meta` alone (blank and membership log entries).
+    pub fn apply_meta(&self, meta: &[u8]) -> Result<(), MvccError> {
+        let _apply = lock(&self.inner.apply_lock);
+        self.commit(Commit::new(false), meta)
+    }
+
+    /// Commit one command's writes and `meta` in one sled transaction, then publish its events.
+    /// The caller holds `apply_lock`, which keeps publications in revision order.
+    fn commit(&self, mut commit: Commit, meta: &[u8]) -> Result<(), MvccError> {
+        commit.insert(TreeId::Meta, META_RAFT, meta);
+        if let Some(revision) = commit.new_revision {
+            commit.insert(TreeId::Meta, META_REVISION, encode("revision counter", &revision)?);
+        }
+        if let Some(revision) = commit.new_compact_revision {
+            commit.insert(
+                TreeId::Meta,
+                META_COMPACT_REVISION,
+                encode("revision counter", &revision)?,
+            );
+        }
+        let state = write(&self.inner.state);
+        let (ids, batches) = commit.take_batches();
+        let trees: Vec<&sled::Tree> = ids.iter().map(|&id| state.tree(id)).collect();
+        trees[..]
+            .transaction(|views| {
+                for (view, batch) in views.iter().zip(&batches) {
+                    view.apply_batch(batch)?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|error| match error {
+                TransactionError::Storage(error) => MvccError::Sled(error),
+                TransactionError::Abort(()) => MvccError::Corrupt("commit transaction aborted".to_string()),
+            })?;
+        if let Some(revision) = commit.new_revision {
+            self.inner.revision.store(revision, Ordering::SeqCst);
+        }
+        if let Some(revision) = commit.new_compact_revision {
+            self.inner.compact_revision.store(revision, Ordering::SeqCst);
+        }
+        drop(state);
+        if let Some(revision) = commit.new_revision {
+            self.inner.hub.publish(revision, std::mem::take(&mut commit.events));
+        }
+        Ok(())
+    }
+
+    /// The meta stored with the last applied entry, `None` on a fresh database.
+    pub fn meta(&self) -> Result<Option<Vec<u8>>, MvccError> {
+        Ok(read(&self.inner.state).meta.get(META_RAFT)?.map(|bytes| bytes.to_vec()))
+    }
+
+    /// Read from the local state (the raft layer ensures linearizability before calling).
+    pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, StoreError> {
+        range::validate_range(request)?;
+        let state = read(&self.inner.state);
+        let current = self.revision();
+        let compacted = self.compact_revision();
+        let revision = if request.revision == 0 {
+            current
+        } else {
+            request.revision
+        };
+        if revision > current {
+            return Err(StoreError::FutureRevision {
+                requested: revision,
+                current,
+            });
+        }
+        if revision < compacted {
+            return Err(StoreError::Compacted {
+                requested: revision,
+                compact_revision: compacted,
+            });
+        }
+        let result = if revision == current {
+            range::range_latest(&state, None, request)?
+        } else {
+            range::range_at(&state, revision, request)?
+        };
+        Ok(RangeResponse {
+            header: header(current),
+            kvs: result.kvs,
+            more: result.more,
+            count: result.count,
+        })
+    }
+
+    /// The current revision (1 on a fresh store, like etcd).
+    pub fn revision(&self) -> i64 {
+        self.inner.revision.load(Ordering::SeqCst)
+    }
+
+    /// The compaction revision, 0 if never compacted.
+    pub fn compact_revision(&self) -> i64 {
+        self.inner.compact_revision.load(Ordering::SeqCst)
+    }
+
+    /// Every lease with its granted ttl (seconds), ascending by id.
+    pub fn leases(&self) -> Result<Vec<(i64, i64)>, MvccError> {
+        lease::list(&read(&self.inner.state))
+    }
+
+    /// The granted ttl and attached keys of one lease, `None` if absent.
+    pub fn lease(&self, id: i64) -> Result<Option<(i64, Vec<Vec<u8>>)>, MvccError> {
+        lease::get(&read(&self.inner.state), id)
+    }
+
+    /// Write a consistent point-in-time copy of the whole state to `writer`.
+    pub fn export_snapshot(&self, writer: &mut dyn std::io::Write) -> Result<(), MvccError> {
+        snapshot::export(self, writer)
+    }
+
+    /// Replace the whole state with a snapshot, atomically.
+    pub fn install_snapshot(&self, reader: &mut dyn std::io::Read) -> Result<(), MvccError> {
+        snapshot::install(self, reader)
+    }
+
+    /// Flush sled to disk (best effort durability: the raft log is the source of truth).
+    pub fn flush(&self) -> Result<(), MvccError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Start a watch: history from `start_revision` (0: from the next revision), then live events.
+    pub fn watch(&self, request: WatchRequest) -> Result<WatchStream, StoreError> {
+        watch::start(self, request)
+    }
+
+    /// Shorten the interval of progress notifications (tests).
+    #[cfg(test)]
+    fn set_progress_interval(&self, interval: Duration) {
+        self.inner
+            .progress_interval_millis
+            .store(interval.as_millis() as u64, Ordering::SeqCst);
+    }
+}
