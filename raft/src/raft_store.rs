@@ -149,10 +149,13 @@ fn prepare_dir(dir: &Path) -> Result<(), OpenError> {
 async fn open_kv(path: &Path) -> Result<KvStateMachine, OpenError> {
     let deadline = Instant::now() + SM_LOCK_RETRY_DEADLINE;
     loop {
-        match KvStateMachine::open(path) {
+        let owned = path.to_owned();
+        let opened = tokio::task::spawn_blocking(move || KvStateMachine::open(&owned).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| OpenError::Other(format!("open state machine task: {e}")))?;
+        match opened {
             Ok(kv) => return Ok(kv),
-            Err(e) => {
-                let message = e.to_string();
+            Err(message) => {
                 // sled holds an exclusive lock on its files; a handle being dropped on another
                 // thread releases it shortly.
                 let locked = message.contains("lock") || message.contains("WouldBlock");
@@ -191,14 +194,18 @@ impl RaftStore {
             prepare_dir(dir)?;
         }
 
-        let log = tokio::task::block_in_place(|| LogStore::open(&wal_dir)).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock => data_dir_error(&wal_dir, "the raft log is in use by another process"),
-            io::ErrorKind::InvalidData => OpenError::Corrupt {
-                path: wal_dir.clone(),
-                message: e.to_string(),
-            },
-            _ => data_dir_error(&wal_dir, format!("open raft log: {e}")),
-        })?;
+        let wal = wal_dir.clone();
+        let log = tokio::task::spawn_blocking(move || LogStore::open(&wal))
+            .await
+            .map_err(|e| OpenError::Other(format!("open raft log task: {e}")))?
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::WouldBlock => data_dir_error(&wal_dir, "the raft log is in use by another process"),
+                io::ErrorKind::InvalidData => OpenError::Corrupt {
+                    path: wal_dir.clone(),
+                    message: e.to_string(),
+                },
+                _ => data_dir_error(&wal_dir, format!("open raft log: {e}")),
+            })?;
         let has_state = log.has_state().map_err(|e| data_dir_error(&wal_dir, e))?;
         let kv = open_kv(&sm_dir).await?;
         let sm =
@@ -300,9 +307,12 @@ impl RaftStore {
         drop(raft);
         log.sync().await.map_err(|e| internal(format!("flush raft log: {e}")))?;
         drop(log);
-        // The last handle on the state machine goes with `kv` at the end of this function, which
-        // releases sled's lock (watch streams still open keep their own handles).
-        tokio::task::block_in_place(|| kv.flush()).map_err(|e| internal(format!("flush state machine: {e}")))?;
+        // The last handle on the state machine goes with the flush task, which releases sled's
+        // lock (watch streams still open keep their own handles).
+        tokio::task::spawn_blocking(move || kv.flush())
+            .await
+            .map_err(|e| internal(format!("flush state machine task: {e}")))?
+            .map_err(|e| internal(format!("flush state machine: {e}")))?;
         tracing::info!(node_id = self.inner.node_id, "raft store shut down");
         Ok(())
     }

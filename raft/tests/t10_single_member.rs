@@ -211,3 +211,17 @@ async fn contradictory_config_is_refused() {
     bad.election_timeout_ms = bad.heartbeat_ms;
     assert!(matches!(RaftStore::open(bad).await, Err(OpenError::Config(_))));
 }
+
+/// The server and other crates' tests may run on a current-thread runtime: the store must not rely
+/// on blocking the runtime's only thread.
+#[tokio::test]
+async fn works_on_a_current_thread_runtime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RaftStore::open(config(dir.path())).await.expect("open");
+    store.put(PutRequest::new("k", "v")).await.expect("put");
+    assert_eq!(get(&store, "k").await.expect("k").value, b"v");
+    store.shutdown().await.expect("shutdown");
+    let store = RaftStore::open(config(dir.path())).await.expect("reopen");
+    assert_eq!(get(&store, "k").await.expect("k survives").value, b"v");
+    store.shutdown().await.expect("shutdown");
+}
