@@ -1,1 +1,83 @@
-fn main() {}
+//! Kuboard: a highly available Kubernetes multi-cluster dashboard.
+//!
+//! # Layout
+//!
+//! - [`cli`]: subcommands and flags; [`config`]: typed, validated settings.
+//! - [`server`]: `kuboard serve`, the composition root of a replica; [`store_backend`]: the closed
+//!   set of store backends; [`app_store`]: the metered store client the handlers use.
+//! - [`http`]: the REST API, health and metrics endpoints; [`auth`]: users and sessions in the store.
+//! - [`metrics`], [`logging`], [`clock`], [`version`]: process plumbing.
+
+mod app_store;
+mod auth;
+mod cli;
+mod clock;
+mod config;
+mod http;
+mod logging;
+#[cfg(test)]
+mod memory_store;
+mod metrics;
+mod server;
+mod store_backend;
+mod version;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cli::{Command, RawSettings};
+
+fn main() -> ExitCode {
+    let (cli, matches) = cli::parse();
+    match cli.command {
+        Command::Version(args) => {
+            println!("{}", version::describe(args.json));
+            ExitCode::SUCCESS
+        }
+        Command::Serve(_) => {
+            let serve_matches = matches
+                .subcommand_matches("serve")
+                .expect("clap matched the serve subcommand");
+            ExitCode::from(run_serve(&RawSettings::from_serve_matches(serve_matches)))
+        }
+    }
+}
+
+fn run_serve(raw: &RawSettings) -> u8 {
+    let hostname = hostname();
+    let config = match config::parse(raw, hostname.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return server::EXIT_CONFIG;
+        }
+    };
+    let data_dir_label = raw
+        .get("KUBOARD_DATA_DIR")
+        .map_or("KUBOARD_DATA_DIR", |raw| raw.label.as_str());
+    if let Err(error) = config::check_data_dir(data_dir_label, &config.data_dir) {
+        eprintln!("error: {error}");
+        return server::EXIT_CONFIG;
+    }
+    logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: start the async runtime: {error}");
+            return server::EXIT_FAILURE;
+        }
+    };
+    let exit_code = runtime.block_on(server::serve(config));
+    // Blocking tasks (a password hash) must not hold the exit past the shutdown deadline.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    exit_code
+}
+
+/// This machine's host name: `HOSTNAME` as Kubernetes sets it, else the kernel's.
+fn hostname() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|name| name.trim().to_string())
+}

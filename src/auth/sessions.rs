@@ -1,0 +1,162 @@
+//! Login sessions. A session token is 256 random bits (base64url); the store keeps only its SHA-256
+//! under `sessions/<hex>`, attached to a store lease so that expired sessions vanish by themselves.
+//! Every request checks its session in the store, so any replica accepts a session made by another
+//! and a logout takes effect everywhere at once.
+
+use base64::Engine;
+use kuboard_storage::{PutRequest, StoreError};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::app_store::AppStore;
+
+const SESSIONS_PREFIX: &str = "sessions/";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub username: String,
+    pub created_at: u64,
+    /// Seconds since the Unix epoch after which the session is refused, whatever the lease says.
+    pub expires_at: u64,
+    /// The store lease the key is attached to, `0` for none.
+    #[serde(default)]
+    pub lease: i64,
+}
+
+/// A live session found for a presented token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    pub record: SessionRecord,
+}
+
+/// A new random token: 32 bytes from the OS, base64url without padding (43 characters).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub fn session_key(token_hash: &str) -> String {
+    format!("{SESSIONS_PREFIX}{token_hash}")
+}
+
+/// True when `token` could have been made by [`new_token`]; anything else is refused unread.
+pub fn is_well_formed_token(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Creates a session for `username` lasting `ttl_seconds`; returns the token (shown once) and the record.
+pub async fn create_session(
+    store: &AppStore,
+    username: &str,
+    ttl_seconds: u64,
+    now: u64,
+) -> Result<(String, SessionRecord), StoreError> {
+    let ttl = i64::try_from(ttl_seconds).map_err(|_| StoreError::InvalidArgument("session ttl too large".into()))?;
+    let lease = store.lease_grant(ttl).await?.id;
+    let token = new_token();
+    let record = SessionRecord {
+        username: username.to_string(),
+        created_at: now,
+        expires_at: now + ttl_seconds,
+        lease,
+    };
+    let value = serde_json::to_vec(&record).expect("a session record always serializes");
+    store
+        .put(PutRequest {
+            key: session_key(&token_hash(&token)).into_bytes(),
+            value,
+            lease,
+            prev_kv: false,
+        })
+        .await?;
+    Ok((token, record))
+}
+
+/// The live session of `token`, if any. An expired session found in the store is removed.
+pub async fn find_session(store: &AppStore, token: &str, now: u64) -> Result<Option<Session>, StoreError> {
+    if !is_well_formed_token(token) {
+        return Ok(None);
+    }
+    let token_hash = token_hash(token);
+    let Some(kv) = store.get(&session_key(&token_hash)).await? else {
+        return Ok(None);
+    };
+    let record: SessionRecord = match serde_json::from_slice(&kv.value) {
+        Ok(record) => record,
+        Err(error) => {
+            tracing::warn!(%error, "a stored session record is not valid; treating it as absent");
+            return Ok(None);
+        }
+    };
+    if record.expires_at <= now {
+        delete_session(store, &token_hash, record.lease).await?;
+        return Ok(None);
+    }
+    Ok(Some(Session { token_hash, record }))
+}
+
+/// Ends a session: deletes its key and revokes its lease (a lease already gone is fine).
+pub async fn delete_session(store: &AppStore, token_hash: &str, lease: i64) -> Result<(), StoreError> {
+    store.delete_key(&session_key(token_hash)).await?;
+    if lease != 0 {
+        match store.lease_revoke(lease).await {
+            Ok(_) | Err(StoreError::LeaseNotFound(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// Ends every session of `username` except the one with `keep_token_hash`. Returns how many ended.
+pub async fn delete_other_sessions(
+    store: &AppStore,
+    username: &str,
+    keep_token_hash: &str,
+) -> Result<usize, StoreError> {
+    let mut ended = 0;
+    for kv in store.list(SESSIONS_PREFIX).await? {
+        let Ok(record) = serde_json::from_slice::<SessionRecord>(&kv.value) else {
+            continue;
+        };
+        let key = String::from_utf8_lossy(&kv.key);
+        let Some(hash) = key.strip_prefix(SESSIONS_PREFIX) else {
+            continue;
+        };
+        if record.username == username && hash != keep_token_hash {
+            delete_session(store, hash, record.lease).await?;
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_well_formed() {
+        let first = new_token();
+        let second = new_token();
+        assert_ne!(first, second);
+        assert!(is_well_formed_token(&first), "{first}");
+        assert!(!is_well_formed_token("short"));
+        assert!(!is_well_formed_token(&format!("{}!", &first[..42])));
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(session_key("ab"), "sessions/ab");
+    }
+}

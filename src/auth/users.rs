@@ -1,0 +1,195 @@
+//! User records under `users/<name>`, stored as JSON.
+
+use std::fmt;
+
+use kuboard_storage::{Compare, CompareResult, CompareTarget, KeyValue, PutRequest, StoreError, TxnOp, TxnRequest};
+use serde::{Deserialize, Serialize};
+
+use crate::app_store::AppStore;
+use crate::auth::password;
+
+pub const ADMIN_USERNAME: &str = "admin";
+const USERS_PREFIX: &str = "users/";
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// True until the user replaces a password someone else chose (the first-start default).
+    pub must_change_password: bool,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("UserRecord")
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .field("must_change_password", &self.must_change_password)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// A stored user together with the revision it was read at, for compare-and-swap updates.
+#[derive(Debug, Clone)]
+pub struct StoredUser {
+    pub record: UserRecord,
+    pub mod_revision: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored user record {key} is not valid: {message}")]
+    Corrupt { key: String, message: String },
+    #[error("hash password: {0}")]
+    Hash(String),
+    #[error("password hashing task failed: {0}")]
+    Task(String),
+}
+
+pub fn user_key(username: &str) -> String {
+    format!("{USERS_PREFIX}{username}")
+}
+
+/// True for names that may exist: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`. Other names never reach the
+/// store, so a name cannot spell another key.
+pub fn is_valid_username(username: &str) -> bool {
+    let mut chars = username.chars();
+    matches!(chars.next(), Some(first) if first.is_ascii_alphanumeric())
+        && username.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn decode(kv: &KeyValue) -> Result<UserRecord, UserError> {
+    serde_json::from_slice(&kv.value).map_err(|error| UserError::Corrupt {
+        key: String::from_utf8_lossy(&kv.key).into_owned(),
+        message: error.to_string(),
+    })
+}
+
+pub async fn get_user(store: &AppStore, username: &str) -> Result<Option<StoredUser>, UserError> {
+    if !is_valid_username(username) {
+        return Ok(None);
+    }
+    match store.get(&user_key(username)).await? {
+        None => Ok(None),
+        Some(kv) => Ok(Some(StoredUser {
+            record: decode(&kv)?,
+            mod_revision: kv.mod_revision,
+        })),
+    }
+}
+
+/// Hashes on a blocking thread: argon2 takes tens of milliseconds of CPU.
+pub async fn hash_password_blocking(password: String) -> Result<String, UserError> {
+    tokio::task::spawn_blocking(move || password::hash_password(&password))
+        .await
+        .map_err(|error| UserError::Task(error.to_string()))?
+        .map_err(|error| UserError::Hash(error.to_string()))
+}
+
+/// Verifies on a blocking thread; with no stored hash, spends the same time and answers false.
+pub async fn verify_password_blocking(password: String, phc: Option<String>) -> Result<bool, UserError> {
+    tokio::task::spawn_blocking(move || match phc {
+        Some(phc) => password::verify_password(&password, &phc),
+        None => {
+            password::verify_against_dummy(&password);
+            false
+        }
+    })
+    .await
+    .map_err(|error| UserError::Task(error.to_string()))
+}
+
+/// What [`ensure_admin`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminBootstrap {
+    Created,
+    AlreadyPresent,
+}
+
+/// Creates the `admin` user with the default password unless it already exists. The create is a
+/// transaction "only if absent", so replicas starting together cannot overwrite each other and a
+/// restart never resets a changed password.
+pub async fn ensure_admin(store: &AppStore, default_password: &str, now: u64) -> Result<AdminBootstrap, UserError> {
+    let key = user_key(ADMIN_USERNAME);
+    if store.get(&key).await?.is_some() {
+        return Ok(AdminBootstrap::AlreadyPresent);
+    }
+    let record = UserRecord {
+        username: ADMIN_USERNAME.to_string(),
+        password_hash: hash_password_blocking(default_password.to_string()).await?,
+        must_change_password: true,
+        created_at: now,
+        updated_at: now,
+    };
+    let value = serde_json::to_vec(&record).expect("a user record always serializes");
+    let response = store
+        .txn(TxnRequest {
+            compare: vec![Compare::new(
+                key.clone(),
+                CompareResult::Equal,
+                CompareTarget::CreateRevision(0),
+            )],
+            success: vec![TxnOp::Put(PutRequest::new(key, value))],
+            failure: vec![],
+        })
+        .await?;
+    Ok(if response.succeeded {
+        AdminBootstrap::Created
+    } else {
+        AdminBootstrap::AlreadyPresent
+    })
+}
+
+/// Replaces the user's record if nobody changed it since it was read. Returns false when someone did.
+pub async fn replace_user(store: &AppStore, read: &StoredUser, record: &UserRecord) -> Result<bool, UserError> {
+    let key = user_key(&record.username);
+    let value = serde_json::to_vec(record).expect("a user record always serializes");
+    let response = store
+        .txn(TxnRequest {
+            compare: vec![Compare::new(
+                key.clone(),
+                CompareResult::Equal,
+                CompareTarget::ModRevision(read.mod_revision),
+            )],
+            success: vec![TxnOp::Put(PutRequest::new(key, value))],
+            failure: vec![],
+        })
+        .await?;
+    Ok(response.succeeded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_rules() {
+        for good in ["admin", "a", "ops.team-1_x", &"a".repeat(64)] {
+            assert!(is_valid_username(good), "{good}");
+        }
+        for bad in ["", "-admin", "../admin", "admin/x", "ad min", "é", &"a".repeat(65)] {
+            assert!(!is_valid_username(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_hash() {
+        let record = UserRecord {
+            username: "admin".into(),
+            password_hash: "$argon2id$secret".into(),
+            must_change_password: true,
+            created_at: 1,
+            updated_at: 1,
+        };
+        assert!(!format!("{record:?}").contains("argon2id"));
+    }
+}

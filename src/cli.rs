@@ -1,0 +1,408 @@
+//! The command line: subcommands and the flags of `kuboard serve`, each mirrored by an environment
+//! variable (`--server-port` ↔ `KUBOARD_SERVER_PORT`).
+//!
+//! clap only collects the raw text of every setting here; [`crate::config`] turns it into typed,
+//! validated settings so that every bad value is reported the same way (one line, exit code 2).
+
+use std::collections::BTreeMap;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kuboard",
+    version = crate::version::VERSION,
+    about = "Kuboard: a highly available Kubernetes multi-cluster dashboard",
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one replica: web UI, REST API and the store (an embedded Raft member).
+    Serve(Box<ServeArgs>),
+    /// Print the version, the git commit and the enabled features.
+    Version(VersionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Print as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The settings of `kuboard serve`. Every field is the raw text of one setting; the environment
+/// variable named in `env` is read when the flag is absent. Defaults live in [`crate::config`].
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Kuboard settings (compatible with Kuboard v3)")]
+pub struct ServeArgs {
+    /// Public URL of the web service, normally the load balancer in front of the replicas
+    /// (http:// or https://).
+    #[arg(long, env = "KUBOARD_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    /// Web (HTTP or HTTPS) port inside the host or container. Default 80.
+    #[arg(long, env = "KUBOARD_SERVER_PORT", value_name = "PORT")]
+    pub server_port: Option<String>,
+
+    /// Address the web listener binds (and the Raft peer listener unless KUBOARD_RAFT_ADDR says
+    /// otherwise). Default 0.0.0.0.
+    #[arg(long, env = "KUBOARD_SERVER_ADDR", value_name = "IP")]
+    pub server_addr: Option<String>,
+
+    /// Agent port, as listened on and as published to agents. Default 10081.
+    #[arg(long, env = "KUBOARD_AGENT_SERVER_TCP_PORT", value_name = "PORT")]
+    pub agent_server_tcp_port: Option<String>,
+
+    /// With several replicas: every replica's agent address, comma-separated (`ip1:10081,ip2:10081`).
+    #[arg(long, env = "KUBOARD_AGENT_ENDPOINT", value_name = "HOST:PORT,...")]
+    pub agent_endpoint: Option<String>,
+
+    /// External etcd endpoints, comma-separated. Unset: the embedded Raft store (the default).
+    #[arg(long, env = "KUBOARD_ETCD_ENDPOINTS", value_name = "URL,...")]
+    pub etcd_endpoints: Option<String>,
+
+    /// QuestDB for audit events: `postgresql://user:pass@host:8812/qdb`.
+    #[arg(long, env = "KUBOARD_QUEST_DB_URI", value_name = "URI", hide_env_values = true)]
+    pub quest_db_uri: Option<String>,
+
+    /// `true` turns audit off entirely (no QuestDB needed). Default false.
+    #[arg(long, env = "KUBOARD_DISABLE_AUDIT", value_name = "BOOL")]
+    pub disable_audit: Option<String>,
+
+    /// Client secret of the built-in OIDC issuer; the same on every replica.
+    #[arg(
+        long,
+        env = "KUBOARD_SSO_CLIENT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub sso_client_secret: Option<String>,
+
+    /// Password of the `admin` user created on the very first start. Default `Kuboard123`.
+    /// Kuboard's spelling `KUBOARD_ADMIN_DERAULT_PASSWORD` is accepted too.
+    #[arg(
+        long,
+        env = "KUBOARD_ADMIN_DEFAULT_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub admin_default_password: Option<String>,
+
+    /// Kuboard's own (misspelt) name of `--admin-default-password`.
+    #[arg(long, env = "KUBOARD_ADMIN_DERAULT_PASSWORD", hide = true, hide_env_values = true)]
+    pub admin_derault_password: Option<String>,
+
+    /// PEM certificate chain for HTTPS on the web port (set together with the key).
+    #[arg(long, env = "KUBOARD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<String>,
+
+    /// PEM private key for HTTPS on the web port (set together with the certificate).
+    #[arg(long, env = "KUBOARD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<String>,
+
+    /// Log level: trace, debug, info, warn (warning), error, fatal or panic. Default info; when
+    /// unset, RUST_LOG (tracing filter syntax) is used if set.
+    #[arg(long, alias = "log-level", env = "KUBOARD_SERVER_LOGRUS_LEVEL", value_name = "LEVEL")]
+    pub server_logrus_level: Option<String>,
+
+    /// A tracing filter (`info,kuboard=debug`), used when the log level is not set.
+    #[arg(long, env = "RUST_LOG", hide = true)]
+    pub rust_log: Option<String>,
+
+    /// Data directory of this replica (store files). Must be writable. Default /data.
+    #[arg(long, env = "KUBOARD_DATA_DIR", value_name = "DIR", help_heading = "Store settings")]
+    pub data_dir: Option<String>,
+
+    /// This replica's Raft member id (>= 1). Unset: derived from a StatefulSet-style hostname
+    /// `name-N` as N+1 when peers are given, 1 otherwise.
+    #[arg(
+        long,
+        env = "KUBOARD_RAFT_NODE_ID",
+        value_name = "ID",
+        help_heading = "Store settings"
+    )]
+    pub raft_node_id: Option<String>,
+
+    /// Every member of the Raft group, this one included: `1=host1:10082,2=host2:10082,3=host3:10082`.
+    /// Unset: a one-member group on this replica.
+    #[arg(
+        long,
+        env = "KUBOARD_RAFT_PEERS",
+        value_name = "ID=HOST:PORT,...",
+        help_heading = "Store settings"
+    )]
+    pub raft_peers: Option<String>,
+
+    /// Port of the Raft peer listener. Default: the port of this member's entry in the peers, else 10082.
+    #[arg(
+        long,
+        env = "KUBOARD_RAFT_PORT",
+        value_name = "PORT",
+        help_heading = "Store settings"
+    )]
+    pub raft_port: Option<String>,
+
+    /// Address the Raft peer listener binds. Default: the web bind address (KUBOARD_SERVER_ADDR).
+    #[arg(long, env = "KUBOARD_RAFT_ADDR", value_name = "IP", help_heading = "Store settings")]
+    pub raft_addr: Option<String>,
+
+    /// Shared secret authenticating Raft peers (at least 16 characters); required with more than one peer.
+    #[arg(
+        long,
+        env = "KUBOARD_CLUSTER_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        help_heading = "Store settings"
+    )]
+    pub cluster_secret: Option<String>,
+
+    /// Raft heartbeat interval in milliseconds (10-10000). Default 100.
+    #[arg(
+        long,
+        env = "KUBOARD_RAFT_HEARTBEAT_MS",
+        value_name = "MS",
+        help_heading = "Store settings"
+    )]
+    pub raft_heartbeat_ms: Option<String>,
+
+    /// Raft election timeout in milliseconds, at least 3x the heartbeat (up to 60000). Default 1000.
+    #[arg(
+        long,
+        env = "KUBOARD_RAFT_ELECTION_TIMEOUT_MS",
+        value_name = "MS",
+        help_heading = "Store settings"
+    )]
+    pub raft_election_timeout_ms: Option<String>,
+
+    /// Build a store snapshot every this many applied log entries (100-10000000). Default 10000.
+    #[arg(
+        long,
+        env = "KUBOARD_RAFT_SNAPSHOT_THRESHOLD",
+        value_name = "ENTRIES",
+        help_heading = "Store settings"
+    )]
+    pub raft_snapshot_threshold: Option<String>,
+
+    /// Serve the etcd v3 API of the embedded store on this port (not in this build yet).
+    #[arg(
+        long,
+        env = "KUBOARD_ETCD_API_PORT",
+        value_name = "PORT",
+        help_heading = "Store settings"
+    )]
+    pub etcd_api_port: Option<String>,
+
+    /// CA certificate (PEM) to verify an external etcd.
+    #[arg(
+        long,
+        env = "KUBOARD_ETCD_CACERT",
+        value_name = "FILE",
+        help_heading = "Store settings"
+    )]
+    pub etcd_cacert: Option<String>,
+
+    /// Client certificate (PEM) for an external etcd.
+    #[arg(
+        long,
+        env = "KUBOARD_ETCD_CERT",
+        value_name = "FILE",
+        help_heading = "Store settings"
+    )]
+    pub etcd_cert: Option<String>,
+
+    /// Client key (PEM) for an external etcd.
+    #[arg(long, env = "KUBOARD_ETCD_KEY", value_name = "FILE", help_heading = "Store settings")]
+    pub etcd_key: Option<String>,
+
+    /// User name for an external etcd.
+    #[arg(
+        long,
+        env = "KUBOARD_ETCD_USERNAME",
+        value_name = "NAME",
+        help_heading = "Store settings"
+    )]
+    pub etcd_username: Option<String>,
+
+    /// Password for an external etcd.
+    #[arg(
+        long,
+        env = "KUBOARD_ETCD_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        help_heading = "Store settings"
+    )]
+    pub etcd_password: Option<String>,
+
+    /// Key prefix of Kuboard's data in an external etcd. Default /kuboard/.
+    #[arg(
+        long,
+        env = "KUBOARD_ETCD_PREFIX",
+        value_name = "PREFIX",
+        help_heading = "Store settings"
+    )]
+    pub etcd_prefix: Option<String>,
+
+    /// Audit policy: ignore-errors (default), buffered or strict. KUBOARD_DISABLE_AUDIT=true wins.
+    #[arg(
+        long,
+        env = "KUBOARD_AUDIT_POLICY",
+        value_name = "POLICY",
+        help_heading = "Audit and sessions"
+    )]
+    pub audit_policy: Option<String>,
+
+    /// Lifetime of a login session in seconds (60-2592000). Default 43200 (12 hours).
+    #[arg(
+        long,
+        env = "KUBOARD_SESSION_TTL_SECONDS",
+        value_name = "SECONDS",
+        help_heading = "Audit and sessions"
+    )]
+    pub session_ttl_seconds: Option<String>,
+}
+
+/// Where a raw setting came from, so that an error names what the operator actually wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawValue {
+    pub value: String,
+    /// `KUBOARD_SERVER_PORT` when read from the environment, `--server-port` when given as a flag.
+    pub label: String,
+}
+
+/// The raw text of every setting given, keyed by its environment variable name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawSettings {
+    pub values: BTreeMap<&'static str, RawValue>,
+}
+
+impl RawSettings {
+    /// Collects the settings of `kuboard serve` from clap's matches of its subcommand.
+    pub fn from_serve_matches(matches: &ArgMatches) -> RawSettings {
+        let command = ServeArgs::augment_args(clap::Command::new("serve"));
+        let mut values = BTreeMap::new();
+        for arg in command.get_arguments() {
+            let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else {
+                continue;
+            };
+            let id = arg.get_id().as_str();
+            let Some(value) = matches.get_one::<String>(id) else {
+                continue;
+            };
+            let label = match matches.value_source(id) {
+                Some(ValueSource::CommandLine) => format!("--{long}"),
+                _ => env.to_string_lossy().into_owned(),
+            };
+            let env_name = env_name_static(&env.to_string_lossy());
+            values.insert(
+                env_name,
+                RawValue {
+                    value: value.clone(),
+                    label,
+                },
+            );
+        }
+        RawSettings { values }
+    }
+
+    /// Builds raw settings as if the given environment variables were set.
+    #[cfg(test)]
+    pub fn from_env_pairs(pairs: &[(&str, &str)]) -> RawSettings {
+        let values = pairs
+            .iter()
+            .map(|(name, value)| {
+                let env_name = env_name_static(name);
+                (
+                    env_name,
+                    RawValue {
+                        value: value.to_string(),
+                        label: env_name.to_string(),
+                    },
+                )
+            })
+            .collect();
+        RawSettings { values }
+    }
+
+    pub fn get(&self, env_name: &str) -> Option<&RawValue> {
+        self.values.get(env_name)
+    }
+}
+
+/// Maps an environment variable name to the static name of a known setting. Unknown names are a
+/// programming error in this crate, so this panics with the name.
+fn env_name_static(name: &str) -> &'static str {
+    known_env_names()
+        .iter()
+        .copied()
+        .find(|known| *known == name)
+        .unwrap_or_else(|| panic!("{name} is not a setting of kuboard serve"))
+}
+
+/// Every environment variable that `kuboard serve` reads.
+pub fn known_env_names() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let command = ServeArgs::augment_args(clap::Command::new("serve"));
+        command
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|env| &*Box::leak(env.to_string_lossy().into_owned().into_boxed_str()))
+            .collect()
+    })
+}
+
+/// Parses the process arguments; clap prints help or a usage error and exits (code 2) by itself.
+pub fn parse() -> (Cli, ArgMatches) {
+    let matches = Cli::command().get_matches();
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    (cli, matches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every flag mirrors its variable mechanically (`KUBOARD_SERVER_PORT` ↔ `--server-port`).
+    #[test]
+    fn every_flag_mirrors_its_variable() {
+        let command = ServeArgs::augment_args(clap::Command::new("serve"));
+        for arg in command.get_arguments() {
+            let env = arg
+                .get_env()
+                .expect("every serve setting has a variable")
+                .to_string_lossy()
+                .into_owned();
+            let long = arg.get_long().expect("every serve setting has a flag");
+            let expected = env.trim_start_matches("KUBOARD_").to_lowercase().replace('_', "-");
+            assert_eq!(long, expected, "flag of {env}");
+        }
+    }
+
+    #[test]
+    fn flag_values_are_labelled_with_the_flag() {
+        let matches = Cli::command()
+            .try_get_matches_from(["kuboard", "serve", "--server-port", "abc", "--raft-peers", "1=a:1"])
+            .expect("arguments parse");
+        let (_, serve_matches) = matches.subcommand().expect("serve subcommand");
+        let raw = RawSettings::from_serve_matches(serve_matches);
+        assert_eq!(
+            raw.get("KUBOARD_SERVER_PORT"),
+            Some(&RawValue {
+                value: "abc".into(),
+                label: "--server-port".into()
+            })
+        );
+        assert_eq!(raw.get("KUBOARD_RAFT_PEERS").map(|v| v.value.as_str()), Some("1=a:1"));
+    }
+}

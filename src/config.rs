@@ -1,0 +1,1208 @@
+//! The settings of `kuboard serve`, parsed once from [`RawSettings`] into typed structs and
+//! validated as a whole. A bad value becomes one [`ConfigError`]: one line naming the setting, the
+//! value and what is expected, and exit code 2.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::RawSettings;
+
+pub const DEFAULT_SERVER_PORT: u16 = 80;
+pub const DEFAULT_AGENT_PORT: u16 = 10081;
+pub const DEFAULT_RAFT_PORT: u16 = 10082;
+pub const DEFAULT_DATA_DIR: &str = "/data";
+pub const DEFAULT_ADMIN_PASSWORD: &str = "Kuboard123";
+/// Fast failover on a LAN, as etcd's own defaults: a lost leader is replaced in about one second.
+pub const DEFAULT_RAFT_HEARTBEAT_MS: u64 = 100;
+pub const DEFAULT_RAFT_ELECTION_TIMEOUT_MS: u64 = 1000;
+pub const DEFAULT_RAFT_SNAPSHOT_THRESHOLD: u64 = 10_000;
+pub const DEFAULT_SESSION_TTL_SECONDS: u64 = 12 * 60 * 60;
+pub const DEFAULT_ETCD_PREFIX: &str = "/kuboard/";
+pub const MIN_CLUSTER_SECRET_LEN: usize = 16;
+
+/// A value that must never be printed: `Debug` shows `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("<redacted>")
+    }
+}
+
+/// Everything `kuboard serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub http: HttpConfig,
+    pub agent: AgentConfig,
+    pub store: StoreSelection,
+    pub data_dir: PathBuf,
+    pub audit: AuditConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub listen_addr: SocketAddr,
+    /// Public URL of the service (the load balancer), when given.
+    pub endpoint: Option<String>,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    pub tcp_port: u16,
+    /// Every replica's agent address (`host:port`), empty when not given.
+    pub endpoints: Vec<String>,
+}
+
+/// Which store backend this replica uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSelection {
+    Raft(RaftConfig),
+    Etcd(EtcdConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftConfig {
+    pub node_id: u64,
+    /// Every member of the initial group, this one included: id -> `host:port`.
+    pub peers: BTreeMap<u64, String>,
+    pub listen_addr: SocketAddr,
+    pub cluster_secret: Option<Secret>,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    pub snapshot_threshold: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// The raw text of `KUBOARD_ETCD_ENDPOINTS`, kept for the error that names it.
+    pub endpoints_text: String,
+    pub endpoints_label: String,
+    pub endpoints: Vec<String>,
+    pub ca_cert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditPolicy {
+    Disabled,
+    IgnoreErrors,
+    Buffered,
+    Strict,
+}
+
+impl AuditPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditPolicy::Disabled => "disabled",
+            AuditPolicy::IgnoreErrors => "ignore-errors",
+            AuditPolicy::Buffered => "buffered",
+            AuditPolicy::Strict => "strict",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    pub policy: AuditPolicy,
+    pub quest_db_uri: Option<Secret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub admin_default_password: Secret,
+    pub session_ttl: Duration,
+    pub sso_client_secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A tracing `EnvFilter` directive, already checked to parse.
+    pub filter: String,
+}
+
+/// One bad setting. `Display` is the single line printed before exiting with code 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{label}{shown}: {expected}")]
+pub struct ConfigError {
+    /// The variable or flag as the operator wrote it.
+    pub label: String,
+    /// `="value"`, `=<redacted>` or ` is not set`.
+    pub shown: String,
+    pub expected: String,
+}
+
+impl ConfigError {
+    fn bad(label: &str, value: &str, expected: impl Into<String>) -> ConfigError {
+        ConfigError {
+            label: label.to_string(),
+            shown: format!("={value:?}"),
+            expected: expected.into(),
+        }
+    }
+
+    fn bad_secret(label: &str, expected: impl Into<String>) -> ConfigError {
+        ConfigError {
+            label: label.to_string(),
+            shown: "=<redacted>".to_string(),
+            expected: expected.into(),
+        }
+    }
+
+    fn unset(label: &str, expected: impl Into<String>) -> ConfigError {
+        ConfigError {
+            label: label.to_string(),
+            shown: " is not set".to_string(),
+            expected: expected.into(),
+        }
+    }
+}
+
+/// Reads the settings; `hostname` is this machine's host name (for deriving the Raft member id).
+pub fn parse(raw: &RawSettings, hostname: Option<&str>) -> Result<ServeConfig, ConfigError> {
+    let reader = Reader { raw };
+
+    let bind_ip = match reader.get("KUBOARD_SERVER_ADDR") {
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Some((label, value)) => value
+            .trim()
+            .parse::<IpAddr>()
+            .map_err(|_| ConfigError::bad(label, value, "expected an IP address to bind, e.g. 0.0.0.0 or ::"))?,
+    };
+    let server_port = reader.port("KUBOARD_SERVER_PORT")?.unwrap_or(DEFAULT_SERVER_PORT);
+    let endpoint = match reader.get("KUBOARD_ENDPOINT") {
+        None => None,
+        Some((label, value)) => Some(parse_url(label, value, &["http://", "https://"])?),
+    };
+    let tls = parse_tls(&reader)?;
+    let http = HttpConfig {
+        listen_addr: SocketAddr::new(bind_ip, server_port),
+        endpoint,
+        tls,
+    };
+
+    let agent_port = reader
+        .port("KUBOARD_AGENT_SERVER_TCP_PORT")?
+        .unwrap_or(DEFAULT_AGENT_PORT);
+    let agent_endpoints = match reader.get("KUBOARD_AGENT_ENDPOINT") {
+        None => Vec::new(),
+        Some((label, value)) => parse_host_port_list(label, value)?,
+    };
+    let agent = AgentConfig {
+        tcp_port: agent_port,
+        endpoints: agent_endpoints,
+    };
+
+    let data_dir = match reader.get("KUBOARD_DATA_DIR") {
+        None => PathBuf::from(DEFAULT_DATA_DIR),
+        Some((label, value)) if value.trim().is_empty() => {
+            return Err(ConfigError::bad(label, value, "expected a directory path"));
+        }
+        Some((_, value)) => PathBuf::from(value),
+    };
+
+    let store = match reader.get("KUBOARD_ETCD_ENDPOINTS") {
+        Some((label, value)) => StoreSelection::Etcd(parse_etcd(&reader, label, value)?),
+        None => StoreSelection::Raft(parse_raft(&reader, bind_ip, hostname)?),
+    };
+    if let StoreSelection::Raft(raft) = &store {
+        if raft.listen_addr.port() == server_port {
+            let (label, value) = reader.get("KUBOARD_RAFT_PORT").unwrap_or(("KUBOARD_RAFT_PORT", ""));
+            return Err(ConfigError::bad(
+                label,
+                value,
+                "expected a Raft peer port different from the web port",
+            ));
+        }
+    }
+    if let Some(port) = reader.port("KUBOARD_ETCD_API_PORT")? {
+        let (label, _) = reader.get("KUBOARD_ETCD_API_PORT").expect("the port was just read");
+        return Err(ConfigError::bad(
+            label,
+            &port.to_string(),
+            "the etcd v3 API of the embedded store is not in this build yet; unset it",
+        ));
+    }
+
+    let disable_audit = reader.bool("KUBOARD_DISABLE_AUDIT")?.unwrap_or(false);
+    let configured_policy = match reader.get("KUBOARD_AUDIT_POLICY") {
+        None => AuditPolicy::IgnoreErrors,
+        Some((label, value)) => match value.trim().to_ascii_lowercase().as_str() {
+            "ignore-errors" => AuditPolicy::IgnoreErrors,
+            "buffered" => AuditPolicy::Buffered,
+            "strict" => AuditPolicy::Strict,
+            _ => {
+                return Err(ConfigError::bad(
+                    label,
+                    value,
+                    "expected one of ignore-errors, buffered, strict",
+                ))
+            }
+        },
+    };
+    let quest_db_uri = match reader.get("KUBOARD_QUEST_DB_URI") {
+        None => None,
+        Some((label, value)) => {
+            if !(value.starts_with("postgresql://") || value.starts_with("postgres://")) || value.len() < 14 {
+                return Err(ConfigError::bad_secret(
+                    label,
+                    "expected a URI like postgresql://user:pass@host:8812/qdb",
+                ));
+            }
+            Some(Secret::new(value))
+        }
+    };
+    let audit = AuditConfig {
+        policy: if disable_audit {
+            AuditPolicy::Disabled
+        } else {
+            configured_policy
+        },
+        quest_db_uri,
+    };
+
+    let auth = parse_auth(&reader)?;
+    let log = parse_log(&reader)?;
+
+    Ok(ServeConfig {
+        http,
+        agent,
+        store,
+        data_dir,
+        audit,
+        auth,
+        log,
+    })
+}
+
+/// Checks that the data directory exists or can be created, and that a file can be written in it.
+/// An error names the directory and says what failed.
+pub fn check_data_dir(label: &str, data_dir: &Path) -> Result<(), ConfigError> {
+    let shown = data_dir.display().to_string();
+    std::fs::create_dir_all(data_dir).map_err(|error| {
+        ConfigError::bad(
+            label,
+            &shown,
+            format!("expected a directory that can be created ({error})"),
+        )
+    })?;
+    let probe = data_dir.join(format!(".kuboard-write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"probe").map_err(|error| {
+        ConfigError::bad(
+            label,
+            &shown,
+            format!("expected a writable directory (writing a file failed: {error})"),
+        )
+    })?;
+    std::fs::remove_file(&probe).map_err(|error| {
+        ConfigError::bad(
+            label,
+            &shown,
+            format!("expected a writable directory (removing a file failed: {error})"),
+        )
+    })?;
+    Ok(())
+}
+
+/// Reads raw settings by variable name and parses the common shapes.
+struct Reader<'a> {
+    raw: &'a RawSettings,
+}
+
+impl<'a> Reader<'a> {
+    /// The label and value of a setting that is set to a non-empty value.
+    fn get(&self, env_name: &'static str) -> Option<(&'a str, &'a str)> {
+        self.raw
+            .get(env_name)
+            .filter(|raw| !raw.value.is_empty())
+            .map(|raw| (raw.label.as_str(), raw.value.as_str()))
+    }
+
+    fn port(&self, env_name: &'static str) -> Result<Option<u16>, ConfigError> {
+        let Some((label, value)) = self.get(env_name) else {
+            return Ok(None);
+        };
+        parse_port(value)
+            .map(Some)
+            .ok_or_else(|| ConfigError::bad(label, value, "expected a TCP port number 1-65535"))
+    }
+
+    fn bool(&self, env_name: &'static str) -> Result<Option<bool>, ConfigError> {
+        let Some((label, value)) = self.get(env_name) else {
+            return Ok(None);
+        };
+        match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Some(true)),
+            "false" | "0" | "no" | "off" => Ok(Some(false)),
+            _ => Err(ConfigError::bad(label, value, "expected true or false")),
+        }
+    }
+
+    fn u64_in(&self, env_name: &'static str, min: u64, max: u64, what: &str) -> Result<Option<u64>, ConfigError> {
+        let Some((label, value)) = self.get(env_name) else {
+            return Ok(None);
+        };
+        match value.trim().parse::<u64>() {
+            Ok(number) if (min..=max).contains(&number) => Ok(Some(number)),
+            _ => Err(ConfigError::bad(
+                label,
+                value,
+                format!("expected {what} between {min} and {max}"),
+            )),
+        }
+    }
+}
+
+fn parse_port(text: &str) -> Option<u16> {
+    text.trim().parse::<u16>().ok().filter(|port| *port != 0)
+}
+
+fn parse_url(label: &str, value: &str, schemes: &[&str]) -> Result<String, ConfigError> {
+    let trimmed = value.trim();
+    let rest = schemes.iter().find_map(|scheme| trimmed.strip_prefix(scheme));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !trimmed.contains(char::is_whitespace) => {
+            Ok(trimmed.trim_end_matches('/').to_string())
+        }
+        _ => Err(ConfigError::bad(
+            label,
+            value,
+            format!("expected a URL starting with {}", schemes.join(" or ")),
+        )),
+    }
+}
+
+/// Checks `host:port` (host a name, an IPv4 address or a bracketed IPv6 address).
+fn valid_host_port(text: &str) -> bool {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+    };
+    host_ok && parse_port(port).is_some()
+}
+
+fn parse_host_port_list(label: &str, value: &str) -> Result<Vec<String>, ConfigError> {
+    let entries: Vec<String> = value.split(',').map(|entry| entry.trim().to_string()).collect();
+    if entries.iter().all(|entry| valid_host_port(entry)) {
+        Ok(entries)
+    } else {
+        Err(ConfigError::bad(
+            label,
+            value,
+            "expected comma-separated host:port entries, e.g. 10.0.0.1:10081,10.0.0.2:10081",
+        ))
+    }
+}
+
+fn parse_tls(reader: &Reader<'_>) -> Result<Option<TlsConfig>, ConfigError> {
+    match (reader.get("KUBOARD_TLS_CERT"), reader.get("KUBOARD_TLS_KEY")) {
+        (None, None) => Ok(None),
+        (Some((label, value)), None) => Err(ConfigError::bad(
+            label,
+            value,
+            "expected KUBOARD_TLS_KEY to be set too (both or neither)",
+        )),
+        (None, Some((label, value))) => Err(ConfigError::bad(
+            label,
+            value,
+            "expected KUBOARD_TLS_CERT to be set too (both or neither)",
+        )),
+        (Some((cert_label, cert)), Some((key_label, key))) => {
+            for (label, path) in [(cert_label, cert), (key_label, key)] {
+                if let Err(error) = std::fs::File::open(path) {
+                    return Err(ConfigError::bad(
+                        label,
+                        path,
+                        format!("expected a readable PEM file ({error})"),
+                    ));
+                }
+            }
+            Ok(Some(TlsConfig {
+                cert_path: PathBuf::from(cert),
+                key_path: PathBuf::from(key),
+            }))
+        }
+    }
+}
+
+const PEERS_EXPECTED: &str =
+    "expected comma-separated id=host:port entries with distinct ids >= 1, e.g. 1=kuboard-0:10082,2=kuboard-1:10082";
+
+fn parse_peers(label: &str, value: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for entry in value.split(',') {
+        let entry = entry.trim();
+        let parsed = entry.split_once('=').and_then(|(id, address)| {
+            let id = id.trim().parse::<u64>().ok().filter(|id| *id >= 1)?;
+            let address = address.trim();
+            valid_host_port(address).then(|| (id, address.to_string()))
+        });
+        let Some((id, address)) = parsed else {
+            return Err(ConfigError::bad(label, value, PEERS_EXPECTED));
+        };
+        if peers.insert(id, address).is_some() {
+            return Err(ConfigError::bad(label, value, PEERS_EXPECTED));
+        }
+    }
+    Ok(peers)
+}
+
+/// A StatefulSet pod is named `name-N` (N from 0); its member id is N+1.
+fn node_id_from_hostname(hostname: &str) -> Option<u64> {
+    let (_, ordinal) = hostname.trim().rsplit_once('-')?;
+    if ordinal.is_empty() || !ordinal.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    ordinal.parse::<u64>().ok()?.checked_add(1)
+}
+
+fn parse_raft(reader: &Reader<'_>, server_ip: IpAddr, hostname: Option<&str>) -> Result<RaftConfig, ConfigError> {
+    let bind_ip = match reader.get("KUBOARD_RAFT_ADDR") {
+        None => server_ip,
+        Some((label, value)) => value
+            .trim()
+            .parse::<IpAddr>()
+            .map_err(|_| ConfigError::bad(label, value, "expected an IP address to bind, e.g. 0.0.0.0 or ::"))?,
+    };
+    let peers_setting = reader.get("KUBOARD_RAFT_PEERS");
+    let peers_given = match peers_setting {
+        None => None,
+        Some((label, value)) => Some(parse_peers(label, value)?),
+    };
+
+    let node_id = match reader.get("KUBOARD_RAFT_NODE_ID") {
+        Some((label, value)) => value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|id| *id >= 1)
+            .ok_or_else(|| ConfigError::bad(label, value, "expected a member id, an integer >= 1"))?,
+        // A one-member group keeps id 1 whatever the host is called, so that renaming the host
+        // never makes the store on disk belong to another member.
+        None if peers_given.is_none() => 1,
+        None => match hostname.and_then(node_id_from_hostname) {
+            Some(id) => id,
+            None => {
+                return Err(ConfigError::unset(
+                    "KUBOARD_RAFT_NODE_ID",
+                    format!(
+                        "expected a member id when KUBOARD_RAFT_PEERS is set and the hostname {:?} is not of the \
+                         StatefulSet form name-N",
+                        hostname.unwrap_or("")
+                    ),
+                ));
+            }
+        },
+    };
+
+    let explicit_port = reader.port("KUBOARD_RAFT_PORT")?;
+    let peers = match peers_given {
+        Some(peers) => {
+            if !peers.contains_key(&node_id) {
+                let (label, value) = reader
+                    .get("KUBOARD_RAFT_NODE_ID")
+                    .map(|(label, value)| (label.to_string(), value.to_string()))
+                    .unwrap_or_else(|| {
+                        (
+                            "KUBOARD_RAFT_NODE_ID (derived from the hostname)".into(),
+                            node_id.to_string(),
+                        )
+                    });
+                let ids: Vec<String> = peers.keys().map(u64::to_string).collect();
+                return Err(ConfigError::bad(
+                    &label,
+                    &value,
+                    format!("expected one of the ids in KUBOARD_RAFT_PEERS ({})", ids.join(", ")),
+                ));
+            }
+            peers
+        }
+        None => {
+            // A lone member only ever talks to itself: loopback unless bound to one address.
+            let port = explicit_port.unwrap_or(DEFAULT_RAFT_PORT);
+            let address = match bind_ip {
+                ip if ip.is_unspecified() => format!("127.0.0.1:{port}"),
+                IpAddr::V4(ip) => format!("{ip}:{port}"),
+                IpAddr::V6(ip) => format!("[{ip}]:{port}"),
+            };
+            BTreeMap::from([(node_id, address)])
+        }
+    };
+    let own_port = peers
+        .get(&node_id)
+        .and_then(|address| address.rsplit_once(':'))
+        .and_then(|(_, p)| parse_port(p));
+    let listen_port = explicit_port.or(own_port).unwrap_or(DEFAULT_RAFT_PORT);
+
+    let cluster_secret = match reader.get("KUBOARD_CLUSTER_SECRET") {
+        None if peers.len() > 1 => {
+            return Err(ConfigError::unset(
+                "KUBOARD_CLUSTER_SECRET",
+                "expected a shared secret of at least 16 characters when KUBOARD_RAFT_PEERS has more than one member",
+            ));
+        }
+        None => None,
+        Some((label, value)) if value.chars().count() < MIN_CLUSTER_SECRET_LEN => {
+            return Err(ConfigError::bad_secret(
+                label,
+                "expected a shared secret of at least 16 characters",
+            ));
+        }
+        Some((_, value)) => Some(Secret::new(value)),
+    };
+
+    let heartbeat_ms = reader
+        .u64_in("KUBOARD_RAFT_HEARTBEAT_MS", 10, 10_000, "milliseconds")?
+        .unwrap_or(DEFAULT_RAFT_HEARTBEAT_MS);
+    let election_timeout_ms = reader
+        .u64_in("KUBOARD_RAFT_ELECTION_TIMEOUT_MS", 30, 60_000, "milliseconds")?
+        .unwrap_or(DEFAULT_RAFT_ELECTION_TIMEOUT_MS);
+    if election_timeout_ms < 3 * heartbeat_ms {
+        let (label, value) = reader
+            .get("KUBOARD_RAFT_ELECTION_TIMEOUT_MS")
+            .map(|(label, value)| (label.to_string(), value.to_string()))
+            .unwrap_or_else(|| {
+                (
+                    "KUBOARD_RAFT_ELECTION_TIMEOUT_MS".into(),
+                    election_timeout_ms.to_string(),
+                )
+            });
+        return Err(ConfigError::bad(
+            &label,
+            &value,
+            format!(
+                "expected at least 3 times KUBOARD_RAFT_HEARTBEAT_MS ({heartbeat_ms} ms), i.e. >= {}",
+                3 * heartbeat_ms
+            ),
+        ));
+    }
+    let snapshot_threshold = reader
+        .u64_in(
+            "KUBOARD_RAFT_SNAPSHOT_THRESHOLD",
+            100,
+            10_000_000,
+            "a number of log entries",
+        )?
+        .unwrap_or(DEFAULT_RAFT_SNAPSHOT_THRESHOLD);
+
+    Ok(RaftConfig {
+        node_id,
+        peers,
+        listen_addr: SocketAddr::new(bind_ip, listen_port),
+        cluster_secret,
+        heartbeat_ms,
+        election_timeout_ms,
+        snapshot_threshold,
+    })
+}
+
+fn parse_etcd(reader: &Reader<'_>, label: &str, value: &str) -> Result<EtcdConfig, ConfigError> {
+    let mut endpoints = Vec::new();
+    for entry in value.split(',').map(str::trim) {
+        let url = if entry.contains("://") {
+            entry.to_string()
+        } else {
+            format!("http://{entry}")
+        };
+        endpoints.push(parse_url(label, &url, &["http://", "https://"]).map_err(|_| {
+            ConfigError::bad(
+                label,
+                value,
+                "expected comma-separated etcd endpoints, e.g. https://etcd-0:2379,etcd-1:2379",
+            )
+        })?);
+    }
+    if let Some((peers_label, peers)) = reader.get("KUBOARD_RAFT_PEERS") {
+        return Err(ConfigError::bad(
+            peers_label,
+            peers,
+            "expected KUBOARD_RAFT_PEERS unset when KUBOARD_ETCD_ENDPOINTS selects an external etcd",
+        ));
+    }
+    let path = |name: &'static str| reader.get(name).map(|(_, value)| PathBuf::from(value));
+    let prefix = match reader.get("KUBOARD_ETCD_PREFIX") {
+        None => DEFAULT_ETCD_PREFIX.to_string(),
+        Some((prefix_label, prefix)) if prefix.trim().is_empty() || prefix.contains(char::is_whitespace) => {
+            return Err(ConfigError::bad(
+                prefix_label,
+                prefix,
+                "expected a key prefix without spaces, e.g. /kuboard/",
+            ));
+        }
+        Some((_, prefix)) => prefix.to_string(),
+    };
+    Ok(EtcdConfig {
+        endpoints_text: value.to_string(),
+        endpoints_label: label.to_string(),
+        endpoints,
+        ca_cert: path("KUBOARD_ETCD_CACERT"),
+        cert: path("KUBOARD_ETCD_CERT"),
+        key: path("KUBOARD_ETCD_KEY"),
+        username: reader.get("KUBOARD_ETCD_USERNAME").map(|(_, value)| value.to_string()),
+        password: reader.get("KUBOARD_ETCD_PASSWORD").map(|(_, value)| Secret::new(value)),
+        prefix,
+    })
+}
+
+fn parse_auth(reader: &Reader<'_>) -> Result<AuthConfig, ConfigError> {
+    let password = match (
+        reader.get("KUBOARD_ADMIN_DERAULT_PASSWORD"),
+        reader.get("KUBOARD_ADMIN_DEFAULT_PASSWORD"),
+    ) {
+        (Some((_, kuboard)), Some((_, ours))) if kuboard != ours => {
+            return Err(ConfigError::bad_secret(
+                "KUBOARD_ADMIN_DEFAULT_PASSWORD",
+                "expected the same value as KUBOARD_ADMIN_DERAULT_PASSWORD when both are set",
+            ));
+        }
+        (Some((_, value)), _) | (None, Some((_, value))) => value,
+        (None, None) => DEFAULT_ADMIN_PASSWORD,
+    };
+    let session_ttl_seconds = reader
+        .u64_in("KUBOARD_SESSION_TTL_SECONDS", 60, 30 * 24 * 3600, "seconds")?
+        .unwrap_or(DEFAULT_SESSION_TTL_SECONDS);
+    Ok(AuthConfig {
+        admin_default_password: Secret::new(password),
+        session_ttl: Duration::from_secs(session_ttl_seconds),
+        sso_client_secret: reader
+            .get("KUBOARD_SSO_CLIENT_SECRET")
+            .map(|(_, value)| Secret::new(value)),
+    })
+}
+
+fn parse_log(reader: &Reader<'_>) -> Result<LogConfig, ConfigError> {
+    if let Some((label, value)) = reader.get("KUBOARD_SERVER_LOGRUS_LEVEL") {
+        let level = match value.trim().to_ascii_lowercase().as_str() {
+            "trace" => "trace",
+            "debug" => "debug",
+            "info" => "info",
+            "warn" | "warning" => "warn",
+            // logrus' fatal and panic levels have no tracing counterpart: errors are the closest.
+            "error" | "fatal" | "panic" => "error",
+            _ => {
+                return Err(ConfigError::bad(
+                    label,
+                    value,
+                    "expected one of trace, debug, info, warn, warning, error, fatal, panic",
+                ));
+            }
+        };
+        return Ok(LogConfig {
+            filter: quiet_dependencies(level),
+        });
+    }
+    if let Some((label, value)) = reader.get("RUST_LOG") {
+        if tracing_subscriber::EnvFilter::builder().parse(value).is_err() {
+            return Err(ConfigError::bad(
+                label,
+                value,
+                "expected a tracing filter, e.g. info or info,kuboard=debug",
+            ));
+        }
+        return Ok(LogConfig {
+            filter: value.to_string(),
+        });
+    }
+    Ok(LogConfig {
+        filter: quiet_dependencies("info"),
+    })
+}
+
+/// At info and below the store's libraries log every election step; an operator wants those only
+/// when debugging, so they start at warn unless the level asks for more.
+fn quiet_dependencies(level: &str) -> String {
+    match level {
+        "info" => "info,openraft=warn,sled=warn,raft_log=warn".to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a case expects: a config satisfying a predicate, or exactly this error line.
+    enum Expected {
+        Ok(fn(&ServeConfig) -> bool),
+        Err(&'static str),
+    }
+
+    fn check(env: &[(&str, &str)], hostname: Option<&str>, expected: Expected) {
+        let raw = RawSettings::from_env_pairs(env);
+        let result = parse(&raw, hostname);
+        match (expected, result) {
+            (Expected::Ok(predicate), Ok(config)) => assert!(predicate(&config), "env {env:?}: got {config:?}"),
+            (Expected::Ok(_), Err(error)) => panic!("env {env:?}: unexpected error {error}"),
+            (Expected::Err(line), Ok(config)) => panic!("env {env:?}: expected error {line:?}, got {config:?}"),
+            (Expected::Err(line), Err(error)) => assert_eq!(error.to_string(), line, "env {env:?}"),
+        }
+    }
+
+    fn raft(config: &ServeConfig) -> &RaftConfig {
+        match &config.store {
+            StoreSelection::Raft(raft) => raft,
+            StoreSelection::Etcd(_) => panic!("expected the raft backend"),
+        }
+    }
+
+    const SECRET: (&str, &str) = ("KUBOARD_CLUSTER_SECRET", "0123456789abcdef");
+    const THREE_PEERS: (&str, &str) = (
+        "KUBOARD_RAFT_PEERS",
+        "1=kuboard-0:10082,2=kuboard-1:10082,3=kuboard-2:10082",
+    );
+
+    #[test]
+    fn defaults() {
+        check(
+            &[],
+            None,
+            Expected::Ok(|c| {
+                c.http.listen_addr == "0.0.0.0:80".parse().expect("literal address")
+                    && c.http.tls.is_none()
+                    && c.agent.tcp_port == 10081
+                    && c.data_dir == Path::new("/data")
+                    && raft(c).node_id == 1
+                    && raft(c).peers == BTreeMap::from([(1, "127.0.0.1:10082".to_string())])
+                    && raft(c).listen_addr.port() == 10082
+                    && raft(c).heartbeat_ms == 100
+                    && raft(c).election_timeout_ms == 1000
+                    && raft(c).snapshot_threshold == 10_000
+                    && c.audit.policy == AuditPolicy::IgnoreErrors
+                    && c.auth.admin_default_password.expose() == "Kuboard123"
+                    && c.auth.session_ttl == Duration::from_secs(43200)
+                    && c.log.filter.starts_with("info")
+            }),
+        );
+    }
+
+    #[test]
+    fn ports() {
+        check(
+            &[("KUBOARD_SERVER_PORT", "8080")],
+            None,
+            Expected::Ok(|c| c.http.listen_addr.port() == 8080),
+        );
+        check(
+            &[("KUBOARD_SERVER_PORT", "abc")],
+            None,
+            Expected::Err(r#"KUBOARD_SERVER_PORT="abc": expected a TCP port number 1-65535"#),
+        );
+        check(
+            &[("KUBOARD_SERVER_PORT", "0")],
+            None,
+            Expected::Err(r#"KUBOARD_SERVER_PORT="0": expected a TCP port number 1-65535"#),
+        );
+        check(
+            &[("KUBOARD_AGENT_SERVER_TCP_PORT", "70000")],
+            None,
+            Expected::Err(r#"KUBOARD_AGENT_SERVER_TCP_PORT="70000": expected a TCP port number 1-65535"#),
+        );
+        check(
+            &[("KUBOARD_SERVER_PORT", "10082")],
+            None,
+            Expected::Err(r#"KUBOARD_RAFT_PORT="": expected a Raft peer port different from the web port"#),
+        );
+        check(
+            &[("KUBOARD_SERVER_ADDR", "localhost")],
+            None,
+            Expected::Err(r#"KUBOARD_SERVER_ADDR="localhost": expected an IP address to bind, e.g. 0.0.0.0 or ::"#),
+        );
+        check(
+            &[("KUBOARD_SERVER_ADDR", "127.0.0.2"), ("KUBOARD_RAFT_PORT", "20082")],
+            None,
+            Expected::Ok(|c| {
+                c.http.listen_addr == "127.0.0.2:80".parse().expect("literal address")
+                    && raft(c).listen_addr == "127.0.0.2:20082".parse().expect("literal address")
+                    && raft(c).peers[&1] == "127.0.0.2:20082"
+            }),
+        );
+        check(
+            &[("KUBOARD_RAFT_ADDR", "::1")],
+            None,
+            Expected::Ok(|c| {
+                c.http.listen_addr.ip().is_unspecified()
+                    && raft(c).listen_addr == "[::1]:10082".parse().expect("literal address")
+                    && raft(c).peers[&1] == "[::1]:10082"
+            }),
+        );
+    }
+
+    #[test]
+    fn raft_peers_and_node_id() {
+        check(
+            &[THREE_PEERS, SECRET, ("KUBOARD_RAFT_NODE_ID", "2")],
+            None,
+            Expected::Ok(|c| raft(c).node_id == 2),
+        );
+        check(
+            &[THREE_PEERS, SECRET],
+            Some("kuboard-2"),
+            Expected::Ok(|c| raft(c).node_id == 3),
+        );
+        check(
+            &[THREE_PEERS, SECRET],
+            Some("laptop"),
+            Expected::Err(
+                "KUBOARD_RAFT_NODE_ID is not set: expected a member id when KUBOARD_RAFT_PEERS is set and the \
+                 hostname \"laptop\" is not of the StatefulSet form name-N",
+            ),
+        );
+        check(
+            &[THREE_PEERS, SECRET],
+            Some("kuboard-5"),
+            Expected::Err(
+                r#"KUBOARD_RAFT_NODE_ID (derived from the hostname)="6": expected one of the ids in KUBOARD_RAFT_PEERS (1, 2, 3)"#,
+            ),
+        );
+        check(
+            &[THREE_PEERS, SECRET, ("KUBOARD_RAFT_NODE_ID", "4")],
+            None,
+            Expected::Err(r#"KUBOARD_RAFT_NODE_ID="4": expected one of the ids in KUBOARD_RAFT_PEERS (1, 2, 3)"#),
+        );
+        check(
+            &[("KUBOARD_RAFT_NODE_ID", "0")],
+            None,
+            Expected::Err(r#"KUBOARD_RAFT_NODE_ID="0": expected a member id, an integer >= 1"#),
+        );
+        // Without peers the hostname is ignored: a one-member group keeps id 1.
+        check(&[], Some("kuboard-4"), Expected::Ok(|c| raft(c).node_id == 1));
+        // The peer port of this member's own entry is its listen port unless KUBOARD_RAFT_PORT says otherwise.
+        check(
+            &[
+                ("KUBOARD_RAFT_PEERS", "1=127.0.0.1:21001,2=127.0.0.1:21002"),
+                ("KUBOARD_RAFT_NODE_ID", "2"),
+                SECRET,
+            ],
+            None,
+            Expected::Ok(|c| raft(c).listen_addr.port() == 21002),
+        );
+        for garbage in [
+            "garbage",
+            "1=host",
+            "0=host:1",
+            "1=host:1,1=other:2",
+            "x=host:1",
+            "1=:10082",
+            "1=host:99999",
+            "",
+        ] {
+            let env = [("KUBOARD_RAFT_PEERS", garbage), ("KUBOARD_RAFT_NODE_ID", "1")];
+            let raw = RawSettings::from_env_pairs(&env);
+            match parse(&raw, None) {
+                // An empty value counts as unset.
+                Ok(config) => assert!(garbage.is_empty() && raft(&config).peers.len() == 1, "{garbage:?}"),
+                Err(error) => assert_eq!(
+                    error.to_string(),
+                    format!("KUBOARD_RAFT_PEERS={garbage:?}: {PEERS_EXPECTED}")
+                ),
+            }
+        }
+        check(
+            &[("KUBOARD_RAFT_PEERS", "1=[::1]:10082"), ("KUBOARD_RAFT_NODE_ID", "1")],
+            None,
+            Expected::Ok(|c| raft(c).peers[&1] == "[::1]:10082"),
+        );
+    }
+
+    #[test]
+    fn cluster_secret() {
+        check(
+            &[THREE_PEERS, ("KUBOARD_RAFT_NODE_ID", "1")],
+            None,
+            Expected::Err(
+                "KUBOARD_CLUSTER_SECRET is not set: expected a shared secret of at least 16 characters when \
+                 KUBOARD_RAFT_PEERS has more than one member",
+            ),
+        );
+        check(
+            &[
+                THREE_PEERS,
+                ("KUBOARD_RAFT_NODE_ID", "1"),
+                ("KUBOARD_CLUSTER_SECRET", "short"),
+            ],
+            None,
+            Expected::Err("KUBOARD_CLUSTER_SECRET=<redacted>: expected a shared secret of at least 16 characters"),
+        );
+        check(
+            &[("KUBOARD_RAFT_PEERS", "1=a:1"), ("KUBOARD_RAFT_NODE_ID", "1")],
+            None,
+            Expected::Ok(|c| raft(c).cluster_secret.is_none()),
+        );
+    }
+
+    #[test]
+    fn raft_timing() {
+        check(
+            &[
+                ("KUBOARD_RAFT_HEARTBEAT_MS", "50"),
+                ("KUBOARD_RAFT_ELECTION_TIMEOUT_MS", "150"),
+            ],
+            None,
+            Expected::Ok(|c| raft(c).heartbeat_ms == 50 && raft(c).election_timeout_ms == 150),
+        );
+        check(
+            &[("KUBOARD_RAFT_HEARTBEAT_MS", "500")],
+            None,
+            Expected::Err(
+                r#"KUBOARD_RAFT_ELECTION_TIMEOUT_MS="1000": expected at least 3 times KUBOARD_RAFT_HEARTBEAT_MS (500 ms), i.e. >= 1500"#,
+            ),
+        );
+        check(
+            &[("KUBOARD_RAFT_ELECTION_TIMEOUT_MS", "200")],
+            None,
+            Expected::Err(
+                r#"KUBOARD_RAFT_ELECTION_TIMEOUT_MS="200": expected at least 3 times KUBOARD_RAFT_HEARTBEAT_MS (100 ms), i.e. >= 300"#,
+            ),
+        );
+        check(
+            &[("KUBOARD_RAFT_HEARTBEAT_MS", "fast")],
+            None,
+            Expected::Err(r#"KUBOARD_RAFT_HEARTBEAT_MS="fast": expected milliseconds between 10 and 10000"#),
+        );
+        check(
+            &[("KUBOARD_RAFT_SNAPSHOT_THRESHOLD", "5")],
+            None,
+            Expected::Err(
+                r#"KUBOARD_RAFT_SNAPSHOT_THRESHOLD="5": expected a number of log entries between 100 and 10000000"#,
+            ),
+        );
+    }
+
+    #[test]
+    fn audit() {
+        check(
+            &[("KUBOARD_AUDIT_POLICY", "strict")],
+            None,
+            Expected::Ok(|c| c.audit.policy == AuditPolicy::Strict),
+        );
+        check(
+            &[("KUBOARD_AUDIT_POLICY", "Buffered")],
+            None,
+            Expected::Ok(|c| c.audit.policy == AuditPolicy::Buffered),
+        );
+        check(
+            &[("KUBOARD_AUDIT_POLICY", "strict"), ("KUBOARD_DISABLE_AUDIT", "true")],
+            None,
+            Expected::Ok(|c| c.audit.policy == AuditPolicy::Disabled),
+        );
+        check(
+            &[("KUBOARD_AUDIT_POLICY", "sometimes")],
+            None,
+            Expected::Err(r#"KUBOARD_AUDIT_POLICY="sometimes": expected one of ignore-errors, buffered, strict"#),
+        );
+        check(
+            &[("KUBOARD_DISABLE_AUDIT", "maybe")],
+            None,
+            Expected::Err(r#"KUBOARD_DISABLE_AUDIT="maybe": expected true or false"#),
+        );
+        check(
+            &[("KUBOARD_QUEST_DB_URI", "mysql://user:secret@db/x")],
+            None,
+            Expected::Err("KUBOARD_QUEST_DB_URI=<redacted>: expected a URI like postgresql://user:pass@host:8812/qdb"),
+        );
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(&cert, "pem").expect("write test file");
+        let cert = cert.to_str().expect("utf-8 path").to_string();
+        let raw = RawSettings::from_env_pairs(&[("KUBOARD_TLS_CERT", &cert)]);
+        let error = parse(&raw, None).expect_err("a certificate without a key is refused");
+        assert_eq!(
+            error.to_string(),
+            format!("KUBOARD_TLS_CERT={cert:?}: expected KUBOARD_TLS_KEY to be set too (both or neither)")
+        );
+        let raw = RawSettings::from_env_pairs(&[("KUBOARD_TLS_CERT", &cert), ("KUBOARD_TLS_KEY", "/nonexistent/key")]);
+        let error = parse(&raw, None).expect_err("a missing key file is refused");
+        assert!(error
+            .to_string()
+            .starts_with(r#"KUBOARD_TLS_KEY="/nonexistent/key": expected a readable PEM file"#));
+        let raw = RawSettings::from_env_pairs(&[("KUBOARD_TLS_CERT", &cert), ("KUBOARD_TLS_KEY", &cert)]);
+        assert!(parse(&raw, None).expect("both files given").http.tls.is_some());
+    }
+
+    #[test]
+    fn admin_password_accepts_both_spellings() {
+        check(
+            &[("KUBOARD_ADMIN_DERAULT_PASSWORD", "FromKuboard1")],
+            None,
+            Expected::Ok(|c| c.auth.admin_default_password.expose() == "FromKuboard1"),
+        );
+        check(
+            &[("KUBOARD_ADMIN_DEFAULT_PASSWORD", "Corrected1")],
+            None,
+            Expected::Ok(|c| c.auth.admin_default_password.expose() == "Corrected1"),
+        );
+        check(
+            &[
+                ("KUBOARD_ADMIN_DERAULT_PASSWORD", "one"),
+                ("KUBOARD_ADMIN_DEFAULT_PASSWORD", "two"),
+            ],
+            None,
+            Expected::Err(
+                "KUBOARD_ADMIN_DEFAULT_PASSWORD=<redacted>: expected the same value as KUBOARD_ADMIN_DERAULT_PASSWORD \
+                 when both are set",
+            ),
+        );
+        check(
+            &[("KUBOARD_SESSION_TTL_SECONDS", "10")],
+            None,
+            Expected::Err(r#"KUBOARD_SESSION_TTL_SECONDS="10": expected seconds between 60 and 2592000"#),
+        );
+    }
+
+    #[test]
+    fn log_levels() {
+        for (given, filter) in [
+            ("warning", "warn"),
+            ("fatal", "error"),
+            ("panic", "error"),
+            ("DEBUG", "debug"),
+        ] {
+            let raw = RawSettings::from_env_pairs(&[("KUBOARD_SERVER_LOGRUS_LEVEL", given)]);
+            assert_eq!(parse(&raw, None).expect("valid level").log.filter, filter, "{given}");
+        }
+        check(
+            &[("KUBOARD_SERVER_LOGRUS_LEVEL", "loud")],
+            None,
+            Expected::Err(
+                r#"KUBOARD_SERVER_LOGRUS_LEVEL="loud": expected one of trace, debug, info, warn, warning, error, fatal, panic"#,
+            ),
+        );
+        check(
+            &[("RUST_LOG", "info,kuboard=debug")],
+            None,
+            Expected::Ok(|c| c.log.filter == "info,kuboard=debug"),
+        );
+        check(
+            &[("RUST_LOG", "info,kuboard=loud")],
+            None,
+            Expected::Err(
+                r#"RUST_LOG="info,kuboard=loud": expected a tracing filter, e.g. info or info,kuboard=debug"#,
+            ),
+        );
+        check(
+            &[("RUST_LOG", "trace"), ("KUBOARD_SERVER_LOGRUS_LEVEL", "error")],
+            None,
+            Expected::Ok(|c| c.log.filter == "error"),
+        );
+    }
+
+    #[test]
+    fn endpoints_and_etcd() {
+        check(
+            &[("KUBOARD_ENDPOINT", "kuboard.example")],
+            None,
+            Expected::Err(r#"KUBOARD_ENDPOINT="kuboard.example": expected a URL starting with http:// or https://"#),
+        );
+        check(
+            &[("KUBOARD_ENDPOINT", "https://kuboard.example/")],
+            None,
+            Expected::Ok(|c| c.http.endpoint.as_deref() == Some("https://kuboard.example")),
+        );
+        check(
+            &[("KUBOARD_AGENT_ENDPOINT", "10.0.0.1:10081,10.0.0.2")],
+            None,
+            Expected::Err(
+                r#"KUBOARD_AGENT_ENDPOINT="10.0.0.1:10081,10.0.0.2": expected comma-separated host:port entries, e.g. 10.0.0.1:10081,10.0.0.2:10081"#,
+            ),
+        );
+        check(
+            &[("KUBOARD_ETCD_ENDPOINTS", "etcd-0:2379,https://etcd-1:2379")],
+            None,
+            Expected::Ok(|c| match &c.store {
+                StoreSelection::Etcd(etcd) => {
+                    etcd.endpoints == ["http://etcd-0:2379", "https://etcd-1:2379"] && etcd.prefix == "/kuboard/"
+                }
+                StoreSelection::Raft(_) => false,
+            }),
+        );
+        check(
+            &[("KUBOARD_ETCD_API_PORT", "2379")],
+            None,
+            Expected::Err(
+                r#"KUBOARD_ETCD_API_PORT="2379": the etcd v3 API of the embedded store is not in this build yet; unset it"#,
+            ),
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let raw = RawSettings::from_env_pairs(&[
+            ("KUBOARD_ADMIN_DEFAULT_PASSWORD", "AdminSecretValue"),
+            ("KUBOARD_SSO_CLIENT_SECRET", "SsoSecretValue"),
+            ("KUBOARD_CLUSTER_SECRET", "ClusterSecretValue"),
+            ("KUBOARD_QUEST_DB_URI", "postgresql://user:DbSecretValue@db:8812/qdb"),
+        ]);
+        let debug = format!("{:?}", parse(&raw, None).expect("valid settings"));
+        for secret in [
+            "AdminSecretValue",
+            "SsoSecretValue",
+            "ClusterSecretValue",
+            "DbSecretValue",
+        ] {
+            assert!(!debug.contains(secret), "{secret} leaked into {debug}");
+        }
+    }
+
+    #[test]
+    fn data_dir_must_be_writable() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let nested = dir.path().join("a/b");
+        check_data_dir("KUBOARD_DATA_DIR", &nested).expect("a creatable directory is accepted");
+        assert!(nested.is_dir());
+        assert_eq!(
+            std::fs::read_dir(&nested).expect("list directory").count(),
+            0,
+            "the probe file is removed"
+        );
+
+        // A path below a regular file can never be created, even by root.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").expect("write test file");
+        let error = check_data_dir("KUBOARD_DATA_DIR", &file.join("data")).expect_err("not creatable");
+        let line = error.to_string();
+        assert!(
+            line.starts_with(&format!(
+                "KUBOARD_DATA_DIR={:?}: expected a directory that can be created",
+                file.join("data").display().to_string()
+            )),
+            "{line}"
+        );
+    }
+}

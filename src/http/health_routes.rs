@@ -1,0 +1,59 @@
+//! `/healthz`, `/readyz` and `/metrics`: for load balancers, orchestrators and Prometheus.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+
+use crate::app_store::error_kind;
+use crate::http::api_error::ApiError;
+use crate::http::AppState;
+
+/// A scrape or probe never waits longer than this for the store's status.
+const STATUS_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Alive: the process answers.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready: the store has a leader with a quorum and the first-start setup is done.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let not_ready = |code, message: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    let status = match tokio::time::timeout(STATUS_DEADLINE, state.store.status()).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "readiness: store status failed");
+            return Err(not_ready("store_unavailable", "the store does not answer"));
+        }
+        Err(_) => return Err(not_ready("store_unavailable", "the store did not answer in time")),
+    };
+    if !status.healthy {
+        return Err(not_ready("store_unhealthy", "the store has no leader with a quorum"));
+    }
+    if !state.admin_ready.load(Ordering::Acquire) {
+        return Err(not_ready(
+            "starting",
+            "the first-start setup (admin user) is not done yet",
+        ));
+    }
+    Ok(Json(
+        serde_json::json!({ "status": "ready", "leader": status.leader, "revision": status.revision }),
+    ))
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    match tokio::time::timeout(STATUS_DEADLINE, state.store.status()).await {
+        Ok(Ok(status)) => state.metrics.observe_store_status(Ok(&status)),
+        Ok(Err(error)) => state.metrics.observe_store_status(Err(error_kind(&error))),
+        Err(_) => state.metrics.observe_store_status(Err("timeout")),
+    }
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,59 @@
+//! `/kuboard-api/system/...`: the replica's and the store's state, for operators and the UI.
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::http::api_error::ApiError;
+use crate::http::caller::Caller;
+use crate::http::AppState;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MemberView {
+    pub id: u64,
+    pub address: String,
+    /// leader, follower, learner or unknown.
+    pub role: String,
+    pub healthy: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SystemStatus {
+    pub replica_id: u64,
+    pub version: String,
+    pub commit: String,
+    /// raft or etcd.
+    pub backend: String,
+    pub members: Vec<MemberView>,
+    pub leader: Option<u64>,
+    pub revision: i64,
+    pub raft_term: u64,
+    pub healthy: bool,
+    /// disabled, ignore-errors, buffered or strict.
+    pub audit_policy: String,
+}
+
+pub async fn status(State(state): State<AppState>, _caller: Caller) -> Result<Json<SystemStatus>, ApiError> {
+    let status = state.store.status().await?;
+    Ok(Json(SystemStatus {
+        replica_id: state.replica_id,
+        version: crate::version::VERSION.to_string(),
+        commit: crate::version::GIT_COMMIT.to_string(),
+        backend: status.backend.as_str().to_string(),
+        members: status
+            .members
+            .into_iter()
+            .map(|member| MemberView {
+                id: member.id,
+                address: member.address,
+                role: member.role.as_str().to_string(),
+                healthy: member.healthy,
+            })
+            .collect(),
+        leader: status.leader,
+        revision: status.revision,
+        raft_term: status.raft_term,
+        healthy: status.healthy,
+        audit_policy: state.audit_policy.as_str().to_string(),
+    }))
+}

@@ -1,0 +1,485 @@
+//! Handler tests against the in-process store: the whole router, called as a tower service.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::app_store::AppStore;
+use crate::auth::users::{self, AdminBootstrap};
+use crate::clock::Clock;
+use crate::config::AuditPolicy;
+use crate::http::{router, AppState};
+use crate::memory_store::MemoryStore;
+use crate::metrics::Metrics;
+use crate::store_backend::StoreBackend;
+
+const DEFAULT_PASSWORD: &str = "Kuboard123";
+const NOW: u64 = 1_700_000_000;
+
+struct Harness {
+    app: Router,
+    state: AppState,
+    memory: MemoryStore,
+}
+
+/// What a call returned, with the body parsed as JSON when it is JSON.
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    json: Value,
+    text: String,
+}
+
+async fn harness() -> Harness {
+    let memory = MemoryStore::default();
+    let metrics = Arc::new(Metrics::new(1));
+    let store = AppStore::new(Arc::new(StoreBackend::Memory(memory.clone())), metrics.clone());
+    let outcome = users::ensure_admin(&store, DEFAULT_PASSWORD, NOW)
+        .await
+        .expect("admin bootstrap");
+    assert_eq!(outcome, AdminBootstrap::Created);
+    let state = AppState {
+        store,
+        metrics,
+        clock: Clock::fixed(NOW),
+        replica_id: 1,
+        session_ttl: Duration::from_secs(3600),
+        secure_cookies: false,
+        audit_policy: AuditPolicy::IgnoreErrors,
+        admin_ready: Arc::new(AtomicBool::new(true)),
+    };
+    Harness {
+        app: router(state.clone()),
+        state,
+        memory,
+    }
+}
+
+impl Harness {
+    async fn call(&self, request: Request<Body>) -> Answer {
+        let response = self.app.clone().oneshot(request).await.expect("the router never fails");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("read body");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Answer {
+            status,
+            headers,
+            json: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        }
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
+        let mut builder = Request::post(path).header("content-type", "application/json");
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        self.call(builder.body(Body::from(body.to_string())).expect("valid request"))
+            .await
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        let mut builder = Request::get(path);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        self.call(builder.body(Body::empty()).expect("valid request")).await
+    }
+
+    async fn login(&self, username: &str, password: &str) -> Answer {
+        self.post(
+            "/kuboard-api/auth/login",
+            None,
+            &json!({ "username": username, "password": password }),
+        )
+        .await
+    }
+
+    async fn token(&self, password: &str) -> String {
+        let answer = self.login("admin", password).await;
+        assert_eq!(answer.status, StatusCode::OK, "login: {}", answer.text);
+        answer.json["token"].as_str().expect("token").to_string()
+    }
+}
+
+/// An error answer: the status, the code, and a request id both in the body and the header.
+fn assert_error(answer: &Answer, status: StatusCode, code: &str) {
+    assert_eq!(answer.status, status, "body: {}", answer.text);
+    assert_eq!(answer.json["code"], code, "body: {}", answer.text);
+    assert!(
+        answer.json["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "body: {}",
+        answer.text
+    );
+    let header = answer
+        .headers
+        .get("x-request-id")
+        .expect("x-request-id header")
+        .to_str()
+        .expect("ascii");
+    assert_eq!(
+        answer.json["request_id"], header,
+        "the body names the request id of the header"
+    );
+}
+
+#[tokio::test]
+async fn login_sets_cookie_and_token_that_authenticate() {
+    let h = harness().await;
+    let answer = h.login("admin", DEFAULT_PASSWORD).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let token = answer.json["token"].as_str().expect("token").to_string();
+    assert_eq!(token.len(), 43);
+    assert_eq!(answer.json["token_type"], "Bearer");
+    assert_eq!(answer.json["username"], "admin");
+    assert_eq!(answer.json["must_change_password"], true);
+    assert_eq!(answer.json["expires_at"], "2023-11-14T23:13:20Z");
+    let cookie = answer
+        .headers
+        .get("set-cookie")
+        .expect("cookie")
+        .to_str()
+        .expect("ascii");
+    assert_eq!(
+        cookie,
+        format!("kuboard_session={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age=3600")
+    );
+    assert!(answer.headers.contains_key("x-request-id"));
+
+    // Only the token's hash is stored.
+    let keys = h.memory.keys();
+    assert!(
+        keys.iter()
+            .any(|key| key.starts_with("sessions/") && key.len() == "sessions/".len() + 64),
+        "{keys:?}"
+    );
+    assert!(!keys.iter().any(|key| key.contains(&token)));
+
+    let me = h.get("/kuboard-api/auth/me", Some(&token)).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    assert_eq!(
+        me.json,
+        json!({"username": "admin", "must_change_password": true, "session_expires_at": "2023-11-14T23:13:20Z"})
+    );
+
+    let by_cookie = h
+        .call(
+            Request::get("/kuboard-api/system/status")
+                .header("cookie", format!("theme=dark; kuboard_session={token}"))
+                .body(Body::empty())
+                .expect("valid request"),
+        )
+        .await;
+    assert_eq!(by_cookie.status, StatusCode::OK, "{}", by_cookie.text);
+    assert_eq!(by_cookie.json["backend"], "raft");
+    assert_eq!(by_cookie.json["replica_id"], 1);
+    assert_eq!(by_cookie.json["leader"], 1);
+    assert_eq!(by_cookie.json["healthy"], true);
+    assert_eq!(by_cookie.json["audit_policy"], "ignore-errors");
+    assert_eq!(
+        by_cookie.json["members"],
+        json!([{"id": 1, "address": "127.0.0.1:10082", "role": "leader", "healthy": true}])
+    );
+    assert!(by_cookie.json["revision"].as_i64().expect("revision") >= 2);
+}
+
+#[tokio::test]
+async fn wrong_credentials_and_missing_sessions_are_refused() {
+    let h = harness().await;
+    assert_error(
+        &h.login("admin", "wrong").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    );
+    assert_error(
+        &h.login("nobody", DEFAULT_PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    );
+    assert_error(
+        &h.login("../admin", DEFAULT_PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    );
+    assert_error(
+        &h.get("/kuboard-api/system/status", None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    assert_error(
+        &h.get("/kuboard-api/auth/me", Some("forged")).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    let well_formed_unknown = "A".repeat(43);
+    assert_error(
+        &h.get("/kuboard-api/auth/me", Some(&well_formed_unknown)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+}
+
+#[tokio::test]
+async fn bad_bodies_get_4xx_codes() {
+    let h = harness().await;
+    let no_type = h
+        .call(
+            Request::post("/kuboard-api/auth/login")
+                .body(Body::from(r#"{"username":"a","password":"b"}"#))
+                .expect("valid"),
+        )
+        .await;
+    assert_error(&no_type, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+
+    let malformed = h
+        .call(
+            Request::post("/kuboard-api/auth/login")
+                .header("content-type", "application/json")
+                .body(Body::from("{not json"))
+                .expect("valid"),
+        )
+        .await;
+    assert_error(&malformed, StatusCode::BAD_REQUEST, "malformed_json");
+
+    let unknown_field = h
+        .post(
+            "/kuboard-api/auth/login",
+            None,
+            &json!({"username": "admin", "password": "x", "remember": true}),
+        )
+        .await;
+    assert_error(&unknown_field, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    let missing_field = h
+        .post("/kuboard-api/auth/login", None, &json!({"username": "admin"}))
+        .await;
+    assert_error(&missing_field, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+
+    let huge = json!({"username": "admin", "password": "x".repeat(2 * 1024 * 1024)});
+    assert_error(
+        &h.post("/kuboard-api/auth/login", None, &huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+    );
+
+    assert_error(
+        &h.get("/kuboard-api/nothing-here", None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &h.get("/kuboard-api/auth/login", None).await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+}
+
+#[tokio::test]
+async fn password_change_rules_and_effects() {
+    let h = harness().await;
+    let token = h.token(DEFAULT_PASSWORD).await;
+    let other_session = h.token(DEFAULT_PASSWORD).await;
+    let change = |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+
+    assert_error(
+        &h.post(
+            "/kuboard-api/auth/password",
+            None,
+            &change(DEFAULT_PASSWORD, "long-enough-1"),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    assert_error(
+        &h.post(
+            "/kuboard-api/auth/password",
+            Some(&token),
+            &change(DEFAULT_PASSWORD, "short"),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "password_too_short",
+    );
+    assert_error(
+        &h.post(
+            "/kuboard-api/auth/password",
+            Some(&token),
+            &change("not-the-password", "long-enough-1"),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "wrong_password",
+    );
+    assert_error(
+        &h.post(
+            "/kuboard-api/auth/password",
+            Some(&token),
+            &change(DEFAULT_PASSWORD, DEFAULT_PASSWORD),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "password_unchanged",
+    );
+    // None of the refused changes changed anything.
+    h.token(DEFAULT_PASSWORD).await;
+
+    let answer = h
+        .post(
+            "/kuboard-api/auth/password",
+            Some(&token),
+            &change(DEFAULT_PASSWORD, "long-enough-1"),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.json["must_change_password"], false);
+    assert_eq!(answer.json["other_sessions_ended"], 2);
+
+    assert_error(
+        &h.login("admin", DEFAULT_PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    );
+    let fresh = h.token("long-enough-1").await;
+    let me = h.get("/kuboard-api/auth/me", Some(&fresh)).await;
+    assert_eq!(me.json["must_change_password"], false);
+    assert_eq!(
+        h.get("/kuboard-api/auth/me", Some(&token)).await.status,
+        StatusCode::OK,
+        "the caller stays logged in"
+    );
+    assert_error(
+        &h.get("/kuboard-api/auth/me", Some(&other_session)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+
+    // A restart runs the bootstrap again: it must not reset the changed password.
+    assert_eq!(
+        users::ensure_admin(&h.state.store, DEFAULT_PASSWORD, NOW)
+            .await
+            .expect("bootstrap"),
+        AdminBootstrap::AlreadyPresent
+    );
+    h.token("long-enough-1").await;
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_expiry_is_enforced() {
+    let h = harness().await;
+    let token = h.token(DEFAULT_PASSWORD).await;
+    let logout = h.post("/kuboard-api/auth/logout", Some(&token), &json!({})).await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    let cleared = logout
+        .headers
+        .get("set-cookie")
+        .expect("cookie cleared")
+        .to_str()
+        .expect("ascii");
+    assert!(
+        cleared.starts_with("kuboard_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    assert_error(
+        &h.get("/kuboard-api/auth/me", Some(&token)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    assert!(
+        !h.memory.keys().iter().any(|key| key.starts_with("sessions/")),
+        "{:?}",
+        h.memory.keys()
+    );
+    // Logging out again is harmless.
+    assert_eq!(
+        h.post("/kuboard-api/auth/logout", Some(&token), &json!({}))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+
+    let token = h.token(DEFAULT_PASSWORD).await;
+    h.state.clock.advance(3599);
+    assert_eq!(h.get("/kuboard-api/auth/me", Some(&token)).await.status, StatusCode::OK);
+    h.state.clock.advance(1);
+    assert_error(
+        &h.get("/kuboard-api/auth/me", Some(&token)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    assert!(
+        !h.memory.keys().iter().any(|key| key.starts_with("sessions/")),
+        "the expired session was removed"
+    );
+}
+
+#[tokio::test]
+async fn store_outage_is_503_and_not_ready() {
+    let h = harness().await;
+    assert_eq!(h.get("/readyz", None).await.status, StatusCode::OK);
+    assert_eq!(h.get("/healthz", None).await.text, "ok");
+    let token = h.token(DEFAULT_PASSWORD).await;
+
+    h.memory.set_unavailable(true);
+    assert_error(
+        &h.login("admin", DEFAULT_PASSWORD).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+    );
+    assert_error(
+        &h.get("/kuboard-api/system/status", Some(&token)).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+    );
+    assert_error(
+        &h.get("/readyz", None).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+    );
+    assert_eq!(
+        h.get("/healthz", None).await.status,
+        StatusCode::OK,
+        "alive even without a store"
+    );
+    let metrics = h.get("/metrics", None).await;
+    assert!(metrics.text.contains("kuboard_store_healthy 0"), "{}", metrics.text);
+
+    h.memory.set_unavailable(false);
+    h.state.admin_ready.store(false, Ordering::SeqCst);
+    assert_error(
+        &h.get("/readyz", None).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "starting",
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route() {
+    let h = harness().await;
+    h.login("admin", "wrong").await;
+    h.get("/no/such/path", None).await;
+    let metrics = h.get("/metrics", None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.text;
+    assert!(
+        text.contains(r#"kuboard_http_requests_total{method="POST",route="/kuboard-api/auth/login",status="401"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+    assert!(text.contains("kuboard_http_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains(r#"kuboard_store_op_duration_seconds_count{op="txn"}"#),
+        "{text}"
+    );
+    assert!(text.contains("kuboard_build_info{"), "{text}");
+    assert!(text.contains("kuboard_store_leader_id 1"), "{text}");
+    assert!(text.contains("kuboard_store_healthy 1"), "{text}");
+}

@@ -1,0 +1,138 @@
+//! The composition root of the store: a closed set of backends behind the `Store` contract.
+//!
+//! The external etcd backend joins this enum in a later build; until then selecting it stops the
+//! process with a clear configuration error.
+
+use kuboard_raft::{OpenError, RaftStore, RaftStoreConfig};
+use kuboard_storage::*;
+
+use crate::config::{RaftConfig, StoreSelection};
+
+/// The store backend this replica runs.
+pub enum StoreBackend {
+    /// A member of the embedded Raft group.
+    Raft(RaftStore),
+    /// An in-process store for the server's own unit tests.
+    #[cfg(test)]
+    Memory(crate::memory_store::MemoryStore),
+}
+
+/// Why the selected backend could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendOpenError {
+    #[error(
+        "{label}={value:?}: the external etcd backend is not in this build yet; unset it to use the embedded Raft store"
+    )]
+    EtcdNotInThisBuild { label: String, value: String },
+    #[error(transparent)]
+    Raft(#[from] OpenError),
+}
+
+impl BackendOpenError {
+    /// True when the operator's settings (not the machine) are at fault: the process exits with 2.
+    pub fn is_configuration_error(&self) -> bool {
+        matches!(
+            self,
+            BackendOpenError::EtcdNotInThisBuild { .. }
+                | BackendOpenError::Raft(OpenError::Config(_))
+                | BackendOpenError::Raft(OpenError::DataDir { .. })
+        )
+    }
+}
+
+impl StoreBackend {
+    pub async fn open(
+        selection: &StoreSelection,
+        data_dir: &std::path::Path,
+    ) -> Result<StoreBackend, BackendOpenError> {
+        match selection {
+            StoreSelection::Raft(raft) => Ok(StoreBackend::Raft(
+                RaftStore::open(raft_store_config(raft, data_dir)).await?,
+            )),
+            StoreSelection::Etcd(etcd) => Err(BackendOpenError::EtcdNotInThisBuild {
+                label: etcd.endpoints_label.clone(),
+                value: etcd.endpoints_text.clone(),
+            }),
+        }
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            StoreBackend::Raft(_) => BackendKind::Raft,
+            #[cfg(test)]
+            StoreBackend::Memory(_) => BackendKind::Raft,
+        }
+    }
+
+    /// Finishes in-flight writes and flushes everything to disk.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        match self {
+            StoreBackend::Raft(store) => store.shutdown().await,
+            #[cfg(test)]
+            StoreBackend::Memory(_) => Ok(()),
+        }
+    }
+}
+
+pub fn raft_store_config(raft: &RaftConfig, data_dir: &std::path::Path) -> RaftStoreConfig {
+    RaftStoreConfig {
+        node_id: raft.node_id,
+        data_dir: data_dir.to_path_buf(),
+        peers: raft.peers.clone(),
+        peer_listen_addr: raft.listen_addr,
+        cluster_secret: raft.cluster_secret.as_ref().map(|secret| secret.expose().to_string()),
+        heartbeat_ms: raft.heartbeat_ms,
+        election_timeout_ms: raft.election_timeout_ms,
+        snapshot_threshold: raft.snapshot_threshold,
+    }
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            StoreBackend::Raft($store) => $call,
+            #[cfg(test)]
+            StoreBackend::Memory($store) => $call,
+        }
+    };
+}
+
+impl Store for StoreBackend {
+    async fn range(&self, request: RangeRequest) -> Result<RangeResponse, StoreError> {
+        dispatch!(self, store => store.range(request).await)
+    }
+    async fn put(&self, request: PutRequest) -> Result<PutResponse, StoreError> {
+        dispatch!(self, store => store.put(request).await)
+    }
+    async fn delete_range(&self, request: DeleteRangeRequest) -> Result<DeleteRangeResponse, StoreError> {
+        dispatch!(self, store => store.delete_range(request).await)
+    }
+    async fn txn(&self, request: TxnRequest) -> Result<TxnResponse, StoreError> {
+        dispatch!(self, store => store.txn(request).await)
+    }
+    async fn compact(&self, request: CompactRequest) -> Result<CompactResponse, StoreError> {
+        dispatch!(self, store => store.compact(request).await)
+    }
+    async fn watch(&self, request: WatchRequest) -> Result<WatchStream, StoreError> {
+        dispatch!(self, store => store.watch(request).await)
+    }
+    async fn lease_grant(&self, request: LeaseGrantRequest) -> Result<LeaseGrantResponse, StoreError> {
+        dispatch!(self, store => store.lease_grant(request).await)
+    }
+    async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse, StoreError> {
+        dispatch!(self, store => store.lease_revoke(id).await)
+    }
+    async fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeepAliveResponse, StoreError> {
+        dispatch!(self, store => store.lease_keep_alive(id).await)
+    }
+    async fn lease_time_to_live(&self, id: i64, with_keys: bool) -> Result<LeaseTimeToLiveResponse, StoreError> {
+        dispatch!(self, store => store.lease_time_to_live(id, with_keys).await)
+    }
+    async fn lease_leases(&self) -> Result<LeaseLeasesResponse, StoreError> {
+        dispatch!(self, store => store.lease_leases().await)
+    }
+    async fn status(&self) -> Result<StoreStatus, StoreError> {
+        dispatch!(self, store => store.status().await)
+    }
+}
