@@ -119,8 +119,11 @@ pub(super) fn index_bounds(key: &[u8], range_end: &[u8]) -> Option<(Vec<u8>, Opt
     Some((escape(key), Some(escape(range_end))))
 }
 
+/// The bounds of a range scan over raw user keys.
+pub(super) type KeyBounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
 /// Bounds of a sled range over raw user keys in `[key, range_end)`, or `None` when empty.
-pub(super) fn key_bounds(key: &[u8], range_end: &[u8]) -> Option<(Bound<Vec<u8>>, Bound<Vec<u8>>)> {
+pub(super) fn key_bounds(key: &[u8], range_end: &[u8]) -> Option<KeyBounds> {
     if range_end.is_empty() {
         return Some((Bound::Included(key.to_vec()), Bound::Included(key.to_vec())));
     }

@@ -8,7 +8,7 @@ use sled::IVec;
 use super::keys::{lease_id_key, parse_lease_id_key};
 use super::records::{decode, encode, LeaseRecord};
 use super::write::{Commit, TreeId, WriteTxn};
-use super::{header, MvccError, Trees};
+use super::{header, LeaseDetails, MvccError, Trees};
 use crate::command::CommandResponse;
 
 /// Largest ttl a lease may be granted with, in seconds (etcd's `MaxLeaseTTL`).
@@ -98,7 +98,7 @@ pub(super) fn list(trees: &Trees) -> Result<Vec<(i64, i64)>, MvccError> {
     Ok(leases)
 }
 
-pub(super) fn get(trees: &Trees, id: i64) -> Result<Option<(i64, Vec<Vec<u8>>)>, MvccError> {
+pub(super) fn get(trees: &Trees, id: i64) -> Result<Option<LeaseDetails>, MvccError> {
     let Some(value) = trees.leases.get(lease_id_key(id))? else {
         return Ok(None);
     };

@@ -93,6 +93,9 @@ impl From<MvccError> for StoreError {
     }
 }
 
+/// A lease's granted ttl (seconds) and its attached keys, ascending.
+pub type LeaseDetails = (i64, Vec<Vec<u8>>);
+
 /// The trees of one generation.
 pub(super) struct Trees {
     generation: u64,
@@ -357,7 +360,7 @@ impl KvStateMachine {
     }
 
     /// The granted ttl and attached keys of one lease, `None` if absent.
-    pub fn lease(&self, id: i64) -> Result<Option<(i64, Vec<Vec<u8>>)>, MvccError> {
+    pub fn lease(&self, id: i64) -> Result<Option<LeaseDetails>, MvccError> {
         lease::get(&read(&self.inner.state), id)
     }
 

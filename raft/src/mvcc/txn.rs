@@ -78,10 +78,13 @@ fn duplicate_key() -> StoreError {
     StoreError::InvalidArgument("duplicate key given in txn request".to_string())
 }
 
+/// The keys a branch puts and the `(key, range_end)` ranges it deletes.
+type Intervals = (BTreeSet<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>);
+
 /// etcd's `checkIntervals`: the keys put by `ops` (nested transactions included) and the ranges
 /// they delete; an error if a key is put twice or put and deleted. The two branches of a nested
 /// transaction exclude each other, so they may put the same key.
-fn check_intervals(ops: &[TxnOp]) -> Result<(BTreeSet<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>), StoreError> {
+fn check_intervals(ops: &[TxnOp]) -> Result<Intervals, StoreError> {
     let mut deletes: Vec<(Vec<u8>, Vec<u8>)> = ops
         .iter()
         .filter_map(|op| match op {

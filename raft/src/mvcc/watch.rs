@@ -198,13 +198,12 @@ impl WatchCursor {
             });
         }
         let mut events = Vec::new();
-        let mut scanned = 0;
         let mut last_revision = None;
         let mut finished = true;
-        for item in trees
+        let history = trees
             .history
-            .range(revision_key(self.next_revision, 0)..=revision_key(current, i64::MAX))
-        {
+            .range(revision_key(self.next_revision, 0)..=revision_key(current, i64::MAX));
+        for (scanned, item) in history.enumerate() {
             let (history_key, value) = item.map_err(super::MvccError::from)?;
             let (revision, sub_revision) = parse_revision_key(&history_key)?;
             if scanned >= HISTORY_CHUNK && last_revision != Some(revision) {
@@ -212,7 +211,6 @@ impl WatchCursor {
                 finished = false;
                 break;
             }
-            scanned += 1;
             last_revision = Some(revision);
             let HistoryRecord { key, kv } = decode("history record", &value)?;
             if !in_range(&self.request.key, &self.request.range_end, &key) {
