@@ -21,6 +21,7 @@ pub mod command;
 mod log_store;
 pub(crate) mod mvcc;
 mod network;
+pub(crate) mod peer;
 mod raft_store;
 mod state_machine;
 #[doc(hidden)]

@@ -1,0 +1,118 @@
+//! Length-prefixed frames: `[u32 big-endian payload length][payload]`, where the payload is one
+//! codec record. The length is checked against a limit before anything is allocated, so a peer
+//! cannot make the reader allocate more than the limit by lying about the length.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::codec::{self, CodecError};
+
+/// Bytes of the length prefix.
+pub(super) const LENGTH_PREFIX_BYTES: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum FrameError {
+    /// The peer closed the connection between two frames: the normal end of a connection.
+    #[error("connection closed")]
+    Closed,
+    #[error("read frame: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { len: usize, limit: usize },
+    #[error("empty frame")]
+    Empty,
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] CodecError),
+}
+
+impl FrameError {
+    /// Whether the peer sent something malformed (as opposed to the connection ending or failing).
+    pub(super) fn is_malformed(&self) -> bool {
+        matches!(
+            self,
+            FrameError::TooLarge { .. } | FrameError::Empty | FrameError::Decode(_)
+        )
+    }
+}
+
+/// Encode `value` as a complete frame, length prefix included, refusing to build one the peer
+/// would reject as too large.
+pub(super) fn encode_frame<T: Serialize>(value: &T, limit: usize) -> Result<Vec<u8>, FrameError> {
+    let record = codec::encode(value)?;
+    if record.len() > limit || record.len() > u32::MAX as usize {
+        return Err(FrameError::TooLarge {
+            len: record.len(),
+            limit,
+        });
+    }
+    let mut frame = Vec::with_capacity(LENGTH_PREFIX_BYTES + record.len());
+    frame.extend_from_slice(&(record.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&record);
+    Ok(frame)
+}
+
+/// Read one frame's payload of at most `limit` bytes.
+pub(super) async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, limit: usize) -> Result<Vec<u8>, FrameError> {
+    let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
+    match reader.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(FrameError::Io(e)),
+    }
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    if len > limit {
+        return Err(FrameError::TooLarge { len, limit });
+    }
+    let mut payload = vec![0u8; len];
+    reader.read_exact(&mut payload).await?;
+    Ok(payload)
+}
+
+/// Decode a frame's payload; the limit is the same one the frame was read with.
+pub(super) fn decode_payload<T: DeserializeOwned>(payload: &[u8], limit: usize) -> Result<T, FrameError> {
+    Ok(codec::decode_with_limit(payload, limit)?)
+}
+
+/// Read one frame and decode it.
+pub(super) async fn read_record<T: DeserializeOwned, R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limit: usize,
+) -> Result<T, FrameError> {
+    let payload = read_frame(reader, limit).await?;
+    decode_payload(&payload, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn round_trip_and_limits() {
+        let frame = encode_frame(&("hello".to_string(), 7u64), 1024).expect("encode");
+        let mut reader = &frame[..];
+        let back: (String, u64) = read_record(&mut reader, 1024).await.expect("decode");
+        assert_eq!(back, ("hello".to_string(), 7));
+        assert!(matches!(
+            read_frame(&mut &frame[..], 4).await,
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            encode_frame(&vec![0u8; 100], 10),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert!(matches!(read_frame(&mut &[][..], 16).await, Err(FrameError::Closed)));
+        assert!(matches!(
+            read_frame(&mut &[0, 0, 0, 0][..], 16).await,
+            Err(FrameError::Empty)
+        ));
+        // A prefix promising more bytes than arrive is an I/O error, not a hang or a panic.
+        assert!(matches!(
+            read_frame(&mut &[0, 0, 0, 9, 1][..], 16).await,
+            Err(FrameError::Io(_))
+        ));
+    }
+}

@@ -1,0 +1,249 @@
+//! openraft's network traits on top of [`PeerClient`]: every Raft RPC becomes one request on the
+//! target's reused connection; a snapshot becomes a sequence of acknowledged chunks on a separate
+//! connection.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use openraft::errors::{ErrorSource, NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
+use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
+use openraft::{RaftTypeConfig, StorageError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::client::{Lane, PeerClient, PeerError};
+use super::snapshot::SnapshotSend;
+use super::wire::{RequestBody, SnapshotChunk};
+use super::PeerAddress;
+use crate::codec;
+
+/// Smallest snapshot chunk sent, whatever openraft asks for, so that a tiny configured chunk size
+/// does not turn a snapshot into millions of round trips.
+const MIN_SNAPSHOT_CHUNK: usize = 4096;
+
+/// What the last chunk of a snapshot carries besides data.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(super) struct SnapshotFinish<C: RaftTypeConfig> {
+    pub(super) vote: VoteOf<C>,
+    pub(super) meta: SnapshotMetaOf<C>,
+}
+
+/// openraft's network factory for a group whose members talk through [`PeerClient`]. `D` is the
+/// state machine's snapshot data type.
+pub struct PeerNetworkFactory<C, D> {
+    client: PeerClient,
+    _types: PhantomData<fn() -> (C, D)>,
+}
+
+impl<C, D> PeerNetworkFactory<C, D> {
+    pub fn new(client: PeerClient) -> Self {
+        Self {
+            client,
+            _types: PhantomData,
+        }
+    }
+
+    pub fn client(&self) -> &PeerClient {
+        &self.client
+    }
+}
+
+impl<C, D> Clone for PeerNetworkFactory<C, D> {
+    fn clone(&self) -> Self {
+        Self::new(self.client.clone())
+    }
+}
+
+impl<C, D> PeerNetworkFactory<C, D>
+where
+    C: RaftTypeConfig<NodeId = u64>,
+    C::Node: PeerAddress,
+{
+    fn connection(&self, target: u64, node: &C::Node, lane: Lane) -> PeerConnection<C, D> {
+        // Membership is the authority on addresses: a member that moved is reached at its new one.
+        self.client.set_peer_address(target, node.peer_address());
+        PeerConnection {
+            client: self.client.clone(),
+            target,
+            lane,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<C, D> RaftNetworkFactory<C> for PeerNetworkFactory<C, D>
+where
+    C: RaftTypeConfig<NodeId = u64>,
+    C::Node: PeerAddress,
+    D: SnapshotSend,
+{
+    type Network = PeerConnection<C, D>;
+
+    async fn new_client(&mut self, target: u64, node: &C::Node) -> Self::Network {
+        self.connection(target, node, Lane::Raft)
+    }
+
+    async fn new_snapshot_client(&mut self, target: u64, node: &C::Node) -> Self::Network {
+        self.connection(target, node, Lane::Snapshot)
+    }
+}
+
+/// openraft's handle for talking to one member. Connections belong to the shared [`PeerClient`],
+/// so dropping and recreating this handle costs no reconnect.
+pub struct PeerConnection<C, D> {
+    client: PeerClient,
+    target: u64,
+    lane: Lane,
+    _types: PhantomData<fn() -> (C, D)>,
+}
+
+impl<C, D> PeerConnection<C, D>
+where
+    C: RaftTypeConfig<NodeId = u64>,
+{
+    async fn typed_call<Resp: DeserializeOwned>(
+        &self,
+        action: RPCTypes,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<C>> {
+        let bytes = self
+            .client
+            .call(self.target, self.lane, body, timeout)
+            .await
+            .map_err(|e| self.rpc_error(action, e))?;
+        self.decode_response(&bytes)
+    }
+
+    fn decode_response<Resp: DeserializeOwned>(&self, bytes: &[u8]) -> Result<Resp, RPCError<C>> {
+        codec::decode_with_limit(bytes, self.client.config().max_frame_bytes).map_err(|e| {
+            self.client.stats().rpc_error();
+            RPCError::Network(NetworkError::from_string(format!(
+                "undecodable response from peer {}: {e}",
+                self.target
+            )))
+        })
+    }
+
+    fn encode_request<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, RPCError<C>> {
+        codec::encode(value).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+
+    /// Map a transport failure to the error openraft reacts to correctly: `Unreachable` makes it
+    /// back off, `Network` makes it retry soon, `Timeout` is reported as such.
+    fn rpc_error(&self, action: RPCTypes, error: PeerError) -> RPCError<C> {
+        match error {
+            PeerError::Timeout { target, timeout } => RPCError::Timeout(Timeout {
+                action,
+                id: self.client.config().node_id,
+                target,
+                timeout,
+            }),
+            e if e.is_unreachable() => RPCError::Unreachable(Unreachable::new(&e)),
+            e => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+impl<C, D> RaftNetworkV2<C> for PeerConnection<C, D>
+where
+    C: RaftTypeConfig<NodeId = u64>,
+    D: SnapshotSend,
+{
+    type SnapshotData = D;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
+        let body = RequestBody::AppendEntries(self.encode_request(&rpc)?);
+        self.typed_call(RPCTypes::AppendEntries, body, option.hard_ttl()).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
+        let body = RequestBody::Vote(self.encode_request(&rpc)?);
+        self.typed_call(RPCTypes::Vote, body, option.hard_ttl()).await
+    }
+
+    async fn pre_vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
+        let body = RequestBody::PreVote(self.encode_request(&rpc)?);
+        self.typed_call(RPCTypes::Vote, body, option.hard_ttl()).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<C>,
+        snapshot: SnapshotOf<C, Self::SnapshotData>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
+        let mut cancel = std::pin::pin!(cancel);
+        let config = self.client.config().clone();
+        let chunk_size = option
+            .snapshot_chunk_size()
+            .unwrap_or(config.snapshot_chunk_bytes)
+            .min(config.snapshot_chunk_bytes)
+            .min(config.max_frame_bytes / 2)
+            .max(MIN_SNAPSHOT_CHUNK);
+        let signature = snapshot.meta.signature();
+        let read_error = |e: std::io::Error| {
+            StreamingError::StorageError(StorageError::read_snapshot(
+                Some(signature.clone()),
+                C::ErrorSource::from_error(&e),
+            ))
+        };
+        let finish = SnapshotFinish::<C> {
+            vote,
+            meta: snapshot.meta,
+        };
+        let finish = codec::encode(&finish).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let mut reader = snapshot.snapshot.into_reader().await.map_err(read_error)?;
+        // A fresh id per transfer lets the receiver tell chunks of this transfer from a stale one.
+        let transfer: u64 = rand::random();
+        let mut offset = 0u64;
+        loop {
+            let data = read_chunk(&mut reader, chunk_size).await.map_err(read_error)?;
+            let last = data.len() < chunk_size;
+            let data_len = data.len() as u64;
+            let chunk = SnapshotChunk {
+                transfer,
+                offset,
+                data,
+                finish: last.then(|| finish.clone()),
+            };
+            // Installing happens while the last chunk is being answered and takes far longer than
+            // receiving one chunk.
+            let timeout = if last {
+                option.hard_ttl().max(config.snapshot_install_timeout)
+            } else {
+                option.hard_ttl()
+            };
+            let call = self
+                .client
+                .call(self.target, self.lane, RequestBody::SnapshotChunk(chunk), timeout);
+            let reply = tokio::select! {
+                closed = &mut cancel => return Err(StreamingError::Closed(closed)),
+                reply = call => reply,
+            };
+            let bytes = reply.map_err(|e| StreamingError::from(self.rpc_error(RPCTypes::InstallSnapshot, e)))?;
+            offset += data_len;
+            if last {
+                return self.decode_response(&bytes).map_err(StreamingError::from);
+            }
+        }
+    }
+}
+
+/// Read up to `size` bytes, fewer only at the end of the data.
+async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> std::io::Result<Vec<u8>> {
+    let mut chunk = Vec::with_capacity(size);
+    let mut limited = reader.take(size as u64);
+    limited.read_to_end(&mut chunk).await?;
+    Ok(chunk)
+}
