@@ -62,6 +62,8 @@ pub enum OpenError {
     Other(String),
 }
 
+/// The largest command accepted into the log, etcd's default `--max-request-bytes` (1.5 MiB).
+const MAX_REQUEST_BYTES: u64 = 1536 * 1024;
 /// How often the leader looks for expired leases.
 const LEASE_TICK: Duration = Duration::from_millis(250);
 /// How long `open` of a one-member group waits for it to elect itself.
@@ -336,6 +338,14 @@ impl RaftStore {
 
     /// Propose `command` through the log and return the state machine's answer.
     async fn write(&self, command: Command) -> Result<CommandResponse, StoreError> {
+        let size = command.approximate_size();
+        if size > MAX_REQUEST_BYTES {
+            // Refused before it takes a log entry: a huge entry slows every member's log and
+            // snapshot, as etcd's --max-request-bytes guards against.
+            return Err(StoreError::InvalidArgument(format!(
+                "request of about {size} bytes exceeds the limit of {MAX_REQUEST_BYTES} bytes"
+            )));
+        }
         let parts = self.parts()?;
         let timeout = self.request_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -444,6 +454,20 @@ fn expect_response<T>(
     pick(response).ok_or_else(|| internal("the state machine answered with a response of another kind"))
 }
 
+/// Refuse a txn comparing an empty key before it takes a log entry, as etcd's API layer does
+/// ("key is not provided"); everything else about a txn is checked where it is applied.
+fn check_compare_keys(txn: &TxnRequest) -> Result<(), StoreError> {
+    if txn.compare.iter().any(|c| c.key.is_empty()) {
+        return Err(StoreError::InvalidArgument("key is not provided".into()));
+    }
+    for op in txn.success.iter().chain(txn.failure.iter()) {
+        if let TxnOp::Txn(nested) = op {
+            check_compare_keys(nested)?;
+        }
+    }
+    Ok(())
+}
+
 /// Seconds left until `deadline`, rounded up, at least 0.
 fn remaining_secs(deadline: Instant, now: Instant) -> i64 {
     let left = deadline.saturating_duration_since(now);
@@ -482,6 +506,7 @@ impl Store for RaftStore {
     }
 
     async fn txn(&self, request: TxnRequest) -> Result<TxnResponse, StoreError> {
+        check_compare_keys(&request)?;
         let response = self.write(Command::Txn(request)).await?;
         expect_response(
             response,
