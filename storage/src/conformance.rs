@@ -115,17 +115,37 @@ macro_rules! __conformance_test_fns {
             }
         )*
     };
+    (($factory:expr, $accessor:expr) $($check:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let fixture = $factory.await;
+                $crate::conformance::$check($accessor(&fixture)).await;
+            }
+        )*
+    };
 }
 
-/// Generates one `#[tokio::test]` per conformance check. `$factory` is an expression evaluating to a
-/// future of the store, evaluated once per test, for example `conformance_tests!(fresh_store())`
-/// with `async fn fresh_store() -> MyStore`. The calling crate needs `tokio` (with `macros` and
-/// `rt-multi-thread`) as a dev-dependency. Each test gets its own store, so the global checks
-/// ([`compact`], the "nothing changed" checks) are safe as long as the factory does not share one.
+/// Generates one `#[tokio::test]` per conformance check.
+///
+/// `conformance_tests!(factory)`: `factory` is an expression evaluating to a future of the store,
+/// evaluated once per test, for example `conformance_tests!(fresh_store())` with
+/// `async fn fresh_store() -> MyStore`.
+///
+/// `conformance_tests!(factory, accessor)`: the factory returns a fixture that owns the store and
+/// whatever must live as long as it (servers, temporary directories); `accessor` is a function
+/// from `&Fixture` to `&Store`.
+///
+/// The calling crate needs `tokio` (features `macros`, `rt-multi-thread`) as a dev-dependency. Each
+/// test gets its own store, so the global checks ([`compact`], the "nothing changed" checks) are
+/// safe as long as the factory does not hand out one shared store.
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:expr) => {
         $crate::__for_each_conformance_check!(__conformance_test_fns!($factory));
+    };
+    ($factory:expr, $accessor:expr) => {
+        $crate::__for_each_conformance_check!(__conformance_test_fns!($factory, $accessor));
     };
 }
 
