@@ -48,7 +48,7 @@ use std::time::Duration;
 pub use client::{PeerClient, PeerError};
 pub use network::{PeerConnection, PeerNetworkFactory};
 pub use server::{AppRequestHandler, NoAppRequests, PeerServer, PeerServerHandle, RaftRpcHandler};
-pub use snapshot::{InMemorySnapshotReceiver, SnapshotReceive, SnapshotSend};
+pub use snapshot::{FileSnapshotReceiver, InMemorySnapshotReceiver, SnapshotReceive, SnapshotSend};
 pub use stats::{PeerCounters, PeerStats};
 pub use wire::RemoteFailure;
 
@@ -139,6 +139,12 @@ impl PeerConfig {
 pub trait PeerAddress {
     /// `host:port` of the member's peer listener.
     fn peer_address(&self) -> String;
+}
+
+impl PeerAddress for crate::types::PeerNode {
+    fn peer_address(&self) -> String {
+        self.addr.clone()
+    }
 }
 
 impl PeerAddress for openraft::BasicNode {

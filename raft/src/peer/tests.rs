@@ -618,6 +618,29 @@ proptest! {
     }
 }
 
+/// The transport plugs into the crate's own type configuration, state machine and snapshot
+/// files: this only has to compile.
+#[test]
+fn t15_transport_fits_the_crate_raft_types() {
+    use openraft::network::NetSnapshot;
+
+    use crate::state_machine::{SnapshotData, StateMachineStore};
+    use crate::types::TypeConfig;
+
+    fn factory<N>()
+    where
+        N: RaftNetworkFactory<TypeConfig>,
+        N::Network: NetSnapshot<TypeConfig, SnapshotData = SnapshotData>,
+    {
+    }
+    fn handler<H: RaftRpcHandler<Config = TypeConfig, SnapshotData = SnapshotData>>() {}
+    fn receiver<R: SnapshotReceive<SnapshotData>>() {}
+
+    factory::<PeerNetworkFactory<TypeConfig, SnapshotData>>();
+    handler::<openraft::Raft<TypeConfig, StateMachineStore>>();
+    receiver::<FileSnapshotReceiver>();
+}
+
 #[tokio::test]
 async fn t15_frame_error_kinds() {
     let result = read_record::<RequestFrame, _>(&mut &[0u8, 0, 0, 2, 9, 9][..], 16).await;
