@@ -552,13 +552,21 @@ impl Store for RaftStore {
                 request.id
             )));
         }
-        // The proposer chooses the id so that applying the command stays deterministic.
-        let id = if request.id == 0 {
-            rand::random::<i64>().checked_abs().unwrap_or(1).max(1)
-        } else {
-            request.id
+        // The proposer chooses the id so that applying the command stays deterministic. A random
+        // id that happens to be taken is drawn again (a bounded number of times).
+        let mut attempts = 0;
+        let (id, response) = loop {
+            attempts += 1;
+            let id = if request.id == 0 {
+                rand::random::<i64>().checked_abs().unwrap_or(1).max(1)
+            } else {
+                request.id
+            };
+            match self.write(Command::LeaseGrant { id, ttl: request.ttl }).await {
+                Err(StoreError::LeaseExists(_)) if request.id == 0 && attempts < 5 => continue,
+                result => break (id, result?),
+            }
         };
-        let response = self.write(Command::LeaseGrant { id, ttl: request.ttl }).await?;
         let response = expect_response(response, |r| {
             if let CommandResponse::LeaseGrant(g) = r {
                 Some(g)
