@@ -81,7 +81,7 @@ async fn acknowledged_writes_survive_sigkill() {
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last_ack = None;
-    while last_ack.map_or(true, |(index, _)| index + 1 < KILL_AFTER_ACKS) {
+    while last_ack.is_none_or(|(index, _)| index + 1 < KILL_AFTER_ACKS) {
         let remaining = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(remaining) {
             Ok(ack) => last_ack = Some(ack),
