@@ -46,7 +46,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 /// Decode a versioned record of at most `limit` bytes. The whole input must be consumed.
 pub fn decode_with_limit<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, CodecError> {
     if bytes.len() > limit {
-        return Err(CodecError::TooLarge { len: bytes.len(), limit });
+        return Err(CodecError::TooLarge {
+            len: bytes.len(),
+            limit,
+        });
     }
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
     if version != FORMAT_VERSION {
@@ -88,7 +91,10 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert_eq!(decode::<Command>(&trailing), Err(CodecError::TrailingBytes(1)));
-        assert!(matches!(decode_with_limit::<Command>(&bytes, 2), Err(CodecError::TooLarge { .. })));
+        assert!(matches!(
+            decode_with_limit::<Command>(&bytes, 2),
+            Err(CodecError::TooLarge { .. })
+        ));
     }
 
     #[test]
