@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::app_store::AppStore;
@@ -30,6 +31,13 @@ pub const EXIT_CONFIG: u8 = 2;
 
 /// Runs one replica until a signal stops it; returns the process exit code.
 pub async fn serve(config: ServeConfig) -> u8 {
+    let mut signals = match StopSignals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("error: listen for SIGTERM and SIGINT: {error}");
+            return EXIT_FAILURE;
+        }
+    };
     let replica_id = match &config.store {
         StoreSelection::Raft(raft) => raft.node_id,
         StoreSelection::Etcd(_) => 0,
@@ -60,18 +68,6 @@ pub async fn serve(config: ServeConfig) -> u8 {
         return EXIT_CONFIG;
     }
 
-    // Bind before opening the store so that a taken port fails at once, not after an election.
-    let listener = match TcpListener::bind(config.http.listen_addr).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!(
-                "error: listen on {} (KUBOARD_SERVER_PORT): {error}",
-                config.http.listen_addr
-            );
-            return EXIT_FAILURE;
-        }
-    };
-
     let backend = match StoreBackend::open(&config.store, &config.data_dir).await {
         Ok(backend) => Arc::new(backend),
         Err(error) => {
@@ -84,6 +80,20 @@ pub async fn serve(config: ServeConfig) -> u8 {
         }
     };
     tracing::info!(backend = backend.kind().as_str(), "store open");
+
+    let listener = match TcpListener::bind(config.http.listen_addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!(
+                "error: listen on {} (KUBOARD_SERVER_PORT): {error}",
+                config.http.listen_addr
+            );
+            if let Err(error) = backend.shutdown().await {
+                tracing::warn!(%error, "store shutdown after the failed start failed");
+            }
+            return EXIT_FAILURE;
+        }
+    };
 
     let metrics = Arc::new(Metrics::new(replica_id));
     let store = AppStore::new(backend.clone(), metrics.clone());
@@ -118,7 +128,7 @@ pub async fn serve(config: ServeConfig) -> u8 {
 
     let mut exit_code = EXIT_OK;
     let started_shutdown = tokio::select! {
-        signal = wait_for_signal() => {
+        signal = signals.recv() => {
             tracing::info!(signal, "shutting down: no new connections, finishing requests in flight");
             Instant::now()
         }
@@ -128,14 +138,14 @@ pub async fn serve(config: ServeConfig) -> u8 {
             Instant::now()
         }
     };
-    tokio::spawn(async {
-        let signal = wait_for_signal().await;
+    tokio::spawn(async move {
+        let signal = signals.recv().await;
         tracing::warn!(signal, "second signal during shutdown: exiting at once");
         std::process::exit(i32::from(EXIT_FAILURE));
     });
     let _ = shutdown_sender.send(true);
 
-    if !server_task.is_finished() {
+    if exit_code == EXIT_OK {
         match tokio::time::timeout(DRAIN_DEADLINE, &mut server_task).await {
             Ok(Ok(Ok(()))) => tracing::info!("HTTP requests drained"),
             Ok(Ok(Err(error))) => tracing::error!(%error, "the HTTP server failed while draining"),
@@ -176,20 +186,27 @@ pub async fn serve(config: ServeConfig) -> u8 {
     exit_code
 }
 
-/// Waits for SIGTERM or SIGINT and names it.
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(terminate) => terminate,
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
+/// SIGTERM and SIGINT, listened for from the start of `serve` so that a signal arriving while the
+/// store opens is not fatal but starts an orderly shutdown.
+struct StopSignals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for the next SIGTERM or SIGINT and names it.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
         }
-    };
-    tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
     }
 }
 
