@@ -3,7 +3,7 @@
 //! request waiting for its id.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +19,12 @@ use super::wire::{RemoteFailure, RequestBody, RequestFrame, ResponseFrame};
 
 /// Frames queued for the writer before callers wait.
 const OUTGOING_QUEUE: usize = 1024;
+
+/// Requests in a row that may time out with no response of any kind arriving in between before the
+/// connection is taken for dead. A peer host that vanished without closing the connection (power
+/// loss, partition) otherwise keeps it "open" for the kernel's retransmission timeout, and every
+/// request would time out instead of redialling.
+const SILENT_TIMEOUTS_BEFORE_CLOSE: u32 = 3;
 
 /// How a request on a connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +62,9 @@ pub(super) struct MuxConnection {
     target: u64,
     max_frame_bytes: usize,
     next_id: AtomicU64,
+    /// Requests timed out since the last response of any kind; shared with the reader, which
+    /// resets it.
+    silent_timeouts: Arc<AtomicU32>,
     pending: Arc<Mutex<Pending>>,
     outgoing: mpsc::Sender<Vec<u8>>,
     reader: JoinHandle<()>,
@@ -68,11 +77,13 @@ impl MuxConnection {
         let (read_half, write_half) = stream.into_split();
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (outgoing, queue) = mpsc::channel(OUTGOING_QUEUE);
+        let silent_timeouts = Arc::new(AtomicU32::new(0));
         let reader = tokio::spawn(read_responses(
             read_half,
             target,
             max_frame_bytes,
             pending.clone(),
+            silent_timeouts.clone(),
             stats,
         ));
         let writer = tokio::spawn(write_requests(write_half, queue, pending.clone()));
@@ -80,6 +91,7 @@ impl MuxConnection {
             target,
             max_frame_bytes,
             next_id: AtomicU64::new(1),
+            silent_timeouts,
             pending,
             outgoing,
             reader,
@@ -124,7 +136,19 @@ impl MuxConnection {
             Err(_) => Err(RequestError::Timeout(timeout)),
         };
         if outcome.is_err() {
-            lock(&self.pending).waiting.remove(&id);
+            let mut pending = lock(&self.pending);
+            pending.waiting.remove(&id);
+            if matches!(outcome, Err(RequestError::Timeout(_)))
+                && self.silent_timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= SILENT_TIMEOUTS_BEFORE_CLOSE
+            {
+                tracing::info!(
+                    peer = self.target,
+                    "closing a connection on which the peer stopped answering"
+                );
+                pending.close(format!("peer {} stopped answering on this connection", self.target));
+                self.reader.abort();
+                self.writer.abort();
+            }
         }
         outcome
     }
@@ -178,6 +202,7 @@ async fn read_responses(
     target: u64,
     max_frame_bytes: usize,
     pending: Arc<Mutex<Pending>>,
+    silent_timeouts: Arc<AtomicU32>,
     stats: PeerStats,
 ) {
     let reason = loop {
@@ -187,6 +212,7 @@ async fn read_responses(
         };
         match response {
             Ok(ResponseFrame { id, body }) => {
+                silent_timeouts.store(0, Ordering::Relaxed);
                 let responder = lock(&pending).waiting.remove(&id);
                 // A response without a waiter belongs to a request that timed out; drop it.
                 if let Some(responder) = responder {

@@ -513,6 +513,31 @@ async fn t15_stopped_raft_is_unreachable_and_slow_raft_times_out() {
 }
 
 #[tokio::test]
+async fn t15_a_peer_that_stops_answering_is_redialled() {
+    let (server, raft) = start_server(SECRET, loopback()).await;
+    let client = PeerClient::new(config(CLIENT_NODE, SECRET));
+    let mut net = network(&client, server.local_addr()).await;
+    net.append_entries(heartbeat(), option()).await.expect("first append");
+
+    tracing::info!("--- three requests in a row time out with nothing coming back");
+    raft.slow_appends.store(true, Ordering::SeqCst);
+    for _ in 0..3 {
+        let outcome = net
+            .append_entries(heartbeat(), RPCOption::new(Duration::from_millis(50)))
+            .await;
+        assert!(matches!(outcome, Err(RPCError::Timeout(_))), "{outcome:?}");
+    }
+    raft.slow_appends.store(false, Ordering::SeqCst);
+
+    tracing::info!("--- the next request goes over a new connection");
+    net.vote(vote_request(), option())
+        .await
+        .expect("vote on a new connection");
+    assert_eq!(client.stats().counters().connections_dialed, 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn t15_handshake_refuses_another_cluster_and_another_node() {
     let (server, _raft) = start_server(SECRET, loopback()).await;
     let addr = server.local_addr();
