@@ -21,6 +21,12 @@ use crate::types::*;
 const MEMBER_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the compaction-point probe waits for etcd to cancel its watch.
 const COMPACT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// etcd's own deadline for a proposal with default settings (5 s + 2 election timeouts of 1 s), after
+/// which it answers "request timed out".
+const ETCD_SERVER_REQUEST_TIMEOUT_MILLIS: u64 = 7000;
+/// How many times a read is tried when members are unavailable, and the pause between tries.
+const READ_ATTEMPTS: usize = 3;
+const READ_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// HTTP/2 keep-alive, so that a watch on a dead member fails instead of hanging.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -126,6 +132,35 @@ impl EtcdStore {
             })
     }
 
+    /// Run a request that changes nothing, trying it again when it failed for want of a member: the
+    /// balanced channel may still route to a member that just died. Bounded by the request timeout
+    /// as a whole and by [`READ_ATTEMPTS`].
+    async fn read<T, F, Fut>(&self, mut request: F) -> Result<Result<T, etcd::Error>, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let timeout = || StoreError::Timeout {
+            millis: self.request_timeout.as_millis() as u64,
+        };
+        for _ in 1..READ_ATTEMPTS {
+            match tokio::time::timeout_at(deadline, request())
+                .await
+                .map_err(|_| timeout())?
+            {
+                Err(error) if is_unavailable(&error) => {
+                    tracing::debug!(%error, "etcd read failed for want of a member, trying again");
+                    tokio::time::sleep(READ_RETRY_PAUSE).await;
+                }
+                other => return Ok(other),
+            }
+        }
+        tokio::time::timeout_at(deadline, request())
+            .await
+            .map_err(|_| timeout())
+    }
+
     /// The store error of an etcd error. `revision` and `lease` are the request's, for the cases
     /// that name them.
     async fn store_error(&self, error: etcd::Error, revision: i64, lease: i64) -> StoreError {
@@ -150,13 +185,16 @@ impl EtcdStore {
         }
     }
 
+    /// A linearizable count of the key at the prefix itself, at `revision` (0: now): the cheapest
+    /// request that still goes through the leader.
+    fn count_prefix_key(&self, revision: i64) -> impl Future<Output = Result<etcd::GetResponse, etcd::Error>> + use<> {
+        let (mut kv, key) = (self.client.kv_client(), self.prefix.key(b""));
+        let options = etcd::GetOptions::new().with_count_only().with_revision(revision);
+        async move { kv.get(key, Some(options)).await }
+    }
+
     async fn current_revision(&self) -> Option<i64> {
-        let options = etcd::GetOptions::new().with_count_only();
-        let response = self
-            .call(self.client.kv_client().get(self.prefix.key(b""), Some(options)))
-            .await
-            .ok()?
-            .ok()?;
+        let response = self.read(|| self.count_prefix_key(0)).await.ok()?.ok()?;
         Some(header(response.header()).revision)
     }
 
@@ -164,12 +202,7 @@ impl EtcdStore {
     /// report it directly: a read at revision 1 tells whether anything was compacted, and a watch from
     /// revision 1 is cancelled with the compaction point.
     async fn compact_revision(&self) -> Option<i64> {
-        let options = etcd::GetOptions::new().with_count_only().with_revision(1);
-        match self
-            .call(self.client.kv_client().get(self.prefix.key(b""), Some(options)))
-            .await
-            .ok()?
-        {
+        match self.read(|| self.count_prefix_key(1)).await.ok()? {
             Ok(_) => return Some(0),
             Err(error) if matches!(classify(&error), Classified::Compacted) => {}
             Err(_) => return None,
@@ -368,7 +401,11 @@ impl EtcdStore {
 impl Store for EtcdStore {
     async fn range(&self, request: RangeRequest) -> Result<RangeResponse, StoreError> {
         let (key, options) = self.get_options(&request)?;
-        match self.call(self.client.kv_client().get(key, Some(options))).await? {
+        let get = || {
+            let (mut kv, key, options) = (self.client.kv_client(), key.clone(), options.clone());
+            async move { kv.get(key, Some(options)).await }
+        };
+        match self.read(get).await? {
             Ok(response) => Ok(self.range_response(&response)),
             Err(error) => Err(self.store_error(error, request.revision, 0).await),
         }
@@ -430,7 +467,11 @@ impl Store for EtcdStore {
         if request.progress_notify {
             options = options.with_progress_notify();
         }
-        let mut stream = match self.call(self.client.watch_client().watch(key, Some(options))).await? {
+        let create = || {
+            let (mut watch, key, options) = (self.client.watch_client(), key.clone(), options.clone());
+            async move { watch.watch(key, Some(options)).await }
+        };
+        let mut stream = match self.read(create).await? {
             Ok(stream) => stream,
             Err(error) => return Err(self.store_error(error, request.start_revision, 0).await),
         };
@@ -538,7 +579,11 @@ impl Store for EtcdStore {
 
     async fn lease_time_to_live(&self, id: i64, with_keys: bool) -> Result<LeaseTimeToLiveResponse, StoreError> {
         let options = with_keys.then(|| etcd::LeaseTimeToLiveOptions::new().with_keys());
-        match self.call(self.client.lease_client().time_to_live(id, options)).await? {
+        let time_to_live = || {
+            let (mut lease, options) = (self.client.lease_client(), options.clone());
+            async move { lease.time_to_live(id, options).await }
+        };
+        match self.read(time_to_live).await? {
             Ok(response) => Ok(LeaseTimeToLiveResponse {
                 header: header(response.header()),
                 id: response.id(),
@@ -556,7 +601,11 @@ impl Store for EtcdStore {
     }
 
     async fn lease_leases(&self) -> Result<LeaseLeasesResponse, StoreError> {
-        match self.call(self.client.lease_client().leases()).await? {
+        let leases = || {
+            let mut lease = self.client.lease_client();
+            async move { lease.leases().await }
+        };
+        match self.read(leases).await? {
             Ok(response) => Ok(LeaseLeasesResponse {
                 header: header(response.header()),
                 ids: response.leases().iter().map(|lease| lease.id()).collect(),
@@ -566,20 +615,25 @@ impl Store for EtcdStore {
     }
 
     async fn status(&self) -> Result<StoreStatus, StoreError> {
-        let answering = match self.call(self.client.maintenance_client().status()).await? {
+        let status = || {
+            let mut maintenance = self.client.maintenance_client();
+            async move { maintenance.status().await }
+        };
+        let answering = match self.read(status).await? {
             Ok(status) => status,
             Err(error) => return Err(self.store_error(error, 0, 0).await),
         };
         let answering_header = header(answering.header());
-        let member_list = match self.call(self.client.cluster_client().member_list()).await? {
+        let member_list = || {
+            let mut cluster = self.client.cluster_client();
+            async move { cluster.member_list().await }
+        };
+        let member_list = match self.read(member_list).await? {
             Ok(list) => list,
             Err(error) => return Err(self.store_error(error, 0, 0).await),
         };
         // A linearizable read succeeds only through a leader with a quorum.
-        let options = etcd::GetOptions::new().with_count_only();
-        let read = self
-            .call(self.client.kv_client().get(self.prefix.key(b""), Some(options)))
-            .await;
+        let read = self.read(|| self.count_prefix_key(0)).await;
         let (healthy, revision) = match read {
             Ok(Ok(response)) => (true, header(response.header()).revision),
             _ => (false, answering_header.revision),
@@ -757,6 +811,13 @@ fn classify(error: &etcd::Error) -> Classified {
     if message.contains("lease already exists") {
         return Classified::LeaseExists;
     }
+    if message.contains("request timed out") {
+        // etcd gave up waiting for the proposal (for example, the leader died with it): it may or may
+        // not have been applied, which is what `Timeout` says and `Unavailable` does not.
+        return Classified::Other(StoreError::Timeout {
+            millis: ETCD_SERVER_REQUEST_TIMEOUT_MILLIS,
+        });
+    }
     if is_auth_message(message) {
         return Classified::Other(StoreError::Internal(format!("etcd refused the request: {message}")));
     }
@@ -768,6 +829,11 @@ fn classify(error: &etcd::Error) -> Classified {
         Code::DeadlineExceeded => StoreError::Unavailable(format!("etcd deadline exceeded: {message}")),
         _ => StoreError::Internal(format!("etcd: {status}")),
     })
+}
+
+/// True when the request failed because no member could serve it now.
+fn is_unavailable(error: &etcd::Error) -> bool {
+    matches!(classify(error), Classified::Other(StoreError::Unavailable(_)))
 }
 
 fn is_auth_message(message: &str) -> bool {
