@@ -1,6 +1,7 @@
 //! `kuboard serve`: the composition root of one replica. Opens the store, serves HTTP, creates the
 //! first-start admin user, and shuts down in order on SIGTERM or SIGINT.
 
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use crate::app_store::AppStore;
 use crate::auth::users::{self, AdminBootstrap};
 use crate::clock::Clock;
 use crate::config::{Secret, ServeConfig, StoreSelection};
+use crate::http::tls_listener::{load_server_config, TlsListener};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::store_backend::StoreBackend;
@@ -59,14 +61,13 @@ pub async fn serve(config: ServeConfig) -> u8 {
         audit_policy = config.audit.policy.as_str(),
         "starting kuboard"
     );
-    if let Some(tls) = &config.http.tls {
-        eprintln!(
-            "error: KUBOARD_TLS_CERT={:?}: HTTPS on the web port is not in this build yet; terminate TLS at the load \
-             balancer and unset KUBOARD_TLS_CERT and KUBOARD_TLS_KEY",
-            tls.cert_path.display().to_string()
-        );
-        return EXIT_CONFIG;
-    }
+    let tls_config = match config.http.tls.as_ref().map(load_server_config).transpose() {
+        Ok(tls_config) => tls_config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return EXIT_CONFIG;
+        }
+    };
 
     let backend = match StoreBackend::open(&config.store, &config.data_dir).await {
         Ok(backend) => Arc::new(backend),
@@ -120,11 +121,29 @@ pub async fn serve(config: ServeConfig) -> u8 {
     ));
 
     let mut graceful = shutdown_receiver.clone();
-    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+    let stop_accepting = async move {
         let _ = graceful.wait_for(|stop| *stop).await;
-    });
-    let mut server_task = tokio::spawn(async move { server.await });
-    tracing::info!(address = %config.http.listen_addr, "serving HTTP");
+    };
+    let app = http::router(state);
+    let mut server_task = match tls_config {
+        None => tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop_accepting)
+                .into_future(),
+        ),
+        Some(tls_config) => match TlsListener::new(listener, tls_config) {
+            Ok(tls_listener) => tokio::spawn(
+                axum::serve(tls_listener, app)
+                    .with_graceful_shutdown(stop_accepting)
+                    .into_future(),
+            ),
+            Err(error) => {
+                eprintln!("error: listen for HTTPS on {}: {error}", config.http.listen_addr);
+                return EXIT_FAILURE;
+            }
+        },
+    };
+    tracing::info!(address = %config.http.listen_addr, tls = config.http.tls.is_some(), "serving HTTP");
 
     let mut exit_code = EXIT_OK;
     let started_shutdown = tokio::select! {

@@ -7,6 +7,7 @@
 //! - [`request_context`]: request ids, tracing spans and HTTP metrics.
 //! - [`caller`]: the authenticated user of a request.
 //! - [`auth_routes`], [`system_routes`], [`health_routes`]: the handlers.
+//! - [`tls_listener`]: HTTPS on the web port.
 //!
 //! Architecture Invariant: handlers keep nothing between requests that another replica would need;
 //! everything lives in the store.
@@ -20,6 +21,7 @@ pub mod request_context;
 pub mod system_routes;
 #[cfg(test)]
 mod tests;
+pub mod tls_listener;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
