@@ -1097,6 +1097,11 @@ fn snapshot_export_install_reproduces_the_state() {
     let (_dir, source) = open();
     busy_history(&source);
     let bytes = snapshot_bytes(&source);
+    let (_fresh_dir, fresh) = open();
+    fresh
+        .install_snapshot(&mut bytes.as_slice())
+        .expect("install snapshot into a fresh store");
+    assert_eq!(observe(&fresh), observe(&source));
     let (target_dir, target) = open();
     // The target has state of its own that the snapshot replaces.
     fill(&target, &["stale/1", "stale/2"]);
