@@ -671,3 +671,135 @@ async fn t15_frame_error_kinds() {
     let result = read_record::<RequestFrame, _>(&mut &[0u8, 0, 0, 2, 9, 9][..], 16).await;
     assert!(matches!(result, Err(FrameError::Decode(_))), "{result:?}");
 }
+
+/// A member of a real openraft group built from the crate's own log store and state machine, with
+/// this transport between the members.
+struct RealMember {
+    raft: openraft::Raft<crate::types::TypeConfig, crate::state_machine::StateMachineStore>,
+    server: PeerServerHandle,
+}
+
+async fn start_real_member(id: u64, dir: &std::path::Path) -> RealMember {
+    use crate::state_machine::{SnapshotData, StateMachineStore};
+    use crate::types::TypeConfig;
+
+    let log = crate::log_store::LogStore::open(&dir.join("wal")).expect("open the raft log");
+    let kv = crate::mvcc::KvStateMachine::open(&dir.join("sm")).expect("open the state machine");
+    let sm = StateMachineStore::open(kv, &dir.join("snapshots"), id).expect("open the snapshot store");
+    let mut raft_config = openraft::Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        ..Default::default()
+    };
+    // Purging right behind a snapshot makes a new member need the snapshot, not the log.
+    raft_config.max_in_snapshot_log_to_keep = 0;
+    let raft_config = Arc::new(raft_config.validate().expect("valid raft config"));
+    let network = PeerNetworkFactory::<TypeConfig, SnapshotData>::new(PeerClient::new(config(id, SECRET)));
+    let raft = openraft::Raft::new(id, raft_config, network, log, sm)
+        .await
+        .expect("start raft");
+    let receiver = FileSnapshotReceiver {
+        dir: dir.join("incoming"),
+    };
+    let server = PeerServer::new(config(id, SECRET), raft.clone(), receiver, NoAppRequests)
+        .start(loopback())
+        .await
+        .expect("bind the peer listener");
+    RealMember { raft, server }
+}
+
+fn peer_node(member: &RealMember) -> crate::types::PeerNode {
+    crate::types::PeerNode {
+        addr: member.server.local_addr().to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t15_real_raft_members_elect_replicate_and_ship_snapshots_over_the_transport() {
+    use crate::command::Command;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    tracing::info!("--- three members form a group over the transport");
+    let mut members = Vec::new();
+    for id in 1..=3u64 {
+        members.push(start_real_member(id, &dir.path().join(format!("m{id}"))).await);
+    }
+    let initial: std::collections::BTreeMap<u64, crate::types::PeerNode> = members
+        .iter()
+        .zip(1..)
+        .map(|(member, id)| (id, peer_node(member)))
+        .collect();
+    members[0].raft.initialize(initial).await.expect("initialize");
+    let metrics = members[0]
+        .raft
+        .wait(Some(DEADLINE))
+        .metrics(|m| m.current_leader.is_some(), "a leader is elected")
+        .await
+        .expect("leader");
+    let leader_id = metrics.current_leader.expect("checked by the wait");
+    let leader = &members[(leader_id - 1) as usize].raft;
+
+    tracing::info!("--- a write on the leader is applied on every member");
+    let mut last_index = 0;
+    for i in 0..20 {
+        let start = Instant::now();
+        // A newly elected leader refuses writes until a quorum has acknowledged it.
+        last_index = loop {
+            let put = kuboard_storage::PutRequest::new(format!("k{i}"), "v");
+            match leader.client_write(Command::Put(put)).await {
+                Ok(response) => break response.log_id.index,
+                Err(e) => assert!(start.elapsed() < DEADLINE, "write not accepted in time: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+    }
+    for member in &members {
+        member
+            .raft
+            .wait(Some(DEADLINE))
+            .applied_index_at_least(Some(last_index), "the writes are applied")
+            .await
+            .expect("applied on every member");
+    }
+
+    tracing::info!("--- after a snapshot and a purge, a new member catches up from the snapshot");
+    leader.trigger().snapshot().await.expect("trigger snapshot");
+    leader
+        .wait(Some(DEADLINE))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= last_index),
+            "the snapshot is built",
+        )
+        .await
+        .expect("snapshot");
+    leader.trigger().purge_log(last_index).await.expect("trigger purge");
+    leader
+        .wait(Some(DEADLINE))
+        .metrics(|m| m.purged.is_some_and(|p| p.index >= last_index), "the log is purged")
+        .await
+        .expect("purge");
+    let learner = start_real_member(4, &dir.path().join("m4")).await;
+    leader
+        .add_learner(4, peer_node(&learner), true)
+        .await
+        .expect("add learner");
+    learner
+        .raft
+        .wait(Some(DEADLINE))
+        .applied_index_at_least(Some(last_index), "the learner caught up")
+        .await
+        .expect("learner applied");
+    // The counter moves once install_full_snapshot has returned, which may be just after the
+    // learner's metrics show the installed state.
+    eventually("the learner counts the snapshot", || {
+        learner.server.stats().counters().snapshots_received == 1
+    })
+    .await;
+    assert_eq!(learner.server.stats().counters().auth_failures, 0);
+
+    for member in members.into_iter().chain([learner]) {
+        member.raft.shutdown().await.expect("raft shutdown");
+        member.server.shutdown().await;
+    }
+}
