@@ -197,10 +197,15 @@ fn header(revision: i64) -> ResponseHeader {
     }
 }
 
+/// Bytes of sled's page cache.
+const SLED_CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
+
 impl KvStateMachine {
     /// Open or create the sled database at `path` (a directory).
     pub fn open(path: &Path) -> Result<KvStateMachine, MvccError> {
-        let db = sled::Config::new().path(path).open()?;
+        // sled's default page cache is 1 GiB and grows towards it; a dashboard's state is small, and
+        // a replica's idle memory is a target (under 64 MiB), so the cache is kept modest.
+        let db = sled::Config::new().path(path).cache_capacity(SLED_CACHE_CAPACITY).open()?;
         let generation = match db.get(ACTIVE_GENERATION)? {
             Some(bytes) => decode::<u64>("active generation", &bytes)?,
             None => 0,
