@@ -46,12 +46,19 @@ fn check_config_error(env: &[(&str, &str)], expected_in_error: &[&str]) {
         finished.stderr
     );
     let error_lines: Vec<&str> = finished.stderr.lines().filter(|line| line.contains("error")).collect();
-    assert!(!error_lines.is_empty(), "env {env:?}: no error line in stderr:\n{}", finished.stderr);
+    assert!(
+        !error_lines.is_empty(),
+        "env {env:?}: no error line in stderr:\n{}",
+        finished.stderr
+    );
     let line = error_lines
         .iter()
         .find(|line| expected_in_error.iter().all(|expected| line.contains(expected)))
         .unwrap_or_else(|| {
-            panic!("env {env:?}: no single error line mentions all of {expected_in_error:?}; stderr:\n{}", finished.stderr)
+            panic!(
+                "env {env:?}: no single error line mentions all of {expected_in_error:?}; stderr:\n{}",
+                finished.stderr
+            )
         });
     assert!(!line.is_empty());
 }
@@ -80,7 +87,10 @@ fn unwritable_data_dir_stops_with_exit_2() {
     std::fs::write(&file, b"not a directory").expect("write a plain file");
     let data_dir = file.join("data");
     let data_dir_text = data_dir.to_string_lossy().to_string();
-    check_config_error(&[("KUBOARD_DATA_DIR", &data_dir_text)], &["KUBOARD_DATA_DIR", &data_dir_text]);
+    check_config_error(
+        &[("KUBOARD_DATA_DIR", &data_dir_text)],
+        &["KUBOARD_DATA_DIR", &data_dir_text],
+    );
     assert!(!data_dir.exists(), "nothing may be created for a rejected data dir");
 }
 
@@ -88,10 +98,19 @@ fn unwritable_data_dir_stops_with_exit_2() {
 fn other_bad_values_stop_with_exit_2() {
     tracing_phase("other invalid variables");
     check_config_error(&[("KUBOARD_RAFT_PORT", "-1")], &["KUBOARD_RAFT_PORT", "-1"]);
-    check_config_error(&[("KUBOARD_AUDIT_POLICY", "sometimes")], &["KUBOARD_AUDIT_POLICY", "sometimes"]);
-    check_config_error(&[("KUBOARD_SERVER_LOGRUS_LEVEL", "loud")], &["KUBOARD_SERVER_LOGRUS_LEVEL", "loud"]);
     check_config_error(
-        &[("KUBOARD_RAFT_PEERS", "1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3"), ("KUBOARD_RAFT_NODE_ID", "1")],
+        &[("KUBOARD_AUDIT_POLICY", "sometimes")],
+        &["KUBOARD_AUDIT_POLICY", "sometimes"],
+    );
+    check_config_error(
+        &[("KUBOARD_SERVER_LOGRUS_LEVEL", "loud")],
+        &["KUBOARD_SERVER_LOGRUS_LEVEL", "loud"],
+    );
+    check_config_error(
+        &[
+            ("KUBOARD_RAFT_PEERS", "1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3"),
+            ("KUBOARD_RAFT_NODE_ID", "1"),
+        ],
         &["KUBOARD_CLUSTER_SECRET"],
     );
     check_config_error(&[("KUBOARD_RAFT_NODE_ID", "0")], &["KUBOARD_RAFT_NODE_ID", "0"]);

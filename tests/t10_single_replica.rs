@@ -37,15 +37,29 @@ async fn fresh_replica_serves_login_status_and_metrics() {
         .expect("login sets the kuboard_session cookie")
         .to_string();
     assert!(cookie.contains("HttpOnly"), "session cookie must be HttpOnly: {cookie}");
-    assert!(cookie.contains("SameSite=Lax"), "session cookie must be SameSite=Lax: {cookie}");
+    assert!(
+        cookie.contains("SameSite=Lax"),
+        "session cookie must be SameSite=Lax: {cookie}"
+    );
     let body: Value = response.json().await.expect("login answers JSON");
     let token = body["token"].as_str().expect("token in login answer").to_string();
-    assert!(token.len() >= 40, "a 256-bit token encodes to at least 43 characters: {}", token.len());
+    assert!(
+        token.len() >= 40,
+        "a 256-bit token encodes to at least 43 characters: {}",
+        token.len()
+    );
     assert_eq!(body["username"], "admin");
-    assert_eq!(body["must_change_password"], true, "the default password must be changed");
+    assert_eq!(
+        body["must_change_password"], true,
+        "the default password must be changed"
+    );
 
     phase("the cookie alone also authenticates");
-    let cookie_pair = cookie.split(';').next().expect("cookie has a name=value pair").to_string();
+    let cookie_pair = cookie
+        .split(';')
+        .next()
+        .expect("cookie has a name=value pair")
+        .to_string();
     let by_cookie = replica
         .client
         .get(replica.url("/kuboard-api/system/status"))
@@ -69,7 +83,12 @@ async fn fresh_replica_serves_login_status_and_metrics() {
     phase("status needs authentication");
     let (status_code, _) = replica.get_json("/kuboard-api/system/status", "not-a-token").await;
     assert_eq!(status_code, 401);
-    let anonymous = replica.client.get(replica.url("/kuboard-api/system/status")).send().await.expect("send");
+    let anonymous = replica
+        .client
+        .get(replica.url("/kuboard-api/system/status"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(anonymous.status(), 401);
 
     phase("status reports the raft backend with one member, itself the leader");
@@ -79,18 +98,33 @@ async fn fresh_replica_serves_login_status_and_metrics() {
     let members = status["members"].as_array().expect("members is a list");
     assert_eq!(members.len(), 1, "one member: {status}");
     let replica_id = status["replica_id"].as_u64().expect("replica_id is a number");
-    assert_eq!(status["leader"].as_u64(), Some(replica_id), "itself the leader: {status}");
+    assert_eq!(
+        status["leader"].as_u64(),
+        Some(replica_id),
+        "itself the leader: {status}"
+    );
     assert_eq!(members[0]["id"].as_u64(), Some(replica_id));
     assert_eq!(members[0]["role"], "leader");
     assert_eq!(members[0]["healthy"], true);
-    assert!(status["revision"].as_i64().expect("revision is a number") >= 2, "admin was written: {status}");
+    assert!(
+        status["revision"].as_i64().expect("revision is a number") >= 2,
+        "admin was written: {status}"
+    );
 
     phase("metrics are Prometheus text");
-    let metrics = replica.client.get(replica.url("/metrics")).send().await.expect("send metrics request");
+    let metrics = replica
+        .client
+        .get(replica.url("/metrics"))
+        .send()
+        .await
+        .expect("send metrics request");
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.expect("metrics body");
     assert!(text.contains("# TYPE"), "Prometheus exposition format: {text}");
-    assert!(text.contains("kuboard_http_requests_total"), "request counter present: {text}");
+    assert!(
+        text.contains("kuboard_http_requests_total"),
+        "request counter present: {text}"
+    );
 
     phase("SIGTERM stops the replica with exit code 0 within 5 s");
     let (exit, took) = replica.terminate(Duration::from_secs(10));
@@ -122,7 +156,11 @@ async fn password_change_survives_sigterm_and_kill9() {
         )
         .await;
     assert_eq!(code, 200, "password change: {body}");
-    assert_eq!(replica.login("admin", ADMIN_PASSWORD).await.status(), 401, "old password refused at once");
+    assert_eq!(
+        replica.login("admin", ADMIN_PASSWORD).await.status(),
+        401,
+        "old password refused at once"
+    );
     let token = replica.login_token("admin", first_password).await;
 
     phase("a wrong current password changes nothing");
@@ -133,7 +171,10 @@ async fn password_change_survives_sigterm_and_kill9() {
             &json!({ "current_password": "not-it-at-all", "new_password": "another-Password-1" }),
         )
         .await;
-    assert!((400..500).contains(&code), "wrong current password answered {code}: {body}");
+    assert!(
+        (400..500).contains(&code),
+        "wrong current password answered {code}: {body}"
+    );
     assert_eq!(replica.login("admin", "another-Password-1").await.status(), 401);
 
     phase("SIGTERM, start again: the change is still there, the default was not re-created");
@@ -168,5 +209,8 @@ async fn password_change_survives_sigterm_and_kill9() {
         status["revision"].as_i64().expect("revision") > revision_before_kill,
         "revision moved forward across the kill: {status}"
     );
-    assert_eq!(status["leader"], status["replica_id"], "the restarted member leads again: {status}");
+    assert_eq!(
+        status["leader"], status["replica_id"],
+        "the restarted member leads again: {status}"
+    );
 }

@@ -147,7 +147,10 @@ impl Replica {
         while started.elapsed() < timeout {
             if let Some(child) = self.child.as_mut() {
                 if let Some(status) = child.try_wait().expect("poll child") {
-                    panic!("replica exited with {status} before becoming healthy; log:\n{}", self.log());
+                    panic!(
+                        "replica exited with {status} before becoming healthy; log:\n{}",
+                        self.log()
+                    );
                 }
             }
             if let Ok(response) = self.client.get(self.url("/healthz")).send().await {
@@ -188,7 +191,10 @@ impl Replica {
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("replica did not exit within {timeout:?} of SIGTERM; log:\n{}", self.log());
+                panic!(
+                    "replica did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                    self.log()
+                );
             }
         }
     }
@@ -255,5 +261,108 @@ impl Drop for Replica {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A group of `kuboard serve` replicas on loopback forming one embedded Raft group.
+pub struct Group {
+    pub replicas: Vec<Replica>,
+    _data: tempfile::TempDir,
+    pub logs: tempfile::TempDir,
+}
+
+pub const TEST_CLUSTER_SECRET: &str = "test-cluster-secret-0123456789abcdef";
+
+impl Group {
+    /// Start `size` replicas with ids 1..=size, all given the same peer list.
+    pub fn start(size: usize) -> Group {
+        let data = tempfile::tempdir().expect("create data root");
+        let logs = tempfile::tempdir().expect("create log dir");
+        let raft_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let peers = raft_ports
+            .iter()
+            .enumerate()
+            .map(|(index, port)| format!("{}=127.0.0.1:{}", index + 1, port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut replicas = Vec::with_capacity(size);
+        for (index, raft_port) in raft_ports.iter().enumerate() {
+            let node_id = (index + 1).to_string();
+            let env = [
+                ("KUBOARD_RAFT_NODE_ID", node_id.as_str()),
+                ("KUBOARD_RAFT_PEERS", peers.as_str()),
+                ("KUBOARD_CLUSTER_SECRET", TEST_CLUSTER_SECRET),
+            ];
+            let mut replica = Replica {
+                child: None,
+                port: free_port(),
+                raft_port: *raft_port,
+                data_dir: data.path().join(format!("replica-{}", index + 1)),
+                log_path: logs.path().join(format!("replica-{}.log", index + 1)),
+                extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .expect("build an HTTP client"),
+            };
+            replica.spawn();
+            replicas.push(replica);
+        }
+        Group {
+            replicas,
+            _data: data,
+            logs,
+        }
+    }
+
+    /// Wait until every running replica reports the same leader; returns the leader's index.
+    pub async fn wait_for_leader(&mut self, token: Option<&str>, timeout: Duration) -> usize {
+        let started = Instant::now();
+        loop {
+            let mut leaders = Vec::new();
+            for replica in self.replicas.iter().filter(|r| r.child.is_some()) {
+                let response = match token {
+                    Some(token) => {
+                        replica
+                            .client
+                            .get(replica.url("/readyz"))
+                            .bearer_auth(token)
+                            .send()
+                            .await
+                    }
+                    None => replica.client.get(replica.url("/readyz")).send().await,
+                };
+                match response {
+                    Ok(response) if response.status() == 200 => leaders.push(replica.port),
+                    _ => {}
+                }
+            }
+            if leaders.len() == self.replicas.iter().filter(|r| r.child.is_some()).count() {
+                if let Some(token) = token {
+                    let (code, status) = self.replicas[self.first_running()]
+                        .get_json("/kuboard-api/system/status", token)
+                        .await;
+                    if code == 200 {
+                        if let Some(leader) = status["leader"].as_u64() {
+                            return (leader - 1) as usize;
+                        }
+                    }
+                } else {
+                    return usize::MAX;
+                }
+            }
+            if started.elapsed() > timeout {
+                let logs: Vec<String> = self.replicas.iter().map(|r| r.log()).collect();
+                panic!("no common leader within {timeout:?}; logs:\n{}", logs.join("\n-----\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn first_running(&self) -> usize {
+        self.replicas
+            .iter()
+            .position(|r| r.child.is_some())
+            .expect("a running replica")
     }
 }

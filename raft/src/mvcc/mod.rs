@@ -205,7 +205,10 @@ impl KvStateMachine {
     pub fn open(path: &Path) -> Result<KvStateMachine, MvccError> {
         // sled's default page cache is 1 GiB and grows towards it; a dashboard's state is small, and
         // a replica's idle memory is a target (under 64 MiB), so the cache is kept modest.
-        let db = sled::Config::new().path(path).cache_capacity(SLED_CACHE_CAPACITY).open()?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(SLED_CACHE_CAPACITY)
+            .open()?;
         let generation = match db.get(ACTIVE_GENERATION)? {
             Some(bytes) => decode::<u64>("active generation", &bytes)?,
             None => 0,
