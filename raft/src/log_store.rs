@@ -348,9 +348,9 @@ fn corrupt(path: &Path, damage: &Damage, why: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!(
-            "WAL chunk {} is damaged at byte offset {} (of {}): {}; {why}, so records that were \
-             acknowledged lie at or after the damage and the log is not repaired automatically \
-             (restore this member from its peers or from a backup)",
+            "WAL chunk {} is damaged at byte offset {} (of {}): {}; this is not the torn tail a crash \
+             leaves ({why}), so acknowledged records are damaged and the log is not repaired \
+             automatically: restore this member from its peers or from a backup",
             path.display(),
             damage.offset,
             damage.file_len,
