@@ -824,6 +824,100 @@ mod tests {
         assert!(refused > 0 && refused + cut == pristine.len() * 8);
     }
 
+    /// A healthy one-chunk WAL holding puts 1..=6: the chunk's file name and bytes.
+    fn pristine_wal() -> &'static (std::ffi::OsString, Vec<u8>) {
+        static PRISTINE: std::sync::OnceLock<(std::ffi::OsString, Vec<u8>)> = std::sync::OnceLock::new();
+        PRISTINE.get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            runtime.block_on(write_puts(dir.path(), 1..=6, CHUNK_MAX_SIZE));
+            let chunk = only_chunk(dir.path());
+            let name = chunk.file_name().expect("chunk file name").to_owned();
+            (name, std::fs::read(&chunk).expect("read chunk"))
+        })
+    }
+
+    /// Open a WAL made of one chunk file holding `bytes`: either refused as damaged, or opened with
+    /// the entries it then holds. Never a panic, never another kind of error.
+    fn open_chunk_bytes(bytes: &[u8]) -> Result<Vec<u64>, io::Error> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(&pristine_wal().0), bytes).expect("write chunk");
+        match LogStore::open(dir.path()) {
+            Ok(mut store) => {
+                let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+                Ok(runtime.block_on(read_puts(&mut store)))
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+                Err(e)
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Random bytes never panic the decoders of a WAL record and of its fields, nor the search
+        /// for intact records after damage.
+        #[test]
+        fn random_bytes_never_panic_the_wal_decoders(bytes in proptest::collection::vec(0u8..=255, 0..600)) {
+            let _ = RaftLogRecord::<WalTypes>::decode(&bytes[..]);
+            let _ = WalLogId::decode(&bytes[..]);
+            let _ = WalPayload::decode(&bytes[..]);
+            let _ = WalVote::decode(&bytes[..]);
+            let _ = holds_an_intact_record(&bytes);
+        }
+
+        /// The records of a healthy WAL with one byte changed: the decoders fail or decode, never
+        /// panic (a length prefix that lies reads through `take`, bounded by the input).
+        #[test]
+        fn mutated_wal_records_never_panic_the_decoders(at in 0usize..10_000, byte in 0u8..=255) {
+            let bytes = &pristine_wal().1;
+            let mut mutated = bytes.clone();
+            let at = at % mutated.len();
+            mutated[at] = byte;
+            let mut reader = &mutated[..];
+            while !reader.is_empty() {
+                if RaftLogRecord::<WalTypes>::decode(&mut reader).is_err() {
+                    break;
+                }
+            }
+        }
+
+        /// A chunk file of random bytes is refused, or taken as a torn write and cut off.
+        #[test]
+        fn random_chunk_file_is_refused_or_cut_off(bytes in proptest::collection::vec(0u8..=255, 0..2000)) {
+            if let Ok(entries) = open_chunk_bytes(&bytes) {
+                proptest::prop_assert!(entries.is_empty(), "entries invented from random bytes: {:?}", entries);
+            }
+        }
+
+        /// A healthy WAL with bytes overwritten, inserted, removed or cut: open refuses it, or
+        /// keeps a prefix of the written entries with their exact payloads; it never invents or
+        /// reorders an entry.
+        #[test]
+        fn mutated_wal_is_refused_or_keeps_a_prefix(
+            mutations in proptest::collection::vec((0usize..10_000, 0u8..4, 0u8..=255), 1..4)
+        ) {
+            let mut bytes = pristine_wal().1.clone();
+            for (at, op, byte) in mutations {
+                let at = at % (bytes.len() + 1);
+                match op {
+                    0 if at < bytes.len() => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    2 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.truncate(at),
+                }
+            }
+            if let Ok(entries) = open_chunk_bytes(&bytes) {
+                let prefix: Vec<u64> = (1..=entries.len() as u64).collect();
+                proptest::prop_assert_eq!(entries, prefix);
+            }
+        }
+    }
+
     /// The figure behind docs/adr/001-raft-log-wal.md: 200 sequential single-entry appends, each
     /// waited for until raft-log's fdatasync completed. Run with `--nocapture` to see it.
     #[tokio::test]
