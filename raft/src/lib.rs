@@ -10,15 +10,28 @@
 //! - `log_store`: openraft's log storage on the raft-log WAL (`data_dir/raft/wal`).
 //! - `state_machine`: openraft's state machine over `mvcc`, and the snapshot files
 //!   (`data_dir/raft/snapshots`).
-//! - `network`: the peer clients openraft uses (the transport itself is not wired in yet).
+//! - `peer`: the authenticated peer transport (`KUBOARD_RAFT_PORT`): Raft RPCs, streamed
+//!   snapshots and application requests between members.
+//! - `network`: openraft's view of the peer transport, with a fault switch for tests.
+//! - `forwarding`: operations only the leader performs and how any member gets them performed
+//!   (locally or forwarded), with the rules for retrying across a leader change.
+//! - `leader`: what the leader does for them: proposals, lease deadlines, read indexes,
+//!   membership changes.
+//! - `bootstrap`: how fresh members form one group, and why a wiped member cannot form another.
+//! - `metrics`: [`RaftStoreMetrics`], plain numbers for `/metrics`.
 //! - `raft_store`: [`RaftStore`], the `kuboard_storage::Store` implementation: open/shutdown,
-//!   writes through the log, ReadIndex reads, the leader's lease clock, status.
+//!   the peer listener, linearizable reads, the leader's lease clock, status, membership
+//!   operations.
 //!
 //! Architecture Invariant: openraft types do not leak out of this crate.
 
+mod bootstrap;
 pub mod codec;
 pub mod command;
+mod forwarding;
+mod leader;
 mod log_store;
+mod metrics;
 pub(crate) mod mvcc;
 mod network;
 pub(crate) mod peer;
@@ -28,4 +41,5 @@ mod state_machine;
 pub mod testing;
 mod types;
 
+pub use metrics::RaftStoreMetrics;
 pub use raft_store::{OpenError, RaftStore, RaftStoreConfig};

@@ -1,82 +1,161 @@
-//! The peer transport seen from openraft: a factory of clients, one per remote member, addressed by
-//! the peer address carried in the membership ([`PeerNode`]).
+//! The peer network seen from openraft: the authenticated peer transport of [`crate::peer`], with
+//! a fault switch for tests in front of it.
 //!
-//! The authenticated peer RPC on `KUBOARD_RAFT_PORT` is not built yet: a one-member group never
-//! calls the factory, and in a larger group every RPC fails with a clear "unreachable" error so
-//! that openraft backs off and retries instead of panicking.
+//! A one-member group without a cluster secret has no transport at all (there is nobody to talk
+//! to and nothing to authenticate with): its clients answer "unreachable", which openraft treats
+//! as a member to back off from, never as a reason to stop.
+//!
+//! [`Faults`] lets a test cut this member off from chosen peers: every Raft RPC and every
+//! application request to a blocked peer fails as "unreachable" before anything is sent. A
+//! partition between two members is both members blocking each other.
 
+use std::collections::HashSet;
 use std::future::Future;
+use std::sync::{Arc, RwLock};
 
 use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::{OptionalSend, RaftNetworkFactory, RaftNetworkV2};
 
+use crate::peer::{PeerConnection, PeerNetworkFactory};
 use crate::state_machine::SnapshotData;
 use crate::types::{NodeId, PeerNode, TypeConfig, Vote};
 
 type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
+type Transport = PeerNetworkFactory<TypeConfig, SnapshotData>;
+type TransportConnection = PeerConnection<TypeConfig, SnapshotData>;
 
-/// Creates the clients openraft uses to reach the other members.
-pub(crate) struct PeerNetworkFactory {
-    /// This member's id, for error messages.
-    pub(crate) node_id: NodeId,
+/// The peers this member must not talk to (a test's partition). Cloning shares the set.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Faults {
+    blocked: Arc<RwLock<HashSet<NodeId>>>,
 }
 
-impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
-    type Network = PeerClient;
+impl Faults {
+    pub(crate) fn is_blocked(&self, peer: NodeId) -> bool {
+        self.blocked
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&peer)
+    }
 
-    async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerClient {
-        PeerClient {
+    pub(crate) fn set_blocked(&self, peers: impl IntoIterator<Item = NodeId>) {
+        let mut blocked = self.blocked.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *blocked = peers.into_iter().collect();
+    }
+}
+
+/// Creates the clients openraft uses to reach the other members.
+pub(crate) struct NetworkFactory {
+    /// This member's id, for error messages.
+    pub(crate) node_id: NodeId,
+    /// `None` for a one-member group without a cluster secret.
+    pub(crate) transport: Option<Transport>,
+    pub(crate) faults: Faults,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> Connection {
+        let inner = match &mut self.transport {
+            Some(transport) => Some(transport.new_client(target, node).await),
+            None => None,
+        };
+        self.connection(target, node, inner)
+    }
+
+    async fn new_snapshot_client(&mut self, target: NodeId, node: &PeerNode) -> Connection {
+        let inner = match &mut self.transport {
+            Some(transport) => Some(transport.new_snapshot_client(target, node).await),
+            None => None,
+        };
+        self.connection(target, node, inner)
+    }
+}
+
+impl NetworkFactory {
+    fn connection(&self, target: NodeId, node: &PeerNode, inner: Option<TransportConnection>) -> Connection {
+        Connection {
             from: self.node_id,
             target,
             addr: node.addr.clone(),
+            inner,
+            faults: self.faults.clone(),
         }
     }
 }
 
-/// A client of one remote member.
-pub(crate) struct PeerClient {
+/// openraft's handle on one remote member.
+pub(crate) struct Connection {
     from: NodeId,
     target: NodeId,
     addr: String,
+    inner: Option<TransportConnection>,
+    faults: Faults,
 }
 
-impl PeerClient {
-    fn unreachable(&self) -> Unreachable<TypeConfig> {
-        Unreachable::from_string(format!(
-            "member {} cannot reach member {} at {}: the peer transport is not available in this build",
-            self.from, self.target, self.addr
-        ))
+impl Connection {
+    /// The transport connection, or the reason there is none for this call.
+    fn transport(&mut self) -> Result<&mut TransportConnection, Unreachable<TypeConfig>> {
+        if self.faults.is_blocked(self.target) {
+            return Err(Unreachable::from_string(format!(
+                "member {} is cut off from member {} (fault injection)",
+                self.from, self.target
+            )));
+        }
+        match &mut self.inner {
+            Some(inner) => Ok(inner),
+            None => Err(Unreachable::from_string(format!(
+                "member {} cannot reach member {} at {}: no cluster secret is configured, so this member has no peer transport",
+                self.from, self.target, self.addr
+            ))),
+        }
     }
 }
 
-impl RaftNetworkV2<TypeConfig> for PeerClient {
+impl RaftNetworkV2<TypeConfig> for Connection {
     type SnapshotData = SnapshotData;
 
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(self.unreachable()))
+        let transport = self.transport().map_err(RPCError::Unreachable)?;
+        transport.append_entries(rpc, option).await
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(self.unreachable()))
+        let transport = self.transport().map_err(RPCError::Unreachable)?;
+        transport.vote(rpc, option).await
+    }
+
+    /// Sent over the transport: openraft's default grants the pre-vote locally, which would let
+    /// a member that cannot win (partitioned, stale log) raise its term and disturb the leader
+    /// when it comes back.
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let transport = self.transport().map_err(RPCError::Unreachable)?;
+        transport.pre_vote(rpc, option).await
     }
 
     async fn full_snapshot(
         &mut self,
-        _vote: Vote,
-        _snapshot: Snapshot,
-        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
-        _option: RPCOption,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        Err(StreamingError::Unreachable(self.unreachable()))
+        let transport = self.transport().map_err(StreamingError::Unreachable)?;
+        transport.full_snapshot(vote, snapshot, cancel, option).await
     }
 }

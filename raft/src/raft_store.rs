@@ -1,9 +1,17 @@
 //! [`RaftStore`]: the embedded group behind the `Store` contract.
 //!
-//! Writes go through the Raft log (`client_write`); linearizable reads confirm leadership with
-//! ReadIndex and then read the local MVCC store; serializable reads read it directly. Leases are
-//! kept by the leader: it holds each lease's deadline in memory and proposes the revocation of
-//! expired ones through the log, so every member deletes the attached keys at the same revision.
+//! Writes, lease operations and membership changes are performed by the leader: on the leader
+//! directly, on any other member forwarded to it through the peer transport (see `forwarding`).
+//! Linearizable reads ask the leader for a read index (ReadIndex), wait until this member has
+//! applied that far, and then read the local MVCC store; serializable reads and watches are served
+//! by the local store directly. Leases are kept by the leader: it holds each lease's deadline in
+//! memory and proposes the revocation of expired ones through the log, so every member deletes the
+//! attached keys at the same revision.
+//!
+//! The peer listener: a member with a cluster secret listens on `peer_listen_addr` (with more than
+//! one peer the secret is required). A one-member group without a secret does not listen at all:
+//! it has nobody to talk to, and an unauthenticated listener must not exist. To grow such a group
+//! later, restart it with a secret first.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -16,15 +24,20 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kuboard_storage::*;
 use openraft::async_runtime::WatchReceiver;
-use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
-use openraft::{Instant as _, ReadPolicy, ServerState, SnapshotPolicy};
+use openraft::{Instant as _, ServerState, SnapshotPolicy};
 
 use crate::command::{Command, CommandResponse};
+use crate::forwarding::{AppHandler, LeaderOp, LeaderReply, OpError};
 use crate::log_store::LogStore;
+use crate::metrics::RaftStoreMetrics;
 use crate::mvcc::KvStateMachine;
-use crate::network::PeerNetworkFactory;
+use crate::network::{Faults, NetworkFactory};
+use crate::peer::{
+    ClusterSecret, FileSnapshotReceiver, PeerClient, PeerConfig, PeerNetworkFactory, PeerServer, PeerServerHandle,
+    PeerStats,
+};
 use crate::state_machine::StateMachineStore;
-use crate::types::{NodeId, PeerNode, Raft, TypeConfig};
+use crate::types::{NodeId, PeerNode, Raft};
 
 /// Everything needed to open this replica's member of the group.
 #[derive(Debug, Clone)]
@@ -58,6 +71,9 @@ pub enum OpenError {
     /// The configuration contradicts itself or what is on disk.
     #[error("invalid store configuration: {0}")]
     Config(String),
+    /// The peer listener cannot bind its address.
+    #[error("peer listener on {addr}: {message}")]
+    Listen { addr: SocketAddr, message: String },
     #[error("open raft store: {0}")]
     Other(String),
 }
@@ -68,23 +84,31 @@ const MAX_REQUEST_BYTES: u64 = 1536 * 1024;
 const LEASE_TICK: Duration = Duration::from_millis(250);
 /// How long `open` of a one-member group waits for it to elect itself.
 const SELF_ELECTION_WAIT_MIN: Duration = Duration::from_secs(10);
-/// How long a write waits for a leader to appear before giving up as unavailable.
+/// How long a request waits for a leader to appear before giving up as unavailable.
 const LEADER_WAIT_MIN: Duration = Duration::from_secs(5);
 /// Upper bound of one write or linearizable read.
 const REQUEST_TIMEOUT_MIN: Duration = Duration::from_secs(10);
+/// Upper bound of a membership change: adding a member waits until it has caught up, which may
+/// take a snapshot transfer.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long `open` retries while a previous handle of the same state machine (in this process)
 /// still holds its file lock.
 const SM_LOCK_RETRY_DEADLINE: Duration = Duration::from_secs(10);
+/// The name both ends of a peer connection must agree on.
+const CLUSTER_NAME: &str = "kuboard";
 
 /// A handle on this replica's member of the embedded group. Cheap to clone.
 #[derive(Clone)]
 pub struct RaftStore {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    node_id: NodeId,
-    election_timeout: Duration,
+pub(crate) struct Inner {
+    pub(crate) node_id: NodeId,
+    pub(crate) election_timeout: Duration,
+    pub(crate) heartbeat: Duration,
+    /// The peer list this member was started with.
+    pub(crate) peers: BTreeMap<NodeId, String>,
     /// `None` once shut down: dropping these handles releases the WAL and sled locks so that the
     /// same directory can be opened again in this process.
     parts: RwLock<Option<Parts>>,
@@ -94,13 +118,24 @@ struct Inner {
     /// Lease id -> deadline; filled only while this member leads.
     lease_deadlines: Mutex<HashMap<i64, Instant>>,
     stop_tx: tokio::sync::watch::Sender<bool>,
-    lease_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The client side of the peer transport; `None` without a cluster secret.
+    pub(crate) peer_client: Option<PeerClient>,
+    /// The peer listener; taken out on shutdown.
+    server: Mutex<Option<PeerServerHandle>>,
+    /// The listener's address and counters, set once it is started.
+    listener: std::sync::OnceLock<(SocketAddr, PeerStats)>,
+    pub(crate) faults: Faults,
+    /// True while this member has no state and waits for an existing group to send it the log.
+    pub(crate) joining: AtomicBool,
+    /// How often this member, having no state, found an existing group and did not initialise.
+    pub(crate) initialize_refusals: AtomicU64,
 }
 
 #[derive(Clone)]
-struct Parts {
-    raft: Raft,
-    kv: KvStateMachine,
+pub(crate) struct Parts {
+    pub(crate) raft: Raft,
+    pub(crate) kv: KvStateMachine,
     log: LogStore,
 }
 
@@ -120,6 +155,9 @@ fn validate(config: &RaftStoreConfig) -> Result<(), OpenError> {
             "the peer list does not name this member ({})",
             config.node_id
         )));
+    }
+    if config.peers.contains_key(&0) {
+        return Err(OpenError::Config("member ids must be at least 1".into()));
     }
     if config.peers.len() > 1 && config.cluster_secret.as_deref().is_none_or(str::is_empty) {
         return Err(OpenError::Config(
@@ -173,21 +211,40 @@ async fn open_kv(path: &Path) -> Result<KvStateMachine, OpenError> {
 
 fn raft_config(config: &RaftStoreConfig) -> Result<openraft::Config, OpenError> {
     let raft_config = openraft::Config {
-        cluster_name: "kuboard".to_owned(),
+        cluster_name: CLUSTER_NAME.to_owned(),
         heartbeat_interval: config.heartbeat_ms,
         election_timeout_min: config.election_timeout_ms,
         election_timeout_max: config.election_timeout_ms + config.election_timeout_ms / 2,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
-        // Keep a snapshot's worth of log so a briefly lagging follower catches up from the log.
+        // openraft purges only up to its latest snapshot, which the state machine has fsynced
+        // before reporting it built, and never entries a replication stream still reads. Keeping a
+        // snapshot's worth of log behind it lets a briefly lagging follower catch up from the log
+        // instead of a full snapshot transfer.
         max_in_snapshot_log_to_keep: config.snapshot_threshold,
+        // A member that cannot win (partitioned, stale log) asks before it raises its term, so
+        // that it does not depose a healthy leader when it comes back. The peer transport carries
+        // the pre-vote round.
+        enable_pre_vote: Some(true),
         ..Default::default()
     };
     raft_config.validate().map_err(|e| OpenError::Config(e.to_string()))
 }
 
+fn peer_config(config: &RaftStoreConfig, secret: ClusterSecret) -> PeerConfig {
+    let mut peer = PeerConfig::new(config.node_id, CLUSTER_NAME, secret);
+    // A peer that is down must not hold up a caller for longer than an election takes.
+    let election = Duration::from_millis(config.election_timeout_ms);
+    peer.connect_timeout = peer.connect_timeout.min(election.max(Duration::from_millis(200)));
+    peer
+}
+
 impl RaftStore {
-    /// Open (or create) this member's store and start taking part in the group. A fresh one-member
-    /// group initialises itself; a restart never re-initialises.
+    /// Open (or create) this member's store and start taking part in the group.
+    ///
+    /// A fresh one-member group initialises itself at once. A fresh member of a larger group
+    /// starts its peer listener and forms the group with its peers in the background (see
+    /// `bootstrap`): `open` returns before a leader exists, and requests wait for one within their
+    /// deadline. A restart never re-initialises.
     pub async fn open(config: RaftStoreConfig) -> Result<RaftStore, OpenError> {
         validate(&config)?;
         let root = config.data_dir.join("raft");
@@ -216,37 +273,37 @@ impl RaftStore {
                 message: e.to_string(),
             })?;
 
-        let raft_config = Arc::new(raft_config(&config)?);
-        let network = PeerNetworkFactory {
-            node_id: config.node_id,
+        let secret = match config.cluster_secret.as_deref() {
+            Some(secret) if !secret.is_empty() => {
+                Some(ClusterSecret::new(secret).map_err(|e| OpenError::Config(e.to_string()))?)
+            }
+            _ => None,
         };
+        let peer_config = secret.map(|secret| peer_config(&config, secret));
+        let peer_client = peer_config.clone().map(PeerClient::new);
+        if let Some(client) = &peer_client {
+            for (id, addr) in config.peers.iter().filter(|(id, _)| **id != config.node_id) {
+                client.set_peer_address(*id, addr.clone());
+            }
+        }
+        let faults = Faults::default();
+        let network = NetworkFactory {
+            node_id: config.node_id,
+            transport: peer_client.clone().map(PeerNetworkFactory::new),
+            faults: faults.clone(),
+        };
+        let raft_config = Arc::new(raft_config(&config)?);
         let raft = Raft::new(config.node_id, raft_config, network, log.clone(), sm)
             .await
             .map_err(|e| OpenError::Other(format!("start raft: {e}")))?;
-
-        if has_state {
-            tracing::info!(node_id = config.node_id, "raft store reopened");
-        } else {
-            let members: BTreeMap<NodeId, PeerNode> = config
-                .peers
-                .iter()
-                .map(|(id, addr)| (*id, PeerNode { addr: addr.clone() }))
-                .collect();
-            tracing::info!(
-                node_id = config.node_id,
-                members = members.len(),
-                "initialising a new raft group"
-            );
-            raft.initialize(members)
-                .await
-                .map_err(|e| OpenError::Other(format!("initialise raft group: {e}")))?;
-        }
 
         let election_timeout = Duration::from_millis(config.election_timeout_ms);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let inner = Arc::new(Inner {
             node_id: config.node_id,
             election_timeout,
+            heartbeat: Duration::from_millis(config.heartbeat_ms),
+            peers: config.peers.clone(),
             parts: RwLock::new(Some(Parts {
                 raft: raft.clone(),
                 kv,
@@ -256,44 +313,101 @@ impl RaftStore {
             term: AtomicU64::new(0),
             lease_deadlines: Mutex::new(HashMap::new()),
             stop_tx,
-            lease_task: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+            peer_client,
+            server: Mutex::new(None),
+            listener: std::sync::OnceLock::new(),
+            faults,
+            joining: AtomicBool::new(false),
+            initialize_refusals: AtomicU64::new(0),
         });
-        let task = tokio::spawn(lease_keeper(Arc::downgrade(&inner), stop_rx));
-        *inner
-            .lease_task
-            .lock()
-            .expect("lease task lock is never poisoned: no code panics while holding it") = Some(task);
         let store = RaftStore { inner };
+
+        if let Some(peer_config) = peer_config {
+            let receiver = FileSnapshotReceiver {
+                dir: root.join("incoming"),
+            };
+            let handler = AppHandler {
+                store: Arc::downgrade(&store.inner),
+            };
+            let started = PeerServer::new(peer_config, raft.clone(), receiver, handler)
+                .start(config.peer_listen_addr)
+                .await;
+            let server = match started {
+                Ok(server) => server,
+                Err(e) => {
+                    // Release the files so that a corrected configuration can open them again.
+                    let _ = store.shutdown().await;
+                    return Err(OpenError::Listen {
+                        addr: config.peer_listen_addr,
+                        message: e.to_string(),
+                    });
+                }
+            };
+            let _ = store.inner.listener.set((server.local_addr(), server.stats().clone()));
+            *store.lock_server() = Some(server);
+        }
+
+        store.spawn(lease_keeper(Arc::downgrade(&store.inner), stop_rx.clone()));
+        if has_state {
+            tracing::info!(node_id = config.node_id, "raft store reopened");
+        } else if config.peers.len() == 1 {
+            let members = BTreeMap::from([(
+                config.node_id,
+                PeerNode {
+                    addr: config.peers[&config.node_id].clone(),
+                },
+            )]);
+            tracing::info!(node_id = config.node_id, "initialising a new one-member raft group");
+            if let Err(e) = raft.initialize(members).await {
+                let _ = store.shutdown().await;
+                return Err(OpenError::Other(format!("initialise raft group: {e}")));
+            }
+        } else {
+            store.spawn(crate::bootstrap::form_group(Arc::downgrade(&store.inner), stop_rx));
+        }
 
         if config.peers.len() == 1 {
             // A one-member group elects itself within an election timeout; wait for it so the
             // first request after open does not race the election.
             let wait = SELF_ELECTION_WAIT_MIN.max(election_timeout * 10);
-            raft.wait(Some(wait))
+            let elected = raft
+                .wait(Some(wait))
                 .state(ServerState::Leader, "one-member group elects itself")
-                .await
-                .map_err(|e| OpenError::Other(format!("the one-member group did not elect itself: {e}")))?;
+                .await;
+            if let Err(e) = elected {
+                let _ = store.shutdown().await;
+                return Err(OpenError::Other(format!(
+                    "the one-member group did not elect itself: {e}"
+                )));
+            }
         }
         Ok(store)
     }
 
-    /// Stop taking part in the group: finish in-flight writes, flush the log and the state
-    /// machine, close the peer listener.
+    /// Stop taking part in the group: close the peer listener, finish in-flight writes, flush the
+    /// log and the state machine.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         if self.inner.shutting_down.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
         let _ = self.inner.stop_tx.send(true);
-        let task = self
-            .inner
-            .lease_task
-            .lock()
-            .map_err(|_| internal("lease task lock poisoned"))?
-            .take();
-        if let Some(task) = task {
-            // The task may be inside a revocation write; the proposal is harmless to abandon.
+        let tasks = std::mem::take(
+            &mut *self
+                .inner
+                .tasks
+                .lock()
+                .map_err(|_| internal("task list lock poisoned"))?,
+        );
+        for task in tasks {
+            // A task may be inside a revocation write; the proposal is harmless to abandon.
             task.abort();
             let _ = task.await;
+        }
+        let server = self.lock_server().take();
+        if let Some(server) = server {
+            // Closed first so that the peers see this member go at once and elect without it.
+            server.shutdown().await;
         }
         let parts = self
             .inner
@@ -319,12 +433,99 @@ impl RaftStore {
         Ok(())
     }
 
-    fn parts(&self) -> Result<Parts, StoreError> {
+    /// The address the peer listener is bound to; `None` when this member has no listener (a
+    /// one-member group without a cluster secret).
+    pub fn peer_listen_addr(&self) -> Option<SocketAddr> {
+        self.inner.listener.get().map(|(addr, _)| *addr)
+    }
+
+    /// The members of the group as this member knows them, with their roles and health.
+    pub async fn members(&self) -> Result<Vec<Member>, StoreError> {
+        self.member_list()
+    }
+
+    /// Add member `id`, listening for peers at `addr`, to the group: the leader replicates to it as
+    /// a learner until it has caught up (by snapshot if needed), then makes it a voter. Performed
+    /// by the leader whichever member is called. Answers the new member list.
+    pub async fn add_member(&self, id: u64, addr: String) -> Result<Vec<Member>, StoreError> {
+        let reply = self.route(LeaderOp::AddMember { id, addr }, MEMBERSHIP_TIMEOUT).await?;
+        expect_reply(reply, |r| if let LeaderReply::Members(m) = r { Some(m) } else { None })
+    }
+
+    /// Remove member `id` from the group (a voter or a learner). Performed by the leader whichever
+    /// member is called. Answers the new member list.
+    pub async fn remove_member(&self, id: u64) -> Result<Vec<Member>, StoreError> {
+        let reply = self.route(LeaderOp::RemoveMember { id }, MEMBERSHIP_TIMEOUT).await?;
+        expect_reply(reply, |r| if let LeaderReply::Members(m) = r { Some(m) } else { None })
+    }
+
+    /// Replace member `id` by a fresh member with the same id at `addr` (the way back for a member
+    /// whose data directory was lost): remove, then add. Answers the new member list.
+    pub async fn replace_member(&self, id: u64, addr: String) -> Result<Vec<Member>, StoreError> {
+        let known = self.member_list()?.iter().any(|member| member.id == id);
+        if known {
+            self.remove_member(id).await?;
+        }
+        self.add_member(id, addr).await
+    }
+
+    /// A reading of this member's raft counters and positions, for the server's `/metrics`.
+    pub fn metrics(&self) -> RaftStoreMetrics {
+        let mut metrics = RaftStoreMetrics {
+            node_id: self.inner.node_id,
+            joining: self.inner.joining.load(Ordering::SeqCst),
+            initialize_refusals: self.inner.initialize_refusals.load(Ordering::SeqCst),
+            ..Default::default()
+        };
+        if let Some(client) = &self.inner.peer_client {
+            metrics.add_peer_counters(client.stats().counters());
+        }
+        if let Some((_, stats)) = self.inner.listener.get() {
+            let counters = stats.counters();
+            metrics.add_peer_counters(counters);
+            metrics.snapshots_installed = counters.snapshots_received;
+        }
+        if let Ok(parts) = self.parts() {
+            let raft_metrics = parts.raft.metrics().borrow_watched().clone();
+            metrics.fill_from_raft(&raft_metrics);
+        }
+        metrics
+    }
+
+    /// Test hook: cut this member off from `peers` (every Raft RPC and application request to
+    /// them fails as unreachable before it is sent); an empty list heals. A partition between two
+    /// members is both of them blocking each other.
+    #[doc(hidden)]
+    pub fn set_blocked_peers(&self, peers: &[u64]) {
+        self.inner.faults.set_blocked(peers.iter().copied());
+    }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task);
+        self.inner
+            .tasks
+            .lock()
+            .expect("task list lock is never poisoned: no code panics while holding it")
+            .push(handle);
+    }
+
+    fn lock_server(&self) -> std::sync::MutexGuard<'_, Option<PeerServerHandle>> {
+        self.inner
+            .server
+            .lock()
+            .expect("server lock is never poisoned: no code panics while holding it")
+    }
+
+    pub(crate) fn parts(&self) -> Result<Parts, StoreError> {
         let guard = self.inner.parts.read().map_err(|_| internal("store lock poisoned"))?;
         guard.clone().ok_or(StoreError::ShuttingDown)
     }
 
-    fn header(&self, kv: &KvStateMachine) -> ResponseHeader {
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn header(&self, kv: &KvStateMachine) -> ResponseHeader {
         ResponseHeader {
             revision: kv.revision(),
             member_id: self.inner.node_id,
@@ -332,11 +533,11 @@ impl RaftStore {
         }
     }
 
-    fn request_timeout(&self) -> Duration {
+    pub(crate) fn request_timeout(&self) -> Duration {
         REQUEST_TIMEOUT_MIN.max(self.inner.election_timeout * 10)
     }
 
-    /// Propose `command` through the log and return the state machine's answer.
+    /// Get a command proposed through the log by the leader and return the state machine's answer.
     async fn write(&self, command: Command) -> Result<CommandResponse, StoreError> {
         let size = command.approximate_size();
         if size > MAX_REQUEST_BYTES {
@@ -346,36 +547,29 @@ impl RaftStore {
                 "request of about {size} bytes exceeds the limit of {MAX_REQUEST_BYTES} bytes"
             )));
         }
-        let parts = self.parts()?;
         let timeout = self.request_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut attempts = 0u32;
-        loop {
-            attempts += 1;
-            let result = tokio::time::timeout_at(deadline, parts.raft.client_write(command.clone()))
-                .await
-                .map_err(|_| StoreError::Timeout {
-                    millis: timeout.as_millis() as u64,
-                })?;
-            match result {
-                Ok(response) => {
-                    return match response.data {
-                        CommandResponse::Error(e) => Err(e),
-                        other => Ok(other),
-                    }
-                }
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))
-                    if forward.leader_id.is_none() && attempts < 100 =>
-                {
-                    // No leader known yet (an election is running): wait for one, then retry.
-                    self.wait_for_leader(&parts.raft, deadline).await?;
-                }
-                Err(e) => return Err(self.map_write_error(e)),
+        let reply = self.route(LeaderOp::Write(command), timeout).await?;
+        let (mut response, index) = expect_reply(reply, |r| {
+            if let LeaderReply::Command(response, index) = r {
+                Some((response, index))
+            } else {
+                None
             }
+        })?;
+        // As in etcd, a write returns once the member that was called has applied it too, so
+        // that its serializable reads and watches see the caller's own writes. The write is
+        // committed whatever happens here: a member that cannot catch up in time still answers.
+        let parts = self.parts()?;
+        if let Err(e) = self.wait_applied(&parts, index, deadline).await {
+            tracing::debug!(error = %e, index, "answering a committed write before this member applied it");
         }
+        let term = response_term(&response);
+        crate::state_machine::fill_header(&mut response, self.inner.node_id, term);
+        Ok(response)
     }
 
-    async fn wait_for_leader(&self, raft: &Raft, deadline: tokio::time::Instant) -> Result<(), StoreError> {
+    pub(crate) async fn wait_for_leader(&self, raft: &Raft, deadline: tokio::time::Instant) -> Result<(), StoreError> {
         let wait = LEADER_WAIT_MIN.max(self.inner.election_timeout * 5);
         let deadline = deadline.min(tokio::time::Instant::now() + wait);
         let mut metrics = raft.metrics();
@@ -391,60 +585,120 @@ impl RaftStore {
         }
     }
 
-    fn stopped_error(&self) -> StoreError {
-        if self.inner.shutting_down.load(Ordering::SeqCst) {
+    pub(crate) fn stopped_error(&self) -> StoreError {
+        if self.is_shutting_down() {
             StoreError::ShuttingDown
         } else {
             StoreError::Unavailable("the raft member has stopped".into())
         }
     }
 
-    fn map_write_error(&self, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> StoreError {
-        match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f.leader_id),
-            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
-                StoreError::Unavailable("leader changed while the write was in flight; its outcome is unknown".into())
+    /// Wait until this member has applied the log up to `index`.
+    pub(crate) async fn wait_applied(
+        &self,
+        parts: &Parts,
+        index: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), StoreError> {
+        let mut metrics = parts.raft.metrics();
+        loop {
+            let applied = metrics.borrow_watched().last_applied.map_or(0, |id| id.index);
+            if applied >= index {
+                return Ok(());
             }
-            RaftError::APIError(other) => internal(other),
-            RaftError::Fatal(fatal) => {
-                if !self.inner.shutting_down.load(Ordering::SeqCst) {
-                    tracing::error!(error = %fatal, "raft member stopped");
-                }
-                self.stopped_error()
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(self.stopped_error()),
+                Err(_) => return Err(self.timeout_error()),
             }
         }
     }
 
-    /// Confirm (ReadIndex) that this member leads and its state machine has applied everything
-    /// committed before the call.
-    async fn ensure_linearizable(&self, raft: &Raft) -> Result<(), StoreError> {
+    /// Make the local state machine current for a linearizable read: get a read index from the
+    /// leader (confirmed with a quorum) and wait until this member has applied that far.
+    async fn read_barrier(&self, parts: &Parts) -> Result<(), StoreError> {
         let timeout = self.request_timeout();
-        let result = tokio::time::timeout(timeout, raft.ensure_linearizable(ReadPolicy::ReadIndex))
-            .await
-            .map_err(|_| StoreError::Timeout {
-                millis: timeout.as_millis() as u64,
-            })?;
-        match result {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => Err(not_leader(f.leader_id)),
-            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q))) => {
-                Err(StoreError::Unavailable(format!("no quorum: {q}")))
+        let deadline = tokio::time::Instant::now() + timeout;
+        let reply = self.route(LeaderOp::ReadIndex, timeout).await?;
+        let index = expect_reply(reply, |r| {
+            if let LeaderReply::ReadIndex(i) = r {
+                Some(i)
+            } else {
+                None
             }
-            Err(RaftError::Fatal(_)) => Err(self.stopped_error()),
+        })?;
+        self.wait_applied(parts, index, deadline).await
+    }
+
+    /// The members as this member sees them (from its latest membership).
+    pub(crate) fn member_list(&self) -> Result<Vec<Member>, StoreError> {
+        let parts = self.parts()?;
+        let metrics = parts.raft.metrics().borrow_watched().clone();
+        let me = self.inner.node_id;
+        let leader = metrics.current_leader;
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let now = openraft::TokioInstant::now();
+        let fresh = self.inner.election_timeout;
+        let mut members = Vec::new();
+        for (id, node) in membership.nodes() {
+            let role = if Some(*id) == leader {
+                MemberRole::Leader
+            } else if voters.contains(id) {
+                MemberRole::Follower
+            } else {
+                MemberRole::Learner
+            };
+            let healthy = if *id == me {
+                true
+            } else if let Some(heartbeat) = &metrics.heartbeat {
+                // The leader knows when each member last answered it.
+                heartbeat
+                    .get(id)
+                    .and_then(|acked| *acked)
+                    .is_some_and(|acked| now - *acked <= fresh)
+            } else {
+                // A follower only knows the leader is alive while it keeps hearing from it.
+                Some(*id) == leader
+            };
+            members.push(Member {
+                id: *id,
+                address: node.addr.clone(),
+                role,
+                healthy,
+            });
         }
+        Ok(members)
+    }
+
+    pub(crate) fn lock_deadlines(&self) -> Result<std::sync::MutexGuard<'_, HashMap<i64, Instant>>, StoreError> {
+        self.inner
+            .lease_deadlines
+            .lock()
+            .map_err(|_| internal("lease lock poisoned"))
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }
 
-fn not_leader(leader: Option<NodeId>) -> StoreError {
-    match leader {
-        // Forwarding to the leader comes with the peer transport.
-        Some(leader) => StoreError::Unavailable(format!("this member does not lead; member {leader} does")),
-        None => StoreError::Unavailable("no leader elected".into()),
+/// The term a command response was produced in (every header of one response carries the same).
+fn response_term(response: &CommandResponse) -> u64 {
+    match response {
+        CommandResponse::Put(r) => r.header.raft_term,
+        CommandResponse::DeleteRange(r) => r.header.raft_term,
+        CommandResponse::Txn(r) => r.header.raft_term,
+        CommandResponse::Compact(r) => r.header.raft_term,
+        CommandResponse::LeaseGrant(r) => r.header.raft_term,
+        CommandResponse::LeaseRevoke(r) => r.header.raft_term,
+        CommandResponse::Applied(header) => header.raft_term,
+        CommandResponse::Error(_) => 0,
     }
+}
+
+fn expect_reply<T>(reply: LeaderReply, pick: impl FnOnce(LeaderReply) -> Option<T>) -> Result<T, StoreError> {
+    pick(reply).ok_or_else(|| internal("the leader answered with a reply of another kind"))
 }
 
 fn expect_response<T>(
@@ -468,17 +722,11 @@ fn check_compare_keys(txn: &TxnRequest) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Seconds left until `deadline`, rounded up, at least 0.
-fn remaining_secs(deadline: Instant, now: Instant) -> i64 {
-    let left = deadline.saturating_duration_since(now);
-    (left.as_millis().div_ceil(1000)) as i64
-}
-
 impl Store for RaftStore {
     async fn range(&self, request: RangeRequest) -> Result<RangeResponse, StoreError> {
         let parts = self.parts()?;
         if request.consistency == ReadConsistency::Linearizable {
-            self.ensure_linearizable(&parts.raft).await?;
+            self.read_barrier(&parts).await?;
         }
         let mut response = parts.kv.range(&request)?;
         response.header.member_id = self.inner.node_id;
@@ -525,6 +773,8 @@ impl Store for RaftStore {
         })
     }
 
+    /// Served by this member's own MVCC store: events arrive as this member applies the log, in
+    /// revision order, whoever leads.
     async fn watch(&self, request: WatchRequest) -> Result<WatchStream, StoreError> {
         let parts = self.parts()?;
         let stream = parts.kv.watch(request)?;
@@ -552,93 +802,64 @@ impl Store for RaftStore {
                 request.id
             )));
         }
-        // The proposer chooses the id so that applying the command stays deterministic. A random
-        // id that happens to be taken is drawn again (a bounded number of times).
-        let mut attempts = 0;
-        let (id, response) = loop {
-            attempts += 1;
-            let id = if request.id == 0 {
-                rand::random::<i64>().checked_abs().unwrap_or(1).max(1)
-            } else {
-                request.id
-            };
-            match self.write(Command::LeaseGrant { id, ttl: request.ttl }).await {
-                Err(StoreError::LeaseExists(_)) if request.id == 0 && attempts < 5 => continue,
-                result => break (id, result?),
-            }
-        };
-        let response = expect_response(response, |r| {
-            if let CommandResponse::LeaseGrant(g) = r {
+        let reply = self
+            .route(LeaderOp::LeaseGrant(request), self.request_timeout())
+            .await?;
+        let mut response = expect_reply(reply, |r| {
+            if let LeaderReply::LeaseGrant(g) = r {
                 Some(g)
             } else {
                 None
             }
         })?;
-        self.lock_deadlines()?
-            .insert(id, Instant::now() + Duration::from_secs(request.ttl as u64));
+        response.header.member_id = self.inner.node_id;
         Ok(response)
     }
 
     async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse, StoreError> {
-        let response = self.write(Command::LeaseRevoke { id }).await?;
-        let response = expect_response(response, |r| {
-            if let CommandResponse::LeaseRevoke(v) = r {
+        let reply = self.route(LeaderOp::LeaseRevoke(id), self.request_timeout()).await?;
+        let mut response = expect_reply(reply, |r| {
+            if let LeaderReply::LeaseRevoke(v) = r {
                 Some(v)
             } else {
                 None
             }
         })?;
-        self.lock_deadlines()?.remove(&id);
+        response.header.member_id = self.inner.node_id;
         Ok(response)
     }
 
     async fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeepAliveResponse, StoreError> {
-        let parts = self.parts()?;
-        // Only the leader keeps deadlines; confirming leadership also makes the lease lookup
-        // below see every grant and revoke acknowledged before this call.
-        self.ensure_linearizable(&parts.raft).await?;
-        let (ttl, _keys) = parts
-            .kv
-            .lease(id)
-            .map_err(internal)?
-            .ok_or(StoreError::LeaseNotFound(id))?;
-        self.lock_deadlines()?
-            .insert(id, Instant::now() + Duration::from_secs(ttl.max(0) as u64));
-        Ok(LeaseKeepAliveResponse {
-            header: self.header(&parts.kv),
-            id,
-            ttl,
-        })
+        let reply = self.route(LeaderOp::LeaseKeepAlive(id), self.request_timeout()).await?;
+        let mut response = expect_reply(reply, |r| {
+            if let LeaderReply::LeaseKeepAlive(k) = r {
+                Some(k)
+            } else {
+                None
+            }
+        })?;
+        response.header.member_id = self.inner.node_id;
+        Ok(response)
     }
 
     async fn lease_time_to_live(&self, id: i64, with_keys: bool) -> Result<LeaseTimeToLiveResponse, StoreError> {
-        let parts = self.parts()?;
-        self.ensure_linearizable(&parts.raft).await?;
-        let header = self.header(&parts.kv);
-        let Some((granted_ttl, keys)) = parts.kv.lease(id).map_err(internal)? else {
-            return Ok(LeaseTimeToLiveResponse {
-                header,
-                id,
-                ttl: -1,
-                granted_ttl: 0,
-                keys: Vec::new(),
-            });
-        };
-        let deadline = self.lock_deadlines()?.get(&id).copied();
-        let ttl = deadline.map_or(granted_ttl, |d| remaining_secs(d, Instant::now()));
-        let keys = if with_keys { keys } else { Vec::new() };
-        Ok(LeaseTimeToLiveResponse {
-            header,
-            id,
-            ttl,
-            granted_ttl,
-            keys,
-        })
+        let reply = self
+            .route(LeaderOp::LeaseTimeToLive { id, with_keys }, self.request_timeout())
+            .await?;
+        let mut response = expect_reply(reply, |r| {
+            if let LeaderReply::LeaseTimeToLive(t) = r {
+                Some(t)
+            } else {
+                None
+            }
+        })?;
+        response.header.member_id = self.inner.node_id;
+        Ok(response)
     }
 
     async fn lease_leases(&self) -> Result<LeaseLeasesResponse, StoreError> {
         let parts = self.parts()?;
-        self.ensure_linearizable(&parts.raft).await?;
+        self.read_barrier(&parts).await?;
         let ids = parts
             .kv
             .leases()
@@ -654,72 +875,32 @@ impl Store for RaftStore {
 
     async fn status(&self) -> Result<StoreStatus, StoreError> {
         let parts = self.parts()?;
+        let members = self.member_list()?;
         let metrics = parts.raft.metrics().borrow_watched().clone();
-        let me = self.inner.node_id;
-        let leader = metrics.current_leader;
-        let membership = metrics.membership_config.membership();
-        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let voters = metrics.membership_config.membership().voter_ids().count();
         let now = openraft::TokioInstant::now();
-        let fresh = self.inner.election_timeout;
-        let mut members = Vec::new();
-        for (id, node) in membership.nodes() {
-            let role = if Some(*id) == leader {
-                MemberRole::Leader
-            } else if voters.contains(id) {
-                MemberRole::Follower
-            } else {
-                MemberRole::Learner
-            };
-            let healthy = if *id == me {
-                true
-            } else if let Some(heartbeat) = &metrics.heartbeat {
-                // The leader knows when each member last answered it.
-                heartbeat
-                    .get(id)
-                    .and_then(|acked| *acked)
-                    .is_some_and(|acked| now - *acked <= fresh)
-            } else {
-                // A follower only knows the leader is alive while it keeps hearing from it.
-                Some(*id) == leader
-            };
-            members.push(Member {
-                id: *id,
-                address: node.addr.clone(),
-                role,
-                healthy,
-            });
-        }
         let healthy = match metrics.state {
             ServerState::Leader => {
-                voters.len() == 1
+                voters == 1
                     || metrics
                         .last_quorum_acked
                         .as_ref()
-                        .is_some_and(|acked| now - **acked <= fresh)
+                        .is_some_and(|acked| now - **acked <= self.inner.election_timeout)
             }
-            ServerState::Follower | ServerState::Learner => leader.is_some(),
+            ServerState::Follower | ServerState::Learner => metrics.current_leader.is_some(),
             _ => false,
         };
         Ok(StoreStatus {
             backend: BackendKind::Raft,
-            member_id: me,
+            member_id: self.inner.node_id,
             members,
-            leader,
+            leader: metrics.current_leader,
             revision: parts.kv.revision(),
             compact_revision: parts.kv.compact_revision(),
             raft_term: metrics.current_term,
             applied_index: metrics.last_applied.map_or(0, |id| id.index),
             healthy,
         })
-    }
-}
-
-impl RaftStore {
-    fn lock_deadlines(&self) -> Result<std::sync::MutexGuard<'_, HashMap<i64, Instant>>, StoreError> {
-        self.inner
-            .lease_deadlines
-            .lock()
-            .map_err(|_| internal("lease lock poisoned"))
     }
 }
 
@@ -766,8 +947,8 @@ async fn lease_keeper(inner: std::sync::Weak<Inner>, mut stop: tokio::sync::watc
             if !was_leader {
                 deadlines.clear();
             }
-            // Leases this member has no deadline for (all of them right after it became
-            // leader, or granted through another member) get a full ttl plus an election timeout.
+            // Leases this member has no deadline for (all of them right after it became leader)
+            // get a full ttl plus an election timeout.
             deadlines.retain(|id, _| leases.iter().any(|(lease, _)| lease == id));
             for (id, ttl) in &leases {
                 deadlines
@@ -782,13 +963,14 @@ async fn lease_keeper(inner: std::sync::Weak<Inner>, mut stop: tokio::sync::watc
         };
         was_leader = true;
         for id in expired {
-            match store.write(Command::LeaseRevoke { id }).await {
-                Ok(_) | Err(StoreError::LeaseNotFound(_)) => {
+            let deadline = tokio::time::Instant::now() + store.request_timeout();
+            match store.propose(&parts, Command::LeaseRevoke { id }, deadline).await {
+                Ok(_) | Err(OpError::Store(StoreError::LeaseNotFound(_))) => {
                     tracing::debug!(lease = id, "lease expired and revoked");
                     store.lock_deadlines().map(|mut d| d.remove(&id)).ok();
                 }
                 Err(e) => {
-                    tracing::warn!(lease = id, error = %e, "cannot revoke expired lease; retrying");
+                    tracing::warn!(lease = id, error = ?e, "cannot revoke expired lease; retrying");
                     break;
                 }
             }

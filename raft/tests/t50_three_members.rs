@@ -1,0 +1,56 @@
+//! Three members in one process over real peer transports on loopback: they form one group by
+//! themselves, writes through any member are read linearizably on every other, and the storage
+//! conformance suite passes through the leader and through a follower.
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+use kuboard_storage::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_form_a_group_and_serve_through_any_member() {
+    init_tracing();
+    tracing::info!("--- three fresh members started with the same peer list form one group");
+    let started = Instant::now();
+    let cluster = Cluster::start(3, 1000).await;
+    let leader = cluster.leader().await;
+    println!("group formed with leader {leader} in {:?}", started.elapsed());
+    for id in cluster.running() {
+        let status = cluster.store(id).status().await.expect("status");
+        assert_eq!(status.members.len(), 3, "member {id}: {status:?}");
+        let leaders = status.members.iter().filter(|m| m.role == MemberRole::Leader).count();
+        assert_eq!(leaders, 1, "member {id} sees one leader: {status:?}");
+        assert_eq!(status.leader, Some(leader));
+        assert!(!cluster.store(id).metrics().joining, "member {id} has joined");
+    }
+
+    tracing::info!("--- a write on each member is read linearizably on the others at once");
+    for writer in cluster.running() {
+        let key = format!("t50/written-on-{writer}");
+        let put = put_retrying(cluster.store(writer), &key, "v").await;
+        assert_eq!(put.header.member_id, writer, "the answering member is the one called");
+        for reader in cluster.running() {
+            let kv = get(cluster.store(reader), &key)
+                .await
+                .unwrap_or_else(|| panic!("member {reader} does not see the write made on {writer}"));
+            assert_eq!(kv.mod_revision, put.header.revision);
+        }
+    }
+
+    tracing::info!("--- the conformance suite passes through the leader");
+    conformance::run_all(cluster.store(leader)).await;
+    tracing::info!("--- the conformance suite passes through a follower");
+    let follower = cluster.followers_of(leader)[0];
+    conformance::run_all(cluster.store(follower)).await;
+
+    tracing::info!("--- every member holds the same data at the same revision");
+    cluster.wait_converged("").await;
+    let metrics = cluster.store(follower).metrics();
+    assert!(metrics.commit_index >= metrics.applied_index);
+    assert!(metrics.applied_index > 0 && metrics.last_log_index >= metrics.applied_index);
+    assert_eq!(metrics.peer_auth_failures, 0);
+    println!("follower metrics after the suite: {metrics:?}");
+    cluster.shutdown().await;
+}
