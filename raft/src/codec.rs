@@ -104,4 +104,37 @@ mod tests {
         bytes.extend_from_slice(&[0; 8]);
         assert!(decode::<Command>(&bytes).is_err());
     }
+
+    fn nested_txn(levels: usize) -> kuboard_storage::TxnRequest {
+        let mut txn = kuboard_storage::TxnRequest::default();
+        for _ in 1..levels {
+            txn = kuboard_storage::TxnRequest {
+                success: vec![kuboard_storage::TxnOp::Txn(txn)],
+                ..Default::default()
+            };
+        }
+        txn
+    }
+
+    #[test]
+    fn deeply_nested_txn_is_refused_not_a_stack_overflow() {
+        // Within the limit: decodes back to itself.
+        let allowed = Command::Txn(nested_txn(kuboard_storage::MAX_DECODED_TXN_NESTING));
+        let bytes = encode(&allowed).expect("encode");
+        assert_eq!(decode::<Command>(&bytes), Ok(allowed));
+
+        // Hand-made record nesting 100,000 levels (a few hundred kilobytes): refused with an error.
+        // Encoding such a value would itself recurse, so the bytes are built directly: Command::Txn
+        // (variant 2), then per level an empty compare list, a success list of one TxnOp::Txn
+        // (variant 3), and after the innermost level the empty failure lists.
+        let levels = 100_000;
+        let mut bytes = vec![FORMAT_VERSION, 2];
+        for _ in 0..levels {
+            bytes.extend_from_slice(&[0, 1, 3]);
+        }
+        bytes.extend_from_slice(&[0, 0]);
+        bytes.extend(std::iter::repeat_n(0u8, levels));
+        let error = decode::<Command>(&bytes).expect_err("too deep");
+        assert!(error.to_string().contains("nested deeper"), "{error}");
+    }
 }

@@ -229,7 +229,10 @@ pub enum TxnOpResponse {
 /// If every compare holds, run `success`, else `failure`; atomically, as one revision at most.
 ///
 /// A transaction may not write the same key twice (etcd's "duplicate key given in txn request").
+///
+/// Decoding refuses nesting deeper than [`MAX_DECODED_TXN_NESTING`] levels (see [`nesting`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(from = "nesting::Counted<TxnRequestFields>")]
 pub struct TxnRequest {
     pub compare: Vec<Compare>,
     pub success: Vec<TxnOp>,
@@ -237,6 +240,7 @@ pub struct TxnRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(from = "nesting::Counted<TxnResponseFields>")]
 pub struct TxnResponse {
     pub header: ResponseHeader,
     /// True when every compare held and `success` ran.
@@ -399,4 +403,115 @@ pub struct StoreStatus {
     pub applied_index: u64,
     /// True when the store can serve linearizable requests now (a leader with a quorum is known).
     pub healthy: bool,
+}
+
+/// Deepest transaction nesting any decoder accepts. Nested transactions decode recursively, so a
+/// crafted record of a few kilobytes nesting thousands of levels would otherwise overflow the stack
+/// of whoever decodes it (a WAL replay, a peer, an API server). Stores may enforce a lower limit on
+/// what they apply.
+pub const MAX_DECODED_TXN_NESTING: usize = 64;
+
+/// The fields of [`TxnRequest`], decoded under a nesting count.
+#[derive(Deserialize)]
+#[doc(hidden)]
+pub struct TxnRequestFields {
+    compare: Vec<Compare>,
+    success: Vec<TxnOp>,
+    failure: Vec<TxnOp>,
+}
+
+impl From<TxnRequestFields> for TxnRequest {
+    fn from(fields: TxnRequestFields) -> Self {
+        TxnRequest {
+            compare: fields.compare,
+            success: fields.success,
+            failure: fields.failure,
+        }
+    }
+}
+
+/// The fields of [`TxnResponse`], decoded under a nesting count.
+#[derive(Deserialize)]
+#[doc(hidden)]
+pub struct TxnResponseFields {
+    header: ResponseHeader,
+    succeeded: bool,
+    responses: Vec<TxnOpResponse>,
+}
+
+impl From<TxnResponseFields> for TxnResponse {
+    fn from(fields: TxnResponseFields) -> Self {
+        TxnResponse {
+            header: fields.header,
+            succeeded: fields.succeeded,
+            responses: fields.responses,
+        }
+    }
+}
+
+/// A per-thread count of how deep the decoder is inside nested transactions.
+#[doc(hidden)]
+pub mod nesting {
+    use std::cell::Cell;
+
+    use serde::{Deserialize, Deserializer};
+
+    use super::MAX_DECODED_TXN_NESTING;
+
+    thread_local! {
+        static DEPTH: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// A value decoded one nesting level deeper; refused past the limit before its fields are read.
+    pub struct Counted<T>(pub T);
+
+    struct Level;
+
+    impl Level {
+        fn enter() -> Option<Level> {
+            DEPTH.with(|depth| {
+                if depth.get() >= MAX_DECODED_TXN_NESTING {
+                    None
+                } else {
+                    depth.set(depth.get() + 1);
+                    Some(Level)
+                }
+            })
+        }
+    }
+
+    impl Drop for Level {
+        fn drop(&mut self) {
+            DEPTH.with(|depth| depth.set(depth.get() - 1));
+        }
+    }
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Counted<T> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let _level = Level::enter().ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "transaction nested deeper than {MAX_DECODED_TXN_NESTING} levels"
+                ))
+            })?;
+            T::deserialize(deserializer).map(Counted)
+        }
+    }
+
+    impl<T> Counted<T> {
+        pub(crate) fn into_inner(self) -> T {
+            self.0
+        }
+    }
+}
+
+impl From<nesting::Counted<TxnRequestFields>> for TxnRequest {
+    fn from(counted: nesting::Counted<TxnRequestFields>) -> Self {
+        counted.into_inner().into()
+    }
+}
+
+impl From<nesting::Counted<TxnResponseFields>> for TxnResponse {
+    fn from(counted: nesting::Counted<TxnResponseFields>) -> Self {
+        counted.into_inner().into()
+    }
 }
