@@ -27,6 +27,93 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print the version, the git commit and the enabled features.
     Version(VersionArgs),
+    /// Operator tools: store snapshots.
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Save a consistent snapshot of the store to a file, or restore one into an empty store.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Write a snapshot of every key of the store (for an external etcd: under the prefix) to FILE.
+    ///
+    /// External etcd (KUBOARD_ETCD_ENDPOINTS set, same KUBOARD_ETCD_* settings as `serve`): read
+    /// from etcd directly. Embedded store: ask a running replica with --server and the admin's
+    /// token or password. The file is replaced atomically and holds password hashes: keep it safe.
+    Save(Box<SnapshotSaveArgs>),
+    /// Restore FILE into an empty store; a store that holds any key is refused and left unchanged.
+    ///
+    /// External etcd: into the empty KUBOARD_ETCD_PREFIX of KUBOARD_ETCD_ENDPOINTS. Embedded store:
+    /// offline, into a KUBOARD_DATA_DIR that holds no store yet, as a one-member group of member
+    /// KUBOARD_RAFT_NODE_ID (start that replica next). Login sessions are not restored.
+    Restore(Box<SnapshotRestoreArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotSaveArgs {
+    /// The snapshot file to write.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+
+    /// URL of a running replica to take the snapshot from (`http://kuboard-0:80`); needed for the
+    /// embedded store.
+    #[arg(long, value_name = "URL", help_heading = "Snapshot from a running replica")]
+    pub server: Option<String>,
+
+    /// Bearer token of a logged-in admin session (from POST /kuboard-api/auth/login).
+    #[arg(
+        long,
+        env = "KUBOARD_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        help_heading = "Snapshot from a running replica"
+    )]
+    pub token: Option<String>,
+
+    /// User to log in as when no token is given (only admin may take snapshots).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "admin",
+        help_heading = "Snapshot from a running replica"
+    )]
+    pub username: String,
+
+    /// Password to log in with when no token is given; the session is ended afterwards.
+    #[arg(
+        long,
+        env = "KUBOARD_ADMIN_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        help_heading = "Snapshot from a running replica"
+    )]
+    pub password: Option<String>,
+
+    /// The store settings of `kuboard serve` (read from the same variables).
+    #[command(flatten)]
+    pub store: ServeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotRestoreArgs {
+    /// The snapshot file to restore.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+
+    /// The store settings of `kuboard serve` (read from the same variables).
+    #[command(flatten)]
+    pub store: ServeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -282,7 +369,8 @@ pub struct RawSettings {
 }
 
 impl RawSettings {
-    /// Collects the settings of `kuboard serve` from clap's matches of its subcommand.
+    /// Collects the settings of `kuboard serve` from clap's matches of its subcommand (or of any
+    /// subcommand that flattens [`ServeArgs`]).
     pub fn from_serve_matches(matches: &ArgMatches) -> RawSettings {
         let command = ServeArgs::augment_args(clap::Command::new("serve"));
         let mut values = BTreeMap::new();

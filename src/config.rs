@@ -630,21 +630,6 @@ fn parse_raft(reader: &Reader<'_>, server_ip: IpAddr, hostname: Option<&str>) ->
 }
 
 fn parse_etcd(reader: &Reader<'_>, label: &str, value: &str) -> Result<EtcdConfig, ConfigError> {
-    let mut endpoints = Vec::new();
-    for entry in value.split(',').map(str::trim) {
-        let url = if entry.contains("://") {
-            entry.to_string()
-        } else {
-            format!("http://{entry}")
-        };
-        endpoints.push(parse_url(label, &url, &["http://", "https://"]).map_err(|_| {
-            ConfigError::bad(
-                label,
-                value,
-                "expected comma-separated etcd endpoints, e.g. https://etcd-0:2379,etcd-1:2379",
-            )
-        })?);
-    }
     if let Some((peers_label, peers)) = reader.get("KUBOARD_RAFT_PEERS") {
         return Err(ConfigError::bad(
             peers_label,
@@ -652,7 +637,88 @@ fn parse_etcd(reader: &Reader<'_>, label: &str, value: &str) -> Result<EtcdConfi
             "expected KUBOARD_RAFT_PEERS unset when KUBOARD_ETCD_ENDPOINTS selects an external etcd",
         ));
     }
-    let path = |name: &'static str| reader.get(name).map(|(_, value)| PathBuf::from(value));
+    let ca_cert = reader.get("KUBOARD_ETCD_CACERT");
+    let cert = reader.get("KUBOARD_ETCD_CERT");
+    let key = reader.get("KUBOARD_ETCD_KEY");
+    // Kuboard's install guide writes bare `ip:2379` entries; with TLS files given they mean https.
+    let uses_tls = ca_cert.is_some() || cert.is_some();
+    let mut endpoints = Vec::new();
+    for entry in value.split(',').map(str::trim) {
+        let url = if entry.contains("://") {
+            entry.to_string()
+        } else if uses_tls {
+            format!("https://{entry}")
+        } else {
+            format!("http://{entry}")
+        };
+        let url = parse_url(label, &url, &["http://", "https://"]).map_err(|_| {
+            ConfigError::bad(
+                label,
+                value,
+                "expected comma-separated etcd endpoints, e.g. https://etcd-0:2379,etcd-1:2379",
+            )
+        })?;
+        if uses_tls && url.starts_with("http://") {
+            return Err(ConfigError::bad(
+                label,
+                value,
+                "expected https:// endpoints (or bare host:port) when KUBOARD_ETCD_CACERT or KUBOARD_ETCD_CERT is set",
+            ));
+        }
+        if !uses_tls && url.starts_with("https://") {
+            return Err(ConfigError::unset(
+                "KUBOARD_ETCD_CACERT",
+                format!("expected the CA certificate that signed the etcd server certificates, as {label} uses https"),
+            ));
+        }
+        endpoints.push(url);
+    }
+
+    // Certificate problems are the operator's to fix: they stop the start (exit 2) naming the
+    // variable and the file, instead of showing up later as an unreachable etcd.
+    if let Some((ca_label, ca_path)) = ca_cert {
+        check_pem_file(ca_label, ca_path, PemKind::Certificates)?;
+    }
+    match (cert, key) {
+        (None, None) => {}
+        (Some((cert_label, cert_path)), None) => {
+            return Err(ConfigError::bad(
+                cert_label,
+                cert_path,
+                "expected KUBOARD_ETCD_KEY to be set too (a client certificate needs its key)",
+            ))
+        }
+        (None, Some((key_label, key_path))) => {
+            return Err(ConfigError::bad(
+                key_label,
+                key_path,
+                "expected KUBOARD_ETCD_CERT to be set too (a client key needs its certificate)",
+            ))
+        }
+        (Some((cert_label, cert_path)), Some((key_label, key_path))) => {
+            check_pem_file(cert_label, cert_path, PemKind::Certificates)?;
+            check_pem_file(key_label, key_path, PemKind::PrivateKey)?;
+        }
+    }
+    let username = reader.get("KUBOARD_ETCD_USERNAME");
+    let password = reader.get("KUBOARD_ETCD_PASSWORD");
+    match (username, password) {
+        (Some((user_label, user)), None) => {
+            return Err(ConfigError::bad(
+                user_label,
+                user,
+                "expected KUBOARD_ETCD_PASSWORD to be set too (an etcd user needs its password)",
+            ))
+        }
+        (None, Some((password_label, _))) => {
+            return Err(ConfigError::bad_secret(
+                password_label,
+                "expected KUBOARD_ETCD_USERNAME to be set too (a password needs its etcd user)",
+            ))
+        }
+        _ => {}
+    }
+
     let prefix = match reader.get("KUBOARD_ETCD_PREFIX") {
         None => DEFAULT_ETCD_PREFIX.to_string(),
         Some((prefix_label, prefix)) if prefix.trim().is_empty() || prefix.contains(char::is_whitespace) => {
@@ -664,17 +730,58 @@ fn parse_etcd(reader: &Reader<'_>, label: &str, value: &str) -> Result<EtcdConfi
         }
         Some((_, prefix)) => prefix.to_string(),
     };
+    let path = |setting: Option<(&str, &str)>| setting.map(|(_, value)| PathBuf::from(value));
     Ok(EtcdConfig {
         endpoints_text: value.to_string(),
         endpoints_label: label.to_string(),
         endpoints,
-        ca_cert: path("KUBOARD_ETCD_CACERT"),
-        cert: path("KUBOARD_ETCD_CERT"),
-        key: path("KUBOARD_ETCD_KEY"),
-        username: reader.get("KUBOARD_ETCD_USERNAME").map(|(_, value)| value.to_string()),
-        password: reader.get("KUBOARD_ETCD_PASSWORD").map(|(_, value)| Secret::new(value)),
+        ca_cert: path(ca_cert),
+        cert: path(cert),
+        key: path(key),
+        username: username.map(|(_, value)| value.to_string()),
+        password: password.map(|(_, value)| Secret::new(value)),
         prefix,
     })
+}
+
+/// What a PEM file given for the external etcd must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PemKind {
+    /// At least one certificate, and nothing malformed.
+    Certificates,
+    /// A private key (PKCS#8, PKCS#1 or SEC1).
+    PrivateKey,
+}
+
+/// Reads a PEM file named by a setting and checks that it holds what it must. The error names the
+/// setting and the file.
+fn check_pem_file(label: &str, path: &str, kind: PemKind) -> Result<(), ConfigError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    let what = match kind {
+        PemKind::Certificates => "a PEM certificate file",
+        PemKind::PrivateKey => "a PEM private key file",
+    };
+    let bytes = std::fs::read(path)
+        .map_err(|error| ConfigError::bad(label, path, format!("expected {what} that can be read ({error})")))?;
+    let bad = |reason: String| ConfigError::bad(label, path, format!("expected {what}: {reason}"));
+    match kind {
+        PemKind::Certificates => {
+            let mut count = 0usize;
+            for certificate in CertificateDer::pem_slice_iter(&bytes) {
+                certificate.map_err(|error| bad(format!("the file is not valid PEM ({error})")))?;
+                count += 1;
+            }
+            if count == 0 {
+                return Err(bad("the file holds no certificate".into()));
+            }
+        }
+        PemKind::PrivateKey => {
+            PrivateKeyDer::from_pem_slice(&bytes).map_err(|error| bad(format!("no private key found ({error})")))?;
+        }
+    }
+    Ok(())
 }
 
 fn parse_auth(reader: &Reader<'_>) -> Result<AuthConfig, ConfigError> {
@@ -1143,11 +1250,11 @@ mod tests {
             ),
         );
         check(
-            &[("KUBOARD_ETCD_ENDPOINTS", "etcd-0:2379,https://etcd-1:2379")],
+            &[("KUBOARD_ETCD_ENDPOINTS", "etcd-0:2379,http://etcd-1:2379")],
             None,
             Expected::Ok(|c| match &c.store {
                 StoreSelection::Etcd(etcd) => {
-                    etcd.endpoints == ["http://etcd-0:2379", "https://etcd-1:2379"] && etcd.prefix == "/kuboard/"
+                    etcd.endpoints == ["http://etcd-0:2379", "http://etcd-1:2379"] && etcd.prefix == "/kuboard/"
                 }
                 StoreSelection::Raft(_) => false,
             }),
@@ -1203,6 +1310,86 @@ mod tests {
                 file.join("data").display().to_string()
             )),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn etcd_settings_are_checked_at_start() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let missing = dir.path().join("missing.pem").display().to_string();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write test file");
+        let garbage = garbage.display().to_string();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").expect("write test file");
+        let empty = empty.display().to_string();
+
+        let error = parse(
+            &RawSettings::from_env_pairs(&[
+                ("KUBOARD_ETCD_ENDPOINTS", "etcd-0:2379"),
+                ("KUBOARD_ETCD_CACERT", &missing),
+            ]),
+            None,
+        )
+        .expect_err("a missing CA file is refused")
+        .to_string();
+        assert!(
+            error.starts_with(&format!(
+                "KUBOARD_ETCD_CACERT={missing:?}: expected a PEM certificate file that can be read"
+            )),
+            "{error}"
+        );
+        for (file, reason) in [(&garbage, "not valid PEM"), (&empty, "holds no certificate")] {
+            let error = parse(
+                &RawSettings::from_env_pairs(&[
+                    ("KUBOARD_ETCD_ENDPOINTS", "etcd-0:2379"),
+                    ("KUBOARD_ETCD_CACERT", file),
+                ]),
+                None,
+            )
+            .expect_err("a bad CA file is refused")
+            .to_string();
+            assert!(error.starts_with(&format!("KUBOARD_ETCD_CACERT={file:?}: ")), "{error}");
+            assert!(error.contains(reason), "{error}");
+        }
+        check(
+            &[("KUBOARD_ETCD_ENDPOINTS", "https://etcd-0:2379")],
+            None,
+            Expected::Err(
+                "KUBOARD_ETCD_CACERT is not set: expected the CA certificate that signed the etcd server certificates, \
+                 as KUBOARD_ETCD_ENDPOINTS uses https",
+            ),
+        );
+        check(
+            &[
+                ("KUBOARD_ETCD_ENDPOINTS", "etcd-0:2379"),
+                ("KUBOARD_ETCD_USERNAME", "kuboard"),
+            ],
+            None,
+            Expected::Err(
+                r#"KUBOARD_ETCD_USERNAME="kuboard": expected KUBOARD_ETCD_PASSWORD to be set too (an etcd user needs its password)"#,
+            ),
+        );
+        check(
+            &[("KUBOARD_ETCD_ENDPOINTS", "etcd-0:2379"), ("KUBOARD_ETCD_PASSWORD", "hunter2-secret")],
+            None,
+            Expected::Err(
+                "KUBOARD_ETCD_PASSWORD=<redacted>: expected KUBOARD_ETCD_USERNAME to be set too (a password needs its etcd user)",
+            ),
+        );
+        check(
+            &[
+                ("KUBOARD_ETCD_ENDPOINTS", "etcd-0:2379"),
+                ("KUBOARD_ETCD_CERT", "/nonexistent/client.pem"),
+            ],
+            None,
+            Expected::Err(
+                r#"KUBOARD_ETCD_CERT="/nonexistent/client.pem": expected KUBOARD_ETCD_KEY to be set too (a client certificate needs its key)"#,
+            ),
         );
     }
 }

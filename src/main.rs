@@ -5,9 +5,11 @@
 //! - [`cli`]: subcommands and flags; [`config`]: typed, validated settings.
 //! - [`server`]: `kuboard serve`, the composition root of a replica; [`store_backend`]: the closed
 //!   set of store backends; [`app_store`]: the metered store client the handlers use.
+//! - [`admin`]: `kuboard admin …`, operator tools (store snapshots).
 //! - [`http`]: the REST API, health and metrics endpoints; [`auth`]: users and sessions in the store.
 //! - [`metrics`], [`logging`], [`clock`], [`version`]: process plumbing.
 
+mod admin;
 mod app_store;
 mod auth;
 mod cli;
@@ -39,6 +41,12 @@ fn main() -> ExitCode {
                 .subcommand_matches("serve")
                 .expect("clap matched the serve subcommand");
             ExitCode::from(run_serve(&RawSettings::from_serve_matches(serve_matches)))
+        }
+        Command::Admin(args) => {
+            let admin_matches = matches
+                .subcommand_matches("admin")
+                .expect("clap matched the admin subcommand");
+            ExitCode::from(admin::run(args, admin_matches))
         }
     }
 }

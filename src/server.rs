@@ -80,7 +80,18 @@ pub async fn serve(config: ServeConfig) -> u8 {
             };
         }
     };
-    tracing::info!(backend = backend.kind().as_str(), "store open");
+    match &config.store {
+        StoreSelection::Raft(_) => tracing::info!(backend = backend.kind().as_str(), "store open"),
+        // The replica serves (not ready) while the connection is made; see store_backend::etcd_backend.
+        StoreSelection::Etcd(etcd) => tracing::info!(
+            backend = backend.kind().as_str(),
+            endpoints = %etcd.endpoints.join(","),
+            prefix = %etcd.prefix,
+            tls = etcd.ca_cert.is_some() || etcd.cert.is_some(),
+            auth = etcd.username.is_some(),
+            "connecting to the external etcd in the background"
+        ),
+    }
 
     let listener = match TcpListener::bind(config.http.listen_addr).await {
         Ok(listener) => listener,
@@ -124,7 +135,7 @@ pub async fn serve(config: ServeConfig) -> u8 {
     let stop_accepting = async move {
         let _ = graceful.wait_for(|stop| *stop).await;
     };
-    let app = http::router(state);
+    let app = http::router(state.clone()).merge(crate::admin::snapshot_http::router(state, backend.clone()));
     let mut server_task = match tls_config {
         None => tokio::spawn(
             axum::serve(listener, app)

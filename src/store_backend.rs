@@ -1,17 +1,25 @@
 //! The composition root of the store: a closed set of backends behind the `Store` contract.
 //!
-//! The external etcd backend joins this enum in a later build; until then selecting it stops the
-//! process with a clear configuration error.
+//! # Layout
+//!
+//! - [`StoreBackend`]: the embedded Raft member or the external etcd, chosen by the settings.
+//! - [`etcd_backend`]: the external etcd, connected in the background so that a replica never hangs
+//!   at start on an unreachable etcd.
+
+pub mod etcd_backend;
 
 use kuboard_raft::{OpenError, RaftStore, RaftStoreConfig};
 use kuboard_storage::*;
 
 use crate::config::{RaftConfig, StoreSelection};
+use etcd_backend::EtcdBackend;
 
 /// The store backend this replica runs.
 pub enum StoreBackend {
     /// A member of the embedded Raft group.
     Raft(RaftStore),
+    /// A client of an external etcd cluster, confined to the key prefix.
+    Etcd(EtcdBackend),
     /// An in-process store for the server's own unit tests.
     #[cfg(test)]
     Memory(crate::memory_store::MemoryStore),
@@ -20,10 +28,6 @@ pub enum StoreBackend {
 /// Why the selected backend could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendOpenError {
-    #[error(
-        "{label}={value:?}: the external etcd backend is not in this build yet; unset it to use the embedded Raft store"
-    )]
-    EtcdNotInThisBuild { label: String, value: String },
     #[error(transparent)]
     Raft(#[from] OpenError),
 }
@@ -33,14 +37,14 @@ impl BackendOpenError {
     pub fn is_configuration_error(&self) -> bool {
         matches!(
             self,
-            BackendOpenError::EtcdNotInThisBuild { .. }
-                | BackendOpenError::Raft(OpenError::Config(_))
-                | BackendOpenError::Raft(OpenError::DataDir { .. })
+            BackendOpenError::Raft(OpenError::Config(_)) | BackendOpenError::Raft(OpenError::DataDir { .. })
         )
     }
 }
 
 impl StoreBackend {
+    /// Opens the selected backend. The embedded store is open (and, alone, elected) on return; the
+    /// external etcd is connected in the background, so this never waits for the network.
     pub async fn open(
         selection: &StoreSelection,
         data_dir: &std::path::Path,
@@ -49,16 +53,14 @@ impl StoreBackend {
             StoreSelection::Raft(raft) => Ok(StoreBackend::Raft(
                 RaftStore::open(raft_store_config(raft, data_dir)).await?,
             )),
-            StoreSelection::Etcd(etcd) => Err(BackendOpenError::EtcdNotInThisBuild {
-                label: etcd.endpoints_label.clone(),
-                value: etcd.endpoints_text.clone(),
-            }),
+            StoreSelection::Etcd(etcd) => Ok(StoreBackend::Etcd(EtcdBackend::start(etcd))),
         }
     }
 
     pub fn kind(&self) -> BackendKind {
         match self {
             StoreBackend::Raft(_) => BackendKind::Raft,
+            StoreBackend::Etcd(_) => BackendKind::Etcd,
             #[cfg(test)]
             StoreBackend::Memory(_) => BackendKind::Raft,
         }
@@ -68,6 +70,10 @@ impl StoreBackend {
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         match self {
             StoreBackend::Raft(store) => store.shutdown().await,
+            StoreBackend::Etcd(etcd) => {
+                etcd.shutdown();
+                Ok(())
+            }
             #[cfg(test)]
             StoreBackend::Memory(_) => Ok(()),
         }
@@ -92,6 +98,10 @@ macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             StoreBackend::Raft($store) => $call,
+            StoreBackend::Etcd(etcd) => {
+                let $store = etcd.store()?;
+                $call
+            }
             #[cfg(test)]
             StoreBackend::Memory($store) => $call,
         }

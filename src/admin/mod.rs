@@ -1,0 +1,50 @@
+//! `kuboard admin …`: operator tools that run beside (or instead of) the replicas.
+//!
+//! # Layout
+//!
+//! - [`snapshot_file`]: the snapshot file format (versioned, checksummed) and its atomic write.
+//! - [`snapshot_store`]: taking a consistent snapshot of any store, restoring into an empty one.
+//! - [`snapshot_http`]: `GET /kuboard-api/system/snapshot`, served by every replica for admins.
+//! - `snapshot_command`: `kuboard admin snapshot save|restore` for both backends.
+//!
+//! Architecture Invariant: snapshots go through the `Store` contract only, so the embedded store and
+//! an external etcd are saved and restored with one meaning.
+
+pub mod snapshot_command;
+pub mod snapshot_file;
+pub mod snapshot_http;
+pub mod snapshot_store;
+
+use clap::ArgMatches;
+
+use crate::cli::{AdminArgs, AdminCommand, RawSettings, SnapshotCommand};
+
+/// Exit codes of `kuboard admin`: as `serve`, 2 means the settings or arguments are at fault.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+/// Runs one admin command; returns the process exit code.
+pub fn run(args: AdminArgs, admin_matches: &ArgMatches) -> u8 {
+    match args.command {
+        AdminCommand::Snapshot(command) => {
+            let snapshot_matches = admin_matches
+                .subcommand_matches("snapshot")
+                .expect("clap matched the snapshot subcommand");
+            match command {
+                SnapshotCommand::Save(save) => {
+                    let leaf = snapshot_matches
+                        .subcommand_matches("save")
+                        .expect("clap matched the save subcommand");
+                    snapshot_command::save(*save, &RawSettings::from_serve_matches(leaf))
+                }
+                SnapshotCommand::Restore(restore) => {
+                    let leaf = snapshot_matches
+                        .subcommand_matches("restore")
+                        .expect("clap matched the restore subcommand");
+                    snapshot_command::restore(*restore, &RawSettings::from_serve_matches(leaf))
+                }
+            }
+        }
+    }
+}
