@@ -1,0 +1,130 @@
+//! What every service of the API shares: the store, and who this member is.
+
+use std::sync::Arc;
+
+use etcd_client::proto::PbResponseHeader;
+use kuboard_storage::{Member, RangeRequest, ReadConsistency, ResponseHeader, Store};
+use tonic::Status;
+
+use super::errors::status_of;
+use super::EtcdApiIdentity;
+
+/// The store and the identity, cheap to clone into each service and stream task.
+pub(super) struct ApiContext<S> {
+    pub store: S,
+    pub identity: Arc<EtcdApiIdentity>,
+    /// The answering member's id, as the store reported it when the API started.
+    pub member_id: u64,
+    /// `https` when the API is served over TLS, for the client URLs of `member list`.
+    pub client_scheme: &'static str,
+    /// Becomes true when the server stops: long-lived streams (watch, keep-alive) end then, or
+    /// the server would wait for them forever.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl<S: Clone> Clone for ApiContext<S> {
+    fn clone(&self) -> Self {
+        ApiContext {
+            store: self.store.clone(),
+            identity: self.identity.clone(),
+            member_id: self.member_id,
+            client_scheme: self.client_scheme,
+            stopping: self.stopping.clone(),
+        }
+    }
+}
+
+impl<S: Store + Clone> ApiContext<S> {
+    /// etcd's full header (etcdctl 3.4 needs every field) from the store's header.
+    pub fn header(&self, header: ResponseHeader) -> Option<PbResponseHeader> {
+        Some(PbResponseHeader {
+            cluster_id: self.identity.cluster_id,
+            member_id: header.member_id,
+            revision: header.revision,
+            raft_term: header.raft_term,
+        })
+    }
+
+    /// The header of a response that has no store response to take it from: the answering
+    /// member's current revision and term, read locally (no quorum round trip). When even that
+    /// read fails, a header without revision, so that the client still gets a complete message.
+    pub async fn current_header(&self) -> Option<PbResponseHeader> {
+        let header = self.current_store_header().await.unwrap_or(ResponseHeader {
+            revision: 0,
+            member_id: self.member_id,
+            raft_term: 0,
+        });
+        self.header(header)
+    }
+
+    pub async fn current_store_header(&self) -> Result<ResponseHeader, Status> {
+        // Any key would do: the header is what is wanted, and counting one key is the cheapest read.
+        let probe = RangeRequest {
+            key: vec![0],
+            count_only: true,
+            consistency: ReadConsistency::Serializable,
+            ..Default::default()
+        };
+        let response = self.store.range(probe).await.map_err(|e| status_of(&e))?;
+        Ok(response.header)
+    }
+
+    /// Completes when the server stops.
+    pub async fn stopped(&self) {
+        let mut stopping = self.stopping.clone();
+        // An error means the server is gone, which is stopping too.
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    }
+
+    /// The etcd name of a member.
+    pub fn member_name(&self, member_id: u64) -> String {
+        format!("kuboard-{member_id}")
+    }
+
+    /// The peer URL of a member from its peer address (`host:port`).
+    pub fn peer_urls(&self, member: &Member) -> Vec<String> {
+        if member.address.contains("://") {
+            vec![member.address.clone()]
+        } else {
+            vec![format!("http://{}", member.address)]
+        }
+    }
+
+    /// Where clients reach a member's etcd API: its peer host on the API port all replicas share.
+    pub fn client_urls(&self, member: &Member) -> Vec<String> {
+        if let Some(urls) = self.identity.client_urls.get(&member.id) {
+            return urls.clone();
+        }
+        let Some(port) = self.identity.client_port else {
+            return Vec::new();
+        };
+        let host = peer_host(&member.address);
+        vec![format!("{}://{host}:{port}", self.client_scheme)]
+    }
+}
+
+/// The host part of `host:port`, `[v6]:port` or a URL.
+fn peer_host(address: &str) -> &str {
+    let without_scheme = address.split_once("://").map_or(address, |(_, rest)| rest);
+    let authority = without_scheme.split('/').next().unwrap_or(without_scheme);
+    if authority.starts_with('[') {
+        if let Some(end) = authority.find(']') {
+            return &authority[..=end];
+        }
+    }
+    authority.rsplit_once(':').map_or(authority, |(host, _port)| host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peer_host;
+
+    #[test]
+    fn peer_hosts() {
+        assert_eq!(peer_host("10.0.0.1:10082"), "10.0.0.1");
+        assert_eq!(peer_host("kuboard-0.kuboard:10082"), "kuboard-0.kuboard");
+        assert_eq!(peer_host("[::1]:10082"), "[::1]");
+        assert_eq!(peer_host("http://host:1/x"), "host");
+        assert_eq!(peer_host("host"), "host");
+    }
+}

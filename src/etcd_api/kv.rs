@@ -1,0 +1,158 @@
+//! etcd's KV service: Range, Put, DeleteRange, Txn, Compact (and RangeStream, newer than 3.4,
+//! answered in one chunk).
+
+use std::pin::Pin;
+
+use etcd_client::proto::{
+    PbCompactionRequest, PbCompactionResponse, PbDeleteRequest, PbDeleteResponse, PbKvService, PbPutRequest,
+    PbPutResponse, PbRangeRequest, PbRangeResponse, PbRangeStreamResponse, PbTxnRequest, PbTxnResponse,
+};
+use futures::Stream;
+use kuboard_storage::{
+    CompactRequest, Compare, CompareResult, CompareTarget, PutRequest, RangeRequest, Store, TxnOp, TxnOpResponse,
+    TxnRequest,
+};
+use tonic::{Code, Request, Response, Status};
+
+use super::context::ApiContext;
+use super::convert;
+use super::errors::{self, invalid, status_of};
+
+/// How often a put with `ignore_value` / `ignore_lease` retries when the key changes between
+/// reading it and writing it.
+const IGNORE_PUT_ATTEMPTS: usize = 10;
+
+pub(super) struct KvService<S> {
+    pub ctx: ApiContext<S>,
+}
+
+impl<S: Store + Clone> KvService<S> {
+    async fn range_inner(&self, request: PbRangeRequest) -> Result<PbRangeResponse, Status> {
+        let plan = convert::range_plan(request)?;
+        let response = self.ctx.store.range(plan.request).await.map_err(|e| status_of(&e))?;
+        let header = self.ctx.header(response.header);
+        Ok(convert::range_response(response, plan.finish.as_ref(), header))
+    }
+
+    /// etcd's `ignore_value` / `ignore_lease`: keep the key's current value or lease. The store has
+    /// no such put, so it is a read and a txn conditional on the key not having changed since.
+    async fn put_keeping_current(&self, request: PbPutRequest) -> Result<PbPutResponse, Status> {
+        if request.key.is_empty() {
+            return Err(errors::empty_key());
+        }
+        if request.ignore_value && !request.value.is_empty() {
+            return Err(invalid(errors::VALUE_PROVIDED));
+        }
+        if request.ignore_lease && request.lease != 0 {
+            return Err(invalid(errors::LEASE_PROVIDED));
+        }
+        for _ in 0..IGNORE_PUT_ATTEMPTS {
+            let current = self
+                .ctx
+                .store
+                .range(RangeRequest::key(request.key.clone()))
+                .await
+                .map_err(|e| status_of(&e))?;
+            let Some(current) = current.kvs.into_iter().next() else {
+                return Err(invalid(errors::KEY_NOT_FOUND));
+            };
+            let put = PutRequest {
+                key: request.key.clone(),
+                value: if request.ignore_value {
+                    current.value
+                } else {
+                    request.value.clone()
+                },
+                lease: if request.ignore_lease {
+                    current.lease
+                } else {
+                    request.lease
+                },
+                prev_kv: request.prev_kv,
+            };
+            let txn = TxnRequest {
+                compare: vec![Compare::new(
+                    request.key.clone(),
+                    CompareResult::Equal,
+                    CompareTarget::ModRevision(current.mod_revision),
+                )],
+                success: vec![TxnOp::Put(put)],
+                failure: Vec::new(),
+            };
+            let response = self.ctx.store.txn(txn).await.map_err(|e| status_of(&e))?;
+            if !response.succeeded {
+                continue;
+            }
+            let header = self.ctx.header(response.header);
+            return match response.responses.into_iter().next() {
+                Some(TxnOpResponse::Put(put)) => Ok(convert::put_response(put, header)),
+                _ => Err(Status::internal(
+                    "etcdserver: the store answered a put with another kind of response",
+                )),
+            };
+        }
+        Err(Status::new(
+            Code::Aborted,
+            "etcdserver: the key kept changing while keeping its value or lease; retry",
+        ))
+    }
+}
+
+type RangeStream = Pin<Box<dyn Stream<Item = Result<PbRangeStreamResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl<S: Store + Clone> PbKvService for KvService<S> {
+    async fn range(&self, request: Request<PbRangeRequest>) -> Result<Response<PbRangeResponse>, Status> {
+        Ok(Response::new(self.range_inner(request.into_inner()).await?))
+    }
+
+    type RangeStreamStream = RangeStream;
+
+    async fn range_stream(&self, request: Request<PbRangeRequest>) -> Result<Response<RangeStream>, Status> {
+        let response = self.range_inner(request.into_inner()).await?;
+        let chunk = PbRangeStreamResponse {
+            range_response: Some(response),
+        };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(chunk)]))))
+    }
+
+    async fn put(&self, request: Request<PbPutRequest>) -> Result<Response<PbPutResponse>, Status> {
+        let request = request.into_inner();
+        if request.ignore_value || request.ignore_lease {
+            return Ok(Response::new(self.put_keeping_current(request).await?));
+        }
+        let put = convert::put_request(request)?;
+        let response = self.ctx.store.put(put).await.map_err(|e| status_of(&e))?;
+        let header = self.ctx.header(response.header);
+        Ok(Response::new(convert::put_response(response, header)))
+    }
+
+    async fn delete_range(&self, request: Request<PbDeleteRequest>) -> Result<Response<PbDeleteResponse>, Status> {
+        let delete = convert::delete_request(request.into_inner())?;
+        let response = self.ctx.store.delete_range(delete).await.map_err(|e| status_of(&e))?;
+        let header = self.ctx.header(response.header);
+        Ok(Response::new(convert::delete_response(response, header)))
+    }
+
+    async fn txn(&self, request: Request<PbTxnRequest>) -> Result<Response<PbTxnResponse>, Status> {
+        let (txn, plan) = convert::txn_request(request.into_inner())?;
+        let response = self.ctx.store.txn(txn).await.map_err(|e| status_of(&e))?;
+        let header = self.ctx.header(response.header);
+        Ok(Response::new(convert::txn_response(response, &plan, header)))
+    }
+
+    async fn compact(&self, request: Request<PbCompactionRequest>) -> Result<Response<PbCompactionResponse>, Status> {
+        // `physical` asks to wait until the compaction is on disk; the store's compaction is applied
+        // when it returns, so both kinds are answered the same way.
+        let revision = request.into_inner().revision;
+        let response = self
+            .ctx
+            .store
+            .compact(CompactRequest { revision })
+            .await
+            .map_err(|e| status_of(&e))?;
+        Ok(Response::new(PbCompactionResponse {
+            header: self.ctx.header(response.header),
+        }))
+    }
+}

@@ -1,0 +1,191 @@
+//! The etcd v3 gRPC API over any [`Store`], so that operators can point `etcdctl` (3.4) and other
+//! etcd clients at a kuboard replica (`KUBOARD_ETCD_API_PORT`).
+//!
+//! # Layout
+//!
+//! - [`serve`]: the entry point, with [`EtcdApiConfig`] (identity, TLS).
+//! - `context`: what every service shares (store, identity, etcd's full response header).
+//! - `convert`: etcd's protobuf messages to the store's types and back (sorts and filters the store
+//!   does not do are finished here).
+//! - `errors`: the store's errors as etcd's gRPC status codes and `etcdserver: …` messages.
+//! - `kv`, `watch`, `lease`, `cluster`, `maintenance`: one etcd service each.
+//!
+//! Architecture Invariant: this module only translates. Every guarantee (linearizable reads,
+//! atomic txns, ordered watches, lease expiry) is the store's; any replica serves the API because
+//! the store answers the same on every member.
+//!
+//! Not served: the Auth service (secure the API with TLS client certificates instead), membership
+//! changes, Snapshot, Hash, HashKV, MoveLeader, Downgrade, and the lock and election services.
+
+mod cluster;
+mod context;
+mod convert;
+mod errors;
+mod kv;
+mod lease;
+mod maintenance;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use etcd_client::proto::{PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer};
+use futures::StreamExt;
+use kuboard_storage::Store;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use self::context::ApiContext;
+
+/// etcd's default `--max-request-bytes` (1.5 MiB) plus its allowance for gRPC overhead.
+const MAX_REQUEST_MESSAGE_BYTES: usize = 1536 * 1024 + 512 * 1024;
+
+/// Who this member is to etcd clients.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdApiIdentity {
+    /// The cluster id in every response header; the same on every replica of a group (see
+    /// [`cluster_id_from_peers`]).
+    pub cluster_id: u64,
+    /// The etcd API port every replica serves on, for the client URLs of `member list`
+    /// (`scheme://peer-host:port`); `None` reports no client URLs except those in `client_urls`.
+    pub client_port: Option<u16>,
+    /// Client URLs of members, by member id, where the derived ones would be wrong (for example
+    /// behind NAT). Members not named here get derived URLs.
+    pub client_urls: BTreeMap<u64, Vec<String>>,
+    /// The store's data directory; its size on disk is reported as etcd's "DB SIZE" (0 if `None`).
+    pub data_dir: Option<PathBuf>,
+}
+
+/// TLS of the etcd API, from PEM bytes.
+#[derive(Clone)]
+pub struct EtcdApiTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// With a CA, every client must present a certificate signed by it (etcd's
+    /// `--client-cert-auth --trusted-ca-file`).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for EtcdApiTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The private key never reaches a log.
+        f.debug_struct("EtcdApiTls")
+            .field("client_cert_auth", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdApiTls {
+    /// Read the certificate, key and optional client CA, naming the file in any error.
+    pub fn from_files(cert: &Path, key: &Path, client_ca: Option<&Path>) -> anyhow::Result<EtcdApiTls> {
+        let read = |path: &Path, what: &str| {
+            std::fs::read(path).with_context(|| format!("read the etcd API {what} {}", path.display()))
+        };
+        Ok(EtcdApiTls {
+            cert_pem: read(cert, "certificate")?,
+            key_pem: read(key, "private key")?,
+            client_ca_pem: client_ca.map(|path| read(path, "client CA")).transpose()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EtcdApiConfig {
+    pub identity: EtcdApiIdentity,
+    /// `None` serves plain gRPC (fine on loopback, the default bind address).
+    pub tls: Option<EtcdApiTls>,
+}
+
+/// A cluster id every replica derives alike from the group's initial peer list
+/// (`KUBOARD_RAFT_PEERS`), as etcd derives its own from the initial cluster.
+pub fn cluster_id_from_peers(peers: &BTreeMap<u64, String>) -> u64 {
+    let mut hasher = Sha256::new();
+    for (id, address) in peers {
+        hasher.update(format!("{id}={address};").as_bytes());
+    }
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(bytes)
+}
+
+/// Serve etcd's KV, Watch, Lease, Cluster and Maintenance services over `store` on `listener` until
+/// `shutdown` completes; then stop taking connections, end open watch and keep-alive streams with
+/// etcd's "server stopped" (clients move to another endpoint) and let other open calls finish.
+///
+/// The caller binds the listener (loopback unless configured otherwise), so that a taken port is
+/// an error at start and tests can bind port 0.
+pub async fn serve<S, F>(store: S, listener: TcpListener, config: EtcdApiConfig, shutdown: F) -> anyhow::Result<()>
+where
+    S: Store + Clone,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let status = store
+        .status()
+        .await
+        .context("read the store's status for the etcd API")?;
+    let local_addr = listener.local_addr().context("read the etcd API listener's address")?;
+    let (stop_streams, stopping) = tokio::sync::watch::channel(false);
+    let ctx = ApiContext {
+        stopping,
+        store,
+        identity: Arc::new(config.identity),
+        member_id: status.member_id,
+        client_scheme: if config.tls.is_some() { "https" } else { "http" },
+    };
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        let mut tls_config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+        if let Some(ca) = &tls.client_ca_pem {
+            tls_config = tls_config.client_ca_root(Certificate::from_pem(ca));
+        }
+        builder = builder
+            .tls_config(tls_config)
+            .context("configure TLS of the etcd API (certificate, key or client CA)")?;
+    }
+    let router = builder
+        .add_service(
+            PbKvServer::new(kv::KvService { ctx: ctx.clone() })
+                .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            PbWatchServer::new(watch::WatchService { ctx: ctx.clone() })
+                .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            PbLeaseServer::new(lease::LeaseService { ctx: ctx.clone() })
+                .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES),
+        )
+        .add_service(PbClusterServer::new(cluster::ClusterService { ctx: ctx.clone() }))
+        .add_service(
+            PbMaintenanceServer::new(maintenance::MaintenanceService { ctx }).max_encoding_message_size(usize::MAX),
+        );
+    // Small request-response messages (keep-alives, single puts) must not wait for Nagle's delay.
+    let incoming = TcpListenerStream::new(listener).map(|stream| {
+        let stream = stream?;
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(stream)
+    });
+    tracing::info!(
+        address = %local_addr,
+        tls = config.tls.is_some(),
+        client_cert_auth = config.tls.as_ref().is_some_and(|tls| tls.client_ca_pem.is_some()),
+        "serving the etcd v3 API"
+    );
+    router
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            let _ = stop_streams.send(true);
+        })
+        .await
+        .context("serve the etcd v3 API")?;
+    tracing::info!(address = %local_addr, "etcd v3 API stopped");
+    Ok(())
+}
