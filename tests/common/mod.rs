@@ -366,3 +366,151 @@ impl Group {
             .expect("a running replica")
     }
 }
+
+// ---- Helpers for the external-etcd and snapshot tests (t30, t35). ----
+
+impl Replica {
+    /// The exit status if the replica has stopped by itself, `None` while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|child| child.try_wait().expect("poll child status"))
+    }
+
+    /// Stop the replica with SIGTERM, asserting a clean exit within 10 seconds.
+    pub fn stop(&mut self) {
+        let (status, _) = self.terminate(Duration::from_secs(10));
+        assert!(status.success(), "replica exited with {status}; log:\n{}", self.log());
+    }
+
+    /// GET `path` without credentials: the status code and the JSON body (or null).
+    pub async fn get_anonymous(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("send GET request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Wait until `/readyz` answers 200, returning how long it took, or panic with the log.
+    pub async fn wait_ready_within(&mut self, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(status) = self.exited() {
+                panic!(
+                    "replica exited with {status} before becoming ready; log:\n{}",
+                    self.log()
+                );
+            }
+            if let Ok(response) = self.client.get(self.url("/readyz")).send().await {
+                if response.status() == 200 {
+                    return started.elapsed();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("replica not ready within {timeout:?}; log:\n{}", self.log());
+    }
+
+    /// Log in as admin with the default password and change it to `new_password`; returns a token
+    /// of a session made with the new password.
+    pub async fn change_admin_password(&self, new_password: &str) -> String {
+        let token = self.login_token("admin", ADMIN_PASSWORD).await;
+        let (status, body) = self
+            .post_json(
+                "/kuboard-api/auth/password",
+                &token,
+                &serde_json::json!({ "current_password": ADMIN_PASSWORD, "new_password": new_password }),
+            )
+            .await;
+        assert_eq!(status, 200, "password change: {body}");
+        self.login_token("admin", new_password).await
+    }
+}
+
+/// Files of a test PKI: a CA, a server certificate for 127.0.0.1 and a client certificate whose
+/// common name is no etcd user (so etcd needs the password as well).
+pub struct TestPki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+pub fn make_test_pki(directory: &Path) -> TestPki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+
+    let ca_key = KeyPair::generate().expect("generate the CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca_params.distinguished_name = DistinguishedName::new();
+    ca_params.distinguished_name.push(DnType::CommonName, "kuboard test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("self-sign the CA");
+
+    let server_key = KeyPair::generate().expect("generate the server key");
+    let mut server_params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("server parameters");
+    server_params.distinguished_name.push(DnType::CommonName, "etcd");
+    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    let server = server_params
+        .signed_by(&server_key, &ca, &ca_key)
+        .expect("sign the server certificate");
+
+    let client_key = KeyPair::generate().expect("generate the client key");
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("client parameters");
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "kuboard-client");
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params
+        .signed_by(&client_key, &ca, &ca_key)
+        .expect("sign the client certificate");
+
+    let write = |name: &str, pem: String| {
+        let path = directory.join(name);
+        std::fs::write(&path, pem).expect("write a PEM file");
+        path
+    };
+    TestPki {
+        ca: write("ca.pem", ca.pem()),
+        server_cert: write("server.pem", server.pem()),
+        server_key: write("server-key.pem", server_key.serialize_pem()),
+        client_cert: write("client.pem", client.pem()),
+        client_key: write("client-key.pem", client_key.serialize_pem()),
+    }
+}
+
+/// Every key-value of an etcd (whole keyspace) as (key, value, create_revision, mod_revision,
+/// version, lease), for byte-for-byte comparisons.
+pub type EtcdEntry = (Vec<u8>, Vec<u8>, i64, i64, i64, i64);
+
+pub async fn etcd_entries(client: &mut etcd_client::Client, prefix: &[u8]) -> Vec<EtcdEntry> {
+    let options = if prefix.is_empty() {
+        etcd_client::GetOptions::new().with_range(vec![0])
+    } else {
+        etcd_client::GetOptions::new().with_prefix()
+    };
+    let key = if prefix.is_empty() { vec![0] } else { prefix.to_vec() };
+    let response = client.get(key, Some(options)).await.expect("read etcd keys");
+    response
+        .kvs()
+        .iter()
+        .map(|kv| {
+            (
+                kv.key().to_vec(),
+                kv.value().to_vec(),
+                kv.create_revision(),
+                kv.mod_revision(),
+                kv.version(),
+                kv.lease(),
+            )
+        })
+        .collect()
+}
