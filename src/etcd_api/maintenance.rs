@@ -1,5 +1,6 @@
-//! etcd's Maintenance service: Status, Alarm (never any alarm), Defragment (nothing to do).
-//! Snapshot, Hash, HashKV, MoveLeader and Downgrade are refused with a reason.
+//! etcd's Maintenance service: Status, Alarm (never any alarm), Defragment (nothing to do),
+//! Snapshot (kuboard's snapshot file in etcd's checksum envelope, when configured). Hash, HashKV,
+//! MoveLeader and Downgrade are refused with a reason.
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -12,20 +13,26 @@ use etcd_client::proto::{
 };
 use futures::Stream;
 use kuboard_storage::{MemberRole, ResponseHeader, Store};
+use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::context::ApiContext;
 use super::errors::{status_of, NO_LEADER};
+use super::SnapshotSource;
 
 /// Files counted for the database size, at most; a data directory holds a few dozen.
 const MAX_DATA_FILES: usize = 100_000;
 
-const NO_SNAPSHOT: &str = "etcdserver: the kuboard embedded store does not stream etcd (bbolt) snapshots; \
+const NO_SNAPSHOT: &str = "etcdserver: snapshots are not served by this etcd API; \
      use `kuboard admin snapshot save FILE` for a consistent snapshot";
 
 pub(super) struct MaintenanceService<S> {
     pub ctx: ApiContext<S>,
+    pub snapshot: Option<SnapshotSource>,
 }
+
+/// Bytes per snapshot message (etcd sends 32 KiB chunks).
+const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
 
 /// The version reported to clients: the etcd API level this server speaks, with kuboard's own
 /// version as semver build metadata (clients that parse the version see 3.4.x).
@@ -105,7 +112,32 @@ impl<S: Store + Clone> PbMaintenanceService for MaintenanceService<S> {
     type SnapshotStream = SnapshotStream;
 
     async fn snapshot(&self, _request: Request<PbSnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
-        Err(Status::unimplemented(NO_SNAPSHOT))
+        let Some(take_snapshot) = &self.snapshot else {
+            return Err(Status::unimplemented(NO_SNAPSHOT));
+        };
+        let bytes = take_snapshot().await.map_err(|e| {
+            tracing::warn!(error = format!("{e:#}"), "etcd API snapshot failed");
+            Status::unavailable(format!("etcdserver: snapshot failed: {e:#}"))
+        })?;
+        let bytes = etcd_snapshot_envelope(bytes);
+        let header = self.ctx.current_header().await;
+        let version = api_version();
+        let total = bytes.len();
+        // As etcd: every message says how many bytes follow it, the last one says 0.
+        let messages: Vec<Result<PbSnapshotResponse, Status>> = bytes
+            .chunks(SNAPSHOT_CHUNK_BYTES)
+            .scan(0usize, |sent, chunk| {
+                *sent += chunk.len();
+                Some(Ok(PbSnapshotResponse {
+                    header,
+                    remaining_bytes: (total - *sent) as u64,
+                    blob: chunk.to_vec(),
+                    version: version.clone(),
+                }))
+            })
+            .collect();
+        tracing::info!(bytes = total, "etcd API streams a snapshot");
+        Ok(Response::new(Box::pin(futures::stream::iter(messages))))
     }
 
     async fn move_leader(
@@ -122,6 +154,18 @@ impl<S: Store + Clone> PbMaintenanceService for MaintenanceService<S> {
             "etcdserver: downgrade is not served by the kuboard embedded store",
         ))
     }
+}
+
+/// etcd's clients (3.4.22 on) accept a snapshot only if its length is 32 more than a multiple of
+/// 512 (bbolt pages) and its last 32 bytes are the SHA-256 of everything before. The snapshot
+/// file is padded with zeros to that length and the digest appended; the file is found again by
+/// dropping the last 32 bytes and the zero padding after its own end.
+pub(super) fn etcd_snapshot_envelope(mut bytes: Vec<u8>) -> Vec<u8> {
+    let padding = (512 - bytes.len() % 512) % 512;
+    bytes.resize(bytes.len() + padding, 0);
+    let digest = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&digest);
+    bytes
 }
 
 /// Bytes of the files under `dir`: the store's size on disk, etcd's "DB SIZE".
@@ -153,4 +197,22 @@ async fn data_dir_size(dir: PathBuf) -> i64 {
     })
     .await
     .map_or(0, |total| i64::try_from(total).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_envelope_has_the_length_and_digest_etcd_clients_check() {
+        for len in [0usize, 1, 479, 480, 481, 512, 1000, 70_000] {
+            let file: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
+            let wrapped = etcd_snapshot_envelope(file.clone());
+            assert_eq!(wrapped.len() % 512, 32, "length {len}");
+            let (body, digest) = wrapped.split_at(wrapped.len() - 32);
+            assert_eq!(digest, Sha256::digest(body).as_slice());
+            assert_eq!(&body[..len], &file[..]);
+            assert!(body[len..].iter().all(|b| *b == 0));
+        }
+    }
 }

@@ -15,7 +15,8 @@
 //! the store answers the same on every member.
 //!
 //! Not served: the Auth service (secure the API with TLS client certificates instead), membership
-//! changes, Snapshot, Hash, HashKV, MoveLeader, Downgrade, and the lock and election services.
+//! changes, Hash, HashKV, MoveLeader, Downgrade, and the lock and election services. Snapshot
+//! streams kuboard's own snapshot file when a [`SnapshotSource`] is configured.
 
 mod cluster;
 mod context;
@@ -29,6 +30,7 @@ mod watch;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -94,11 +96,30 @@ impl EtcdApiTls {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+/// Takes a consistent snapshot of the store and returns the bytes of the snapshot file, for
+/// etcd's `Maintenance.Snapshot` (`etcdctl snapshot save`). The composition root passes kuboard's
+/// own snapshot (`kuboard admin snapshot save`'s file, which `kuboard admin snapshot restore`
+/// reads); etcd's bbolt format is not produced.
+pub type SnapshotSource =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<u8>>> + Send + 'static>> + Send + Sync>;
+
+#[derive(Clone, Default)]
 pub struct EtcdApiConfig {
     pub identity: EtcdApiIdentity,
     /// `None` serves plain gRPC (fine on loopback, the default bind address).
     pub tls: Option<EtcdApiTls>,
+    /// `None` refuses `Snapshot` with a reason.
+    pub snapshot: Option<SnapshotSource>,
+}
+
+impl std::fmt::Debug for EtcdApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdApiConfig")
+            .field("identity", &self.identity)
+            .field("tls", &self.tls)
+            .field("snapshot", &self.snapshot.is_some())
+            .finish()
+    }
 }
 
 /// A cluster id every replica derives alike from the group's initial peer list
@@ -165,7 +186,11 @@ where
         )
         .add_service(PbClusterServer::new(cluster::ClusterService { ctx: ctx.clone() }))
         .add_service(
-            PbMaintenanceServer::new(maintenance::MaintenanceService { ctx }).max_encoding_message_size(usize::MAX),
+            PbMaintenanceServer::new(maintenance::MaintenanceService {
+                ctx,
+                snapshot: config.snapshot.clone(),
+            })
+            .max_encoding_message_size(usize::MAX),
         );
     // Small request-response messages (keep-alives, single puts) must not wait for Nagle's delay.
     let incoming = TcpListenerStream::new(listener).map(|stream| {
