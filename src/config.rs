@@ -850,9 +850,13 @@ fn parse_log(reader: &Reader<'_>) -> Result<LogConfig, ConfigError> {
 
 /// At info and below the store's libraries log every election step; an operator wants those only
 /// when debugging, so they start at warn unless the level asks for more.
+/// The filter for a plain level. openraft warns on every failed heartbeat (many lines a second
+/// while a peer is down); our peer transport already logs each peer's reachability changes, so at
+/// the everyday levels openraft only reports errors.
 fn quiet_dependencies(level: &str) -> String {
     match level {
-        "info" => "info,openraft=warn,sled=warn,raft_log=warn".to_string(),
+        "info" => "info,openraft=error,sled=warn,raft_log=warn".to_string(),
+        "warn" => "warn,openraft=error".to_string(),
         other => other.to_string(),
     }
 }
@@ -1196,7 +1200,7 @@ mod tests {
     #[test]
     fn log_levels() {
         for (given, filter) in [
-            ("warning", "warn"),
+            ("warning", "warn,openraft=error"),
             ("fatal", "error"),
             ("panic", "error"),
             ("DEBUG", "debug"),

@@ -119,7 +119,7 @@ impl Replica {
             .env("KUBOARD_RAFT_ADDR", "127.0.0.1")
             .env("KUBOARD_RAFT_PORT", self.raft_port.to_string())
             .env("KUBOARD_DATA_DIR", &self.data_dir)
-            .env("KUBOARD_SERVER_LOGRUS_LEVEL", "debug")
+            .env("KUBOARD_SERVER_LOGRUS_LEVEL", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log file handle"))
             .stderr(log);
@@ -315,48 +315,57 @@ impl Group {
         }
     }
 
-    /// Wait until every running replica reports the same leader; returns the leader's index.
-    pub async fn wait_for_leader(&mut self, token: Option<&str>, timeout: Duration) -> usize {
+    /// Indexes of the replicas that are running.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.replicas.len())
+            .filter(|index| self.replicas[*index].child.is_some())
+            .collect()
+    }
+
+    /// Wait until every running replica is ready and all agree on one leader among the members;
+    /// returns the leader's index in `replicas` (member id - 1).
+    pub async fn wait_for_leader(&mut self, token: &str, timeout: Duration) -> usize {
         let started = Instant::now();
         loop {
             let mut leaders = Vec::new();
-            for replica in self.replicas.iter().filter(|r| r.child.is_some()) {
-                let response = match token {
-                    Some(token) => {
-                        replica
-                            .client
-                            .get(replica.url("/readyz"))
-                            .bearer_auth(token)
-                            .send()
-                            .await
-                    }
-                    None => replica.client.get(replica.url("/readyz")).send().await,
-                };
-                match response {
-                    Ok(response) if response.status() == 200 => leaders.push(replica.port),
-                    _ => {}
+            for index in self.running() {
+                let (code, status) = self.replicas[index].get_json("/kuboard-api/system/status", token).await;
+                if code == 200 && status["healthy"] == true {
+                    leaders.push(status["leader"].as_u64());
                 }
             }
-            if leaders.len() == self.replicas.iter().filter(|r| r.child.is_some()).count() {
-                if let Some(token) = token {
-                    let (code, status) = self.replicas[self.first_running()]
-                        .get_json("/kuboard-api/system/status", token)
-                        .await;
-                    if code == 200 {
-                        if let Some(leader) = status["leader"].as_u64() {
-                            return (leader - 1) as usize;
-                        }
+            let all_answered = leaders.len() == self.running().len();
+            if all_answered {
+                if let Some(Some(leader)) = leaders.first().copied() {
+                    if leaders.iter().all(|other| *other == Some(leader)) {
+                        return (leader - 1) as usize;
                     }
-                } else {
-                    return usize::MAX;
                 }
             }
             if started.elapsed() > timeout {
-                let logs: Vec<String> = self.replicas.iter().map(|r| r.log()).collect();
-                panic!("no common leader within {timeout:?}; logs:\n{}", logs.join("\n-----\n"));
+                panic!(
+                    "no common leader within {timeout:?} (seen {leaders:?}); logs:\n{}",
+                    self.logs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Wait until every running replica's `/readyz` answers 200.
+    pub async fn wait_all_ready(&mut self, timeout: Duration) {
+        for index in self.running() {
+            self.replicas[index].wait_ready(timeout).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.replicas
+            .iter()
+            .enumerate()
+            .map(|(index, replica)| format!("===== replica {} =====\n{}", index + 1, replica.log()))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn first_running(&self) -> usize {
