@@ -1,5 +1,7 @@
-//! How a fresh multi-member group forms itself, and why a member whose data was wiped cannot form
-//! a second one.
+//! How a fresh multi-member group forms itself, and why a member whose data was wiped can neither
+//! form a second group nor harm the existing one.
+//!
+//! # Forming
 //!
 //! A member with no log and no vote probes every configured peer. It initialises the group (with
 //! the configured peer list as the membership) only when a majority of the configured members,
@@ -12,18 +14,33 @@
 //! leader), and it lets any majority form the group, so formation does not wait for one chosen
 //! member that may be down. The peer-list check is what keeps the memberships identical.
 //!
-//! A member that finds any peer with state never initialises: a group exists, and this member is
-//! either about to receive its log from the leader (it is in the membership) or was removed or
-//! wiped and has to be added back by an operator (`kuboard admin members add` / `replace`). It
-//! keeps waiting and says so in the log. A restart of a member that has state skips all of this.
+//! # Joining, and the admission gate
+//!
+//! A fresh member that finds any peer with state never initialises: a group exists. Whether it
+//! may take part is decided by the leader's memory of it. A member whose data was wiped while it
+//! was a member is remembered by the leader as having acknowledged log entries it no longer has;
+//! answering the leader would report a log that went backwards, which breaks Raft's assumptions
+//! (openraft's leader stops on it) and would let the member vote with a forgotten vote. So a fresh
+//! member starts with its admission gate closed: its peer listener refuses Raft RPCs (the leader
+//! sees it as unreachable) until a probe shows that the leader has no acknowledged position for it
+//! (a member being formed or added for the first time, or re-added after `remove`) or that no
+//! leader exists. A wiped member stays refused, says why in the log, and is brought back by an
+//! operator with `kuboard admin members replace` (or `remove` then `add`), which makes the leader
+//! forget it. A restart of a member that has state skips all of this.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
-use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use openraft::errors::Fatal;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+
+use crate::forwarding::{ProbeReply, ReplicationView};
+use crate::peer::RaftRpcHandler;
 use crate::raft_store::{Inner, RaftStore};
-use crate::types::{NodeId, PeerNode};
+use crate::state_machine::SnapshotData;
+use crate::types::{NodeId, PeerNode, Raft, TypeConfig, Vote};
 
 /// Time a probe of one peer may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -31,6 +48,58 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const PROBE_INTERVAL_MIN: Duration = Duration::from_millis(200);
 /// A member that waits to be added this long repeats its advice to the operator at WARN level.
 const JOIN_ADVICE_AFTER: Duration = Duration::from_secs(30);
+
+type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
+
+/// The raft core behind the peer listener, refusing every Raft RPC while the member is not
+/// admitted (see the module docs).
+pub(crate) struct AdmissionGate {
+    pub(crate) raft: Raft,
+    pub(crate) admitted: Arc<AtomicBool>,
+}
+
+impl AdmissionGate {
+    fn check(&self) -> Result<(), Fatal<TypeConfig>> {
+        if self.admitted.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            // Reported to the sender as an unreachable member: it backs off and tries later.
+            Err(Fatal::Stopped)
+        }
+    }
+}
+
+impl RaftRpcHandler for AdmissionGate {
+    type Config = TypeConfig;
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, Fatal<TypeConfig>> {
+        self.check()?;
+        RaftRpcHandler::append_entries(&self.raft, rpc).await
+    }
+
+    async fn vote(&self, rpc: VoteRequest<TypeConfig>) -> Result<VoteResponse<TypeConfig>, Fatal<TypeConfig>> {
+        self.check()?;
+        RaftRpcHandler::vote(&self.raft, rpc).await
+    }
+
+    async fn pre_vote(&self, rpc: VoteRequest<TypeConfig>) -> Result<VoteResponse<TypeConfig>, Fatal<TypeConfig>> {
+        self.check()?;
+        RaftRpcHandler::pre_vote(&self.raft, rpc).await
+    }
+
+    async fn install_full_snapshot(
+        &self,
+        vote: Vote,
+        snapshot: Snapshot,
+    ) -> Result<SnapshotResponse<TypeConfig>, Fatal<TypeConfig>> {
+        self.check()?;
+        RaftRpcHandler::install_full_snapshot(&self.raft, vote, snapshot).await
+    }
+}
 
 /// What one probe round learned.
 enum Round {
@@ -42,6 +111,8 @@ enum Round {
     GroupExists {
         holders: Vec<NodeId>,
         leader: Option<NodeId>,
+        /// What the leader said about this member, if the leader answered.
+        leader_view: Option<ReplicationView>,
     },
     /// Not enough members answered yet.
     Waiting { fresh: usize, answered: usize },
@@ -52,53 +123,100 @@ enum Round {
 /// Run until this member belongs to a group or the store stops.
 pub(crate) async fn form_group(store: Weak<Inner>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut logged_exists = false;
+    let mut logged_wiped = false;
     let mut logged_mismatch = false;
     let mut waiting_since = tokio::time::Instant::now();
     let mut advised_at: Option<tokio::time::Instant> = None;
     loop {
         let Some(inner) = store.upgrade() else { return };
         let store_now = RaftStore { inner };
+        let id = store_now.inner.node_id;
         let interval = PROBE_INTERVAL_MIN.max(store_now.inner.heartbeat * 4);
-        let round = probe_round(&store_now).await;
-        match round {
+        match probe_round(&store_now).await {
             Round::Joined => {
                 store_now.inner.joining.store(false, Ordering::SeqCst);
-                tracing::info!(
-                    node_id = store_now.inner.node_id,
-                    "this member has received the group's state"
-                );
+                store_now.inner.admitted.store(true, Ordering::SeqCst);
+                tracing::info!(node_id = id, "this member has received the group's state");
                 return;
             }
             Round::FormNow => {
+                store_now.inner.admitted.store(true, Ordering::SeqCst);
                 initialise(&store_now).await;
                 return;
             }
-            Round::GroupExists { holders, leader } => {
+            Round::GroupExists {
+                holders,
+                leader,
+                leader_view,
+            } => {
                 store_now.inner.joining.store(true, Ordering::SeqCst);
                 if !logged_exists {
                     logged_exists = true;
                     waiting_since = tokio::time::Instant::now();
                     store_now.inner.initialize_refusals.fetch_add(1, Ordering::SeqCst);
                     tracing::info!(
-                        node_id = store_now.inner.node_id,
+                        node_id = id,
                         ?holders,
                         ?leader,
                         "this member has no raft state but the group already exists: it does not start a new \
                          group and waits for the leader to send it the log"
                     );
                 }
+                let addr = store_now.inner.peers.get(&id).cloned().unwrap_or_default();
+                let advice = format!(
+                    "run on a running member: `kuboard admin members replace {id} {addr}` (or `kuboard admin \
+                     members remove {id}` then `kuboard admin members add {id} {addr}`)"
+                );
+                match leader_view {
+                    Some(ReplicationView::Acknowledged(index)) => {
+                        // The leader remembers log entries this member no longer has: its data
+                        // was lost. Answering the leader now would report a log going backwards.
+                        store_now.inner.admitted.store(false, Ordering::SeqCst);
+                        if !logged_wiped {
+                            logged_wiped = true;
+                            advised_at = Some(tokio::time::Instant::now());
+                            tracing::warn!(
+                                node_id = id,
+                                leader = ?leader,
+                                acknowledged_index = index,
+                                "this member's data directory was lost while it was a member of the group (the \
+                                 leader remembers entries up to index {index} on it). It refuses to take part \
+                                 until it is replaced; {advice}"
+                            );
+                        }
+                    }
+                    Some(ReplicationView::NothingAcknowledged) | Some(ReplicationView::NotLeader) | None
+                        if leader.is_none() =>
+                    {
+                        // No leader now: whoever is elected next starts without memory of this
+                        // member's old log.
+                        store_now.inner.admitted.store(true, Ordering::SeqCst);
+                    }
+                    Some(ReplicationView::NothingAcknowledged) => {
+                        if !store_now.inner.admitted.swap(true, Ordering::SeqCst) && logged_wiped {
+                            tracing::info!(
+                                node_id = id,
+                                "the leader has forgotten this member's lost log: it takes part again"
+                            );
+                        }
+                    }
+                    Some(ReplicationView::NotLeader) | None => {
+                        tracing::debug!(
+                            node_id = id,
+                            ?leader,
+                            "the leader did not answer the probe; asking again"
+                        );
+                    }
+                }
                 let advise = advised_at.map_or(waiting_since.elapsed() >= JOIN_ADVICE_AFTER, |at| {
                     at.elapsed() >= JOIN_ADVICE_AFTER
                 });
                 if advise {
                     advised_at = Some(tokio::time::Instant::now());
-                    let id = store_now.inner.node_id;
-                    let addr = store_now.inner.peers.get(&id).cloned().unwrap_or_default();
                     tracing::warn!(
                         node_id = id,
                         "this member is still waiting to be added to the existing group. If its data directory \
-                         was lost or it was removed, run on a running member: `kuboard admin members remove {id}` \
-                         then `kuboard admin members add {id} {addr}` (or `kuboard admin members replace {id} {addr}`)"
+                         was lost or it was removed, {advice}"
                     );
                 }
             }
@@ -106,7 +224,7 @@ pub(crate) async fn form_group(store: Weak<Inner>, mut stop: tokio::sync::watch:
                 if !logged_mismatch {
                     logged_mismatch = true;
                     tracing::error!(
-                        node_id = store_now.inner.node_id,
+                        node_id = id,
                         peer,
                         "member {peer} was started with another KUBOARD_RAFT_PEERS list; the group is not formed \
                          until every member is started with the same list"
@@ -139,25 +257,27 @@ async fn probe_round(store: &RaftStore) -> Round {
     let me = store.inner.node_id;
     let others: Vec<NodeId> = store.inner.peers.keys().copied().filter(|id| *id != me).collect();
     let probes = others.iter().map(|peer| store.probe(*peer, PROBE_TIMEOUT));
-    let replies = futures::future::join_all(probes).await;
-    let mut fresh = 1;
-    let mut answered = 0;
-    let mut holders = Vec::new();
-    let mut leader = None;
-    for (peer, reply) in others.iter().zip(replies) {
-        let reply = match reply {
-            Ok(reply) => reply,
+    let replies: Vec<ProbeReply> = futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .zip(&others)
+        .filter_map(|(reply, peer)| match reply {
+            Ok(reply) => Some(reply),
             Err(e) => {
                 tracing::debug!(peer, error = %e, "peer did not answer the formation probe");
-                continue;
+                None
             }
-        };
-        answered += 1;
+        })
+        .collect();
+    let mut fresh = 1;
+    let mut holders = Vec::new();
+    let mut leader = None;
+    for reply in &replies {
         if reply.has_state {
-            holders.push(*peer);
+            holders.push(reply.member);
             leader = leader.or(reply.leader);
         } else if reply.configured_peers != store.inner.peers {
-            return Round::PeerListMismatch { peer: *peer };
+            return Round::PeerListMismatch { peer: reply.member };
         } else {
             fresh += 1;
         }
@@ -167,12 +287,25 @@ async fn probe_round(store: &RaftStore) -> Round {
         return Round::Joined;
     }
     if !holders.is_empty() {
-        return Round::GroupExists { holders, leader };
+        let leader_view = leader.and_then(|leader| {
+            replies
+                .iter()
+                .find(|reply| reply.member == leader)
+                .map(|reply| reply.replication_to_you)
+        });
+        return Round::GroupExists {
+            holders,
+            leader,
+            leader_view,
+        };
     }
     if fresh > store.inner.peers.len() / 2 {
         return Round::FormNow;
     }
-    Round::Waiting { fresh, answered }
+    Round::Waiting {
+        fresh,
+        answered: replies.len(),
+    }
 }
 
 async fn initialise(store: &RaftStore) {
@@ -188,31 +321,36 @@ async fn initialise(store: &RaftStore) {
         members = members.len(),
         "a majority of the configured members is fresh: initialising the raft group"
     );
-    match parts.raft.initialize(members).await {
-        Ok(()) => {}
-        Err(e) => {
-            // NotAllowed means this member received the group's state meanwhile, which is the
-            // goal; anything else is reported and left to the next start.
-            tracing::info!(error = %e, "the group was not initialised here");
-        }
+    if let Err(e) = parts.raft.initialize(members).await {
+        // NotAllowed means this member received the group's state meanwhile, which is the goal;
+        // anything else is reported and left to the next start.
+        tracing::info!(error = %e, "the group was not initialised here");
     }
 }
 
 impl RaftStore {
-    /// What this member holds, for a peer that is forming the group.
-    pub(crate) async fn probe_reply(&self) -> Result<crate::forwarding::ProbeReply, kuboard_storage::StoreError> {
+    /// What this member holds, for peer `asking` that is forming or joining the group.
+    pub(crate) async fn probe_reply(&self, asking: NodeId) -> Result<ProbeReply, kuboard_storage::StoreError> {
         let parts = self.parts()?;
         let has_state = parts.raft.is_initialized().await.map_err(|_| self.stopped_error())?;
-        let leader = {
+        let (leader, replication_to_you) = {
             let metrics = parts.raft.metrics();
-            let leader = openraft::async_runtime::WatchReceiver::borrow_watched(&metrics).current_leader;
-            leader
+            let metrics = openraft::async_runtime::WatchReceiver::borrow_watched(&metrics);
+            let view = match &metrics.replication {
+                None => ReplicationView::NotLeader,
+                Some(replication) => match replication.get(&asking).copied().flatten() {
+                    Some(matched) => ReplicationView::Acknowledged(matched.index),
+                    None => ReplicationView::NothingAcknowledged,
+                },
+            };
+            (metrics.current_leader, view)
         };
-        Ok(crate::forwarding::ProbeReply {
+        Ok(ProbeReply {
             member: self.inner.node_id,
             has_state,
             configured_peers: self.inner.peers.clone(),
             leader,
+            replication_to_you,
         })
     }
 }

@@ -130,6 +130,20 @@ pub(crate) struct ProbeReply {
     /// The peer list the member was started with.
     pub(crate) configured_peers: BTreeMap<NodeId, String>,
     pub(crate) leader: Option<NodeId>,
+    /// What the answering member, if it leads, knows of its replication to the asking member.
+    pub(crate) replication_to_you: ReplicationView,
+}
+
+/// A leader's knowledge of its replication to one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ReplicationView {
+    /// The answering member does not lead.
+    NotLeader,
+    /// The leader has no acknowledged log position for the member (never reached it in this term,
+    /// or the member is not in the membership).
+    NothingAcknowledged,
+    /// The member acknowledged the log up to this index to the current leader.
+    Acknowledged(u64),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,7 +177,7 @@ impl AppRequestHandler for AppHandler {
                         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
                         AppResponse::Leader(store.perform(op, deadline).await)
                     }
-                    AppRequest::Probe => AppResponse::Probe(store.probe_reply().await.map_err(|e| e.to_string())?),
+                    AppRequest::Probe => AppResponse::Probe(store.probe_reply(from).await.map_err(|e| e.to_string())?),
                 }
             }
         };

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant as StdInstant};
 
 use kuboard_storage::*;
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{ChangeMembers, ReadPolicy};
 use tokio::time::Instant;
@@ -229,7 +230,7 @@ impl RaftStore {
         self.require_leader(parts)?;
         let (voters, existing_addr) = {
             let metrics = parts.raft.metrics();
-            let metrics = openraft::async_runtime::WatchReceiver::borrow_watched(&metrics);
+            let metrics = WatchReceiver::borrow_watched(&metrics);
             let membership = metrics.membership_config.membership();
             (
                 membership.voter_ids().collect::<BTreeSet<_>>(),
@@ -252,7 +253,10 @@ impl RaftStore {
         let added = tokio::time::timeout_at(deadline, parts.raft.add_learner(id, node, true))
             .await
             .map_err(|_| OpError::Store(self.timeout_error()))?;
-        added.map_err(|e| self.write_error(e))?;
+        let added = added.map_err(|e| self.write_error(e))?;
+        // openraft's blocking add returns once the learner is within its replication lag
+        // threshold, which a small log always is; a voter should hold the log first.
+        self.wait_replicated_to(parts, id, added.log_id.index, deadline).await?;
         tracing::info!(member = id, "the new member caught up; making it a voter");
         let promoted = tokio::time::timeout_at(
             deadline,
@@ -276,7 +280,7 @@ impl RaftStore {
         self.require_leader(parts)?;
         let (voters, known) = {
             let metrics = parts.raft.metrics();
-            let metrics = openraft::async_runtime::WatchReceiver::borrow_watched(&metrics);
+            let metrics = WatchReceiver::borrow_watched(&metrics);
             let membership = metrics.membership_config.membership();
             (
                 membership.voter_ids().collect::<BTreeSet<_>>(),
@@ -307,10 +311,49 @@ impl RaftStore {
         Ok(LeaderReply::Members(self.members_now()?))
     }
 
+    /// Wait until member `id` has acknowledged the log up to `index` to this leader.
+    async fn wait_replicated_to(
+        &self,
+        parts: &Parts,
+        id: NodeId,
+        index: u64,
+        deadline: Instant,
+    ) -> Result<(), OpError> {
+        let mut metrics = parts.raft.metrics();
+        loop {
+            let (matched, leading) = {
+                let m = WatchReceiver::borrow_watched(&metrics);
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|replication| replication.get(&id).copied().flatten())
+                    .map(|log_id| log_id.index);
+                (matched, m.current_leader == Some(self.inner.node_id))
+            };
+            if matched.is_some_and(|matched| matched >= index) {
+                return Ok(());
+            }
+            if !leading {
+                return Err(OpError::Store(StoreError::Unavailable(format!(
+                    "leadership moved while member {id} was catching up; it is a learner now, add it again"
+                ))));
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(OpError::Store(self.stopped_error())),
+                Err(_) => {
+                    return Err(OpError::Store(StoreError::Timeout {
+                        millis: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+                    }))
+                }
+            }
+        }
+    }
+
     /// Refuse early (with nothing proposed) when this member does not lead.
     fn require_leader(&self, parts: &Parts) -> Result<(), OpError> {
         let metrics = parts.raft.metrics();
-        let leader = openraft::async_runtime::WatchReceiver::borrow_watched(&metrics).current_leader;
+        let leader = WatchReceiver::borrow_watched(&metrics).current_leader;
         if leader == Some(self.inner.node_id) {
             Ok(())
         } else {

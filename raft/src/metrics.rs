@@ -35,6 +35,9 @@ pub struct RaftStoreMetrics {
     /// True while this member has no state and waits for an existing group to send it the log
     /// (after its data directory was wiped, or before it is added).
     pub joining: bool,
+    /// False while this member refuses Raft RPCs: a fresh member before it knows the group, or a
+    /// member whose data was lost while the leader still remembers its log (it must be replaced).
+    pub admitted: bool,
     /// How often this member found an existing group while it had no state and therefore did
     /// not initialise a new one.
     pub initialize_refusals: u64,

@@ -128,6 +128,9 @@ pub(crate) struct Inner {
     pub(crate) faults: Faults,
     /// True while this member has no state and waits for an existing group to send it the log.
     pub(crate) joining: AtomicBool,
+    /// False while the peer listener refuses Raft RPCs (a fresh member that has not yet made sure
+    /// the leader does not remember a log it lost; see `bootstrap`).
+    pub(crate) admitted: Arc<AtomicBool>,
     /// How often this member, having no state, found an existing group and did not initialise.
     pub(crate) initialize_refusals: AtomicU64,
 }
@@ -319,6 +322,7 @@ impl RaftStore {
             listener: std::sync::OnceLock::new(),
             faults,
             joining: AtomicBool::new(false),
+            admitted: Arc::new(AtomicBool::new(has_state || config.peers.len() == 1)),
             initialize_refusals: AtomicU64::new(0),
         });
         let store = RaftStore { inner };
@@ -330,7 +334,11 @@ impl RaftStore {
             let handler = AppHandler {
                 store: Arc::downgrade(&store.inner),
             };
-            let started = PeerServer::new(peer_config, raft.clone(), receiver, handler)
+            let gate = crate::bootstrap::AdmissionGate {
+                raft: raft.clone(),
+                admitted: store.inner.admitted.clone(),
+            };
+            let started = PeerServer::new(peer_config, gate, receiver, handler)
                 .start(config.peer_listen_addr)
                 .await;
             let server = match started {
@@ -474,6 +482,7 @@ impl RaftStore {
         let mut metrics = RaftStoreMetrics {
             node_id: self.inner.node_id,
             joining: self.inner.joining.load(Ordering::SeqCst),
+            admitted: self.inner.admitted.load(Ordering::SeqCst),
             initialize_refusals: self.inner.initialize_refusals.load(Ordering::SeqCst),
             ..Default::default()
         };
