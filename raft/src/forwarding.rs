@@ -219,6 +219,9 @@ impl RaftStore {
         let mut redirects = 0u32;
         let mut last_failure = String::from("no leader elected");
         for _ in 0..MAX_ROUTE_ATTEMPTS {
+            if self.is_shutting_down() {
+                return Err(StoreError::ShuttingDown);
+            }
             let known = raft.metrics().borrow_watched().current_leader;
             let Some(target) = redirect.take().or(known) else {
                 self.wait_for_leader(&raft, deadline).await?;
@@ -368,6 +371,57 @@ impl RaftStore {
     pub(crate) fn timeout_error(&self) -> StoreError {
         StoreError::Timeout {
             millis: self.request_timeout().as_millis() as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Only operations whose repetition is harmless may be retried after an unknown outcome.
+    #[test]
+    fn only_reads_and_renewals_are_retried_after_an_unknown_outcome() {
+        let check = |op: LeaderOp, expected: bool| assert_eq!(op.is_idempotent(), expected, "{op:?}");
+        check(LeaderOp::ReadIndex, true);
+        check(LeaderOp::LeaseKeepAlive(7), true);
+        check(LeaderOp::LeaseTimeToLive { id: 7, with_keys: true }, true);
+        check(LeaderOp::Write(Command::Put(PutRequest::new("k", "v"))), false);
+        check(LeaderOp::LeaseGrant(LeaseGrantRequest { ttl: 5, id: 0 }), false);
+        check(LeaderOp::LeaseRevoke(7), false);
+        check(
+            LeaderOp::AddMember {
+                id: 4,
+                addr: "a:1".into(),
+            },
+            false,
+        );
+        check(LeaderOp::RemoveMember { id: 4 }, false);
+    }
+
+    #[test]
+    fn messages_round_trip_through_the_codec() {
+        let request = AppRequest::Leader {
+            op: LeaderOp::Write(Command::Put(PutRequest::new("k", "v"))),
+            timeout_ms: 1500,
+        };
+        let bytes = codec::encode(&request).expect("encode");
+        let back: AppRequest = codec::decode_with_limit(&bytes, MAX_APP_MESSAGE_BYTES).expect("decode");
+        assert!(matches!(back, AppRequest::Leader { timeout_ms: 1500, .. }));
+
+        let response = AppResponse::Leader(Err(OpError::NotLeader(Some(3))));
+        let bytes = codec::encode(&response).expect("encode");
+        let back: AppResponse = codec::decode_with_limit(&bytes, MAX_APP_MESSAGE_BYTES).expect("decode");
+        assert!(matches!(back, AppResponse::Leader(Err(OpError::NotLeader(Some(3))))));
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic_the_message_decoders(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = codec::decode_with_limit::<AppRequest>(&bytes, MAX_APP_MESSAGE_BYTES);
+            let _ = codec::decode_with_limit::<AppResponse>(&bytes, MAX_APP_MESSAGE_BYTES);
         }
     }
 }
