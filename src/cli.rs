@@ -27,7 +27,7 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print the version, the git commit and the enabled features.
     Version(VersionArgs),
-    /// Operator tools: store snapshots.
+    /// Operator tools: store snapshots and the members of the embedded group.
     Admin(AdminArgs),
 }
 
@@ -42,6 +42,75 @@ pub enum AdminCommand {
     /// Save a consistent snapshot of the store to a file, or restore one into an empty store.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// List, add, remove or replace members of the embedded Raft group, through a running replica.
+    #[command(subcommand)]
+    Members(MembersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// Show the members with their peer addresses, roles and health, as the replica sees them.
+    List(MembersListArgs),
+    /// Add member ID listening for peers at HOST:PORT; its replica must be running (started with
+    /// the group's KUBOARD_RAFT_PEERS plus itself and the same KUBOARD_CLUSTER_SECRET). It catches
+    /// up as a learner, then votes.
+    Add(MemberChangeArgs),
+    /// Remove member ID from the group (stop its replica afterwards).
+    Remove(MemberRemoveArgs),
+    /// Replace member ID by a fresh member at HOST:PORT (the same or a new address): the way back
+    /// for a replica whose data directory was lost. Running it again finishes an interrupted replace.
+    Replace(MemberChangeArgs),
+}
+
+/// Which replica to ask, and as whom.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Replica to ask")]
+pub struct ServerArgs {
+    /// URL of any running replica (`http://kuboard-0:80`).
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+
+    /// Bearer token of a logged-in admin session (from POST /kuboard-api/auth/login).
+    #[arg(long, env = "KUBOARD_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// User to log in as when no token is given (only admin may change members).
+    #[arg(long, value_name = "NAME", default_value = "admin")]
+    pub username: String,
+
+    /// Password to log in with when no token is given; the session is ended afterwards.
+    #[arg(long, env = "KUBOARD_ADMIN_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MembersListArgs {
+    /// Print the replica's answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MemberChangeArgs {
+    /// The member: `ID=HOST:PORT` (or `ID HOST:PORT`), HOST:PORT being its Raft peer address.
+    #[arg(value_name = "ID=HOST:PORT", num_args = 1..=2, required = true)]
+    pub member: Vec<String>,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MemberRemoveArgs {
+    /// The member id.
+    #[arg(value_name = "ID")]
+    pub id: String,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -399,7 +399,7 @@ fn parse_url(label: &str, value: &str, schemes: &[&str]) -> Result<String, Confi
 }
 
 /// Checks `host:port` (host a name, an IPv4 address or a bracketed IPv6 address).
-fn valid_host_port(text: &str) -> bool {
+pub(crate) fn valid_host_port(text: &str) -> bool {
     let Some((host, port)) = text.rsplit_once(':') else {
         return false;
     };

@@ -1,10 +1,16 @@
-//! Prometheus metrics of one replica: HTTP traffic, store operation latency, build info and the
-//! store's state (read at scrape time).
+//! Prometheus metrics of one replica: HTTP traffic, store operation latency, build info, the
+//! store's state, and with the embedded store its member's raft positions and peer counters (both
+//! read at scrape time).
 
+use std::sync::Mutex;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use kuboard_raft::RaftStoreMetrics;
 use kuboard_storage::StoreStatus;
 
 pub struct Metrics {
@@ -149,6 +155,14 @@ impl Metrics {
         }
     }
 
+    /// Exposes the `kuboard_raft_*` metrics of this replica's member of the embedded group, read
+    /// from `read` at every scrape. Called once, and only with the embedded store.
+    pub fn register_raft_source(&self, read: impl Fn() -> RaftStoreMetrics + Send + Sync + 'static) {
+        self.registry
+            .register(Box::new(RaftCollector::new(Box::new(read))))
+            .expect("the raft metrics are registered once");
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
@@ -156,5 +170,199 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buffer)
             .expect("encoding to memory cannot fail");
         String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+/// Reads a gauge's value from a reading.
+type GaugeValue = fn(&RaftStoreMetrics) -> u64;
+
+/// The `kuboard_raft_*` metrics: one reading of the member per scrape, copied into gauges and
+/// counters that are then collected.
+struct RaftCollector {
+    read: Box<dyn Fn() -> RaftStoreMetrics + Send + Sync>,
+    gauges: Vec<(IntGauge, GaugeValue)>,
+    counters: Vec<(IntCounter, GaugeValue)>,
+    /// Serialises scrapes: a counter advances by the difference to its last value, which two
+    /// concurrent scrapes would both add.
+    scrape: Mutex<()>,
+}
+
+impl RaftCollector {
+    fn new(read: Box<dyn Fn() -> RaftStoreMetrics + Send + Sync>) -> RaftCollector {
+        let gauge = |name: &str, help: &str, value: GaugeValue| {
+            (IntGauge::new(name, help).expect("metric definition is valid"), value)
+        };
+        let counter = |name: &str, help: &str, value: GaugeValue| {
+            (IntCounter::new(name, help).expect("metric definition is valid"), value)
+        };
+        let gauges = vec![
+            gauge("kuboard_raft_term", "Current Raft term of this member", |m| m.term),
+            gauge(
+                "kuboard_raft_leader_id",
+                "Member id of the leader this member knows, 0 when none is known",
+                |m| m.leader.unwrap_or(0),
+            ),
+            gauge("kuboard_raft_is_leader", "1 while this member leads the group", |m| {
+                u64::from(m.leader == Some(m.node_id) && m.state == "leader")
+            }),
+            gauge(
+                "kuboard_raft_commit_index",
+                "Highest log index this member knows to be committed",
+                |m| m.commit_index,
+            ),
+            gauge(
+                "kuboard_raft_applied_index",
+                "Highest log index applied to this member's state machine",
+                |m| m.applied_index,
+            ),
+            gauge(
+                "kuboard_raft_last_log_index",
+                "Index of the last entry in this member's log",
+                |m| m.last_log_index,
+            ),
+            gauge(
+                "kuboard_raft_log_entries",
+                "Entries held in this member's log (last index minus purged index)",
+                |m| m.log_entries,
+            ),
+            gauge(
+                "kuboard_raft_snapshot_index",
+                "Last log index covered by this member's current snapshot, 0 without one",
+                |m| m.snapshot_index,
+            ),
+            gauge(
+                "kuboard_raft_purged_index",
+                "Last log index purged from this member's log, 0 when nothing was purged",
+                |m| m.purged_index,
+            ),
+            gauge(
+                "kuboard_raft_joining",
+                "1 while this member has no state and waits for the existing group to add it",
+                |m| u64::from(m.joining),
+            ),
+            gauge(
+                "kuboard_raft_admitted",
+                "0 while this member refuses Raft traffic: a fresh member before it knows the group, or one whose \
+                 data directory was lost (replace it with kuboard admin members replace)",
+                |m| u64::from(m.admitted),
+            ),
+        ];
+        let counters = vec![
+            counter(
+                "kuboard_raft_peer_rpc_errors_total",
+                "Peer requests of this member that failed, as client and as server",
+                |m| m.peer_rpc_errors,
+            ),
+            counter(
+                "kuboard_raft_peer_auth_failures_total",
+                "Peer handshakes refused because the cluster secret proof was wrong or missing, both directions",
+                |m| m.peer_auth_failures,
+            ),
+            counter(
+                "kuboard_raft_snapshots_installed_total",
+                "Snapshots this member received from a leader and installed",
+                |m| m.snapshots_installed,
+            ),
+            counter(
+                "kuboard_raft_initialize_refusals_total",
+                "Times this member, having no state, found an existing group and did not start a new one",
+                |m| m.initialize_refusals,
+            ),
+        ];
+        RaftCollector {
+            read,
+            gauges,
+            counters,
+            scrape: Mutex::new(()),
+        }
+    }
+}
+
+impl Collector for RaftCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        let gauges = self.gauges.iter().flat_map(|(gauge, _)| gauge.desc());
+        let counters = self.counters.iter().flat_map(|(counter, _)| counter.desc());
+        gauges.chain(counters).collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let _scrape = self.scrape.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let reading = (self.read)();
+        let mut families = Vec::with_capacity(self.gauges.len() + self.counters.len());
+        for (gauge, value) in &self.gauges {
+            gauge.set(i64::try_from(value(&reading)).unwrap_or(i64::MAX));
+            families.extend(gauge.collect());
+        }
+        for (counter, value) in &self.counters {
+            // The member's counters only grow while the process lives; the difference keeps the
+            // exposed counter equal to them.
+            counter.inc_by(value(&reading).saturating_sub(counter.get()));
+            families.extend(counter.collect());
+        }
+        families
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn value_of(text: &str, name: &str) -> Option<String> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")).map(str::to_string))
+    }
+
+    #[test]
+    fn raft_metrics_are_read_at_every_scrape() {
+        let metrics = Metrics::new(2);
+        assert!(
+            value_of(&metrics.render(), "kuboard_raft_term").is_none(),
+            "only with the embedded store"
+        );
+        let errors = Arc::new(AtomicU64::new(3));
+        let source = errors.clone();
+        metrics.register_raft_source(move || RaftStoreMetrics {
+            node_id: 2,
+            state: "leader",
+            term: 7,
+            leader: Some(2),
+            commit_index: 40,
+            applied_index: 39,
+            last_log_index: 41,
+            snapshot_index: 30,
+            purged_index: 20,
+            log_entries: 21,
+            peer_rpc_errors: source.load(Ordering::SeqCst),
+            admitted: true,
+            ..Default::default()
+        });
+        let text = metrics.render();
+        for (name, expected) in [
+            ("kuboard_raft_term", "7"),
+            ("kuboard_raft_leader_id", "2"),
+            ("kuboard_raft_is_leader", "1"),
+            ("kuboard_raft_commit_index", "40"),
+            ("kuboard_raft_applied_index", "39"),
+            ("kuboard_raft_last_log_index", "41"),
+            ("kuboard_raft_log_entries", "21"),
+            ("kuboard_raft_snapshot_index", "30"),
+            ("kuboard_raft_purged_index", "20"),
+            ("kuboard_raft_joining", "0"),
+            ("kuboard_raft_admitted", "1"),
+            ("kuboard_raft_peer_rpc_errors_total", "3"),
+            ("kuboard_raft_peer_auth_failures_total", "0"),
+        ] {
+            assert_eq!(value_of(&text, name).as_deref(), Some(expected), "{name} in:\n{text}");
+        }
+        assert!(text.contains("# TYPE kuboard_raft_peer_rpc_errors_total counter"));
+        errors.store(10, Ordering::SeqCst);
+        let text = metrics.render();
+        assert_eq!(
+            value_of(&text, "kuboard_raft_peer_rpc_errors_total").as_deref(),
+            Some("10")
+        );
     }
 }

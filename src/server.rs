@@ -108,6 +108,10 @@ pub async fn serve(config: ServeConfig) -> u8 {
     };
 
     let metrics = Arc::new(Metrics::new(replica_id));
+    if let StoreBackend::Raft(raft) = &*backend {
+        let raft = raft.clone();
+        metrics.register_raft_source(move || raft.metrics());
+    }
     let store = AppStore::new(backend.clone(), metrics.clone());
     let admin_ready = Arc::new(AtomicBool::new(false));
     let clock = Clock::system();
@@ -135,7 +139,9 @@ pub async fn serve(config: ServeConfig) -> u8 {
     let stop_accepting = async move {
         let _ = graceful.wait_for(|stop| *stop).await;
     };
-    let app = http::router(state.clone()).merge(crate::admin::snapshot_http::router(state, backend.clone()));
+    let app = http::router(state.clone())
+        .merge(crate::admin::members_http::router(state.clone(), backend.clone()))
+        .merge(crate::admin::snapshot_http::router(state, backend.clone()));
     let mut server_task = match tls_config {
         None => tokio::spawn(
             axum::serve(listener, app)

@@ -6,10 +6,23 @@
 //! - [`snapshot_store`]: taking a consistent snapshot of any store, restoring into an empty one.
 //! - [`snapshot_http`]: `GET /kuboard-api/system/snapshot`, served by every replica for admins.
 //! - `snapshot_command`: `kuboard admin snapshot save|restore` for both backends.
+//! - [`members_http`]: `/kuboard-api/system/members`, listing and changing the members of the
+//!   embedded Raft group on any replica.
+//! - `members_command`: `kuboard admin members list|add|remove|replace`, through that API.
+//! - [`member_spec`]: member ids and peer addresses as operators write them (`4=10.0.0.4:10082`).
+//! - [`admin_client`]: the authenticated HTTP client of a running replica and the exit codes that
+//!   every command shares.
 //!
 //! Architecture Invariant: snapshots go through the `Store` contract only, so the embedded store and
 //! an external etcd are saved and restored with one meaning.
+//!
+//! Architecture Invariant: membership changes are performed by the store on the leader; the
+//! commands hold no state and may ask any replica.
 
+pub mod admin_client;
+pub mod member_spec;
+mod members_command;
+pub mod members_http;
 pub mod snapshot_command;
 pub mod snapshot_file;
 pub mod snapshot_http;
@@ -17,7 +30,7 @@ pub mod snapshot_store;
 
 use clap::ArgMatches;
 
-use crate::cli::{AdminArgs, AdminCommand, RawSettings, SnapshotCommand};
+use crate::cli::{AdminArgs, AdminCommand, MembersCommand, RawSettings, SnapshotCommand};
 
 /// Exit codes of `kuboard admin`: as `serve`, 2 means the settings or arguments are at fault.
 pub const EXIT_OK: u8 = 0;
@@ -46,5 +59,11 @@ pub fn run(args: AdminArgs, admin_matches: &ArgMatches) -> u8 {
                 }
             }
         }
+        AdminCommand::Members(command) => match command {
+            MembersCommand::List(args) => members_command::list(args),
+            MembersCommand::Add(args) => members_command::add(args),
+            MembersCommand::Remove(args) => members_command::remove(args),
+            MembersCommand::Replace(args) => members_command::replace(args),
+        },
     }
 }

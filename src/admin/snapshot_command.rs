@@ -14,10 +14,11 @@ use kuboard_storage::etcd::EtcdStore;
 use kuboard_storage::BackendKind;
 use sha2::{Digest, Sha256};
 
+use super::admin_client::{describe_error, exit_code, AdminClient, CommandError};
 use super::snapshot_file::{write_atomically, Snapshot};
 use super::snapshot_http::SNAPSHOT_PATH;
 use super::snapshot_store::{restore_snapshot, take_snapshot, RestoreReport};
-use super::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+use super::{EXIT_FAILURE, EXIT_USAGE};
 use crate::cli::{RawSettings, SnapshotRestoreArgs, SnapshotSaveArgs};
 use crate::config::{self, LogConfig, RaftConfig, ServeConfig, StoreSelection};
 use crate::store_backend::etcd_backend::store_config;
@@ -25,18 +26,6 @@ use crate::store_backend::raft_store_config;
 
 /// Bound on the whole HTTP exchange with a replica.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// An error of the command: a usage fault (exit 2) or a failure (exit 1).
-enum CommandError {
-    Usage(String),
-    Failed(anyhow::Error),
-}
-
-impl From<anyhow::Error> for CommandError {
-    fn from(error: anyhow::Error) -> Self {
-        CommandError::Failed(error)
-    }
-}
 
 pub fn save(args: SnapshotSaveArgs, raw: &RawSettings) -> u8 {
     run(raw, |config| async move { save_snapshot(args, config).await })
@@ -79,20 +68,7 @@ where
     };
     let outcome = runtime.block_on(command(config));
     runtime.shutdown_timeout(Duration::from_millis(500));
-    match outcome {
-        Ok(summary) => {
-            println!("{summary}");
-            EXIT_OK
-        }
-        Err(CommandError::Usage(message)) => {
-            eprintln!("error: {message}");
-            EXIT_USAGE
-        }
-        Err(CommandError::Failed(error)) => {
-            eprintln!("error: {error:#}");
-            EXIT_FAILURE
-        }
-    }
+    exit_code(outcome)
 }
 
 async fn save_snapshot(args: SnapshotSaveArgs, config: ServeConfig) -> Result<String, CommandError> {
@@ -135,31 +111,18 @@ async fn save_snapshot(args: SnapshotSaveArgs, config: ServeConfig) -> Result<St
 /// Downloads a snapshot from a running replica, logging in first when no token is given (and
 /// ending that session afterwards).
 async fn fetch_from_replica(server: &str, args: &SnapshotSaveArgs) -> Result<Vec<u8>, CommandError> {
-    let base = server.trim_end_matches('/');
-    if !(base.starts_with("http://") || base.starts_with("https://")) {
-        return Err(CommandError::Usage(format!(
-            "--server={server:?}: expected a URL starting with http:// or https://"
-        )));
-    }
-    let client = reqwest::Client::builder()
-        .timeout(HTTP_TIMEOUT)
-        .build()
-        .context("build the HTTP client")?;
-    let (token, logged_in) = match (&args.token, &args.password) {
-        (Some(token), _) => (token.clone(), false),
-        (None, Some(password)) => (login(&client, base, &args.username, password).await?, true),
-        (None, None) => {
-            return Err(CommandError::Usage(
-                "--server needs --token (KUBOARD_ADMIN_TOKEN) or --password (KUBOARD_ADMIN_PASSWORD) of the admin \
-                 user"
-                    .to_string(),
-            ))
-        }
-    };
+    let client = AdminClient::connect(
+        server,
+        args.token.as_deref(),
+        &args.username,
+        args.password.as_deref(),
+        HTTP_TIMEOUT,
+    )
+    .await?;
+    let base = client.base.clone();
     let fetched = async {
         let response = client
-            .get(format!("{base}{SNAPSHOT_PATH}"))
-            .bearer_auth(&token)
+            .request(reqwest::Method::GET, SNAPSHOT_PATH)
             .send()
             .await
             .with_context(|| format!("ask {base} for a snapshot"))?;
@@ -174,50 +137,8 @@ async fn fetch_from_replica(server: &str, args: &SnapshotSaveArgs) -> Result<Vec
         anyhow::Ok(bytes.to_vec())
     }
     .await;
-    if logged_in {
-        let logout = client
-            .post(format!("{base}/kuboard-api/auth/logout"))
-            .bearer_auth(&token)
-            .send()
-            .await;
-        if let Err(error) = logout {
-            tracing::warn!(%error, "ending the admin session after the snapshot failed");
-        }
-    }
+    client.finish().await;
     Ok(fetched?)
-}
-
-async fn login(client: &reqwest::Client, base: &str, username: &str, password: &str) -> anyhow::Result<String> {
-    let response = client
-        .post(format!("{base}/kuboard-api/auth/login"))
-        .json(&serde_json::json!({ "username": username, "password": password }))
-        .send()
-        .await
-        .with_context(|| format!("log in to {base}"))?;
-    if !response.status().is_success() {
-        bail!(
-            "{base} refused the login of {username}: {}",
-            describe_error(response).await
-        );
-    }
-    let body: serde_json::Value = response.json().await.context("read the login answer")?;
-    body["token"]
-        .as_str()
-        .map(str::to_string)
-        .context("the login answer has no token")
-}
-
-/// `503 store_unavailable: the store cannot …` from an API error response.
-async fn describe_error(response: reqwest::Response) -> String {
-    let status = response.status();
-    match response.json::<serde_json::Value>().await {
-        Ok(body) => format!(
-            "{status} {}: {}",
-            body["code"].as_str().unwrap_or("unknown"),
-            body["message"].as_str().unwrap_or("")
-        ),
-        Err(_) => status.to_string(),
-    }
 }
 
 async fn restore_snapshot_file(args: SnapshotRestoreArgs, config: ServeConfig) -> Result<String, CommandError> {
