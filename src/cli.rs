@@ -327,7 +327,8 @@ pub struct ServeArgs {
     )]
     pub raft_heartbeat_ms: Option<String>,
 
-    /// Raft election timeout in milliseconds, at least 3x the heartbeat (up to 60000). Default 1000.
+    /// Raft election timeout in milliseconds: the longest a follower waits after the leader's last
+    /// heartbeat before it campaigns. At least 3x the heartbeat (up to 60000). Default 800.
     #[arg(
         long,
         env = "KUBOARD_RAFT_ELECTION_TIMEOUT_MS",
@@ -345,7 +346,9 @@ pub struct ServeArgs {
     )]
     pub raft_snapshot_threshold: Option<String>,
 
-    /// Serve the etcd v3 API of the embedded store on this port (not in this build yet).
+    /// Serve the etcd v3 gRPC API of the embedded store on this port (etcdctl works against it).
+    /// Use the same port on every replica: `member list` reports each member at its peer host and
+    /// this port. Unset: not served. Not allowed with KUBOARD_ETCD_ENDPOINTS.
     #[arg(
         long,
         env = "KUBOARD_ETCD_API_PORT",
@@ -353,6 +356,43 @@ pub struct ServeArgs {
         help_heading = "Store settings"
     )]
     pub etcd_api_port: Option<String>,
+
+    /// Address the etcd v3 API binds. Default 127.0.0.1 (this host only).
+    #[arg(
+        long,
+        env = "KUBOARD_ETCD_API_ADDR",
+        value_name = "IP",
+        help_heading = "Store settings"
+    )]
+    pub etcd_api_addr: Option<String>,
+
+    /// PEM certificate chain: the etcd v3 API is served over TLS (set together with the key).
+    #[arg(
+        long,
+        env = "KUBOARD_ETCD_API_CERT",
+        value_name = "FILE",
+        help_heading = "Store settings"
+    )]
+    pub etcd_api_cert: Option<String>,
+
+    /// PEM private key of the etcd v3 API's certificate.
+    #[arg(
+        long,
+        env = "KUBOARD_ETCD_API_KEY",
+        value_name = "FILE",
+        help_heading = "Store settings"
+    )]
+    pub etcd_api_key: Option<String>,
+
+    /// PEM CA certificate: etcd v3 API clients must present a certificate signed by it (needs the
+    /// certificate and key).
+    #[arg(
+        long,
+        env = "KUBOARD_ETCD_API_CLIENT_CA",
+        value_name = "FILE",
+        help_heading = "Store settings"
+    )]
+    pub etcd_api_client_ca: Option<String>,
 
     /// CA certificate (PEM) to verify an external etcd.
     #[arg(

@@ -15,12 +15,15 @@ pub const DEFAULT_AGENT_PORT: u16 = 10081;
 pub const DEFAULT_RAFT_PORT: u16 = 10082;
 pub const DEFAULT_DATA_DIR: &str = "/data";
 pub const DEFAULT_ADMIN_PASSWORD: &str = "Kuboard123";
-/// Fast failover on a LAN, as etcd's own defaults: a lost leader is replaced in about one second.
+/// Fast failover on a LAN: followers campaign within 0.8 s of the leader's last heartbeat (etcd's
+/// defaults, heartbeat 100 ms and election 1000 ms, campaign after 1 to 2 s).
 pub const DEFAULT_RAFT_HEARTBEAT_MS: u64 = 100;
-pub const DEFAULT_RAFT_ELECTION_TIMEOUT_MS: u64 = 1000;
+pub const DEFAULT_RAFT_ELECTION_TIMEOUT_MS: u64 = 800;
 pub const DEFAULT_RAFT_SNAPSHOT_THRESHOLD: u64 = 10_000;
 pub const DEFAULT_SESSION_TTL_SECONDS: u64 = 12 * 60 * 60;
 pub const DEFAULT_ETCD_PREFIX: &str = "/kuboard/";
+/// The etcd v3 API is reachable from this host only unless `KUBOARD_ETCD_API_ADDR` says otherwise.
+pub const DEFAULT_ETCD_API_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub const MIN_CLUSTER_SECRET_LEN: usize = 16;
 
 /// A value that must never be printed: `Debug` shows `<redacted>`.
@@ -49,6 +52,8 @@ pub struct ServeConfig {
     pub http: HttpConfig,
     pub agent: AgentConfig,
     pub store: StoreSelection,
+    /// The etcd v3 API of the embedded store, when `KUBOARD_ETCD_API_PORT` is set.
+    pub etcd_api: Option<EtcdApiSettings>,
     pub data_dir: PathBuf,
     pub audit: AuditConfig,
     pub auth: AuthConfig,
@@ -107,6 +112,23 @@ pub struct EtcdConfig {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub prefix: String,
+}
+
+/// Where and how the embedded store serves the etcd v3 API (only with the embedded store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdApiSettings {
+    pub listen_addr: SocketAddr,
+    pub tls: Option<EtcdApiTlsFiles>,
+}
+
+/// PEM files of the etcd API's TLS, checked at start (readable, of the right kind, key matching the
+/// certificate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdApiTlsFiles {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// With a CA, every client must present a certificate signed by it.
+    pub client_ca_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,14 +263,7 @@ pub fn parse(raw: &RawSettings, hostname: Option<&str>) -> Result<ServeConfig, C
             ));
         }
     }
-    if let Some(port) = reader.port("KUBOARD_ETCD_API_PORT")? {
-        let (label, _) = reader.get("KUBOARD_ETCD_API_PORT").expect("the port was just read");
-        return Err(ConfigError::bad(
-            label,
-            &port.to_string(),
-            "the etcd v3 API of the embedded store is not in this build yet; unset it",
-        ));
-    }
+    let etcd_api = parse_etcd_api(&reader, &store, server_port)?;
 
     let disable_audit = reader.bool("KUBOARD_DISABLE_AUDIT")?.unwrap_or(false);
     let configured_policy = match reader.get("KUBOARD_AUDIT_POLICY") {
@@ -294,6 +309,7 @@ pub fn parse(raw: &RawSettings, hostname: Option<&str>) -> Result<ServeConfig, C
         http,
         agent,
         store,
+        etcd_api,
         data_dir,
         audit,
         auth,
@@ -744,6 +760,131 @@ fn parse_etcd(reader: &Reader<'_>, label: &str, value: &str) -> Result<EtcdConfi
     })
 }
 
+/// The etcd v3 API settings: none unless `KUBOARD_ETCD_API_PORT` is set, and then only with the
+/// embedded store (an external etcd already serves that API itself).
+fn parse_etcd_api(
+    reader: &Reader<'_>,
+    store: &StoreSelection,
+    server_port: u16,
+) -> Result<Option<EtcdApiSettings>, ConfigError> {
+    const RELATED: [&str; 4] = [
+        "KUBOARD_ETCD_API_ADDR",
+        "KUBOARD_ETCD_API_CERT",
+        "KUBOARD_ETCD_API_KEY",
+        "KUBOARD_ETCD_API_CLIENT_CA",
+    ];
+    let Some(port) = reader.port("KUBOARD_ETCD_API_PORT")? else {
+        // A setting of an API that is not served is a mistake worth stopping for: the operator
+        // believes in TLS, or in a bind address, that does not exist.
+        if let Some((label, value)) = RELATED.iter().find_map(|name| reader.get(name)) {
+            return Err(ConfigError::bad(
+                label,
+                value,
+                "expected KUBOARD_ETCD_API_PORT to be set too (the etcd v3 API is served only on that port)",
+            ));
+        }
+        return Ok(None);
+    };
+    let (port_label, port_text) = reader.get("KUBOARD_ETCD_API_PORT").expect("the port was just read");
+    let raft = match store {
+        StoreSelection::Raft(raft) => raft,
+        StoreSelection::Etcd(etcd) => {
+            return Err(ConfigError::bad(
+                port_label,
+                port_text,
+                format!(
+                    "expected it unset when {} selects an external etcd: only the embedded store serves the etcd \
+                     v3 API; point etcd clients at the external etcd itself",
+                    etcd.endpoints_label
+                ),
+            ));
+        }
+    };
+    if port == server_port || port == raft.listen_addr.port() {
+        return Err(ConfigError::bad(
+            port_label,
+            port_text,
+            "expected a port different from the web port and the Raft peer port",
+        ));
+    }
+    let bind_ip = match reader.get("KUBOARD_ETCD_API_ADDR") {
+        None => DEFAULT_ETCD_API_ADDR,
+        Some((label, value)) => value.trim().parse::<IpAddr>().map_err(|_| {
+            ConfigError::bad(
+                label,
+                value,
+                "expected an IP address to bind the etcd v3 API, e.g. 127.0.0.1 or 0.0.0.0",
+            )
+        })?,
+    };
+    let cert = reader.get("KUBOARD_ETCD_API_CERT");
+    let key = reader.get("KUBOARD_ETCD_API_KEY");
+    let client_ca = reader.get("KUBOARD_ETCD_API_CLIENT_CA");
+    let tls = match (cert, key) {
+        (None, None) => {
+            if let Some((label, value)) = client_ca {
+                return Err(ConfigError::bad(
+                    label,
+                    value,
+                    "expected KUBOARD_ETCD_API_CERT and KUBOARD_ETCD_API_KEY to be set too (client certificates \
+                     are checked only over TLS)",
+                ));
+            }
+            None
+        }
+        (Some((label, value)), None) => {
+            return Err(ConfigError::bad(
+                label,
+                value,
+                "expected KUBOARD_ETCD_API_KEY to be set too (both or neither)",
+            ))
+        }
+        (None, Some((label, value))) => {
+            return Err(ConfigError::bad(
+                label,
+                value,
+                "expected KUBOARD_ETCD_API_CERT to be set too (both or neither)",
+            ))
+        }
+        (Some((cert_label, cert_path)), Some((key_label, key_path))) => {
+            check_pem_file(cert_label, cert_path, PemKind::Certificates)?;
+            check_pem_file(key_label, key_path, PemKind::PrivateKey)?;
+            check_key_matches_certificate(key_label, key_path, cert_path)?;
+            if let Some((ca_label, ca_path)) = client_ca {
+                check_pem_file(ca_label, ca_path, PemKind::Certificates)?;
+            }
+            Some(EtcdApiTlsFiles {
+                cert_path: PathBuf::from(cert_path),
+                key_path: PathBuf::from(key_path),
+                client_ca_path: client_ca.map(|(_, path)| PathBuf::from(path)),
+            })
+        }
+    };
+    Ok(Some(EtcdApiSettings {
+        listen_addr: SocketAddr::new(bind_ip, port),
+        tls,
+    }))
+}
+
+/// Checks that the private key at `key_path` belongs to the first certificate at `cert_path` (both
+/// already checked to parse), so that a mismatched pair stops the start instead of failing every
+/// handshake later. The error names the key's setting.
+fn check_key_matches_certificate(key_label: &str, key_path: &str, cert_path: &str) -> Result<(), ConfigError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::crypto::ring::default_provider;
+    use tokio_rustls::rustls::sign::CertifiedKey;
+
+    let bad = |reason: String| ConfigError::bad(key_label, key_path, format!("expected a PEM private key {reason}"));
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .and_then(|certificates| certificates.collect())
+        .map_err(|error| bad(format!("beside a readable certificate ({error})")))?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|error| bad(format!("that can be read ({error})")))?;
+    CertifiedKey::from_der(certificates, key, &default_provider())
+        .map_err(|error| bad(format!("matching the certificate {cert_path:?} ({error})")))?;
+    Ok(())
+}
+
 /// What a PEM file given for the external etcd must hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PemKind {
@@ -909,7 +1050,7 @@ mod tests {
                     && raft(c).peers == BTreeMap::from([(1, "127.0.0.1:10082".to_string())])
                     && raft(c).listen_addr.port() == 10082
                     && raft(c).heartbeat_ms == 100
-                    && raft(c).election_timeout_ms == 1000
+                    && raft(c).election_timeout_ms == DEFAULT_RAFT_ELECTION_TIMEOUT_MS
                     && raft(c).snapshot_threshold == 10_000
                     && c.audit.policy == AuditPolicy::IgnoreErrors
                     && c.auth.admin_default_password.expose() == "Kuboard123"
@@ -1263,13 +1404,170 @@ mod tests {
                 StoreSelection::Raft(_) => false,
             }),
         );
+    }
+
+    #[test]
+    fn etcd_api() {
+        fn api(config: &ServeConfig) -> EtcdApiSettings {
+            config.etcd_api.clone().expect("the etcd API is configured")
+        }
+        check(&[], None, Expected::Ok(|c| c.etcd_api.is_none()));
         check(
             &[("KUBOARD_ETCD_API_PORT", "2379")],
             None,
-            Expected::Err(
-                r#"KUBOARD_ETCD_API_PORT="2379": the etcd v3 API of the embedded store is not in this build yet; unset it"#,
-            ),
+            Expected::Ok(|c| {
+                api(c).listen_addr == "127.0.0.1:2379".parse().expect("literal address") && api(c).tls.is_none()
+            }),
         );
+        check(
+            &[("KUBOARD_ETCD_API_PORT", "2379"), ("KUBOARD_ETCD_API_ADDR", "0.0.0.0")],
+            None,
+            Expected::Ok(|c| api(c).listen_addr == "0.0.0.0:2379".parse().expect("literal address")),
+        );
+        for (env, line) in [
+            (
+                &[("KUBOARD_ETCD_API_PORT", "etcd")][..],
+                r#"KUBOARD_ETCD_API_PORT="etcd": expected a TCP port number 1-65535"#,
+            ),
+            (
+                &[
+                    ("KUBOARD_ETCD_API_PORT", "2379"),
+                    ("KUBOARD_ETCD_API_ADDR", "localhost"),
+                ],
+                r#"KUBOARD_ETCD_API_ADDR="localhost": expected an IP address to bind the etcd v3 API, e.g. 127.0.0.1 or 0.0.0.0"#,
+            ),
+            (
+                &[("KUBOARD_ETCD_API_ADDR", "0.0.0.0")],
+                r#"KUBOARD_ETCD_API_ADDR="0.0.0.0": expected KUBOARD_ETCD_API_PORT to be set too (the etcd v3 API is served only on that port)"#,
+            ),
+            (
+                &[("KUBOARD_ETCD_API_CLIENT_CA", "/etc/ca.pem")],
+                r#"KUBOARD_ETCD_API_CLIENT_CA="/etc/ca.pem": expected KUBOARD_ETCD_API_PORT to be set too (the etcd v3 API is served only on that port)"#,
+            ),
+            (
+                &[
+                    ("KUBOARD_ETCD_API_PORT", "2379"),
+                    ("KUBOARD_ETCD_ENDPOINTS", "etcd-0:2379"),
+                ],
+                "KUBOARD_ETCD_API_PORT=\"2379\": expected it unset when KUBOARD_ETCD_ENDPOINTS selects an external \
+                 etcd: only the embedded store serves the etcd v3 API; point etcd clients at the external etcd itself",
+            ),
+            (
+                &[("KUBOARD_ETCD_API_PORT", "8080"), ("KUBOARD_SERVER_PORT", "8080")],
+                r#"KUBOARD_ETCD_API_PORT="8080": expected a port different from the web port and the Raft peer port"#,
+            ),
+            (
+                &[("KUBOARD_ETCD_API_PORT", "10082")],
+                r#"KUBOARD_ETCD_API_PORT="10082": expected a port different from the web port and the Raft peer port"#,
+            ),
+            (
+                &[
+                    ("KUBOARD_ETCD_API_PORT", "2379"),
+                    ("KUBOARD_ETCD_API_CERT", "/etc/api.pem"),
+                ],
+                r#"KUBOARD_ETCD_API_CERT="/etc/api.pem": expected KUBOARD_ETCD_API_KEY to be set too (both or neither)"#,
+            ),
+            (
+                &[
+                    ("KUBOARD_ETCD_API_PORT", "2379"),
+                    ("KUBOARD_ETCD_API_KEY", "/etc/api-key.pem"),
+                ],
+                r#"KUBOARD_ETCD_API_KEY="/etc/api-key.pem": expected KUBOARD_ETCD_API_CERT to be set too (both or neither)"#,
+            ),
+            (
+                &[
+                    ("KUBOARD_ETCD_API_PORT", "2379"),
+                    ("KUBOARD_ETCD_API_CLIENT_CA", "/etc/ca.pem"),
+                ],
+                "KUBOARD_ETCD_API_CLIENT_CA=\"/etc/ca.pem\": expected KUBOARD_ETCD_API_CERT and KUBOARD_ETCD_API_KEY \
+                 to be set too (client certificates are checked only over TLS)",
+            ),
+        ] {
+            let raw = RawSettings::from_env_pairs(env);
+            let error = parse(&raw, None).expect_err("the settings are refused");
+            assert_eq!(error.to_string(), line, "env {env:?}");
+        }
+    }
+
+    /// The etcd API's TLS files are read at start; a bad one stops it naming the variable and file.
+    #[test]
+    fn etcd_api_tls_files_are_checked_at_start() {
+        use rcgen::{CertificateParams, KeyPair};
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write test file");
+            path.display().to_string()
+        };
+        let key = KeyPair::generate().expect("generate a key");
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("certificate parameters")
+            .self_signed(&key)
+            .expect("self-sign");
+        let cert_path = write("api.pem", cert.pem());
+        let key_path = write("api-key.pem", key.serialize_pem());
+        let other_key_path = write(
+            "other-key.pem",
+            KeyPair::generate().expect("generate a key").serialize_pem(),
+        );
+        let missing = dir.path().join("missing.pem").display().to_string();
+        let settings = |cert: &str, key: &str, ca: Option<&str>| {
+            let mut env = vec![
+                ("KUBOARD_ETCD_API_PORT", "2379".to_string()),
+                ("KUBOARD_ETCD_API_CERT", cert.to_string()),
+                ("KUBOARD_ETCD_API_KEY", key.to_string()),
+            ];
+            if let Some(ca) = ca {
+                env.push(("KUBOARD_ETCD_API_CLIENT_CA", ca.to_string()));
+            }
+            let pairs: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+            parse(&RawSettings::from_env_pairs(&pairs), None)
+        };
+
+        let config = settings(&cert_path, &key_path, Some(&cert_path)).expect("a matching pair and a CA");
+        let tls = config.etcd_api.and_then(|api| api.tls).expect("TLS is configured");
+        assert_eq!(tls.client_ca_path.as_deref(), Some(Path::new(&cert_path)));
+        assert!(settings(&cert_path, &key_path, None)
+            .expect("TLS without client certificates")
+            .etcd_api
+            .and_then(|api| api.tls)
+            .is_some_and(|tls| tls.client_ca_path.is_none()));
+
+        for (cert, key, ca, starts_with) in [
+            (
+                missing.as_str(),
+                key_path.as_str(),
+                None,
+                format!("KUBOARD_ETCD_API_CERT={missing:?}: expected a PEM certificate file that can be read"),
+            ),
+            (
+                cert_path.as_str(),
+                cert_path.as_str(),
+                None,
+                format!("KUBOARD_ETCD_API_KEY={cert_path:?}: expected a PEM private key file: no private key found"),
+            ),
+            (
+                cert_path.as_str(),
+                other_key_path.as_str(),
+                None,
+                format!(
+                    "KUBOARD_ETCD_API_KEY={other_key_path:?}: expected a PEM private key matching the certificate \
+                     {cert_path:?}"
+                ),
+            ),
+            (
+                cert_path.as_str(),
+                key_path.as_str(),
+                Some(missing.as_str()),
+                format!("KUBOARD_ETCD_API_CLIENT_CA={missing:?}: expected a PEM certificate file that can be read"),
+            ),
+        ] {
+            let error = settings(cert, key, ca).expect_err("a bad file is refused").to_string();
+            assert!(
+                error.starts_with(&starts_with),
+                "{error}\nexpected to start with {starts_with}"
+            );
+        }
     }
 
     #[test]

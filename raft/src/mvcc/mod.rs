@@ -197,6 +197,27 @@ fn header(revision: i64) -> ResponseHeader {
     }
 }
 
+/// Reopen a database just dropped in this process. sled's background flusher keeps the file lock
+/// for a moment after the last handle is dropped, so an immediate reopen can find it still locked.
+#[cfg(test)]
+pub(crate) fn reopen_after_drop(path: &Path) -> KvStateMachine {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match KvStateMachine::open(path) {
+            Ok(machine) => return machine,
+            Err(error) => {
+                let text = error.to_string();
+                let locked = text.contains("lock") || text.contains("WouldBlock");
+                assert!(
+                    locked && std::time::Instant::now() < deadline,
+                    "reopen state machine: {text}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 /// Bytes of sled's page cache.
 const SLED_CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 

@@ -344,7 +344,7 @@ proptest! {
         }
         // The same holds after a reopen.
         drop(machine);
-        let machine = KvStateMachine::open(dir.path()).expect("reopen");
+        let machine = super::reopen_after_drop(dir.path());
         compare_state(&machine, &model)?;
     }
 

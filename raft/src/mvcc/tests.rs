@@ -1120,7 +1120,7 @@ fn snapshot_export_install_reproduces_the_state() {
     assert_eq!(observe(&target), observe(&source));
     // The installed state survives a reopen, and an export of it equals the source's.
     drop(target);
-    let reopened = KvStateMachine::open(target_dir.path()).expect("reopen");
+    let reopened = super::reopen_after_drop(target_dir.path());
     assert_eq!(observe(&reopened), observe(&source));
     assert_eq!(snapshot_bytes(&reopened), snapshot_bytes(&source));
 }
@@ -1179,6 +1179,6 @@ fn reopen_keeps_everything() {
     let before = observe(&machine);
     machine.flush().expect("flush");
     drop(machine);
-    let reopened = KvStateMachine::open(dir.path()).expect("reopen");
+    let reopened = super::reopen_after_drop(dir.path());
     assert_eq!(observe(&reopened), before);
 }
