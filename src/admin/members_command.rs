@@ -163,7 +163,7 @@ fn render(view: &MembersView) -> String {
         .map_or_else(|| "none known".to_string(), |leader| leader.to_string());
     let _ = write!(
         table,
-        "{} members ({} backend), leader: {leader}; as seen by replica {}",
+        "{} members ({} backend), leader: {leader}; answered by replica {}",
         view.members.len(),
         view.backend,
         view.replica_id
@@ -207,7 +207,7 @@ mod tests {
              1   10.0.0.1:10082  leader    yes\n\
              2   10.0.0.2:10082  follower  yes\n\
              3   10.0.0.3:10082  follower  unknown\n\
-             3 members (raft backend), leader: 1; as seen by replica 2 (a follower: it cannot tell whether the \
+             3 members (raft backend), leader: 1; answered by replica 2 (a follower: it cannot tell whether the \
              other followers are alive)"
         );
         let leader_view = MembersView {

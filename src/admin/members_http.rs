@@ -17,8 +17,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use kuboard_raft::RaftStore;
@@ -49,8 +50,9 @@ pub struct MembersView {
     /// raft or etcd.
     pub backend: String,
     pub leader: Option<u64>,
-    /// True when the answering replica leads, so that `healthy` is first-hand for every member. A
-    /// follower knows only that the leader and itself are alive; `healthy: false` of another
+    /// True when the list is the leader's view (the answering replica leads, or the list is the
+    /// answer of a change, which the leader made), so that `healthy` is first-hand for every member.
+    /// A follower knows only that the leader and itself are alive; `healthy: false` of another
     /// follower then means "not known here".
     pub health_seen_by_leader: bool,
     pub members: Vec<MemberView>,
@@ -85,19 +87,24 @@ pub fn router(app: AppState, backend: Arc<StoreBackend>) -> Router {
         .with_state(MembersRouteState { app, backend })
 }
 
-async fn authenticate(state: &MembersRouteState, headers: &HeaderMap) -> Result<Session, ApiError> {
-    let token = presented_token(headers).ok_or_else(ApiError::unauthenticated)?;
-    sessions::find_session(&state.app.store, &token, state.app.clock.now_unix())
-        .await?
-        .ok_or_else(ApiError::unauthenticated)
+/// The logged-in caller. Extracted before the body, so that a caller without a session learns
+/// nothing about what its request would have done.
+struct Authenticated(Session);
+
+impl FromRequestParts<MembersRouteState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &MembersRouteState) -> Result<Self, Self::Rejection> {
+        let token = presented_token(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
+        sessions::find_session(&state.app.store, &token, state.app.clock.now_unix())
+            .await?
+            .map(Authenticated)
+            .ok_or_else(ApiError::unauthenticated)
+    }
 }
 
-/// The logged-in admin, and the embedded store whose membership may change.
-async fn authorize_change<'a>(
-    state: &'a MembersRouteState,
-    headers: &HeaderMap,
-) -> Result<(Session, &'a RaftStore), ApiError> {
-    let session = authenticate(state, headers).await?;
+/// The embedded store whose membership may change, if the caller is the admin.
+fn authorize_change<'a>(state: &'a MembersRouteState, session: &Session) -> Result<&'a RaftStore, ApiError> {
     if session.record.username != ADMIN_USERNAME {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -106,7 +113,7 @@ async fn authorize_change<'a>(
         ));
     }
     match &*state.backend {
-        StoreBackend::Raft(store) => Ok((session, store)),
+        StoreBackend::Raft(store) => Ok(store),
         _ => Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_supported",
@@ -194,7 +201,9 @@ fn change_error(error: StoreError, what: &str) -> ApiError {
     }
 }
 
-async fn view(state: &MembersRouteState, members: Option<Vec<Member>>) -> Result<MembersView, ApiError> {
+/// The answer: `from_leader` is the member list a change answered (the leader's view), else the
+/// answering replica's own view is read.
+async fn view(state: &MembersRouteState, from_leader: Option<Vec<Member>>) -> Result<MembersView, ApiError> {
     let status = tokio::time::timeout(LIST_DEADLINE, state.backend.status())
         .await
         .map_err(|_| {
@@ -203,12 +212,15 @@ async fn view(state: &MembersRouteState, members: Option<Vec<Member>>) -> Result
             })
         })??;
     let raft = matches!(&*state.backend, StoreBackend::Raft(_));
-    let members = members.unwrap_or(status.members);
+    let (members, health_seen_by_leader) = match from_leader {
+        Some(members) => (members, raft),
+        None => (status.members, raft && status.leader == Some(status.member_id)),
+    };
     Ok(MembersView {
         replica_id: state.app.replica_id,
         backend: status.backend.as_str().to_string(),
         leader: status.leader,
-        health_seen_by_leader: raft && status.leader == Some(status.member_id),
+        health_seen_by_leader,
         members: members
             .into_iter()
             .map(|member| MemberView {
@@ -223,18 +235,17 @@ async fn view(state: &MembersRouteState, members: Option<Vec<Member>>) -> Result
 
 async fn list_members(
     State(state): State<MembersRouteState>,
-    headers: HeaderMap,
+    _caller: Authenticated,
 ) -> Result<Json<MembersView>, ApiError> {
-    authenticate(&state, &headers).await?;
     Ok(Json(view(&state, None).await?))
 }
 
 async fn add_member(
     State(state): State<MembersRouteState>,
-    headers: HeaderMap,
+    Authenticated(session): Authenticated,
     ApiJson(request): ApiJson<AddMemberRequest>,
 ) -> Result<Json<MembersView>, ApiError> {
-    let (session, store) = authorize_change(&state, &headers).await?;
+    let store = authorize_change(&state, &session)?;
     if request.id == 0 {
         return Err(invalid_member_id("0"));
     }
@@ -271,9 +282,9 @@ async fn add_member(
 async fn remove_member(
     State(state): State<MembersRouteState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Authenticated(session): Authenticated,
 ) -> Result<Json<MembersView>, ApiError> {
-    let (session, store) = authorize_change(&state, &headers).await?;
+    let store = authorize_change(&state, &session)?;
     let id = parse_member_id(&id).map_err(|_| invalid_member_id(&id))?;
     let members = store.members().await?;
     if !members.iter().any(|member| member.id == id) {
@@ -297,10 +308,10 @@ async fn remove_member(
 async fn replace_member(
     State(state): State<MembersRouteState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Authenticated(session): Authenticated,
     ApiJson(request): ApiJson<ReplaceMemberRequest>,
 ) -> Result<Json<MembersView>, ApiError> {
-    let (session, store) = authorize_change(&state, &headers).await?;
+    let store = authorize_change(&state, &session)?;
     let id = parse_member_id(&id).map_err(|_| invalid_member_id(&id))?;
     let address = check_peer_address(&request.address).map_err(invalid_address)?;
     require_peer_listener(store)?;
@@ -449,6 +460,13 @@ mod tests {
                 "forbidden",
             );
         }
+        // The session is checked before the body is read.
+        assert_code(
+            &h.call("POST", MEMBERS_PATH, None, Some(json!({ "nonsense": true })))
+                .await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        );
         let listed = h.call("GET", MEMBERS_PATH, Some(&h.viewer), None).await;
         assert_eq!(listed.0, StatusCode::OK, "{}", listed.1);
         assert_code(

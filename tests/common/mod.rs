@@ -523,3 +523,58 @@ pub async fn etcd_entries(client: &mut etcd_client::Client, prefix: &[u8]) -> Ve
         })
         .collect()
 }
+
+// ---- Helpers for the membership tests (t25). ----
+
+impl Group {
+    /// The group's `KUBOARD_RAFT_PEERS` as its replicas were started with it (ids 1..=n).
+    pub fn peer_list(&self) -> String {
+        self.replicas
+            .iter()
+            .enumerate()
+            .map(|(index, replica)| format!("{}=127.0.0.1:{}", index + 1, replica.raft_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Start one more replica, member `node_id` (the next index + 1) on `raft_port`, with
+    /// `KUBOARD_RAFT_PEERS=peers` and the group's cluster secret; returns its index in `replicas`.
+    pub fn start_extra_member(&mut self, raft_port: u16, peers: &str) -> usize {
+        let index = self.replicas.len();
+        let node_id = (index + 1).to_string();
+        let env = [
+            ("KUBOARD_RAFT_NODE_ID", node_id.as_str()),
+            ("KUBOARD_RAFT_PEERS", peers),
+            ("KUBOARD_CLUSTER_SECRET", TEST_CLUSTER_SECRET),
+        ];
+        let data_dir = self
+            .replicas
+            .first()
+            .and_then(|first| first.data_dir.parent())
+            .expect("the group has a data root")
+            .join(format!("replica-{}", index + 1));
+        let mut replica = Replica {
+            child: None,
+            port: free_port(),
+            raft_port,
+            data_dir,
+            log_path: self.logs.path().join(format!("replica-{}.log", index + 1)),
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("build an HTTP client"),
+        };
+        replica.spawn();
+        self.replicas.push(replica);
+        index
+    }
+}
+
+impl Replica {
+    /// Delete everything in the data dir, as a lost disk would; the replica must be stopped.
+    pub fn wipe_data(&self) {
+        assert!(self.child.is_none(), "wipe of a running replica's data dir");
+        std::fs::remove_dir_all(&self.data_dir).expect("remove the data dir");
+    }
+}
