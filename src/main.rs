@@ -6,6 +6,7 @@
 //! - [`server`]: `kuboard serve`, the composition root of a replica; [`store_backend`]: the closed
 //!   set of store backends; [`app_store`]: the metered store client the handlers use.
 //! - [`admin`]: `kuboard admin …`, operator tools (store snapshots).
+//! - [`etcd_api`]: the etcd v3 gRPC API of the embedded store (`KUBOARD_ETCD_API_PORT`).
 //! - [`http`]: the REST API, health and metrics endpoints; [`auth`]: users and sessions in the store.
 //! - [`metrics`], [`logging`], [`clock`], [`version`]: process plumbing.
 
@@ -15,6 +16,7 @@ mod auth;
 mod cli;
 mod clock;
 mod config;
+mod etcd_api;
 mod http;
 mod logging;
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! first-start admin user, and shuts down in order on SIGTERM or SIGINT.
 
 use std::future::IntoFuture;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,11 +10,13 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::app_store::AppStore;
 use crate::auth::users::{self, AdminBootstrap};
 use crate::clock::Clock;
-use crate::config::{Secret, ServeConfig, StoreSelection};
+use crate::config::{EtcdApiSettings, Secret, ServeConfig, StoreSelection};
+use crate::etcd_api::{cluster_id_from_peers, EtcdApiConfig, EtcdApiIdentity, EtcdApiTls, SnapshotSource};
 use crate::http::tls_listener::{load_server_config, TlsListener};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -107,6 +110,18 @@ pub async fn serve(config: ServeConfig) -> u8 {
         }
     };
 
+    // Bound before anything is served, so that a taken port stops the start with a clear error.
+    let etcd_api = match bind_etcd_api(&config, &backend).await {
+        Ok(etcd_api) => etcd_api,
+        Err(error) => {
+            eprintln!("error: {error}");
+            if let Err(error) = backend.shutdown().await {
+                tracing::warn!(%error, "store shutdown after the failed start failed");
+            }
+            return error.exit_code();
+        }
+    };
+
     let metrics = Arc::new(Metrics::new(replica_id));
     if let StoreBackend::Raft(raft) = &*backend {
         let raft = raft.clone();
@@ -161,8 +176,20 @@ pub async fn serve(config: ServeConfig) -> u8 {
         },
     };
     tracing::info!(address = %config.http.listen_addr, tls = config.http.tls.is_some(), "serving HTTP");
+    let mut etcd_api_task: Option<JoinHandle<anyhow::Result<()>>> = etcd_api.map(|etcd_api| {
+        let mut stop = shutdown_receiver.clone();
+        tokio::spawn(crate::etcd_api::serve(
+            etcd_api.store,
+            etcd_api.listener,
+            etcd_api.config,
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            },
+        ))
+    });
 
     let mut exit_code = EXIT_OK;
+    let mut etcd_api_ended = false;
     let started_shutdown = tokio::select! {
         signal = signals.recv() => {
             tracing::info!(signal, "shutting down: no new connections, finishing requests in flight");
@@ -173,7 +200,20 @@ pub async fn serve(config: ServeConfig) -> u8 {
             exit_code = EXIT_FAILURE;
             Instant::now()
         }
+        result = task_end(&mut etcd_api_task) => {
+            match result {
+                Ok(Err(error)) => tracing::error!(error = format!("{error:#}"), "the etcd v3 API stopped by itself"),
+                other => tracing::error!(result = ?other, "the etcd v3 API stopped by itself"),
+            }
+            etcd_api_ended = true;
+            exit_code = EXIT_FAILURE;
+            Instant::now()
+        }
     };
+    if etcd_api_ended {
+        // Its handle has completed and must not be awaited again.
+        etcd_api_task = None;
+    }
     tokio::spawn(async move {
         let signal = signals.recv().await;
         tracing::warn!(signal, "second signal during shutdown: exiting at once");
@@ -192,6 +232,24 @@ pub async fn serve(config: ServeConfig) -> u8 {
                     "requests still in flight at the drain deadline; closing their connections"
                 );
                 server_task.abort();
+            }
+        }
+    }
+    if let Some(mut task) = etcd_api_task {
+        // The API ends its watch and keep-alive streams itself at the shutdown signal, so clients
+        // move to another replica; what remains gets what is left of the drain deadline.
+        let budget = DRAIN_DEADLINE
+            .saturating_sub(started_shutdown.elapsed())
+            .max(Duration::from_millis(200));
+        match tokio::time::timeout(budget, &mut task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => {
+                tracing::error!(error = format!("{error:#}"), "the etcd v3 API failed while stopping")
+            }
+            Ok(Err(error)) => tracing::error!(%error, "the etcd v3 API task failed"),
+            Err(_) => {
+                tracing::warn!("etcd v3 API calls still open at the drain deadline; closing their connections");
+                task.abort();
             }
         }
     }
@@ -280,5 +338,123 @@ async fn bootstrap_admin(
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// The etcd v3 API, bound and configured, ready to be served.
+struct EtcdApiStart {
+    store: kuboard_raft::RaftStore,
+    listener: TcpListener,
+    config: EtcdApiConfig,
+}
+
+/// Why the etcd v3 API cannot start.
+#[derive(Debug, thiserror::Error)]
+enum EtcdApiStartError {
+    /// The settings passed validation, but the files changed since or the backend is not the
+    /// embedded store: the operator's to fix.
+    #[error("{0:#}")]
+    Config(anyhow::Error),
+    #[error("listen on {address} (KUBOARD_ETCD_API_PORT, KUBOARD_ETCD_API_ADDR) for the etcd v3 API: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl EtcdApiStartError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            EtcdApiStartError::Config(_) => EXIT_CONFIG,
+            EtcdApiStartError::Bind { .. } => EXIT_FAILURE,
+        }
+    }
+}
+
+/// Binds the etcd v3 API's listener when `KUBOARD_ETCD_API_PORT` is set. Its identity follows the
+/// Raft group: the cluster id derives from the initial peers (alike on every replica), member ids
+/// are Raft member ids, and each member's client URL is its peer host with this replica's API
+/// port (hence every replica should use the same port).
+async fn bind_etcd_api(
+    config: &ServeConfig,
+    backend: &StoreBackend,
+) -> Result<Option<EtcdApiStart>, EtcdApiStartError> {
+    let Some(settings) = &config.etcd_api else {
+        return Ok(None);
+    };
+    let (StoreSelection::Raft(raft), StoreBackend::Raft(store)) = (&config.store, backend) else {
+        return Err(EtcdApiStartError::Config(anyhow::anyhow!(
+            "KUBOARD_ETCD_API_PORT: the etcd v3 API is served by the embedded store only"
+        )));
+    };
+    let tls = etcd_api_tls(settings).map_err(EtcdApiStartError::Config)?;
+    if tls.is_none() && !settings.listen_addr.ip().is_loopback() {
+        tracing::warn!(
+            address = %settings.listen_addr,
+            "the etcd v3 API is served without TLS beyond loopback: whoever reaches it can read and write every \
+             key, password hashes included; set KUBOARD_ETCD_API_CERT, KUBOARD_ETCD_API_KEY and \
+             KUBOARD_ETCD_API_CLIENT_CA"
+        );
+    }
+    let listener = TcpListener::bind(settings.listen_addr)
+        .await
+        .map_err(|source| EtcdApiStartError::Bind {
+            address: settings.listen_addr,
+            source,
+        })?;
+    let config = EtcdApiConfig {
+        identity: EtcdApiIdentity {
+            cluster_id: cluster_id_from_peers(&raft.peers),
+            client_port: Some(settings.listen_addr.port()),
+            client_urls: Default::default(),
+            data_dir: Some(config.data_dir.clone()),
+        },
+        tls,
+        snapshot: Some(snapshot_source(store.clone())),
+    };
+    Ok(Some(EtcdApiStart {
+        store: store.clone(),
+        listener,
+        config,
+    }))
+}
+
+fn etcd_api_tls(settings: &EtcdApiSettings) -> anyhow::Result<Option<EtcdApiTls>> {
+    settings
+        .tls
+        .as_ref()
+        .map(|files| EtcdApiTls::from_files(&files.cert_path, &files.key_path, files.client_ca_path.as_deref()))
+        .transpose()
+}
+
+/// `etcdctl snapshot save` receives the same file as `kuboard admin snapshot save`, which
+/// `kuboard admin snapshot restore` reads.
+fn snapshot_source(store: kuboard_raft::RaftStore) -> SnapshotSource {
+    Arc::new(move || {
+        let store = store.clone();
+        Box::pin(async move {
+            let now = Clock::system().now_unix();
+            let snapshot = crate::admin::snapshot_store::take_snapshot(
+                &store,
+                kuboard_storage::BackendKind::Raft,
+                "embedded",
+                now,
+            )
+            .await?;
+            tracing::info!(
+                keys = snapshot.header.key_count,
+                revision = snapshot.header.revision,
+                "store snapshot taken through the etcd v3 API"
+            );
+            snapshot.encode()
+        })
+    })
+}
+
+/// Completes when the task ends; never when there is none.
+async fn task_end<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
     }
 }

@@ -20,6 +20,8 @@ use super::errors::{empty_key, invalid};
 
 // Numbers of etcd's protobuf enums (rpc.proto, kv.proto), which the crate exposes only as i32.
 const SORT_NONE: i32 = 0;
+// Only the tests name it: the code treats every order but "none" and "descend" as ascending.
+#[cfg(test)]
 const SORT_ASCEND: i32 = 1;
 const SORT_DESCEND: i32 = 2;
 const SORT_TARGET_KEY: i32 = 0;

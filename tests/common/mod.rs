@@ -524,6 +524,52 @@ pub async fn etcd_entries(client: &mut etcd_client::Client, prefix: &[u8]) -> Ve
         .collect()
 }
 
+// ---- Helpers for the etcd v3 API tests (t45). ----
+
+impl Group {
+    /// Start `size` replicas like [`Group::start`], each also given the settings `extra_env(index)`
+    /// returns (index from 0), e.g. its own `KUBOARD_ETCD_API_PORT`.
+    pub fn start_with_env(size: usize, extra_env: &dyn Fn(usize) -> Vec<(String, String)>) -> Group {
+        let data = tempfile::tempdir().expect("create data root");
+        let logs = tempfile::tempdir().expect("create log dir");
+        let raft_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let peers = raft_ports
+            .iter()
+            .enumerate()
+            .map(|(index, port)| format!("{}=127.0.0.1:{}", index + 1, port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut replicas = Vec::with_capacity(size);
+        for (index, raft_port) in raft_ports.iter().enumerate() {
+            let mut env = vec![
+                ("KUBOARD_RAFT_NODE_ID".to_string(), (index + 1).to_string()),
+                ("KUBOARD_RAFT_PEERS".to_string(), peers.clone()),
+                ("KUBOARD_CLUSTER_SECRET".to_string(), TEST_CLUSTER_SECRET.to_string()),
+            ];
+            env.extend(extra_env(index));
+            let mut replica = Replica {
+                child: None,
+                port: free_port(),
+                raft_port: *raft_port,
+                data_dir: data.path().join(format!("replica-{}", index + 1)),
+                log_path: logs.path().join(format!("replica-{}.log", index + 1)),
+                extra_env: env,
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .expect("build an HTTP client"),
+            };
+            replica.spawn();
+            replicas.push(replica);
+        }
+        Group {
+            replicas,
+            _data: data,
+            logs,
+        }
+    }
+}
+
 // ---- Helpers for the membership tests (t25). ----
 
 impl Group {

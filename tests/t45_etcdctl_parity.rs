@@ -1,0 +1,687 @@
+//! `etcdctl` 3.4 against a three-member embedded group served by `kuboard serve`
+//! (`KUBOARD_ETCD_API_PORT`), compared with a real three-member etcd 3.4: one script of commands
+//! runs on both through all three endpoints, the outputs are normalised (ids, revisions relative
+//! to the script's start, timings, URLs) and compared line by line; the reads also run against
+//! every single replica. `etcdctl check perf --load=s` runs against the group.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{free_port, Group};
+use kuboard_storage::testing::EtcdCluster;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+const ETCDCTL: &str = "/usr/bin/etcdctl";
+/// Upper bound of one etcdctl command (`check perf` has its own).
+const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a fresh group may take until every replica is ready and the etcd API answers.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The tests of this file start whole groups; run one at a time so that `check perf` measures the
+/// group and not the other test.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// What an etcdctl run printed; `stderr` keeps etcdctl's own lines, not the client library's JSON
+/// log lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Printed {
+    stdout: String,
+    stderr: String,
+    success: bool,
+}
+
+/// etcdctl pointed at some endpoints (`127.0.0.1:port`: etcdctl 3.4's `endpoint status` puts an
+/// `http://` scheme into HTTP/2's `:authority`, which kuboard's HTTP/2 server refuses; see
+/// docs/etcd-api.md).
+#[derive(Clone)]
+struct Etcdctl {
+    endpoints: Vec<String>,
+}
+
+impl Etcdctl {
+    fn new(endpoints: Vec<String>) -> Etcdctl {
+        assert!(
+            Path::new(ETCDCTL).exists(),
+            "{ETCDCTL} is missing: these tests need etcdctl 3.4 (Debian package `etcd-client`)"
+        );
+        Etcdctl { endpoints }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(ETCDCTL);
+        command
+            .env_clear()
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints.join(",")))
+            .arg("--dial-timeout=5s")
+            .arg("--command-timeout=20s")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    async fn run_with_input(&self, args: &[&str], input: &str, deadline: Duration) -> Printed {
+        let mut child = self.command(args).spawn().expect("start etcdctl");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(input.as_bytes()).await.expect("write etcdctl input");
+        drop(stdin);
+        // On a timeout the child is dropped, and so killed (kill_on_drop): it is ours.
+        let output = tokio::time::timeout(deadline, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("etcdctl {args:?} did not finish within {deadline:?}"))
+            .expect("etcdctl output");
+        Printed {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .filter(|line| !line.starts_with('{'))
+                .map(|line| format!("{line}\n"))
+                .collect(),
+            success: output.status.success(),
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> Printed {
+        self.run_with_input(args, "", COMMAND_DEADLINE).await
+    }
+
+    /// Start a long-running etcdctl (watch, keep-alive), read `lines` lines, then kill it.
+    async fn stream(&self, args: &[&str], lines: usize) -> Vec<String> {
+        let mut child = self.command(args).spawn().expect("start etcdctl");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut reader = BufReader::new(stdout).lines();
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + COMMAND_DEADLINE;
+        while seen.len() < lines {
+            match tokio::time::timeout_at(deadline, reader.next_line()).await {
+                Ok(Ok(Some(line))) => seen.push(line),
+                Ok(Ok(None)) => panic!("etcdctl {args:?} ended after {seen:?}"),
+                Ok(Err(error)) => panic!("read etcdctl {args:?}: {error}"),
+                Err(_) => panic!("etcdctl {args:?} printed only {seen:?} within {COMMAND_DEADLINE:?}"),
+            }
+        }
+        // Killed by its handle (this test started it); waiting reaps it.
+        child.kill().await.expect("kill etcdctl");
+        seen
+    }
+}
+
+/// One step of the script. Arguments may name `{rev:N}` (the revision of the script's N-th write)
+/// and `{lease:NAME}` (a lease granted earlier, in etcdctl's hex).
+enum Step {
+    /// A write, or anything not worth repeating on every member.
+    Run(&'static [&'static str]),
+    /// A read: on the embedded group also run against each replica alone, which must print the same.
+    Read(&'static [&'static str]),
+    /// With this text on stdin (`txn`).
+    Input(&'static [&'static str], &'static str),
+    /// Read this many lines of a streaming command, then stop it; on the group, also on each replica.
+    Stream(&'static [&'static str], usize),
+    /// `lease grant`, remembering the id under a name.
+    Grant(&'static str, &'static [&'static str]),
+    /// Repeat until stdout is empty (a leased key expiring), then keep that output.
+    UntilEmpty(&'static [&'static str]),
+    /// Cluster-wide output with one line per member or endpoint, in no fixed order: sorted after
+    /// normalising.
+    Cluster(&'static [&'static str]),
+}
+
+const TXN_SUCCESS: &str = "value(\"/parity/a\") = \"1\"\n\nput /parity/b 2\nput /parity/c 3\n\nput /parity/d 4\n\n";
+const TXN_FAILURE: &str = "value(\"/parity/a\") = \"9\"\n\nput /parity/b 9\n\nput /parity/d 4\n\n";
+const TXN_JSON: &str = "mod(\"/parity/a\") > \"0\"\n\nget /parity/a\ndel /parity/c\n\n\n";
+
+/// The script. Write number N makes revision `{rev:N}` (relative to the store's revision before
+/// the script, as kuboard's own keys were written before).
+const SCRIPT: &[Step] = &[
+    Step::Run(&["put", "/parity/foo", "bar"]),     // 1
+    Step::Run(&["put", "/parity/foo2", "bar2"]),   // 2
+    Step::Run(&["put", "/parity/foo3", "bar3"]),   // 3
+    Step::Run(&["put", "/parity/foo", "bar-new"]), // 4
+    Step::Read(&["get", "/parity/foo"]),
+    Step::Read(&["get", "/parity/foo", "-w", "json"]),
+    Step::Read(&["get", "/parity/", "--prefix"]),
+    Step::Read(&["get", "/parity/", "--prefix", "--limit", "2"]),
+    Step::Read(&["get", "/parity/", "--prefix", "--limit", "2", "-w", "json"]),
+    Step::Read(&[
+        "get",
+        "/parity/",
+        "--prefix",
+        "--keys-only",
+        "--sort-by=MODIFY",
+        "--order=DESCEND",
+    ]),
+    Step::Read(&["get", "/parity/", "--prefix", "--count-only", "-w", "json"]),
+    Step::Read(&["get", "/parity/foo", "--rev={rev:1}"]),
+    Step::Read(&["get", "/parity/", "--prefix", "--rev={rev:2}", "-w", "json"]),
+    Step::Read(&["get", "/parity/foo", "--rev={rev:1000}"]),
+    Step::Run(&["del", "/parity/foo2"]), // 5
+    Step::Run(&["del", "/parity/nothing"]),
+    Step::Run(&["del", "/parity/foo3", "--prev-kv"]), // 6
+    Step::Run(&["put", "/parity/a", "1"]),            // 7
+    Step::Input(&["txn"], TXN_SUCCESS),               // 8
+    Step::Input(&["txn"], TXN_FAILURE),               // 9
+    Step::Input(&["txn", "-w", "json"], TXN_JSON),    // 10
+    Step::Read(&["get", "/parity/", "--prefix", "-w", "json"]),
+    // Every event from the first write: 4 puts, 2 deletes, 1 put, txn's 2 puts, 1 put, 1 delete,
+    // three lines each (type, key, value).
+    Step::Stream(&["watch", "/parity/", "--prefix", "--rev={rev:1}"], 11 * 3),
+    Step::Stream(&["watch", "/parity/a", "--rev={rev:7}", "--prev-kv", "-w", "json"], 1),
+    Step::Grant("long", &["lease", "grant", "100"]),
+    Step::Run(&["put", "--lease={lease:long}", "/parity/leased", "v"]), // 11
+    Step::Run(&["lease", "timetolive", "{lease:long}", "--keys"]),
+    Step::Run(&["lease", "keep-alive", "--once", "{lease:long}"]),
+    Step::Run(&["lease", "list"]),
+    Step::Run(&["lease", "revoke", "{lease:long}"]), // 12
+    Step::Read(&["get", "/parity/leased"]),
+    Step::Grant("short", &["lease", "grant", "3"]),
+    Step::Run(&["put", "--lease={lease:short}", "/parity/expiring", "soon"]), // 13
+    Step::Read(&["get", "/parity/expiring"]),
+    Step::UntilEmpty(&["get", "/parity/expiring"]), // 14: the expiry deletes the key
+    Step::Run(&["lease", "timetolive", "{lease:short}"]),
+    Step::Grant("kept", &["lease", "grant", "6"]),
+    // keep-alive sends a renewal every TTL/3 and prints each answer.
+    Step::Stream(&["lease", "keep-alive", "{lease:kept}"], 2),
+    Step::Run(&["lease", "revoke", "{lease:kept}"]),
+    Step::Run(&["lease", "list"]),
+    Step::Run(&["lease", "timetolive", "1234"]),
+    Step::Run(&["put", "--lease=1234", "/parity/k", "v"]),
+    Step::Read(&["get", "/parity/", "--prefix", "-w", "json"]),
+    Step::Cluster(&["member", "list"]),
+    Step::Cluster(&["endpoint", "status"]),
+    Step::Cluster(&["endpoint", "health"]),
+];
+
+/// One store under test, as the script sees it.
+struct Side {
+    name: &'static str,
+    /// All members' endpoints at once.
+    all: Etcdctl,
+    /// Each member alone (only for the embedded group).
+    each: Vec<Etcdctl>,
+    /// The store's revision before the script's first write.
+    base_revision: i64,
+}
+
+/// What varies between two equal stores: ids, revision numbers (made relative), timings, URLs.
+struct Normaliser {
+    base_revision: i64,
+    /// Lease ids granted by the script: (name, hex as etcdctl prints and takes it).
+    leases: Vec<(&'static str, String)>,
+    endpoints: Vec<String>,
+}
+
+impl Normaliser {
+    fn lease_decimal(hex: &str) -> String {
+        i64::from_str_radix(hex, 16).expect("a hex lease id").to_string()
+    }
+
+    fn text(&self, text: &str) -> String {
+        let mut out = String::new();
+        for line in text.lines() {
+            out.push_str(&self.line(line));
+            out.push('\n');
+        }
+        out
+    }
+
+    fn line(&self, line: &str) -> String {
+        if let Ok(mut value) = serde_json::from_str::<serde_json::Value>(line) {
+            if value.is_object() || value.is_array() {
+                self.json(&mut value, None);
+                return value.to_string();
+            }
+        }
+        let mut line = line.to_string();
+        for (name, hex) in &self.leases {
+            line = line.replace(hex.as_str(), &format!("<lease:{name}>"));
+        }
+        for endpoint in &self.endpoints {
+            line = line.replace(endpoint.as_str(), "<endpoint>");
+        }
+        if let Some(at) = line.find(" took = ") {
+            line = format!("{}<took>", &line[..at + 8]);
+        }
+        // `lease timetolive`: the remaining seconds depend on when the command ran.
+        if let Some(start) = line.find("remaining(") {
+            if let Some(end) = line[start..].find("s)") {
+                line = format!("{}remaining(<n>s){}", &line[..start], &line[start + end + 2..]);
+            }
+        }
+        line
+    }
+
+    fn json(&self, value: &mut serde_json::Value, key: Option<&str>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (field_key, field) in map.iter_mut() {
+                    self.json(field, Some(field_key.as_str()));
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|item| self.json(item, key)),
+            // Ids are u64 and may not fit an i64.
+            serde_json::Value::Number(_) if matches!(key, Some("cluster_id" | "member_id" | "raft_term" | "ID")) => {
+                *value = "<id>".into();
+            }
+            serde_json::Value::Number(number) => {
+                let Some(number) = number.as_i64() else { return };
+                match key {
+                    Some("lease" | "id") => {
+                        let name = self
+                            .leases
+                            .iter()
+                            .find(|(_, hex)| Self::lease_decimal(hex) == number.to_string())
+                            .map_or("<unknown lease>".to_string(), |(name, _)| format!("<lease:{name}>"));
+                        *value = name.into();
+                    }
+                    Some("revision" | "create_revision" | "mod_revision" | "compact_revision") if number > 0 => {
+                        *value = format!("<rev:{}>", number - self.base_revision).into();
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Lines of cluster-wide tables, with per-member fields replaced, sorted.
+    fn cluster(&self, args: &[&str], printed: &Printed) -> String {
+        let text = format!("{}{}", printed.stdout, printed.stderr);
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let mut fields: Vec<String> = line.split(", ").map(str::to_string).collect();
+                match args {
+                    ["member", "list"] if fields.len() == 6 => {
+                        // id, status, name, peer URLs, client URLs, is learner.
+                        fields[0] = "<member id>".into();
+                        fields[2] = "<name>".into();
+                        fields[3] = "<peer url>".into();
+                        fields[4] = "<client url>".into();
+                    }
+                    ["endpoint", "status"] if fields.len() >= 9 => {
+                        // endpoint, id, version, db size, is leader, is learner, term, index, applied.
+                        fields[0] = "<endpoint>".into();
+                        fields[1] = "<member id>".into();
+                        fields[2] = if fields[2].starts_with("3.4.") {
+                            "3.4.x".into()
+                        } else {
+                            format!("<not 3.4: {}>", fields[2])
+                        };
+                        fields[3] = "<db size>".into();
+                        for field in &mut fields[6..9] {
+                            *field = "<number>".into();
+                        }
+                    }
+                    _ => {}
+                }
+                self.line(&fields.join(", "))
+            })
+            .collect();
+        lines.sort();
+        lines.into_iter().map(|line| format!("{line}\n")).collect()
+    }
+}
+
+/// The arguments with `{rev:N}` and `{lease:NAME}` filled in for one side.
+fn fill(args: &[&str], base_revision: i64, leases: &[(&'static str, String)]) -> Vec<String> {
+    args.iter()
+        .map(|arg| {
+            let mut arg = arg.to_string();
+            while let Some(start) = arg.find("{rev:") {
+                let end = start + arg[start..].find('}').expect("closing brace");
+                let relative: i64 = arg[start + 5..end].parse().expect("a relative revision");
+                arg = format!("{}{}{}", &arg[..start], base_revision + relative, &arg[end + 1..]);
+            }
+            for (name, hex) in leases {
+                arg = arg.replace(&format!("{{lease:{name}}}"), hex);
+            }
+            arg
+        })
+        .collect()
+}
+
+fn outcome(normaliser: &Normaliser, printed: &Printed) -> String {
+    format!(
+        "{}{}exit {}",
+        normaliser.text(&printed.stdout),
+        normaliser.text(&printed.stderr),
+        if printed.success { "ok" } else { "failed" }
+    )
+}
+
+/// The script's transcript on one side: (command, normalised output) per step, and the steps where
+/// a single member printed something else than all members together.
+async fn run_script(side: &Side) -> (Vec<(String, String)>, Vec<String>) {
+    let mut normaliser = Normaliser {
+        base_revision: side.base_revision,
+        leases: Vec::new(),
+        endpoints: side.all.endpoints.clone(),
+    };
+    let mut transcript = Vec::new();
+    let mut member_differences = Vec::new();
+    for step in SCRIPT {
+        let (args, input): (&[&str], &str) = match step {
+            Step::Run(args)
+            | Step::Read(args)
+            | Step::Stream(args, _)
+            | Step::Grant(_, args)
+            | Step::UntilEmpty(args)
+            | Step::Cluster(args) => (args, ""),
+            Step::Input(args, input) => (args, input),
+        };
+        let filled = fill(args, side.base_revision, &normaliser.leases);
+        let filled: Vec<&str> = filled.iter().map(String::as_str).collect();
+        let label = if input.is_empty() {
+            args.join(" ")
+        } else {
+            format!("{} <<< {input:?}", args.join(" "))
+        };
+        tracing::info!(side = side.name, "etcdctl {}", filled.join(" "));
+        let printed = match step {
+            Step::Stream(_, lines) => stream_printed(side.all.stream(&filled, *lines).await),
+            Step::UntilEmpty(_) => until_empty(&side.all, &filled).await,
+            _ => side.all.run_with_input(&filled, input, COMMAND_DEADLINE).await,
+        };
+        if let Step::Grant(name, _) = step {
+            normaliser.leases.push((name, granted_lease(&printed)));
+        }
+        let normalised = match step {
+            Step::Cluster(_) => format!(
+                "{}exit {}",
+                normaliser.cluster(args, &printed),
+                if printed.success { "ok" } else { "failed" }
+            ),
+            _ => outcome(&normaliser, &printed),
+        };
+        for (index, member) in side.each.iter().enumerate() {
+            let alone = match step {
+                Step::Read(_) => member.run(&filled).await,
+                Step::Stream(_, lines) => stream_printed(member.stream(&filled, *lines).await),
+                _ => continue,
+            };
+            let alone = outcome(&normaliser, &alone);
+            if alone != normalised {
+                member_differences.push(format!(
+                    "etcdctl {label}\n--- all members:\n{normalised}\n--- member {} alone:\n{alone}\n",
+                    index + 1
+                ));
+            }
+        }
+        transcript.push((label, normalised));
+    }
+    (transcript, member_differences)
+}
+
+fn stream_printed(lines: Vec<String>) -> Printed {
+    Printed {
+        stdout: lines.iter().map(|line| format!("{line}\n")).collect(),
+        stderr: String::new(),
+        success: true,
+    }
+}
+
+/// Runs `args` until it prints nothing on stdout (bounded), returning that last run.
+async fn until_empty(etcdctl: &Etcdctl, args: &[&str]) -> Printed {
+    let deadline = Instant::now() + COMMAND_DEADLINE;
+    loop {
+        let printed = etcdctl.run(args).await;
+        if printed.success && printed.stdout.is_empty() {
+            return printed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcdctl {args:?} still printed {printed:?} after {COMMAND_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The lease id (hex) in etcdctl's "lease <hex> granted with TTL(..)".
+fn granted_lease(printed: &Printed) -> String {
+    let words: Vec<&str> = printed.stdout.split_whitespace().collect();
+    assert!(
+        printed.success && words.len() >= 3 && words[0] == "lease" && words[2] == "granted",
+        "lease grant failed: {printed:?}"
+    );
+    words[1].to_string()
+}
+
+/// The store's current revision, by a linearizable read through `etcdctl`.
+async fn current_revision(etcdctl: &Etcdctl) -> i64 {
+    let printed = etcdctl.run(&["get", "/parity/", "--prefix", "-w", "json"]).await;
+    assert!(printed.success, "{printed:?}");
+    let value: serde_json::Value = serde_json::from_str(&printed.stdout).expect("etcdctl prints JSON");
+    value["header"]["revision"].as_i64().expect("a revision in the header")
+}
+
+/// A three-replica group, each replica serving the etcd API on its own loopback port (one host
+/// cannot give three replicas one port; in production every replica uses the same port).
+struct EmbeddedGroup {
+    group: Group,
+    api_ports: Vec<u16>,
+}
+
+impl EmbeddedGroup {
+    async fn start() -> EmbeddedGroup {
+        let api_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let ports = api_ports.clone();
+        let mut group = Group::start_with_env(3, &move |index| {
+            vec![("KUBOARD_ETCD_API_PORT".to_string(), ports[index].to_string())]
+        });
+        group.wait_all_ready(START_DEADLINE).await;
+        let embedded = EmbeddedGroup { group, api_ports };
+        // The first start creates the admin user; the script starts after that write.
+        let etcdctl = embedded.etcdctl();
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let printed = etcdctl.run(&["get", "users/admin", "--keys-only"]).await;
+            if printed.success && printed.stdout.lines().next() == Some("users/admin") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the admin user was not created within {START_DEADLINE:?} ({printed:?}); logs:\n{}",
+                embedded.group.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        embedded
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.api_ports.iter().map(|port| format!("127.0.0.1:{port}")).collect()
+    }
+
+    fn etcdctl(&self) -> Etcdctl {
+        Etcdctl::new(self.endpoints())
+    }
+
+    fn stop(mut self) {
+        for replica in &mut self.group.replicas {
+            replica.stop();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_prints_the_same_on_three_member_etcd_and_three_replicas() {
+    let _serial = SERIAL.lock().await;
+    init_tracing();
+
+    tracing::info!("--- a real three-member etcd 3.4 and three kuboard replicas serving the etcd API");
+    let etcd = EtcdCluster::start(3).await.expect("start a real three-member etcd");
+    let embedded = EmbeddedGroup::start().await;
+
+    let etcd_side = {
+        let all = Etcdctl::new(
+            etcd.client_endpoints()
+                .iter()
+                .map(|url| url.trim_start_matches("http://").to_string())
+                .collect(),
+        );
+        let base_revision = current_revision(&all).await;
+        Side {
+            name: "etcd",
+            all,
+            each: Vec::new(),
+            base_revision,
+        }
+    };
+    let kuboard_side = {
+        let all = embedded.etcdctl();
+        let base_revision = current_revision(&all).await;
+        Side {
+            name: "kuboard",
+            all,
+            each: embedded
+                .endpoints()
+                .into_iter()
+                .map(|endpoint| Etcdctl::new(vec![endpoint]))
+                .collect(),
+            base_revision,
+        }
+    };
+
+    tracing::info!(
+        "--- the script against etcd (base revision {})",
+        etcd_side.base_revision
+    );
+    let (etcd_transcript, _) = run_script(&etcd_side).await;
+    tracing::info!(
+        "--- the script against the three replicas (base revision {}), reads on each replica too",
+        kuboard_side.base_revision
+    );
+    let (kuboard_transcript, member_differences) = run_script(&kuboard_side).await;
+
+    tracing::info!("--- the comparison, step by step");
+    let mut report = String::new();
+    let mut differences = 0;
+    for ((label, etcd_output), (_, kuboard_output)) in etcd_transcript.iter().zip(&kuboard_transcript) {
+        report.push_str(&format!("$ etcdctl {label}\n"));
+        if etcd_output == kuboard_output {
+            report.push_str(&indent(etcd_output, "  same | "));
+        } else {
+            differences += 1;
+            report.push_str(&indent(etcd_output, "  etcd | "));
+            report.push_str(&indent(kuboard_output, "  ours | "));
+        }
+    }
+    println!("{report}");
+    assert_eq!(etcd_transcript.len(), SCRIPT.len());
+    assert_eq!(kuboard_transcript.len(), SCRIPT.len());
+    assert_eq!(
+        differences,
+        0,
+        "{differences} of {} steps differ between etcd and kuboard:\n{report}",
+        SCRIPT.len()
+    );
+    assert!(
+        member_differences.is_empty(),
+        "a single replica answered differently from the group:\n{}",
+        member_differences.join("\n")
+    );
+
+    tracing::info!(
+        "--- member list: ids are Raft ids, URLs are each member's peer host with the asking replica's API port"
+    );
+    for (index, port) in embedded.api_ports.iter().enumerate() {
+        let printed = Etcdctl::new(vec![format!("127.0.0.1:{port}")])
+            .run(&["member", "list"])
+            .await;
+        let expected: String = embedded
+            .group
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(member, replica)| {
+                format!(
+                    "{}, started, kuboard-{}, http://127.0.0.1:{}, http://127.0.0.1:{port}, false\n",
+                    member + 1,
+                    member + 1,
+                    replica.raft_port
+                )
+            })
+            .collect();
+        assert_eq!(printed.stdout, expected, "member list asked of replica {}", index + 1);
+    }
+
+    tracing::info!("--- known deviation: endpoint status with an http:// endpoint (docs/etcd-api.md)");
+    // etcdctl 3.4 dials `passthrough:///http://host:port` for `endpoint status` and sends
+    // `http://host:port` as HTTP/2 `:authority`; etcd's Go server takes it, the h2 crate resets the
+    // stream as malformed. If this starts to succeed, drop the deviation from the docs.
+    let with_scheme = Etcdctl::new(vec![format!("http://127.0.0.1:{}", embedded.api_ports[0])]);
+    let printed = with_scheme.run(&["endpoint", "status"]).await;
+    assert!(
+        !printed.success && printed.stderr.contains("PROTOCOL_ERROR"),
+        "endpoint status through an http:// endpoint: {printed:?}"
+    );
+    let printed = with_scheme.run(&["get", "/parity/a", "--print-value-only"]).await;
+    assert_eq!(
+        printed.stdout, "1\n",
+        "other commands take http:// endpoints: {printed:?}"
+    );
+    embedded.stop();
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines().map(|line| format!("{prefix}{line}\n")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_check_perf_small_load_passes_on_three_replicas() {
+    let _serial = SERIAL.lock().await;
+    init_tracing();
+    tracing::info!("--- three replicas serving the etcd API");
+    let embedded = EmbeddedGroup::start().await;
+    let etcdctl = embedded.etcdctl();
+
+    tracing::info!("--- etcdctl check perf --load=s through all three endpoints (about 60 s)");
+    let started = Instant::now();
+    let printed = etcdctl
+        .run_with_input(&["check", "perf", "--load=s"], "", Duration::from_secs(180))
+        .await;
+    // The progress bar redraws one line; the verdicts are what is worth keeping.
+    let verdicts: Vec<&str> = printed
+        .stdout
+        .split(['\n', '\r'])
+        .filter(|line| line.starts_with("PASS") || line.starts_with("FAIL"))
+        .collect();
+    println!(
+        "etcdctl check perf --load=s against 3 replicas ({:.0} s):\n{}\n{}",
+        started.elapsed().as_secs_f64(),
+        verdicts.join("\n"),
+        printed.stderr
+    );
+    assert!(printed.success, "check perf failed: {printed:?}");
+    for verdict in ["PASS: Throughput", "PASS: Slowest request", "PASS: Stddev"] {
+        assert!(
+            verdicts.iter().any(|line| line.starts_with(verdict)),
+            "{verdict} missing: {verdicts:?}"
+        );
+    }
+    assert_eq!(verdicts.last(), Some(&"PASS"), "{verdicts:?}");
+
+    tracing::info!("--- check perf leaves no key behind");
+    let left = etcdctl
+        .run(&["get", "/etcdctl-check-perf/", "--prefix", "--keys-only"])
+        .await;
+    assert!(left.success && left.stdout.is_empty(), "{left:?}");
+    embedded.stop();
+}
