@@ -1,0 +1,14 @@
+//! kuboard-jepsen: the chaos/partition suite of kuboard. It runs real processes (`kuboard serve`
+//! replicas or etcd members) in network namespaces of their own, injects faults, records what clients
+//! saw and checks it.
+//!
+//! # Layout
+//!
+//! - [`history`]: the operation records a workload writes (JSON lines) and a checker reads.
+//! - [`checker`]: linearizability (per-key WGL over a register), set and watch checkers.
+//!
+//! Architecture Invariant: this crate talks to the system under test over the network and through
+//! process signals only; it links no server code.
+
+pub mod checker;
+pub mod history;
