@@ -419,3 +419,38 @@ async fn a_single_replica_keeps_its_only_voter_and_needs_a_secret_to_grow() {
     assert!(metric(&samples, "kuboard_raft_applied_index") > 0.0);
     replica.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_an_external_etcd_members_are_listed_but_changed_with_etcdctl() {
+    let etcd = kuboard_storage::testing::EtcdCluster::start(1)
+        .await
+        .expect("start etcd (the etcd-server package provides it)");
+    let endpoint = etcd.client_endpoint(0).to_string();
+    let data = tempfile::tempdir().expect("data dir");
+    let logs = tempfile::tempdir().expect("log dir");
+    let mut replica = Replica::start_with(data.path(), logs.path(), &[("KUBOARD_ETCD_ENDPOINTS", &endpoint)]);
+    replica.wait_ready_within(START_TIMEOUT).await;
+    let url = replica.url("");
+
+    let listed = members_via(&url, ADMIN_PASSWORD, &["list", "--json"]);
+    assert_exit(&listed, 0, "\"backend\": \"etcd\"");
+    let view: Value = serde_json::from_str(&listed.stdout).expect("--json prints JSON");
+    assert_eq!(view["members"].as_array().map(Vec::len), Some(1), "{view}");
+    for words in [
+        &["add", "2=127.0.0.1:9"][..],
+        &["remove", "2"],
+        &["replace", "2=127.0.0.1:9"],
+    ] {
+        let refused = members_via(&url, ADMIN_PASSWORD, words);
+        assert_exit(&refused, 1, "not_supported");
+        assert!(refused.stderr.contains("etcdctl member"), "{}", refused.stderr);
+    }
+    assert!(
+        scrape(&replica)
+            .await
+            .keys()
+            .all(|name| !name.starts_with("kuboard_raft_")),
+        "raft metrics only with the embedded store"
+    );
+    replica.stop();
+}
