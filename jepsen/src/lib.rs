@@ -6,9 +6,13 @@
 //!
 //! - [`history`]: the operation records a workload writes (JSON lines) and a checker reads.
 //! - [`checker`]: linearizability (per-key WGL over a register), set and watch checkers.
+//! - [`net`]: hosts in network namespaces on a bridge, partitions, packet loss, cleanup.
+//! - [`echo`]: a TCP echo server and probe for reachability checks.
 //!
 //! Architecture Invariant: this crate talks to the system under test over the network and through
 //! process signals only; it links no server code.
 
 pub mod checker;
+pub mod echo;
 pub mod history;
+pub mod net;

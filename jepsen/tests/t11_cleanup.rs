@@ -1,0 +1,59 @@
+//! `kuboard-jepsen cleanup` removes what a killed run leaves behind: namespaces (and the processes in
+//! them), links and the host FORWARD rule. This file holds one test only because cleanup removes every
+//! network of the suite on the machine, and test binaries run one after the other.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kuboard_jepsen::net::Network;
+
+const JEPSEN_BINARY: &str = env!("CARGO_BIN_EXE_kuboard-jepsen");
+
+#[test]
+fn cleanup_removes_a_leaked_network_and_kills_its_processes() {
+    let network = Network::create(2).expect("create two hosts (the suite needs root, iproute2, iptables)");
+    let id = network.id().to_string();
+    let namespace = network.hosts()[0].namespace.clone();
+    let listen = format!("{}:7008", network.hosts()[0].ip);
+    let mut server = network
+        .command(0, JEPSEN_BINARY)
+        .args(["echo-server", "--listen", &listen])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start an echo server in n1");
+    // A run killed with SIGKILL never drops its network.
+    std::mem::forget(network);
+
+    let output = Command::new(JEPSEN_BINARY)
+        .arg("cleanup")
+        .output()
+        .expect("run cleanup");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("killed 1 processes"), "{report}");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = server.try_wait().expect("poll the echo server") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the echo server survived cleanup");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let namespaces = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("list namespaces");
+    assert!(!String::from_utf8_lossy(&namespaces.stdout).contains(&namespace));
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("list links");
+    assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!("kjp{id}")));
+    let forward = Command::new("iptables")
+        .args(["-S", "FORWARD"])
+        .output()
+        .expect("list FORWARD");
+    assert!(!String::from_utf8_lossy(&forward.stdout).contains(&format!("kjp-{id}")));
+}
