@@ -8,6 +8,10 @@
 //! - [`checker`]: linearizability (per-key WGL over a register), set and watch checkers.
 //! - [`net`]: hosts in network namespaces on a bridge, partitions, packet loss, cleanup.
 //! - [`echo`]: a TCP echo server and probe for reachability checks.
+//! - [`system`]: the system under test (embedded group or etcd), one member per host, signals.
+//! - [`workload`]: clients recording histories (registers through the etcd v3 API).
+//! - [`nemesis`]: faults on a random schedule and their timeline.
+//! - [`run`]: one test run end to end, writing the run directory.
 //!
 //! Architecture Invariant: this crate talks to the system under test over the network and through
 //! process signals only; it links no server code.
@@ -15,4 +19,8 @@
 pub mod checker;
 pub mod echo;
 pub mod history;
+pub mod nemesis;
 pub mod net;
+pub mod run;
+pub mod system;
+pub mod workload;

@@ -2,10 +2,17 @@
 //! killed run left behind.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use kuboard_jepsen::checker::SearchLimits;
+use kuboard_jepsen::nemesis::{FaultKind, NemesisOptions};
+use kuboard_jepsen::run::{run_test, RunVerdict, TestOptions};
+use kuboard_jepsen::system::SystemKind;
+use kuboard_jepsen::workload::register::{ReadMode, RegisterOptions};
 
 #[derive(Parser)]
 #[command(name = "kuboard-jepsen", about = "The chaos/partition suite of kuboard")]
@@ -16,6 +23,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a test: start the system in network namespaces, run the workload under faults, check the
+    /// history. Exit 0 when valid, 1 on an anomaly, 3 when the checker could not decide, 2 on a harness
+    /// error, 130 when interrupted. Needs root, iproute2 and iptables.
+    Test(TestArgs),
     /// Remove network namespaces, links and host iptables rules of the suite (names starting with `kjp`)
     /// and kill the processes left inside those namespaces.
     Cleanup,
@@ -37,6 +48,71 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Workload {
+    /// Read / write / compare-and-set registers through the etcd v3 API, checked for linearizability.
+    Register,
+}
+
+#[derive(clap::Args)]
+struct TestArgs {
+    #[arg(long, value_enum, default_value = "embedded")]
+    system: SystemKind,
+    /// Members of the group (1, 3 or 5 for the embedded group, 3 for etcd).
+    #[arg(long, default_value_t = 3)]
+    members: usize,
+    #[arg(long, value_enum, default_value = "register")]
+    workload: Workload,
+    /// Faults to pick from, comma-separated; `none` for a run without faults.
+    #[arg(long, value_delimiter = ',', default_value = "partition,kill,pause")]
+    nemesis: Vec<NemesisArg>,
+    /// Seconds the clients run.
+    #[arg(long, default_value_t = 60)]
+    time_limit: u64,
+    /// Seconds at the end of the run without faults.
+    #[arg(long, default_value_t = 10)]
+    recovery: u64,
+    /// Seconds of quiet before each fault.
+    #[arg(long, default_value_t = 5)]
+    fault_quiet: u64,
+    /// Seconds each fault lasts.
+    #[arg(long, default_value_t = 5)]
+    fault_hold: u64,
+    /// Run directory: history.jsonl, verdict.json, timeline.jsonl, members/.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value = "target/debug/kuboard")]
+    kuboard_binary: PathBuf,
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    etcd_binary: PathBuf,
+    /// `serializable-any-member` is unsafe on purpose, to show that the checker catches stale reads.
+    #[arg(long, value_enum, default_value = "linearizable")]
+    read_mode: ReadMode,
+    #[arg(long, default_value_t = 6)]
+    clients: usize,
+    /// Operations per key before the clients move to fresh keys.
+    #[arg(long, default_value_t = 150)]
+    ops_per_key: usize,
+    /// Milliseconds before an unanswered operation counts as indeterminate.
+    #[arg(long, default_value_t = 1500)]
+    op_timeout_ms: u64,
+    /// Search steps per key before the checker answers "unknown".
+    #[arg(long, default_value_t = 5_000_000)]
+    max_steps_per_key: u64,
+    /// Keep the members' data directories (their logs are always kept).
+    #[arg(long)]
+    keep_data: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum NemesisArg {
+    None,
+    Partition,
+    Kill,
+    Pause,
+    Loss,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -47,6 +123,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Test(args) => return test(args),
         Command::Cleanup => cleanup(),
         Command::EchoServer {
             listen,
@@ -75,4 +152,149 @@ fn cleanup() -> anyhow::Result<()> {
         cleaned.killed_processes.len()
     );
     Ok(())
+}
+
+fn test(args: TestArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("kuboard-jepsen: start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = test_options(&args);
+    let outcome = runtime.block_on(async {
+        // Dropping the run on a signal kills the members and removes the network (their Drop impls).
+        tokio::select! {
+            verdict = run_test(&options) => Some(verdict),
+            _ = interrupted() => None,
+        }
+    });
+    match outcome {
+        None => {
+            eprintln!("kuboard-jepsen: interrupted; members stopped and the test network removed");
+            ExitCode::from(130)
+        }
+        Some(Err(error)) => {
+            eprintln!("kuboard-jepsen: {error:#}");
+            ExitCode::from(2)
+        }
+        Some(Ok(verdict)) => {
+            if !args.keep_data {
+                remove_member_data(&options);
+            }
+            print_verdict(&options, &verdict);
+            if verdict.anomaly {
+                ExitCode::from(1)
+            } else if !verdict.valid {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
+}
+
+fn test_options(args: &TestArgs) -> TestOptions {
+    let faults = args
+        .nemesis
+        .iter()
+        .filter_map(|fault| match fault {
+            NemesisArg::None => None,
+            NemesisArg::Partition => Some(FaultKind::Partition),
+            NemesisArg::Kill => Some(FaultKind::Kill),
+            NemesisArg::Pause => Some(FaultKind::Pause),
+            NemesisArg::Loss => Some(FaultKind::Loss),
+        })
+        .collect();
+    let Workload::Register = args.workload;
+    TestOptions {
+        kind: args.system,
+        members: args.members,
+        kuboard_binary: args.kuboard_binary.clone(),
+        etcd_binary: args.etcd_binary.clone(),
+        register: RegisterOptions {
+            clients: args.clients.max(1),
+            ops_per_key: args.ops_per_key.max(1),
+            read_mode: args.read_mode,
+            op_timeout: Duration::from_millis(args.op_timeout_ms),
+            ..RegisterOptions::default()
+        },
+        nemesis: NemesisOptions {
+            faults,
+            quiet: Duration::from_secs(args.fault_quiet),
+            hold: Duration::from_secs(args.fault_hold),
+        },
+        time_limit: Duration::from_secs(args.time_limit),
+        recovery: Duration::from_secs(args.recovery),
+        out_dir: args.out.clone(),
+        limits: SearchLimits {
+            max_steps_per_key: args.max_steps_per_key,
+        },
+        progress_every: Some(Duration::from_secs(5)),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn interrupted() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+fn remove_member_data(options: &TestOptions) {
+    let members = options.out_dir.join("members");
+    for index in 1..=options.members {
+        let data = members.join(format!("n{index}"));
+        if let Err(error) = std::fs::remove_dir_all(&data).context("remove member data") {
+            if data.exists() {
+                eprintln!("kuboard-jepsen: {}: {error:#}", data.display());
+            }
+        }
+    }
+}
+
+fn print_verdict(options: &TestOptions, verdict: &RunVerdict) {
+    let word = if verdict.anomaly {
+        "ANOMALY"
+    } else if verdict.valid {
+        "valid"
+    } else {
+        "unknown"
+    };
+    println!(
+        "{word}: {} operations (ok {}, fail {}, info {}) on {} keys, {} faults, {} ok after the faults, checked in {:.2} s",
+        verdict.operations,
+        verdict.outcomes.ok,
+        verdict.outcomes.fail,
+        verdict.outcomes.info,
+        verdict.register.keys,
+        verdict.faults_injected,
+        verdict.ok_after_faults,
+        verdict.checker_seconds
+    );
+    for anomaly in verdict.register.anomalies.iter().take(3) {
+        println!(
+            "  key {}: op {} ({:?} on {}) cannot be linearized; register was {:?} after {} ops",
+            anomaly.key,
+            anomaly.operation.index,
+            anomaly.operation.call,
+            anomaly.operation.node,
+            anomaly.state_before,
+            anomaly.linearized
+        );
+    }
+    if !verdict.register.unknown_keys.is_empty() {
+        println!("  undecided keys: {:?}", verdict.register.unknown_keys);
+    }
+    println!("run directory: {}", options.out_dir.display());
 }
