@@ -2,6 +2,9 @@
 //! Rust etcd client for what etcdctl cannot show): outputs are asserted exactly, and one test runs
 //! the same etcdctl session against a real etcd and the embedded store and compares them.
 
+// `kuboard serve` declares this module in src/main.rs; a test cannot import from a binary crate,
+// so the same source is compiled in here to drive it over a store without a whole replica
+// (tests/t45_etcdctl_parity.rs drives it through `kuboard serve`).
 #[path = "../src/etcd_api/mod.rs"]
 mod etcd_api;
 

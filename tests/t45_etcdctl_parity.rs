@@ -50,6 +50,8 @@ struct Printed {
 #[derive(Clone)]
 struct Etcdctl {
     endpoints: Vec<String>,
+    /// More flags before the command (TLS files).
+    extra: Vec<String>,
 }
 
 impl Etcdctl {
@@ -58,7 +60,10 @@ impl Etcdctl {
             Path::new(ETCDCTL).exists(),
             "{ETCDCTL} is missing: these tests need etcdctl 3.4 (Debian package `etcd-client`)"
         );
-        Etcdctl { endpoints }
+        Etcdctl {
+            endpoints,
+            extra: Vec::new(),
+        }
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -69,6 +74,7 @@ impl Etcdctl {
             .arg(format!("--endpoints={}", self.endpoints.join(",")))
             .arg("--dial-timeout=5s")
             .arg("--command-timeout=20s")
+            .args(&self.extra)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -684,4 +690,141 @@ async fn etcdctl_check_perf_small_load_passes_on_three_replicas() {
         .await;
     assert!(left.success && left.stdout.is_empty(), "{left:?}");
     embedded.stop();
+}
+
+/// Settings of the etcd API that cannot work stop `kuboard serve` at start with one line naming
+/// the setting (exit 2), a taken port with one naming the address (exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_etcd_api_settings_stop_the_start() {
+    init_tracing();
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().display().to_string();
+    let server_port = free_port().to_string();
+    let raft_port = free_port().to_string();
+    let base = [
+        ("KUBOARD_SERVER_ADDR", "127.0.0.1"),
+        ("KUBOARD_SERVER_PORT", server_port.as_str()),
+        ("KUBOARD_RAFT_PORT", raft_port.as_str()),
+        ("KUBOARD_DATA_DIR", data_dir.as_str()),
+    ];
+    let run = |extra: &[(&str, &str)]| {
+        let mut env = base.to_vec();
+        env.extend_from_slice(extra);
+        common::run_to_completion(&["serve"], &env, Duration::from_secs(20))
+    };
+
+    tracing::info!("--- with an external etcd the API is a configuration error");
+    let finished = run(&[
+        ("KUBOARD_ETCD_ENDPOINTS", "127.0.0.1:2379"),
+        ("KUBOARD_ETCD_API_PORT", "2379"),
+    ]);
+    assert_eq!(finished.status.code(), Some(2), "{}", finished.stderr);
+    assert_eq!(
+        finished.stderr,
+        "error: KUBOARD_ETCD_API_PORT=\"2379\": expected it unset when KUBOARD_ETCD_ENDPOINTS selects an external \
+         etcd: only the embedded store serves the etcd v3 API; point etcd clients at the external etcd itself\n"
+    );
+
+    tracing::info!("--- a missing certificate file is named, the flag as the operator wrote it");
+    let finished = common::run_to_completion(
+        &[
+            "serve",
+            "--etcd-api-port",
+            "23790",
+            "--etcd-api-cert",
+            "/nonexistent/api.pem",
+            "--etcd-api-key",
+            "/nonexistent/api-key.pem",
+        ],
+        &base,
+        Duration::from_secs(20),
+    );
+    assert_eq!(finished.status.code(), Some(2), "{}", finished.stderr);
+    assert!(
+        finished.stderr.starts_with(
+            "error: --etcd-api-cert=\"/nonexistent/api.pem\": expected a PEM certificate file that can be read"
+        ) && finished.stderr.lines().count() == 1,
+        "{}",
+        finished.stderr
+    );
+
+    tracing::info!("--- a taken port stops the start before anything is served");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = taken.local_addr().expect("local address").port().to_string();
+    let finished = run(&[("KUBOARD_ETCD_API_PORT", port.as_str())]);
+    assert_eq!(finished.status.code(), Some(1), "{}", finished.stderr);
+    let line = finished
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in {}", finished.stderr));
+    assert!(
+        line.starts_with(&format!(
+            "error: listen on 127.0.0.1:{port} (KUBOARD_ETCD_API_PORT, KUBOARD_ETCD_API_ADDR) for the etcd v3 API: "
+        )),
+        "{line}"
+    );
+}
+
+/// TLS with client certificates through `kuboard serve`: served to a client with a certificate
+/// signed by the CA, refused without one; the API closes with the replica's graceful shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kuboard_serve_with_tls_client_certificates() {
+    init_tracing();
+    let files = tempfile::tempdir().expect("tempdir");
+    let pki = common::make_test_pki(files.path());
+    let path = |file: &Path| file.display().to_string();
+    let api_port = free_port();
+    let (cert, key, ca, port) = (
+        path(&pki.server_cert),
+        path(&pki.server_key),
+        path(&pki.ca),
+        api_port.to_string(),
+    );
+    let data = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let mut replica = common::Replica::start_with(
+        &data.path().join("data"),
+        logs.path(),
+        &[
+            ("KUBOARD_ETCD_API_PORT", port.as_str()),
+            ("KUBOARD_ETCD_API_CERT", cert.as_str()),
+            ("KUBOARD_ETCD_API_KEY", key.as_str()),
+            ("KUBOARD_ETCD_API_CLIENT_CA", ca.as_str()),
+        ],
+    );
+    replica.wait_ready_within(START_DEADLINE).await;
+
+    tracing::info!("--- a client certificate signed by the CA: served");
+    let endpoint = format!("https://127.0.0.1:{api_port}");
+    let mut with_certificate = Etcdctl::new(vec![endpoint.clone()]);
+    with_certificate.extra = vec![
+        format!("--cacert={ca}"),
+        format!("--cert={}", path(&pki.client_cert)),
+        format!("--key={}", path(&pki.client_key)),
+    ];
+    let printed = with_certificate.run(&["put", "secure", "yes"]).await;
+    assert_eq!(printed.stdout, "OK\n", "{printed:?}");
+    let printed = with_certificate.run(&["member", "list"]).await;
+    assert_eq!(
+        printed.stdout,
+        format!(
+            "1, started, kuboard-1, http://127.0.0.1:{}, https://127.0.0.1:{api_port}, false\n",
+            replica.raft_port
+        ),
+        "{printed:?}"
+    );
+
+    tracing::info!("--- no client certificate: refused");
+    let mut without_certificate = Etcdctl::new(vec![endpoint]);
+    without_certificate.extra = vec![format!("--cacert={ca}"), "--dial-timeout=2s".to_string()];
+    let printed = without_certificate.run(&["get", "secure"]).await;
+    assert!(!printed.success && printed.stdout.is_empty(), "{printed:?}");
+
+    tracing::info!("--- the graceful shutdown closes the API");
+    replica.stop();
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", api_port)).await.is_err(),
+        "the etcd API port is closed after the replica stopped"
+    );
 }
