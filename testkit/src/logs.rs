@@ -1,0 +1,101 @@
+//! Pod logs: synthetic lines per container, `tailLines`, `timestamps`, and `follow` (a new line every
+//! `log_follow_interval`, ended after `log_follow_max_lines` or when the pod goes).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use crate::resources;
+use crate::status::ApiError;
+use crate::store::{now_rfc3339, SharedState};
+
+/// The container a request names, or the pod's only (or default) one.
+pub fn choose_container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
+    let pod_name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let containers: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|c| c.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).collect())
+        .unwrap_or_default();
+    let default = pod.pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container").and_then(Value::as_str);
+    match requested.filter(|r| !r.is_empty()).or(default) {
+        Some(name) if containers.contains(&name) => Ok(name.to_string()),
+        Some(name) => Err(ApiError::bad_request(format!("container {name} is not valid for pod {pod_name}"))),
+        None if containers.len() == 1 => Ok(containers[0].to_string()),
+        None => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {pod_name}, choose one of: [{}]",
+            containers.join(" ")
+        ))),
+    }
+}
+
+pub struct LogRequest {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub follow: bool,
+    pub tail_lines: Option<usize>,
+    pub timestamps: bool,
+}
+
+fn format_line(line: &str, timestamps: bool) -> Bytes {
+    if timestamps {
+        Bytes::from(format!("{} {line}\n", now_rfc3339()))
+    } else {
+        Bytes::from(format!("{line}\n"))
+    }
+}
+
+pub fn respond(state: Arc<SharedState>, request: LogRequest, mut shutdown: watch::Receiver<bool>) -> Response {
+    let lines = state.log_lines(&request.namespace, &request.pod, &request.container);
+    let skip = request.tail_lines.map_or(0, |tail| lines.len().saturating_sub(tail));
+    let initial: Vec<Bytes> = lines[skip..].iter().map(|l| format_line(l, request.timestamps)).collect();
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    tokio::spawn(async move {
+        for line in initial {
+            if sender.send(Ok(line)).await.is_err() {
+                return;
+            }
+        }
+        if !request.follow {
+            return;
+        }
+        let pods = resources::find("", "v1", "pods").expect("pods are served");
+        let mut seen = lines.len();
+        let mut interval = tokio::time::interval(state.config.log_follow_interval);
+        interval.tick().await;
+        for _ in 0..state.config.log_follow_max_lines {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = sender.closed() => return,
+                _ = shutdown.changed() => return,
+            }
+            if state.get(pods, Some(&request.namespace), &request.pod).is_err() {
+                return;
+            }
+            let mut current = state.log_lines(&request.namespace, &request.pod, &request.container);
+            if current.len() <= seen {
+                let line = format!("{}/{} line {}", request.pod, request.container, current.len() + 1);
+                state.append_log(&request.namespace, &request.pod, &request.container, &line);
+                current.push(line);
+            }
+            for line in &current[seen..] {
+                if sender.send(Ok(format_line(line, request.timestamps))).await.is_err() {
+                    return;
+                }
+            }
+            seen = current.len();
+        }
+    });
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, "text/plain")
+        .body(Body::from_stream(stream))
+        .expect("a static header always builds")
+}
