@@ -300,8 +300,9 @@ fn embedded_members(network: &Network, options: &ClusterOptions) -> Vec<Member> 
         .map(|(index, host)| format!("{}={}:{PEER_PORT}", index + 1, host.ip))
         .collect::<Vec<_>>()
         .join(",");
-    // The secret only has to be shared by the members of this run.
+    // The secrets only have to be shared by the members of this run.
     let secret = format!("kuboard-jepsen-{}-{:016x}", network.id(), rand::random::<u64>());
+    let sso_secret = format!("kuboard-jepsen-sso-{:016x}", rand::random::<u64>());
     hosts
         .iter()
         .enumerate()
@@ -315,6 +316,7 @@ fn embedded_members(network: &Network, options: &ClusterOptions) -> Vec<Member> 
                 ("KUBOARD_RAFT_NODE_ID", (index + 1).to_string()),
                 ("KUBOARD_RAFT_PEERS", peers.clone()),
                 ("KUBOARD_CLUSTER_SECRET", secret.clone()),
+                ("KUBOARD_SSO_CLIENT_SECRET", sso_secret.clone()),
                 (
                     "KUBOARD_DATA_DIR",
                     options.work_dir.join(&host.name).display().to_string(),
