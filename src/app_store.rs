@@ -91,6 +91,10 @@ impl AppStore {
         self.timed("lease_revoke", self.backend.lease_revoke(id)).await
     }
 
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeepAliveResponse, StoreError> {
+        self.timed("lease_keep_alive", self.backend.lease_keep_alive(id)).await
+    }
+
     pub async fn status(&self) -> Result<StoreStatus, StoreError> {
         self.timed("status", self.backend.status()).await
     }

@@ -79,7 +79,12 @@ pub struct ServerArgs {
     pub username: String,
 
     /// Password to log in with when no token is given; the session is ended afterwards.
-    #[arg(long, env = "KUBOARD_ADMIN_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "KUBOARD_ADMIN_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
 }
 
@@ -461,6 +466,55 @@ pub struct ServeArgs {
         help_heading = "Audit and sessions"
     )]
     pub session_ttl_seconds: Option<String>,
+
+    /// Lifetime in seconds of a session logged in with "stay logged in" (60-7776000, at least the
+    /// session TTL). Default 604800 (7 days).
+    #[arg(
+        long,
+        env = "KUBOARD_SESSION_REMEMBER_TTL_SECONDS",
+        value_name = "SECONDS",
+        help_heading = "Audit and sessions"
+    )]
+    pub session_remember_ttl_seconds: Option<String>,
+
+    /// Load balancers or proxies whose X-Forwarded-For names the client: IP addresses or CIDR
+    /// networks, comma-separated. Unset: the peer address is the client.
+    #[arg(
+        long,
+        env = "KUBOARD_TRUSTED_PROXIES",
+        value_name = "CIDR,...",
+        help_heading = "Audit and sessions"
+    )]
+    pub trusted_proxies: Option<String>,
+
+    /// Failed logins of one user within the window after which its logins are refused (429) until
+    /// the window ends. Default 10.
+    #[arg(
+        long,
+        env = "KUBOARD_LOGIN_MAX_FAILURES",
+        value_name = "COUNT",
+        help_heading = "Audit and sessions"
+    )]
+    pub login_max_failures: Option<String>,
+
+    /// Failed logins from one client address within the window after which its logins are refused.
+    /// Default 50.
+    #[arg(
+        long,
+        env = "KUBOARD_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        value_name = "COUNT",
+        help_heading = "Audit and sessions"
+    )]
+    pub login_max_failures_per_address: Option<String>,
+
+    /// The window of the failed-login counters in seconds (10-86400). Default 300.
+    #[arg(
+        long,
+        env = "KUBOARD_LOGIN_FAILURE_WINDOW_SECONDS",
+        value_name = "SECONDS",
+        help_heading = "Audit and sessions"
+    )]
+    pub login_failure_window_seconds: Option<String>,
 }
 
 /// Where a raw setting came from, so that an error names what the operator actually wrote.

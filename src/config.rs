@@ -21,6 +21,12 @@ pub const DEFAULT_RAFT_HEARTBEAT_MS: u64 = 100;
 pub const DEFAULT_RAFT_ELECTION_TIMEOUT_MS: u64 = 800;
 pub const DEFAULT_RAFT_SNAPSHOT_THRESHOLD: u64 = 10_000;
 pub const DEFAULT_SESSION_TTL_SECONDS: u64 = 12 * 60 * 60;
+/// "Stay logged in" as Kuboard offers it: seven days.
+pub const DEFAULT_SESSION_REMEMBER_TTL_SECONDS: u64 = 7 * 24 * 60 * 60;
+pub const DEFAULT_LOGIN_FAILURE_WINDOW_SECONDS: u64 = 5 * 60;
+pub const DEFAULT_LOGIN_MAX_FAILURES: u64 = 10;
+/// Higher than per user: many users may share one address behind a NAT or proxy.
+pub const DEFAULT_LOGIN_MAX_FAILURES_PER_ADDRESS: u64 = 50;
 pub const DEFAULT_ETCD_PREFIX: &str = "/kuboard/";
 /// The etcd v3 API is reachable from this host only unless `KUBOARD_ETCD_API_ADDR` says otherwise.
 pub const DEFAULT_ETCD_API_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -161,6 +167,50 @@ pub struct AuthConfig {
     pub admin_default_password: Secret,
     pub session_ttl: Duration,
     pub sso_client_secret: Option<Secret>,
+    /// The lifetime of a session logged in with "stay logged in"; at least `session_ttl`.
+    pub remember_ttl: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers, ingress controllers).
+    pub trusted_proxies: Vec<IpNetwork>,
+    pub login_failure_window: Duration,
+    pub login_max_failures_per_user: u64,
+    pub login_max_failures_per_address: u64,
+}
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `::1/128`); a bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNetwork {
+    pub address: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl IpNetwork {
+    pub fn parse(text: &str) -> Option<IpNetwork> {
+        let (address, prefix) = match text.trim().split_once('/') {
+            Some((address, prefix)) => (address.parse::<IpAddr>().ok()?, Some(prefix.parse::<u8>().ok()?)),
+            None => (text.trim().parse::<IpAddr>().ok()?, None),
+        };
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix_len = prefix.unwrap_or(max);
+        (prefix_len <= max).then_some(IpNetwork { address, prefix_len })
+    }
+
+    pub fn contains(&self, candidate: IpAddr) -> bool {
+        let candidate = match candidate {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(candidate, IpAddr::V4),
+            other => other,
+        };
+        match (self.address, candidate) {
+            (IpAddr::V4(network), IpAddr::V4(candidate)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
+                u32::from(network) & mask == u32::from(candidate) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(candidate)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix_len)).unwrap_or(0);
+                u128::from(network) & mask == u128::from(candidate) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,7 +352,7 @@ pub fn parse(raw: &RawSettings, hostname: Option<&str>) -> Result<ServeConfig, C
         quest_db_uri,
     };
 
-    let auth = parse_auth(&reader)?;
+    let auth = parse_auth(&reader, &store)?;
     let log = parse_log(&reader)?;
 
     Ok(ServeConfig {
@@ -925,7 +975,7 @@ fn check_pem_file(label: &str, path: &str, kind: PemKind) -> Result<(), ConfigEr
     Ok(())
 }
 
-fn parse_auth(reader: &Reader<'_>) -> Result<AuthConfig, ConfigError> {
+fn parse_auth(reader: &Reader<'_>, store: &StoreSelection) -> Result<AuthConfig, ConfigError> {
     let password = match (
         reader.get("KUBOARD_ADMIN_DERAULT_PASSWORD"),
         reader.get("KUBOARD_ADMIN_DEFAULT_PASSWORD"),
@@ -942,12 +992,72 @@ fn parse_auth(reader: &Reader<'_>) -> Result<AuthConfig, ConfigError> {
     let session_ttl_seconds = reader
         .u64_in("KUBOARD_SESSION_TTL_SECONDS", 60, 30 * 24 * 3600, "seconds")?
         .unwrap_or(DEFAULT_SESSION_TTL_SECONDS);
+    let remember_ttl_seconds = reader
+        .u64_in("KUBOARD_SESSION_REMEMBER_TTL_SECONDS", 60, 90 * 24 * 3600, "seconds")?
+        .unwrap_or(DEFAULT_SESSION_REMEMBER_TTL_SECONDS.max(session_ttl_seconds));
+    if remember_ttl_seconds < session_ttl_seconds {
+        let (label, value) = reader
+            .get("KUBOARD_SESSION_REMEMBER_TTL_SECONDS")
+            .expect("a value below the session ttl was read from the setting");
+        return Err(ConfigError::bad(
+            label,
+            value,
+            format!("expected at least KUBOARD_SESSION_TTL_SECONDS ({session_ttl_seconds})"),
+        ));
+    }
+    let trusted_proxies = match reader.get("KUBOARD_TRUSTED_PROXIES") {
+        None => Vec::new(),
+        Some((label, value)) => value
+            .split(',')
+            .filter(|item| !item.trim().is_empty())
+            .map(|item| {
+                IpNetwork::parse(item).ok_or_else(|| {
+                    ConfigError::bad(
+                        label,
+                        value,
+                        "expected IP addresses or CIDR networks, comma-separated (10.0.0.0/8,::1)",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let window_seconds = reader
+        .u64_in("KUBOARD_LOGIN_FAILURE_WINDOW_SECONDS", 10, 24 * 3600, "seconds")?
+        .unwrap_or(DEFAULT_LOGIN_FAILURE_WINDOW_SECONDS);
+    let max_per_user = reader
+        .u64_in("KUBOARD_LOGIN_MAX_FAILURES", 1, 1_000_000, "failed logins")?
+        .unwrap_or(DEFAULT_LOGIN_MAX_FAILURES);
+    let max_per_address = reader
+        .u64_in("KUBOARD_LOGIN_MAX_FAILURES_PER_ADDRESS", 1, 1_000_000, "failed logins")?
+        .unwrap_or(DEFAULT_LOGIN_MAX_FAILURES_PER_ADDRESS);
+    let sso_client_secret = match reader.get("KUBOARD_SSO_CLIENT_SECRET") {
+        Some((label, value)) if value.trim().len() < MIN_CLUSTER_SECRET_LEN => {
+            return Err(ConfigError::bad_secret(
+                label,
+                format!("expected a secret of at least {MIN_CLUSTER_SECRET_LEN} characters"),
+            ));
+        }
+        Some((_, value)) => Some(Secret::new(value)),
+        None => None,
+    };
+    if let (StoreSelection::Raft(raft), None) = (store, &sso_client_secret) {
+        if raft.peers.len() > 1 {
+            return Err(ConfigError::unset(
+                "KUBOARD_SSO_CLIENT_SECRET",
+                "expected the same secret on every replica when KUBOARD_RAFT_PEERS has more than one member (it \
+                 encrypts cluster credentials in the shared store; a single replica generates its own)",
+            ));
+        }
+    }
     Ok(AuthConfig {
         admin_default_password: Secret::new(password),
         session_ttl: Duration::from_secs(session_ttl_seconds),
-        sso_client_secret: reader
-            .get("KUBOARD_SSO_CLIENT_SECRET")
-            .map(|(_, value)| Secret::new(value)),
+        sso_client_secret,
+        remember_ttl: Duration::from_secs(remember_ttl_seconds),
+        trusted_proxies,
+        login_failure_window: Duration::from_secs(window_seconds),
+        login_max_failures_per_user: max_per_user,
+        login_max_failures_per_address: max_per_address,
     })
 }
 
@@ -1031,6 +1141,7 @@ mod tests {
     }
 
     const SECRET: (&str, &str) = ("KUBOARD_CLUSTER_SECRET", "0123456789abcdef");
+    const SSO_SECRET: (&str, &str) = ("KUBOARD_SSO_CLIENT_SECRET", "7e5514b1a1c70c779c7a32b9");
     const THREE_PEERS: (&str, &str) = (
         "KUBOARD_RAFT_PEERS",
         "1=kuboard-0:10082,2=kuboard-1:10082,3=kuboard-2:10082",
@@ -1115,17 +1226,17 @@ mod tests {
     #[test]
     fn raft_peers_and_node_id() {
         check(
-            &[THREE_PEERS, SECRET, ("KUBOARD_RAFT_NODE_ID", "2")],
+            &[THREE_PEERS, SECRET, SSO_SECRET, ("KUBOARD_RAFT_NODE_ID", "2")],
             None,
             Expected::Ok(|c| raft(c).node_id == 2),
         );
         check(
-            &[THREE_PEERS, SECRET],
+            &[THREE_PEERS, SECRET, SSO_SECRET],
             Some("kuboard-2"),
             Expected::Ok(|c| raft(c).node_id == 3),
         );
         check(
-            &[THREE_PEERS, SECRET],
+            &[THREE_PEERS, SECRET, SSO_SECRET],
             Some("laptop"),
             Expected::Err(
                 "KUBOARD_RAFT_NODE_ID is not set: expected a member id when KUBOARD_RAFT_PEERS is set and the \
@@ -1133,14 +1244,14 @@ mod tests {
             ),
         );
         check(
-            &[THREE_PEERS, SECRET],
+            &[THREE_PEERS, SECRET, SSO_SECRET],
             Some("kuboard-5"),
             Expected::Err(
                 r#"KUBOARD_RAFT_NODE_ID (derived from the hostname)="6": expected one of the ids in KUBOARD_RAFT_PEERS (1, 2, 3)"#,
             ),
         );
         check(
-            &[THREE_PEERS, SECRET, ("KUBOARD_RAFT_NODE_ID", "4")],
+            &[THREE_PEERS, SECRET, SSO_SECRET, ("KUBOARD_RAFT_NODE_ID", "4")],
             None,
             Expected::Err(r#"KUBOARD_RAFT_NODE_ID="4": expected one of the ids in KUBOARD_RAFT_PEERS (1, 2, 3)"#),
         );
@@ -1156,6 +1267,7 @@ mod tests {
             &[
                 ("KUBOARD_RAFT_PEERS", "1=127.0.0.1:21001,2=127.0.0.1:21002"),
                 ("KUBOARD_RAFT_NODE_ID", "2"),
+                SSO_SECRET,
                 SECRET,
             ],
             None,
@@ -1191,6 +1303,15 @@ mod tests {
 
     #[test]
     fn cluster_secret() {
+        check(
+            &[THREE_PEERS, SECRET, ("KUBOARD_RAFT_NODE_ID", "1")],
+            None,
+            Expected::Err(
+                "KUBOARD_SSO_CLIENT_SECRET is not set: expected the same secret on every replica when KUBOARD_RAFT_PEERS \
+                 has more than one member (it encrypts cluster credentials in the shared store; a single replica \
+                 generates its own)",
+            ),
+        );
         check(
             &[THREE_PEERS, ("KUBOARD_RAFT_NODE_ID", "1")],
             None,
@@ -1229,7 +1350,7 @@ mod tests {
             &[("KUBOARD_RAFT_HEARTBEAT_MS", "500")],
             None,
             Expected::Err(
-                r#"KUBOARD_RAFT_ELECTION_TIMEOUT_MS="1000": expected at least 3 times KUBOARD_RAFT_HEARTBEAT_MS (500 ms), i.e. >= 1500"#,
+                r#"KUBOARD_RAFT_ELECTION_TIMEOUT_MS="800": expected at least 3 times KUBOARD_RAFT_HEARTBEAT_MS (500 ms), i.e. >= 1500"#,
             ),
         );
         check(
@@ -1574,7 +1695,7 @@ mod tests {
     fn secrets_are_redacted_in_debug() {
         let raw = RawSettings::from_env_pairs(&[
             ("KUBOARD_ADMIN_DEFAULT_PASSWORD", "AdminSecretValue"),
-            ("KUBOARD_SSO_CLIENT_SECRET", "SsoSecretValue"),
+            ("KUBOARD_SSO_CLIENT_SECRET", "SsoSecretValue-long-enough"),
             ("KUBOARD_CLUSTER_SECRET", "ClusterSecretValue"),
             ("KUBOARD_QUEST_DB_URI", "postgresql://user:DbSecretValue@db:8812/qdb"),
         ]);

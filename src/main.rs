@@ -8,13 +8,18 @@
 //! - [`admin`]: `kuboard admin …`, operator tools (store snapshots).
 //! - [`etcd_api`]: the etcd v3 gRPC API of the embedded store (`KUBOARD_ETCD_API_PORT`).
 //! - [`http`]: the REST API, health and metrics endpoints; [`auth`]: users and sessions in the store.
+//! - [`clusters`]: the cluster registry, credentials encrypted at rest.
+//! - [`audit`]: audit events and the sink they go to.
+//! - [`singleton`]: store-based leader election for background work one replica does at a time.
 //! - [`metrics`], [`logging`], [`clock`], [`version`]: process plumbing.
 
 mod admin;
 mod app_store;
+mod audit;
 mod auth;
 mod cli;
 mod clock;
+mod clusters;
 mod config;
 mod etcd_api;
 mod http;
@@ -23,6 +28,7 @@ mod logging;
 mod memory_store;
 mod metrics;
 mod server;
+mod singleton;
 mod store_backend;
 mod version;
 

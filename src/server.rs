@@ -72,6 +72,42 @@ pub async fn serve(config: ServeConfig) -> u8 {
         }
     };
 
+    // Before the store opens: a replica that cannot seal cluster credentials must not start.
+    let credential_secret = match crate::clusters::credential_secret::resolve(
+        config.auth.sso_client_secret.as_ref(),
+        &config.data_dir,
+    ) {
+        Ok((secret, source)) => {
+            use crate::clusters::credential_secret::SecretSource;
+            match source {
+                SecretSource::Setting => {
+                    tracing::info!("cluster credentials are sealed with KUBOARD_SSO_CLIENT_SECRET")
+                }
+                SecretSource::DataDirFile | SecretSource::Generated => {
+                    if matches!(config.store, StoreSelection::Etcd(_)) {
+                        tracing::warn!(
+                            "KUBOARD_SSO_CLIENT_SECRET is not set: cluster credentials are sealed with a secret kept in \
+                             this replica's data directory; other replicas sharing this etcd cannot open them. Set the \
+                             same KUBOARD_SSO_CLIENT_SECRET on every replica"
+                        );
+                    } else {
+                        tracing::info!(
+                            generated = source == SecretSource::Generated,
+                            "cluster credentials are sealed with a secret kept in the data directory"
+                        );
+                    }
+                }
+            }
+            secret
+        }
+        Err(error) => {
+            eprintln!(
+                "error: KUBOARD_SSO_CLIENT_SECRET is not set and the data directory's secret is unusable: {error:#}"
+            );
+            return EXIT_FAILURE;
+        }
+    };
+
     let backend = match StoreBackend::open(&config.store, &config.data_dir).await {
         Ok(backend) => Arc::new(backend),
         Err(error) => {
@@ -139,11 +175,31 @@ pub async fn serve(config: ServeConfig) -> u8 {
         secure_cookies: config.http.tls.is_some(),
         audit_policy: config.audit.policy,
         admin_ready: admin_ready.clone(),
+        api: Arc::new(crate::http::api_services::ApiServices {
+            remember_ttl: config.auth.remember_ttl,
+            trusted_proxies: config.auth.trusted_proxies.clone(),
+            throttle: crate::auth::throttle::ThrottleLimits {
+                window_seconds: config.auth.login_failure_window.as_secs(),
+                max_failures_per_user: config.auth.login_max_failures_per_user,
+                max_failures_per_address: config.auth.login_max_failures_per_address,
+            },
+            default_password: config.auth.admin_default_password.clone(),
+            audit: Arc::new(crate::audit::LogAuditSink),
+            cipher: crate::clusters::credential_cipher::CredentialCipher::from_secret(credential_secret.expose()),
+        }),
     };
 
     let (shutdown_sender, shutdown_receiver) = watch::channel(false);
+    let throttle_purge = tokio::spawn(run_throttle_purge(
+        store.clone(),
+        replica_id,
+        config.auth.login_failure_window.as_secs(),
+        clock.clone(),
+        shutdown_receiver.clone(),
+    ));
     let bootstrap = tokio::spawn(bootstrap_admin(
         store,
+        state.api.cipher.clone(),
         config.auth.admin_default_password.clone(),
         clock,
         admin_ready,
@@ -154,9 +210,12 @@ pub async fn serve(config: ServeConfig) -> u8 {
     let stop_accepting = async move {
         let _ = graceful.wait_for(|stop| *stop).await;
     };
+    let guard_state = state.clone();
     let app = http::router(state.clone())
         .merge(crate::admin::members_http::router(state.clone(), backend.clone()))
         .merge(crate::admin::snapshot_http::router(state, backend.clone()));
+    let app = http::with_session_guard(app, guard_state)
+        .into_make_service_with_connect_info::<crate::http::client_address::PeerAddress>();
     let mut server_task = match tls_config {
         None => tokio::spawn(
             axum::serve(listener, app)
@@ -254,6 +313,13 @@ pub async fn serve(config: ServeConfig) -> u8 {
         }
     }
     bootstrap.abort();
+    // It saw the shutdown signal and gives up its election lease on its own; bounded all the same.
+    if tokio::time::timeout(Duration::from_millis(500), throttle_purge)
+        .await
+        .is_err()
+    {
+        tracing::debug!("the throttle purge did not stop in time");
+    }
 
     let remaining = SHUTDOWN_DEADLINE
         .saturating_sub(started_shutdown.elapsed())
@@ -308,6 +374,7 @@ impl StopSignals {
 /// replicas of a new group may still be starting). Stops at shutdown.
 async fn bootstrap_admin(
     store: AppStore,
+    cipher: crate::clusters::credential_cipher::CredentialCipher,
     default_password: Secret,
     clock: Clock,
     ready: Arc<AtomicBool>,
@@ -321,11 +388,13 @@ async fn bootstrap_admin(
             Ok(AdminBootstrap::Created) => {
                 tracing::info!("created user admin with the default password; it must be changed at first login");
                 ready.store(true, Ordering::Release);
+                check_cluster_credentials(&store, &cipher).await;
                 return;
             }
             Ok(AdminBootstrap::AlreadyPresent) => {
                 tracing::debug!("user admin exists");
                 ready.store(true, Ordering::Release);
+                check_cluster_credentials(&store, &cipher).await;
                 return;
             }
             Err(error) if attempts == 1 || attempts % 10 == 0 => {
@@ -339,6 +408,63 @@ async fn bootstrap_admin(
         }
         delay = (delay * 2).min(Duration::from_secs(2));
     }
+}
+
+/// Opens every stored cluster's credentials once at start, so that a replica whose
+/// `KUBOARD_SSO_CLIENT_SECRET` differs from the one that sealed them says so at once.
+async fn check_cluster_credentials(store: &AppStore, cipher: &crate::clusters::credential_cipher::CredentialCipher) {
+    use crate::clusters::cluster_registry;
+    match cluster_registry::list_clusters(store).await {
+        Ok(clusters) => {
+            let unreadable: Vec<String> = clusters
+                .iter()
+                .filter(|record| cluster_registry::open_credentials(cipher, record).is_err())
+                .map(|record| record.name.clone())
+                .collect();
+            if !unreadable.is_empty() {
+                tracing::error!(
+                    clusters = %unreadable.join(","),
+                    "the credentials of these clusters do not open with this replica's key: \
+                     KUBOARD_SSO_CLIENT_SECRET must be the same on every replica"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "checking the clusters' credentials at start failed"),
+    }
+}
+
+/// Purges stale failed-login counters once a minute, on one replica of the group at a time.
+async fn run_throttle_purge(
+    store: AppStore,
+    replica_id: u64,
+    window_seconds: u64,
+    clock: Clock,
+    shutdown: watch::Receiver<bool>,
+) {
+    let singleton = crate::singleton::Singleton {
+        store,
+        name: "throttle-purge".to_string(),
+        holder: format!("replica-{replica_id}-{}", uuid::Uuid::new_v4()),
+        lease_ttl: Duration::from_secs(10),
+        job_interval: Duration::from_secs(60),
+    };
+    let (state, _) = watch::channel(crate::singleton::SingletonState::Follower);
+    singleton
+        .run(
+            move |store| {
+                let now = clock.now_unix();
+                async move {
+                    match crate::auth::throttle::purge_stale_counters(&store, window_seconds, now).await {
+                        Ok(0) => {}
+                        Ok(purged) => tracing::info!(purged, "purged stale failed-login counters"),
+                        Err(error) => tracing::warn!(%error, "purging failed-login counters failed"),
+                    }
+                }
+            },
+            state,
+            shutdown,
+        )
+        .await;
 }
 
 /// The etcd v3 API, bound and configured, ready to be served.

@@ -379,6 +379,7 @@ mod tests {
             secure_cookies: false,
             audit_policy: AuditPolicy::IgnoreErrors,
             admin_ready: Arc::new(AtomicBool::new(true)),
+            api: crate::http::api_services::ApiServices::for_tests(),
         };
         Harness {
             app: router(state, Arc::new(backend)),

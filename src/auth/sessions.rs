@@ -22,6 +22,17 @@ pub struct SessionRecord {
     /// The store lease the key is attached to, `0` for none.
     #[serde(default)]
     pub lease: i64,
+    /// Copied from the user at login and cleared by a password change made with this session:
+    /// while set, the session may only read `me`, change the password and log out.
+    #[serde(default)]
+    pub must_change_password: bool,
+    /// SHA-256 (hex) of the CSRF token handed out at login; cookie-authenticated changes must
+    /// present the token. Empty for sessions that cannot be used with a cookie (access keys).
+    #[serde(default)]
+    pub csrf_hash: String,
+    /// True when the caller presented a long-lived access key rather than a login session.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub access_key: bool,
 }
 
 /// A live session found for a presented token.
@@ -56,11 +67,25 @@ pub fn is_well_formed_token(token: &str) -> bool {
 }
 
 /// Creates a session for `username` lasting `ttl_seconds`; returns the token (shown once) and the record.
+#[cfg(test)]
 pub async fn create_session(
     store: &AppStore,
     username: &str,
     ttl_seconds: u64,
     now: u64,
+) -> Result<(String, SessionRecord), StoreError> {
+    create_session_with(store, username, ttl_seconds, now, false, "").await
+}
+
+/// A new session as [`create_session`], carrying the user's must-change-password flag and the
+/// hash of the session's CSRF token.
+pub async fn create_session_with(
+    store: &AppStore,
+    username: &str,
+    ttl_seconds: u64,
+    now: u64,
+    must_change_password: bool,
+    csrf_hash: &str,
 ) -> Result<(String, SessionRecord), StoreError> {
     let ttl = i64::try_from(ttl_seconds).map_err(|_| StoreError::InvalidArgument("session ttl too large".into()))?;
     let lease = store.lease_grant(ttl).await?.id;
@@ -70,6 +95,9 @@ pub async fn create_session(
         created_at: now,
         expires_at: now + ttl_seconds,
         lease,
+        must_change_password,
+        csrf_hash: csrf_hash.to_string(),
+        access_key: false,
     };
     let value = serde_json::to_vec(&record).expect("a session record always serializes");
     store
@@ -83,8 +111,12 @@ pub async fn create_session(
     Ok((token, record))
 }
 
-/// The live session of `token`, if any. An expired session found in the store is removed.
+/// The live session of `token`, if any. An expired session found in the store is removed. An
+/// access key (`kbak_…`) is accepted too, as a session that never needs a password change.
 pub async fn find_session(store: &AppStore, token: &str, now: u64) -> Result<Option<Session>, StoreError> {
+    if crate::auth::access_keys::looks_like_access_key(token) {
+        return crate::auth::access_keys::find_access_key_session(store, token, now).await;
+    }
     if !is_well_formed_token(token) {
         return Ok(None);
     }
@@ -115,6 +147,40 @@ pub async fn delete_session(store: &AppStore, token_hash: &str, lease: i64) -> R
             Err(error) => return Err(error),
         }
     }
+    Ok(())
+}
+
+/// Clears the must-change-password flag of a session after its user chose a new password. A
+/// session that vanished meanwhile is left alone.
+pub async fn clear_must_change_password(store: &AppStore, session: &Session) -> Result<(), StoreError> {
+    if session.record.access_key {
+        return Ok(());
+    }
+    let key = session_key(&session.token_hash);
+    let Some(kv) = store.get(&key).await? else {
+        return Ok(());
+    };
+    let Ok(mut record) = serde_json::from_slice::<SessionRecord>(&kv.value) else {
+        return Ok(());
+    };
+    record.must_change_password = false;
+    let value = serde_json::to_vec(&record).expect("a session record always serializes");
+    store
+        .txn(kuboard_storage::TxnRequest {
+            compare: vec![kuboard_storage::Compare::new(
+                key.clone(),
+                kuboard_storage::CompareResult::Equal,
+                kuboard_storage::CompareTarget::ModRevision(kv.mod_revision),
+            )],
+            success: vec![kuboard_storage::TxnOp::Put(PutRequest {
+                key: key.into_bytes(),
+                value,
+                lease: record.lease,
+                prev_kv: false,
+            })],
+            failure: vec![],
+        })
+        .await?;
     Ok(())
 }
 

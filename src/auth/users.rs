@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app_store::AppStore;
 use crate::auth::password;
+use crate::auth::roles::GlobalRole;
 
 pub const ADMIN_USERNAME: &str = "admin";
 const USERS_PREFIX: &str = "users/";
@@ -20,6 +21,26 @@ pub struct UserRecord {
     pub must_change_password: bool,
     pub created_at: u64,
     pub updated_at: u64,
+    /// Records written before roles existed have none: see [`UserRecord::effective_role`].
+    #[serde(default)]
+    pub role: GlobalRole,
+    /// Group names, used by role bindings and passed to Kubernetes.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// A disabled user cannot log in and has no sessions or access keys that work.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+impl UserRecord {
+    /// The first-start `admin` is always an administrator, so that nobody can lock everyone out.
+    pub fn effective_role(&self) -> GlobalRole {
+        if self.username == ADMIN_USERNAME {
+            GlobalRole::Administrator
+        } else {
+            self.role
+        }
+    }
 }
 
 impl fmt::Debug for UserRecord {
@@ -31,6 +52,9 @@ impl fmt::Debug for UserRecord {
             .field("must_change_password", &self.must_change_password)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
+            .field("role", &self.role)
+            .field("groups", &self.groups)
+            .field("disabled", &self.disabled)
             .finish()
     }
 }
@@ -129,6 +153,9 @@ pub async fn ensure_admin(store: &AppStore, default_password: &str, now: u64) ->
         must_change_password: true,
         created_at: now,
         updated_at: now,
+        role: GlobalRole::Administrator,
+        groups: Vec::new(),
+        disabled: false,
     };
     let value = serde_json::to_vec(&record).expect("a user record always serializes");
     let response = store
@@ -167,6 +194,53 @@ pub async fn replace_user(store: &AppStore, read: &StoredUser, record: &UserReco
     Ok(response.succeeded)
 }
 
+/// Creates a user unless the name is taken. Returns false when it is.
+pub async fn create_user(store: &AppStore, record: &UserRecord) -> Result<bool, UserError> {
+    let key = user_key(&record.username);
+    let value = serde_json::to_vec(record).expect("a user record always serializes");
+    let response = store
+        .txn(TxnRequest {
+            compare: vec![Compare::new(
+                key.clone(),
+                CompareResult::Equal,
+                CompareTarget::CreateRevision(0),
+            )],
+            success: vec![TxnOp::Put(PutRequest::new(key, value))],
+            failure: vec![],
+        })
+        .await?;
+    Ok(response.succeeded)
+}
+
+/// Every user, by name. A record that does not decode is skipped with a warning.
+pub async fn list_users(store: &AppStore) -> Result<Vec<UserRecord>, UserError> {
+    let mut users = Vec::new();
+    for kv in store.list(USERS_PREFIX).await? {
+        match decode(&kv) {
+            Ok(record) => users.push(record),
+            Err(error) => tracing::warn!(%error, "skipping a user record that is not valid"),
+        }
+    }
+    Ok(users)
+}
+
+/// Deletes the user if nobody changed it since it was read. Returns false when someone did.
+pub async fn delete_user(store: &AppStore, read: &StoredUser) -> Result<bool, UserError> {
+    let key = user_key(&read.record.username);
+    let response = store
+        .txn(TxnRequest {
+            compare: vec![Compare::new(
+                key.clone(),
+                CompareResult::Equal,
+                CompareTarget::ModRevision(read.mod_revision),
+            )],
+            success: vec![TxnOp::DeleteRange(kuboard_storage::DeleteRangeRequest::key(key))],
+            failure: vec![],
+        })
+        .await?;
+    Ok(response.succeeded)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +263,9 @@ mod tests {
             must_change_password: true,
             created_at: 1,
             updated_at: 1,
+            role: GlobalRole::Administrator,
+            groups: vec![],
+            disabled: false,
         };
         assert!(!format!("{record:?}").contains("argon2id"));
     }

@@ -35,7 +35,7 @@ pub struct ApiError {
 }
 
 /// The JSON body of every error response.
-#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
@@ -82,6 +82,14 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
     }
 
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
     pub fn method_not_allowed() -> ApiError {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -114,6 +122,15 @@ impl From<UserError> for ApiError {
     fn from(error: UserError) -> ApiError {
         match error {
             UserError::Store(store_error) => ApiError::from(store_error),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<crate::clusters::cluster_registry::ClusterError> for ApiError {
+    fn from(error: crate::clusters::cluster_registry::ClusterError) -> ApiError {
+        match error {
+            crate::clusters::cluster_registry::ClusterError::Store(store_error) => ApiError::from(store_error),
             other => ApiError::internal(other),
         }
     }

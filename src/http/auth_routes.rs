@@ -1,53 +1,74 @@
-//! `/kuboard-api/auth/...`: login, logout, the current user, and password change.
+//! `/kuboard-api/auth/...`: login, logout, the current user, password change.
 
 use axum::extract::State;
-use axum::http::header::SET_COOKIE;
+use axum::http::header::{RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
-use crate::auth::password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
+use crate::auth::password::MAX_PASSWORD_BYTES;
+use crate::auth::password_policy::{check_new_password, PasswordPolicyViolation};
+use crate::auth::roles::GlobalRole;
 use crate::auth::sessions;
+use crate::auth::throttle::{self, ThrottleSubject};
 use crate::auth::users::{self, UserRecord};
 use crate::clock::format_rfc3339;
-use crate::http::api_error::ApiError;
+use crate::http::api_error::{ApiError, ErrorBody};
 use crate::http::api_json::ApiJson;
-use crate::http::caller::{presented_token, Caller, SESSION_COOKIE};
+use crate::http::api_services::AuditRecord;
+use crate::http::caller::{presented_token, token_from_bearer, Caller, SESSION_COOKIE};
+use crate::http::client_address::ClientInfo;
 use crate::http::AppState;
 
-#[derive(Debug, Deserialize)]
+/// Readable by the page's scripts (not HttpOnly): the double-submit half of the CSRF token.
+pub const CSRF_COOKIE: &str = "kuboard_csrf";
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
+    /// "Stay logged in": the session lasts the longer remember TTL.
+    #[serde(default)]
+    pub remember: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LoginResponse {
+    /// The session token (also set as the `kuboard_session` cookie). Shown once.
     pub token: String,
     pub token_type: String,
+    /// Send it in `X-Kuboard-CSRF` with changes made with the cookie.
+    pub csrf_token: String,
     pub username: String,
     /// RFC 3339, UTC.
     pub expires_at: String,
     pub must_change_password: bool,
+    pub remember: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MeResponse {
     pub username: String,
+    pub role: GlobalRole,
+    pub groups: Vec<String>,
     pub must_change_password: bool,
     pub session_expires_at: String,
+    /// True when the caller authenticated with an access key.
+    pub access_key: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
     pub new_password: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChangePasswordResponse {
     pub username: String,
     pub must_change_password: bool,
@@ -55,101 +76,259 @@ pub struct ChangePasswordResponse {
     pub other_sessions_ended: usize,
 }
 
-fn session_cookie(state: &AppState, token: &str, max_age_seconds: u64) -> HeaderValue {
+fn cookie(state: &AppState, name: &str, value: &str, http_only: bool, max_age_seconds: u64) -> HeaderValue {
     let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let http_only = if http_only { "; HttpOnly" } else { "" };
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age_seconds}{secure}"
+        "{name}={value}{http_only}; SameSite=Lax; Path=/; Max-Age={max_age_seconds}{secure}"
     ))
-    .expect("a base64url token is a valid header value")
+    .expect("base64url tokens make valid header values")
 }
 
+pub fn policy_error(violation: PasswordPolicyViolation) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        violation.code(),
+        violation.to_string(),
+    )
+}
+
+/// Logs in with a user name and password; answers a session token, sets the session and CSRF
+/// cookies. Failed attempts are counted per user and per client address in the store.
+#[utoipa::path(
+    post,
+    path = "/kuboard-api/auth/login",
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = LoginResponse),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "Wrong user name or password", body = ErrorBody),
+        (status = 403, description = "The user is disabled", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Wrong fields", body = ErrorBody),
+        (status = 429, description = "Too many failed logins; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
+    client: ClientInfo,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let shown_name = if users::is_valid_username(&request.username) {
+    let now = state.clock.now_unix();
+    let valid_name = users::is_valid_username(&request.username);
+    let shown_name = if valid_name {
         request.username.as_str()
     } else {
         "<invalid>"
     };
-    if request.password.len() > MAX_PASSWORD_BYTES {
-        tracing::info!(username = shown_name, "login refused: password too long");
-        return Err(ApiError::invalid_credentials());
+    let limits = state.api.throttle;
+    let mut subjects = vec![ThrottleSubject::Address(client.ip.clone())];
+    if valid_name {
+        subjects.push(ThrottleSubject::User(request.username.clone()));
     }
-    let user = users::get_user(&state.store, &request.username).await?;
-    let stored_hash = user.as_ref().map(|user| user.record.password_hash.clone());
-    let matches = users::verify_password_blocking(request.password, stored_hash).await?;
-    let Some(user) = user.filter(|_| matches) else {
-        tracing::info!(username = shown_name, "login refused: wrong user name or password");
+    let audit = |status: StatusCode, allowed: bool, message: &str| {
+        state.api.audit(
+            state.replica_id,
+            now,
+            &client,
+            AuditRecord {
+                username: shown_name,
+                via_api: true,
+                verb: "login",
+                resource: "sessions",
+                name: None,
+                request_uri: "/kuboard-api/auth/login",
+                status_code: status.as_u16(),
+                allowed,
+                message,
+            },
+        )
+    };
+
+    let mut wait = None;
+    for subject in &subjects {
+        if let Some(seconds) = throttle::retry_after(&state.store, subject, &limits, now).await? {
+            wait = Some(wait.map_or(seconds, |other: u64| other.max(seconds)));
+        }
+    }
+    if let Some(seconds) = wait {
+        audit(StatusCode::TOO_MANY_REQUESTS, false, "too many failed logins");
+        tracing::info!(username = shown_name, source_ip = %client.ip, retry_after = seconds, "login refused: too many failed attempts");
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("too many failed logins for this user or from this address; retry in {seconds} s"),
+        )
+        .into_response();
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+        return Ok(response);
+    }
+
+    let user = if request.password.len() > MAX_PASSWORD_BYTES {
+        None
+    } else {
+        let user = users::get_user(&state.store, &request.username).await?;
+        let stored_hash = user.as_ref().map(|user| user.record.password_hash.clone());
+        let matches = users::verify_password_blocking(request.password, stored_hash).await?;
+        user.filter(|_| matches)
+    };
+    let Some(user) = user else {
+        for subject in &subjects {
+            if let Err(error) = throttle::record_failure(&state.store, subject, &limits, now).await {
+                tracing::warn!(%error, "counting a failed login failed");
+            }
+        }
+        audit(StatusCode::UNAUTHORIZED, false, "wrong user name or password");
+        tracing::info!(username = shown_name, source_ip = %client.ip, "login refused: wrong user name or password");
         return Err(ApiError::invalid_credentials());
     };
-    let now = state.clock.now_unix();
-    let ttl = state.session_ttl.as_secs();
-    let (token, session) = sessions::create_session(&state.store, &user.record.username, ttl, now).await?;
-    tracing::info!(username = %user.record.username, "login");
+    if user.record.disabled {
+        audit(StatusCode::FORBIDDEN, false, "user disabled");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "user_disabled",
+            "this user is disabled",
+        ));
+    }
+    if let Err(error) = throttle::reset(&state.store, &ThrottleSubject::User(user.record.username.clone())).await {
+        tracing::warn!(%error, "resetting the failed-login counter failed");
+    }
+    let ttl = if request.remember {
+        state.api.remember_ttl.as_secs()
+    } else {
+        state.session_ttl.as_secs()
+    };
+    let csrf_token = sessions::new_token();
+    let csrf_hash = hex::encode(Sha256::digest(csrf_token.as_bytes()));
+    let (token, session) = sessions::create_session_with(
+        &state.store,
+        &user.record.username,
+        ttl,
+        now,
+        user.record.must_change_password,
+        &csrf_hash,
+    )
+    .await?;
+    audit(StatusCode::OK, true, "logged in");
+    tracing::info!(username = %user.record.username, source_ip = %client.ip, remember = request.remember, "login");
     let body = LoginResponse {
         token: token.clone(),
         token_type: "Bearer".to_string(),
+        csrf_token: csrf_token.clone(),
         username: user.record.username,
         expires_at: format_rfc3339(session.expires_at),
         must_change_password: user.record.must_change_password,
+        remember: request.remember,
     };
     let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(SET_COOKIE, session_cookie(&state, &token, ttl));
+    let headers = response.headers_mut();
+    headers.append(SET_COOKIE, cookie(&state, SESSION_COOKIE, &token, true, ttl));
+    headers.append(SET_COOKIE, cookie(&state, CSRF_COOKIE, &csrf_token, false, ttl));
     Ok(response)
 }
 
-/// Ends the presented session everywhere. Idempotent: without a live session it still answers 204
-/// and clears the cookie.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+/// Ends the presented session on every replica. Idempotent: without a live session it still
+/// answers 204 and clears the cookies.
+#[utoipa::path(
+    post,
+    path = "/kuboard-api/auth/logout",
+    tag = "auth",
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 403, description = "Cookie without the CSRF token", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn logout(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(token) = presented_token(&headers) {
-        if let Some(session) = sessions::find_session(&state.store, &token, state.clock.now_unix()).await? {
+        let now = state.clock.now_unix();
+        if let Some(session) = sessions::find_session(&state.store, &token, now).await? {
             sessions::delete_session(&state.store, &session.token_hash, session.record.lease).await?;
             tracing::info!(username = %session.record.username, "logout");
+            state.api.audit(
+                state.replica_id,
+                now,
+                &client,
+                AuditRecord {
+                    username: &session.record.username,
+                    via_api: token_from_bearer(&headers).is_some(),
+                    verb: "logout",
+                    resource: "sessions",
+                    name: None,
+                    request_uri: "/kuboard-api/auth/logout",
+                    status_code: 204,
+                    allowed: true,
+                    message: "logged out",
+                },
+            );
         }
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    let secure = if state.secure_cookies { "; Secure" } else { "" };
-    let clear = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{secure}");
-    response.headers_mut().insert(
-        SET_COOKIE,
-        HeaderValue::from_str(&clear).expect("a constant cookie is valid"),
-    );
+    let headers = response.headers_mut();
+    headers.append(SET_COOKIE, cookie(&state, SESSION_COOKIE, "", true, 0));
+    headers.append(SET_COOKIE, cookie(&state, CSRF_COOKIE, "", false, 0));
     Ok(response)
 }
 
+/// The logged-in user.
+#[utoipa::path(
+    get,
+    path = "/kuboard-api/auth/me",
+    tag = "auth",
+    responses(
+        (status = 200, description = "The caller", body = MeResponse),
+        (status = 401, description = "No valid session", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<MeResponse>, ApiError> {
     let user = users::get_user(&state.store, caller.username())
         .await?
         .ok_or_else(ApiError::unauthenticated)?;
     Ok(Json(MeResponse {
+        role: user.record.effective_role(),
+        groups: user.record.groups.clone(),
         username: user.record.username,
-        must_change_password: user.record.must_change_password,
+        must_change_password: caller.session.record.must_change_password,
         session_expires_at: format_rfc3339(caller.session.record.expires_at),
+        access_key: caller.session.record.access_key,
     }))
 }
 
+/// Changes the caller's password; ends the user's other sessions.
+#[utoipa::path(
+    post,
+    path = "/kuboard-api/auth/password",
+    tag = "auth",
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 200, description = "Changed", body = ChangePasswordResponse),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "Wrong current password", body = ErrorBody),
+        (status = 409, description = "Changed meanwhile", body = ErrorBody),
+        (status = 422, description = "The new password breaks the policy", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(request): ApiJson<ChangePasswordRequest>,
 ) -> Result<Json<ChangePasswordResponse>, ApiError> {
-    if request.new_password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "password_too_short",
-            format!("the new password must have at least {MIN_PASSWORD_CHARS} characters"),
-        ));
-    }
-    if request.new_password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "password_too_long",
-            format!("the new password must have at most {MAX_PASSWORD_BYTES} bytes"),
-        ));
-    }
+    check_new_password(
+        caller.username(),
+        &request.new_password,
+        state.api.default_password.expose(),
+    )
+    .map_err(policy_error)?;
     if request.new_password == request.current_password {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -185,7 +364,10 @@ pub async fn change_password(
         ));
     }
     tracing::info!(username = %record.username, "password changed");
-    // The change has happened; failing to end the other sessions must not report it as failed.
+    // The change has happened; failing to update the sessions must not report it as failed.
+    if let Err(error) = sessions::clear_must_change_password(&state.store, &caller.session).await {
+        tracing::warn!(%error, username = %record.username, "clearing the session's password-change mark failed");
+    }
     let other_sessions_ended =
         match sessions::delete_other_sessions(&state.store, &record.username, &caller.session.token_hash).await {
             Ok(ended) => ended,

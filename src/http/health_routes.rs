@@ -17,11 +17,15 @@ use crate::http::AppState;
 const STATUS_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Alive: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", content_type = "text/plain", body = String)))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Ready: the store has a leader with a quorum and the first-start setup is done.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Not ready", body = crate::http::api_error::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let not_ready = |code, message: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
     let status = match tokio::time::timeout(STATUS_DEADLINE, state.store.status()).await {
@@ -46,6 +50,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
     ))
 }
 
+/// Prometheus metrics of this replica.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     match tokio::time::timeout(STATUS_DEADLINE, state.store.status()).await {
         Ok(Ok(status)) => state.metrics.observe_store_status(Ok(&status)),

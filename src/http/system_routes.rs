@@ -8,7 +8,7 @@ use crate::http::api_error::ApiError;
 use crate::http::caller::Caller;
 use crate::http::AppState;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberView {
     pub id: u64,
     pub address: String,
@@ -17,7 +17,7 @@ pub struct MemberView {
     pub healthy: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SystemStatus {
     pub replica_id: u64,
     pub version: String,
@@ -33,6 +33,11 @@ pub struct SystemStatus {
     pub audit_policy: String,
 }
 
+/// This replica, the store's members, leader and revision, and the audit policy.
+#[utoipa::path(get, path = "/kuboard-api/system/status", tag = "system",
+    responses((status = 200, body = SystemStatus), (status = 401, body = crate::http::api_error::ErrorBody),
+        (status = 403, body = crate::http::api_error::ErrorBody), (status = 503, body = crate::http::api_error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn status(State(state): State<AppState>, _caller: Caller) -> Result<Json<SystemStatus>, ApiError> {
     let status = state.store.status().await?;
     Ok(Json(SystemStatus {

@@ -53,9 +53,10 @@ async fn harness() -> Harness {
         secure_cookies: false,
         audit_policy: AuditPolicy::IgnoreErrors,
         admin_ready: Arc::new(AtomicBool::new(true)),
+        api: crate::http::api_services::ApiServices::for_tests(),
     };
     Harness {
-        app: router(state.clone()),
+        app: crate::http::with_session_guard(router(state.clone()), state.clone()),
         state,
         memory,
     }
@@ -168,9 +169,28 @@ async fn login_sets_cookie_and_token_that_authenticate() {
     assert_eq!(me.status, StatusCode::OK, "{}", me.text);
     assert_eq!(
         me.json,
-        json!({"username": "admin", "must_change_password": true, "session_expires_at": "2023-11-14T23:13:20Z"})
+        json!({"username": "admin", "role": "administrator", "groups": [], "must_change_password": true,
+               "session_expires_at": "2023-11-14T23:13:20Z", "access_key": false})
     );
 
+    let by_cookie = h
+        .call(
+            Request::get("/kuboard-api/system/status")
+                .header("cookie", format!("theme=dark; kuboard_session={token}"))
+                .body(Body::empty())
+                .expect("valid request"),
+        )
+        .await;
+    // Until the default password is changed, the session may do nothing else.
+    assert_error(&by_cookie, StatusCode::FORBIDDEN, "password_change_required");
+    let changed = h
+        .post(
+            "/kuboard-api/auth/password",
+            Some(&token),
+            &json!({"current_password": DEFAULT_PASSWORD, "new_password": "Changed-Pass-1"}),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
     let by_cookie = h
         .call(
             Request::get("/kuboard-api/system/status")
@@ -254,7 +274,7 @@ async fn bad_bodies_get_4xx_codes() {
         .post(
             "/kuboard-api/auth/login",
             None,
-            &json!({"username": "admin", "password": "x", "remember": true}),
+            &json!({"username": "admin", "password": "x", "remember_me": true}),
         )
         .await;
     assert_error(&unknown_field, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
@@ -327,7 +347,17 @@ async fn password_change_rules_and_effects() {
         )
         .await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "password_unchanged",
+        "password_is_default",
+    );
+    assert_error(
+        &h.post(
+            "/kuboard-api/auth/password",
+            Some(&token),
+            &change(DEFAULT_PASSWORD, "my-admin-password"),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "password_contains_username",
     );
     // None of the refused changes changed anything.
     h.token(DEFAULT_PASSWORD).await;

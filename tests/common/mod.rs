@@ -272,6 +272,8 @@ pub struct Group {
 }
 
 pub const TEST_CLUSTER_SECRET: &str = "test-cluster-secret-0123456789abcdef";
+/// Seals cluster credentials; several replicas must share it.
+pub const TEST_SSO_CLIENT_SECRET: &str = "test-sso-client-secret-0123456789";
 
 impl Group {
     /// Start `size` replicas with ids 1..=size, all given the same peer list.
@@ -292,6 +294,7 @@ impl Group {
                 ("KUBOARD_RAFT_NODE_ID", node_id.as_str()),
                 ("KUBOARD_RAFT_PEERS", peers.as_str()),
                 ("KUBOARD_CLUSTER_SECRET", TEST_CLUSTER_SECRET),
+                ("KUBOARD_SSO_CLIENT_SECRET", TEST_SSO_CLIENT_SECRET),
             ];
             let mut replica = Replica {
                 child: None,
@@ -545,6 +548,7 @@ impl Group {
                 ("KUBOARD_RAFT_NODE_ID".to_string(), (index + 1).to_string()),
                 ("KUBOARD_RAFT_PEERS".to_string(), peers.clone()),
                 ("KUBOARD_CLUSTER_SECRET".to_string(), TEST_CLUSTER_SECRET.to_string()),
+                ("KUBOARD_SSO_CLIENT_SECRET".to_string(), TEST_SSO_CLIENT_SECRET.to_string()),
             ];
             env.extend(extra_env(index));
             let mut replica = Replica {
@@ -592,6 +596,7 @@ impl Group {
             ("KUBOARD_RAFT_NODE_ID", node_id.as_str()),
             ("KUBOARD_RAFT_PEERS", peers),
             ("KUBOARD_CLUSTER_SECRET", TEST_CLUSTER_SECRET),
+            ("KUBOARD_SSO_CLIENT_SECRET", TEST_SSO_CLIENT_SECRET),
         ];
         let data_dir = self
             .replicas

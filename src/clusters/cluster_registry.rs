@@ -1,0 +1,234 @@
+//! Cluster records under `clusters/<name>`, stored as JSON with the credentials sealed.
+
+use std::fmt;
+
+use kuboard_storage::{Compare, CompareResult, CompareTarget, PutRequest, StoreError, TxnOp, TxnRequest};
+use serde::{Deserialize, Serialize};
+
+use crate::app_store::AppStore;
+use crate::clusters::credential_cipher::{CredentialCipher, OpenError, SealedBox};
+
+const CLUSTERS_PREFIX: &str = "clusters/";
+
+/// How Kuboard authenticates to a cluster's apiserver. Every field is secret except the CA.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterCredentials {
+    pub token: Option<String>,
+    /// PEM.
+    pub client_certificate: Option<String>,
+    /// PEM.
+    pub client_key: Option<String>,
+    /// PEM; verifies the apiserver.
+    pub ca_certificate: Option<String>,
+}
+
+impl fmt::Debug for ClusterCredentials {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("ClusterCredentials")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "client_certificate",
+                &self.client_certificate.as_ref().map(|_| "<redacted>"),
+            )
+            .field("client_key", &self.client_key.as_ref().map(|_| "<redacted>"))
+            .field("ca_certificate", &self.ca_certificate.as_ref().map(|_| "<present>"))
+            .finish()
+    }
+}
+
+/// What is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    pub name: String,
+    pub description: String,
+    /// Apiserver URLs (`https://a:6443`), tried in order by the balancer.
+    pub endpoints: Vec<String>,
+    /// The sealed JSON of [`ClusterCredentials`].
+    pub credentials: SealedBox,
+    /// Which credential kinds are present, so listings need not open the box.
+    pub has_token: bool,
+    pub has_client_certificate: bool,
+    pub has_ca_certificate: bool,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredCluster {
+    pub record: ClusterRecord,
+    pub mod_revision: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored cluster record {key} is not valid: {message}")]
+    Corrupt { key: String, message: String },
+    #[error("credentials of cluster {name}: {source}")]
+    Open { name: String, source: OpenError },
+}
+
+pub fn cluster_key(name: &str) -> String {
+    format!("{CLUSTERS_PREFIX}{name}")
+}
+
+/// Cluster names as Kubernetes names objects: `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`.
+pub fn is_valid_cluster_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first().is_some_and(|b| *b != b'-')
+        && bytes.last().is_some_and(|b| *b != b'-')
+}
+
+/// Builds a record for `name`, sealing `credentials` bound to its key.
+pub fn seal_record(
+    cipher: &CredentialCipher,
+    name: &str,
+    description: String,
+    endpoints: Vec<String>,
+    credentials: &ClusterCredentials,
+    created_at: u64,
+    now: u64,
+) -> ClusterRecord {
+    let plaintext = serde_json::to_vec(credentials).expect("credentials always serialize");
+    ClusterRecord {
+        name: name.to_string(),
+        description,
+        endpoints,
+        credentials: cipher.seal(cluster_key(name).as_bytes(), &plaintext),
+        has_token: credentials.token.is_some(),
+        has_client_certificate: credentials.client_certificate.is_some(),
+        has_ca_certificate: credentials.ca_certificate.is_some(),
+        created_at,
+        updated_at: now,
+    }
+}
+
+/// Opens the record's credentials (for the code that connects to the cluster).
+pub fn open_credentials(cipher: &CredentialCipher, record: &ClusterRecord) -> Result<ClusterCredentials, ClusterError> {
+    let plaintext = cipher
+        .open(cluster_key(&record.name).as_bytes(), &record.credentials)
+        .map_err(|source| ClusterError::Open {
+            name: record.name.clone(),
+            source,
+        })?;
+    serde_json::from_slice(&plaintext).map_err(|_| ClusterError::Open {
+        name: record.name.clone(),
+        source: OpenError::Malformed,
+    })
+}
+
+fn decode(key: &[u8], value: &[u8]) -> Result<ClusterRecord, ClusterError> {
+    serde_json::from_slice(value).map_err(|error| ClusterError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: error.to_string(),
+    })
+}
+
+pub async fn get_cluster(store: &AppStore, name: &str) -> Result<Option<StoredCluster>, ClusterError> {
+    if !is_valid_cluster_name(name) {
+        return Ok(None);
+    }
+    match store.get(&cluster_key(name)).await? {
+        None => Ok(None),
+        Some(kv) => Ok(Some(StoredCluster {
+            record: decode(&kv.key, &kv.value)?,
+            mod_revision: kv.mod_revision,
+        })),
+    }
+}
+
+pub async fn list_clusters(store: &AppStore) -> Result<Vec<ClusterRecord>, ClusterError> {
+    let mut clusters = Vec::new();
+    for kv in store.list(CLUSTERS_PREFIX).await? {
+        match decode(&kv.key, &kv.value) {
+            Ok(record) => clusters.push(record),
+            Err(error) => tracing::warn!(%error, "skipping a cluster record that is not valid"),
+        }
+    }
+    Ok(clusters)
+}
+
+/// Writes `record` if the key is absent (`expected_mod_revision` `None`) or unchanged since it was
+/// read at that revision. Returns false when the condition failed.
+pub async fn write_cluster(
+    store: &AppStore,
+    record: &ClusterRecord,
+    expected_mod_revision: Option<i64>,
+) -> Result<bool, ClusterError> {
+    let key = cluster_key(&record.name);
+    let target = match expected_mod_revision {
+        None => CompareTarget::CreateRevision(0),
+        Some(revision) => CompareTarget::ModRevision(revision),
+    };
+    let value = serde_json::to_vec(record).expect("a cluster record always serializes");
+    let response = store
+        .txn(TxnRequest {
+            compare: vec![Compare::new(key.clone(), CompareResult::Equal, target)],
+            success: vec![TxnOp::Put(PutRequest::new(key, value))],
+            failure: vec![],
+        })
+        .await?;
+    Ok(response.succeeded)
+}
+
+pub async fn delete_cluster(store: &AppStore, name: &str) -> Result<bool, ClusterError> {
+    if !is_valid_cluster_name(name) {
+        return Ok(false);
+    }
+    Ok(store.delete_key(&cluster_key(name)).await?.deleted > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["prod", "a", "prod-1", &"a".repeat(63)] {
+            assert!(is_valid_cluster_name(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "Prod", "a/b", "a.b", &"a".repeat(64)] {
+            assert!(!is_valid_cluster_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sealed_records_round_trip_and_hide_secrets() {
+        let cipher = CredentialCipher::from_secret("s");
+        let credentials = ClusterCredentials {
+            token: Some("bearer-token-value".into()),
+            client_certificate: None,
+            client_key: Some("KEY-PEM".into()),
+            ca_certificate: Some("CA-PEM".into()),
+        };
+        let record = seal_record(
+            &cipher,
+            "prod",
+            "d".into(),
+            vec!["https://a:6443".into()],
+            &credentials,
+            1,
+            2,
+        );
+        let stored = serde_json::to_string(&record).expect("serializes");
+        assert!(
+            !stored.contains("bearer-token-value") && !stored.contains("KEY-PEM"),
+            "{stored}"
+        );
+        assert!(!format!("{credentials:?}").contains("bearer-token-value"));
+        assert_eq!(open_credentials(&cipher, &record).expect("opens"), credentials);
+        let mut moved = record.clone();
+        moved.name = "test".into();
+        assert!(
+            open_credentials(&cipher, &moved).is_err(),
+            "a box moved to another record does not open"
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! `/kuboard-api/clusters/...`: the cluster registry. Administrators create, change and delete;
+//! everybody logged in may list. Credentials go in and never come out: answers say only which
+//! kinds are present.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::clock::format_rfc3339;
+use crate::clusters::cluster_registry::{self, is_valid_cluster_name, ClusterCredentials, ClusterRecord};
+use crate::http::api_error::{ApiError, ErrorBody};
+use crate::http::api_json::ApiJson;
+use crate::http::caller::Caller;
+use crate::http::AppState;
+
+const MAX_ENDPOINTS: usize = 16;
+const MAX_DESCRIPTION_CHARS: usize = 1024;
+const MAX_CREDENTIAL_BYTES: usize = 64 * 1024;
+
+/// Credentials as sent by an administrator (write-only).
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsInput {
+    pub token: Option<String>,
+    pub client_certificate: Option<String>,
+    pub client_key: Option<String>,
+    pub ca_certificate: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateClusterRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Apiserver URLs, `https://host:port`.
+    pub endpoints: Vec<String>,
+    #[serde(default)]
+    pub credentials: Option<CredentialsInput>,
+}
+
+/// A full replacement of a cluster's settings; `credentials` absent keeps the stored ones.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateClusterRequest {
+    #[serde(default)]
+    pub description: String,
+    pub endpoints: Vec<String>,
+    #[serde(default)]
+    pub credentials: Option<CredentialsInput>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClusterResponse {
+    pub name: String,
+    pub description: String,
+    pub endpoints: Vec<String>,
+    pub has_token: bool,
+    pub has_client_certificate: bool,
+    pub has_ca_certificate: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn view(record: &ClusterRecord) -> ClusterResponse {
+    ClusterResponse {
+        name: record.name.clone(),
+        description: record.description.clone(),
+        endpoints: record.endpoints.clone(),
+        has_token: record.has_token,
+        has_client_certificate: record.has_client_certificate,
+        has_ca_certificate: record.has_ca_certificate,
+        created_at: format_rfc3339(record.created_at),
+        updated_at: format_rfc3339(record.updated_at),
+    }
+}
+
+fn invalid(code: &'static str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}
+
+fn check_settings(description: &str, endpoints: &[String]) -> Result<(), ApiError> {
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(invalid(
+            "invalid_description",
+            "expected a description of at most 1024 characters",
+        ));
+    }
+    let url_ok = |url: &str| {
+        url.strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .is_some_and(|rest| !rest.is_empty() && rest.len() < 256 && !rest.contains(char::is_whitespace))
+    };
+    if endpoints.is_empty() || endpoints.len() > MAX_ENDPOINTS || !endpoints.iter().all(|url| url_ok(url)) {
+        return Err(invalid(
+            "invalid_endpoints",
+            "expected 1 to 16 apiserver URLs like https://10.0.0.1:6443",
+        ));
+    }
+    Ok(())
+}
+
+fn credentials(input: CredentialsInput) -> Result<ClusterCredentials, ApiError> {
+    let fields = [
+        &input.token,
+        &input.client_certificate,
+        &input.client_key,
+        &input.ca_certificate,
+    ];
+    if fields
+        .iter()
+        .any(|field| field.as_ref().is_some_and(|value| value.len() > MAX_CREDENTIAL_BYTES))
+    {
+        return Err(invalid(
+            "invalid_credentials_input",
+            "expected each credential to be at most 64 KiB",
+        ));
+    }
+    if input.client_certificate.is_some() != input.client_key.is_some() {
+        return Err(invalid(
+            "invalid_credentials_input",
+            "expected client_certificate and client_key together (both or neither)",
+        ));
+    }
+    Ok(ClusterCredentials {
+        token: input.token,
+        client_certificate: input.client_certificate,
+        client_key: input.client_key,
+        ca_certificate: input.ca_certificate,
+    })
+}
+
+fn no_such_cluster() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "cluster_not_found", "no such cluster")
+}
+
+/// Every cluster (no credentials). Any logged-in user.
+#[utoipa::path(get, path = "/kuboard-api/clusters", tag = "clusters",
+    responses((status = 200, body = Vec<ClusterResponse>), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_clusters(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<ClusterResponse>>, ApiError> {
+    caller.user(&state).await?;
+    Ok(Json(
+        cluster_registry::list_clusters(&state.store)
+            .await?
+            .iter()
+            .map(view)
+            .collect(),
+    ))
+}
+
+/// One cluster (no credentials). Any logged-in user.
+#[utoipa::path(get, path = "/kuboard-api/clusters/{name}", tag = "clusters", params(("name" = String, Path)),
+    responses((status = 200, body = ClusterResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_cluster(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<ClusterResponse>, ApiError> {
+    caller.user(&state).await?;
+    let cluster = cluster_registry::get_cluster(&state.store, &name)
+        .await?
+        .ok_or_else(no_such_cluster)?;
+    Ok(Json(view(&cluster.record)))
+}
+
+/// Imports a cluster.
+#[utoipa::path(post, path = "/kuboard-api/clusters", tag = "clusters", request_body = CreateClusterRequest,
+    responses((status = 201, body = ClusterResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_cluster(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<CreateClusterRequest>,
+) -> Result<Response, ApiError> {
+    caller.require_administrator(&state).await?;
+    if !is_valid_cluster_name(&request.name) {
+        return Err(invalid(
+            "invalid_cluster_name",
+            "expected a name of 1-63 characters [a-z0-9-], starting and ending with a letter or digit",
+        ));
+    }
+    check_settings(&request.description, &request.endpoints)?;
+    let credentials = credentials(request.credentials.unwrap_or_default())?;
+    let now = state.clock.now_unix();
+    let record = cluster_registry::seal_record(
+        &state.api.cipher,
+        &request.name,
+        request.description,
+        request.endpoints,
+        &credentials,
+        now,
+        now,
+    );
+    if !cluster_registry::write_cluster(&state.store, &record, None).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cluster_exists",
+            "a cluster with this name exists",
+        ));
+    }
+    tracing::info!(cluster = %record.name, by = caller.username(), "cluster created");
+    Ok((StatusCode::CREATED, Json(view(&record))).into_response())
+}
+
+/// Changes a cluster's description, endpoints and (when given) credentials.
+#[utoipa::path(put, path = "/kuboard-api/clusters/{name}", tag = "clusters", request_body = UpdateClusterRequest,
+    params(("name" = String, Path)),
+    responses((status = 200, body = ClusterResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update_cluster(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<UpdateClusterRequest>,
+) -> Result<Json<ClusterResponse>, ApiError> {
+    caller.require_administrator(&state).await?;
+    let stored = cluster_registry::get_cluster(&state.store, &name)
+        .await?
+        .ok_or_else(no_such_cluster)?;
+    check_settings(&request.description, &request.endpoints)?;
+    let now = state.clock.now_unix();
+    let record = match request.credentials {
+        Some(input) => cluster_registry::seal_record(
+            &state.api.cipher,
+            &name,
+            request.description,
+            request.endpoints,
+            &credentials(input)?,
+            stored.record.created_at,
+            now,
+        ),
+        None => ClusterRecord {
+            description: request.description,
+            endpoints: request.endpoints,
+            updated_at: now,
+            ..stored.record.clone()
+        },
+    };
+    if !cluster_registry::write_cluster(&state.store, &record, Some(stored.mod_revision)).await? {
+        return Err(ApiError::conflict(
+            "the cluster was changed by another request meanwhile; retry",
+        ));
+    }
+    tracing::info!(cluster = %record.name, by = caller.username(), "cluster changed");
+    Ok(Json(view(&record)))
+}
+
+/// Removes a cluster from the registry.
+#[utoipa::path(delete, path = "/kuboard-api/clusters/{name}", tag = "clusters", params(("name" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_cluster(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_administrator(&state).await?;
+    if !cluster_registry::delete_cluster(&state.store, &name).await? {
+        return Err(no_such_cluster());
+    }
+    tracing::info!(cluster = %name, by = caller.username(), "cluster deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
