@@ -45,6 +45,60 @@ pub enum AdminCommand {
     /// List, add, remove or replace members of the embedded Raft group, through a running replica.
     #[command(subcommand)]
     Members(MembersCommand),
+    /// Set a new password for USER (to be changed at the next login) and end the user's sessions.
+    ///
+    /// With --server, through a running replica as an administrator. Without it, offline: the store
+    /// is opened from the settings of `kuboard serve` (KUBOARD_DATA_DIR of a stopped single replica,
+    /// or KUBOARD_ETCD_*). A new password is generated and printed unless --new-password is given.
+    ResetPassword(Box<ResetPasswordArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct ResetPasswordArgs {
+    /// The user whose password is reset.
+    #[arg(value_name = "USER")]
+    pub username: String,
+
+    /// The new password (else one is generated and printed).
+    #[arg(long, env = "KUBOARD_NEW_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    pub new_password: Option<String>,
+
+    /// URL of a running replica to reset through (`http://kuboard-0:80`). Unset: offline.
+    #[arg(long, value_name = "URL", help_heading = "Reset through a running replica")]
+    pub server: Option<String>,
+
+    /// Bearer token of an administrator's session or access key.
+    #[arg(
+        long,
+        env = "KUBOARD_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        help_heading = "Reset through a running replica"
+    )]
+    pub token: Option<String>,
+
+    /// Administrator to log in as when no token is given.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "admin",
+        help_heading = "Reset through a running replica"
+    )]
+    pub admin_username: String,
+
+    /// Password of that administrator.
+    #[arg(
+        long,
+        env = "KUBOARD_ADMIN_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        help_heading = "Reset through a running replica"
+    )]
+    pub admin_password: Option<String>,
+
+    /// The store settings of `kuboard serve` (read from the same variables), for the offline reset.
+    #[command(flatten)]
+    pub store: ServeArgs,
 }
 
 #[derive(Debug, Subcommand)]

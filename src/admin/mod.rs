@@ -9,6 +9,7 @@
 //! - [`members_http`]: `/kuboard-api/system/members`, listing and changing the members of the
 //!   embedded Raft group on any replica.
 //! - `members_command`: `kuboard admin members list|add|remove|replace`, through that API.
+//! - `reset_password_command`: `kuboard admin reset-password USER`, through a replica or offline.
 //! - [`member_spec`]: member ids and peer addresses as operators write them (`4=10.0.0.4:10082`).
 //! - [`admin_client`]: the authenticated HTTP client of a running replica and the exit codes that
 //!   every command shares.
@@ -23,6 +24,7 @@ pub mod admin_client;
 pub mod member_spec;
 mod members_command;
 pub mod members_http;
+mod reset_password_command;
 pub mod snapshot_command;
 pub mod snapshot_file;
 pub mod snapshot_http;
@@ -58,6 +60,12 @@ pub fn run(args: AdminArgs, admin_matches: &ArgMatches) -> u8 {
                     snapshot_command::restore(*restore, &RawSettings::from_serve_matches(leaf))
                 }
             }
+        }
+        AdminCommand::ResetPassword(args) => {
+            let leaf = admin_matches
+                .subcommand_matches("reset-password")
+                .expect("clap matched the reset-password subcommand");
+            reset_password_command::reset_password(*args, &RawSettings::from_serve_matches(leaf))
         }
         AdminCommand::Members(command) => match command {
             MembersCommand::List(args) => members_command::list(args),

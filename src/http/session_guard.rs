@@ -2,8 +2,8 @@
 //! included). For a request that presents a live session it enforces, before any handler runs:
 //!
 //! - **password change first**: a session whose user must change the password (the first-start
-//!   admin) may only read `me`, change the password and log out; anything else is refused with
-//!   403 `password_change_required`;
+//!   admin) may only read `me` and the system status, change the password and log out; anything
+//!   else is refused with 403 `password_change_required`;
 //! - **CSRF**: a change (`POST`, `PUT`, `PATCH`, `DELETE`) authenticated by the session cookie must
 //!   carry the session's token in `X-Kuboard-CSRF`, else 403 `csrf_token_invalid`. Bearer tokens
 //!   and access keys are exempt: a browser never adds them by itself.
@@ -25,11 +25,14 @@ use crate::http::AppState;
 
 pub const CSRF_HEADER: &str = "x-kuboard-csrf";
 pub const LOGIN_PATH: &str = "/kuboard-api/auth/login";
-/// What a session that must change its password may still do.
-const ALLOWED_BEFORE_PASSWORD_CHANGE: [&str; 3] = [
+/// What a session that must change its password may still do. The replica's status is
+/// read-only and shows no data, only the health of the group, which an operator needs on a fresh
+/// install before anything else (and the UI's HA page shows before the password is changed).
+const ALLOWED_BEFORE_PASSWORD_CHANGE: [&str; 4] = [
     "/kuboard-api/auth/me",
     "/kuboard-api/auth/password",
     "/kuboard-api/auth/logout",
+    "/kuboard-api/system/status",
 ];
 
 /// A session found by the guard for this request.
@@ -58,7 +61,9 @@ pub async fn session_guard(State(state): State<AppState>, mut request: Request, 
              the kuboard_csrf cookie) in the X-Kuboard-CSRF header",
         ));
     }
-    if session.record.must_change_password && !ALLOWED_BEFORE_PASSWORD_CHANGE.contains(&path) {
+    let allowed = ALLOWED_BEFORE_PASSWORD_CHANGE.contains(&path)
+        && (path != "/kuboard-api/system/status" || *request.method() == Method::GET);
+    if session.record.must_change_password && !allowed {
         return refuse(ApiError::new(
             StatusCode::FORBIDDEN,
             "password_change_required",
