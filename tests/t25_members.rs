@@ -12,6 +12,9 @@ use serde_json::{json, Value};
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
+/// The admin's password after the first-start change (a session with the default password may do
+/// nothing but change it).
+const PASSWORD: &str = "Group-Membership-Pass-1";
 const NEW_PASSWORD: &str = "changed-While-Wiped-7";
 
 fn phase(name: &str) {
@@ -159,13 +162,14 @@ fn metric(samples: &std::collections::BTreeMap<String, f64>, name: &str) -> f64 
 async fn members_are_listed_added_removed_and_replaced_through_any_replica() {
     let mut group = Group::start(3);
     group.wait_all_ready(START_TIMEOUT).await;
-    let token = login_anywhere(&group, ADMIN_PASSWORD).await;
+    login_anywhere(&group, ADMIN_PASSWORD).await;
+    let token = group.replicas[0].change_admin_password(PASSWORD).await;
     let leader = group.wait_for_leader(&token, START_TIMEOUT).await;
     let follower = (leader + 1) % 3;
     let follower_url = group.replicas[follower].url("");
 
     phase("list through a follower shows the three members and the leader");
-    let listed = members_via(&follower_url, ADMIN_PASSWORD, &["list"]);
+    let listed = members_via(&follower_url, PASSWORD, &["list"]);
     assert_exit(&listed, 0, "ID  ADDRESS");
     let rows: Vec<&str> = listed
         .stdout
@@ -185,7 +189,7 @@ async fn members_are_listed_added_removed_and_replaced_through_any_replica() {
         "{}",
         listed.stdout
     );
-    let as_json = members_via(&follower_url, ADMIN_PASSWORD, &["list", "--json"]);
+    let as_json = members_via(&follower_url, PASSWORD, &["list", "--json"]);
     assert_exit(&as_json, 0, "\"members\"");
     let view: Value = serde_json::from_str(&as_json.stdout).expect("--json prints JSON");
     assert_eq!(member_ids(&view), [1, 2, 3]);
@@ -233,7 +237,7 @@ async fn members_are_listed_added_removed_and_replaced_through_any_replica() {
         (vec!["replace", &taken_2], 1, "address_in_use"),
     ];
     for (words, code, fragment) in &cases {
-        assert_exit(&members_via(&follower_url, ADMIN_PASSWORD, words), *code, fragment);
+        assert_exit(&members_via(&follower_url, PASSWORD, words), *code, fragment);
     }
     let (code, answer) = replica
         .post_json(
@@ -280,7 +284,7 @@ async fn members_are_listed_added_removed_and_replaced_through_any_replica() {
     phase("admin members add 4 (through replica 1) makes it a voting member on every replica");
     let started = Instant::now();
     let fourth_spec = format!("4=127.0.0.1:{fourth_port}");
-    let added = members_via(&group.replicas[0].url(""), ADMIN_PASSWORD, &["add", &fourth_spec]);
+    let added = members_via(&group.replicas[0].url(""), PASSWORD, &["add", &fourth_spec]);
     assert_exit(&added, 0, "member 4 at");
     eprintln!("add took {} ms", started.elapsed().as_millis());
     group.replicas[fourth].wait_ready(START_TIMEOUT).await;
@@ -293,7 +297,7 @@ async fn members_are_listed_added_removed_and_replaced_through_any_replica() {
     );
 
     phase("admin members remove 4 (through replica 2) takes it out again");
-    let removed = members_via(&group.replicas[1].url(""), ADMIN_PASSWORD, &["remove", "4"]);
+    let removed = members_via(&group.replicas[1].url(""), PASSWORD, &["remove", "4"]);
     assert_exit(&removed, 0, "member 4 was removed");
     wait_for_membership(&group, &[0, 1, 2], &[1, 2, 3], &token).await;
     group.replicas[fourth].stop();
@@ -338,7 +342,7 @@ async fn members_are_listed_added_removed_and_replaced_through_any_replica() {
         .post_json(
             "/kuboard-api/auth/password",
             &token,
-            &json!({ "current_password": ADMIN_PASSWORD, "new_password": NEW_PASSWORD }),
+            &json!({ "current_password": PASSWORD, "new_password": NEW_PASSWORD }),
         )
         .await;
     assert_eq!(code, 200, "password change: {body}");
@@ -355,7 +359,7 @@ async fn members_are_listed_added_removed_and_replaced_through_any_replica() {
     eprintln!("replace took {} ms", started.elapsed().as_millis());
     group.replicas[wiped].wait_ready(START_TIMEOUT).await;
     let token = group.replicas[wiped].login_token("admin", NEW_PASSWORD).await;
-    assert_eq!(group.replicas[wiped].login("admin", ADMIN_PASSWORD).await.status(), 401);
+    assert_eq!(group.replicas[wiped].login("admin", PASSWORD).await.status(), 401);
     wait_for_membership(&group, &[0, 1, 2], &[1, 2, 3], &token).await;
 
     phase("every replica exposes plausible raft metrics, exactly one of them as leader");
@@ -391,19 +395,20 @@ async fn a_single_replica_keeps_its_only_voter_and_needs_a_secret_to_grow() {
     let logs = tempfile::tempdir().expect("log dir");
     let mut replica = Replica::start(data.path(), logs.path());
     replica.wait_ready(START_TIMEOUT).await;
+    replica.change_admin_password(PASSWORD).await;
     let url = replica.url("");
-    assert_exit(&members_via(&url, ADMIN_PASSWORD, &["remove", "1"]), 1, "last_voter");
+    assert_exit(&members_via(&url, PASSWORD, &["remove", "1"]), 1, "last_voter");
     assert_exit(
-        &members_via(&url, ADMIN_PASSWORD, &["replace", "1=127.0.0.1:9"]),
+        &members_via(&url, PASSWORD, &["replace", "1=127.0.0.1:9"]),
         1,
         "no_cluster_secret",
     );
     assert_exit(
-        &members_via(&url, ADMIN_PASSWORD, &["add", "2", "127.0.0.1:9"]),
+        &members_via(&url, PASSWORD, &["add", "2", "127.0.0.1:9"]),
         1,
         "no_cluster_secret",
     );
-    let listed = members_via(&url, ADMIN_PASSWORD, &["list"]);
+    let listed = members_via(&url, PASSWORD, &["list"]);
     assert_exit(&listed, 0, "leader  yes");
     assert!(
         listed
@@ -430,9 +435,10 @@ async fn on_an_external_etcd_members_are_listed_but_changed_with_etcdctl() {
     let logs = tempfile::tempdir().expect("log dir");
     let mut replica = Replica::start_with(data.path(), logs.path(), &[("KUBOARD_ETCD_ENDPOINTS", &endpoint)]);
     replica.wait_ready_within(START_TIMEOUT).await;
+    replica.change_admin_password(PASSWORD).await;
     let url = replica.url("");
 
-    let listed = members_via(&url, ADMIN_PASSWORD, &["list", "--json"]);
+    let listed = members_via(&url, PASSWORD, &["list", "--json"]);
     assert_exit(&listed, 0, "\"backend\": \"etcd\"");
     let view: Value = serde_json::from_str(&listed.stdout).expect("--json prints JSON");
     assert_eq!(view["members"].as_array().map(Vec::len), Some(1), "{view}");
@@ -441,7 +447,7 @@ async fn on_an_external_etcd_members_are_listed_but_changed_with_etcdctl() {
         &["remove", "2"],
         &["replace", "2=127.0.0.1:9"],
     ] {
-        let refused = members_via(&url, ADMIN_PASSWORD, words);
+        let refused = members_via(&url, PASSWORD, words);
         assert_exit(&refused, 1, "not_supported");
         assert!(refused.stderr.contains("etcdctl member"), "{}", refused.stderr);
     }
