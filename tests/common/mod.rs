@@ -548,7 +548,10 @@ impl Group {
                 ("KUBOARD_RAFT_NODE_ID".to_string(), (index + 1).to_string()),
                 ("KUBOARD_RAFT_PEERS".to_string(), peers.clone()),
                 ("KUBOARD_CLUSTER_SECRET".to_string(), TEST_CLUSTER_SECRET.to_string()),
-                ("KUBOARD_SSO_CLIENT_SECRET".to_string(), TEST_SSO_CLIENT_SECRET.to_string()),
+                (
+                    "KUBOARD_SSO_CLIENT_SECRET".to_string(),
+                    TEST_SSO_CLIENT_SECRET.to_string(),
+                ),
             ];
             env.extend(extra_env(index));
             let mut replica = Replica {
