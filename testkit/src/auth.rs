@@ -14,7 +14,10 @@ pub struct UserInfo {
 
 impl UserInfo {
     pub fn new(name: &str, groups: &[&str]) -> UserInfo {
-        UserInfo { name: name.to_string(), groups: groups.iter().map(|g| g.to_string()).collect() }
+        UserInfo {
+            name: name.to_string(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
     }
 
     /// Adds `system:authenticated`, as the apiserver does for every authenticated user.
@@ -57,7 +60,11 @@ impl PolicyRule {
 
     /// Everything for `user`.
     pub fn admin_user(user: &str) -> PolicyRule {
-        PolicyRule { users: vec![user.to_string()], groups: vec![], ..PolicyRule::admin_group("") }
+        PolicyRule {
+            users: vec![user.to_string()],
+            groups: vec![],
+            ..PolicyRule::admin_group("")
+        }
     }
 
     /// Read-only access (get, list, watch on every resource, pod logs included) for members of `group`.
@@ -72,7 +79,7 @@ impl PolicyRule {
     }
 
     fn applies_to(&self, user: &UserInfo) -> bool {
-        self.users.iter().any(|u| *u == user.name) || self.groups.iter().any(|g| user.groups.contains(g))
+        self.users.contains(&user.name) || self.groups.iter().any(|g| user.groups.contains(g))
     }
 
     fn allows(&self, request: &RequestAttributes) -> bool {
@@ -92,7 +99,9 @@ pub struct Rbac {
 
 impl Default for Rbac {
     fn default() -> Rbac {
-        Rbac { rules: vec![PolicyRule::admin_group("system:masters")] }
+        Rbac {
+            rules: vec![PolicyRule::admin_group("system:masters")],
+        }
     }
 }
 
@@ -109,7 +118,9 @@ pub struct RequestAttributes {
 
 impl Rbac {
     pub fn allows(&self, user: &UserInfo, request: &RequestAttributes) -> bool {
-        self.rules.iter().any(|rule| rule.applies_to(user) && rule.allows(request))
+        self.rules
+            .iter()
+            .any(|rule| rule.applies_to(user) && rule.allows(request))
     }
 
     /// `Ok` if allowed, else the apiserver's `403 Forbidden` Status.
@@ -121,8 +132,11 @@ impl Rbac {
             Some((plural, subresource)) => (plural, Some(subresource)),
             None => (request.resource.as_str(), None),
         };
-        let qualified =
-            if request.api_group.is_empty() { plural.to_string() } else { format!("{plural}.{}", request.api_group) };
+        let qualified = if request.api_group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{}", request.api_group)
+        };
         let subject = match &request.name {
             Some(name) => format!("{qualified} \"{name}\""),
             None => qualified.clone(),
@@ -152,7 +166,10 @@ impl Rbac {
     /// Applies `Impersonate-User` / `Impersonate-Group` headers: the caller must be allowed to impersonate
     /// the user and each group. Returns the identity the request acts as.
     pub fn impersonate(&self, caller: UserInfo, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
-        let user = headers.get("impersonate-user").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let user = headers
+            .get("impersonate-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let groups: Vec<String> = headers
             .get_all("impersonate-group")
             .iter()
@@ -194,7 +211,11 @@ pub fn user_from_certificate(der: &[u8]) -> Option<UserInfo> {
     let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = certificate.subject();
     let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_string).collect();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .map(str::to_string)
+        .collect();
     Some(UserInfo { name, groups }.authenticated())
 }
 
@@ -214,10 +235,14 @@ mod tests {
 
     #[test]
     fn viewer_reads_but_cannot_delete() {
-        let rbac = Rbac { rules: vec![PolicyRule::viewer_group("viewers")] };
+        let rbac = Rbac {
+            rules: vec![PolicyRule::viewer_group("viewers")],
+        };
         let viewer = UserInfo::new("v", &["viewers"]);
         assert!(rbac.allows(&viewer, &attributes("get", "pods", Some("default"))));
-        let denied = rbac.authorize(&viewer, &attributes("delete", "pods", Some("default"))).unwrap_err();
+        let denied = rbac
+            .authorize(&viewer, &attributes("delete", "pods", Some("default")))
+            .unwrap_err();
         assert_eq!(denied.code, 403);
         assert_eq!(
             denied.message,

@@ -3,9 +3,7 @@
 
 use anyhow::Context as _;
 use base64::Engine as _;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 
 /// A certificate and its private key, PEM-encoded.
 #[derive(Clone)]
@@ -17,7 +15,10 @@ pub struct CertifiedKey {
 impl std::fmt::Debug for CertifiedKey {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The private key never reaches a log.
-        formatter.debug_struct("CertifiedKey").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+        formatter
+            .debug_struct("CertifiedKey")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
     }
 }
 
@@ -38,17 +39,30 @@ impl CertificateAuthority {
         let mut params = CertificateParams::new(Vec::<String>::new()).context("build the CA parameters")?;
         params.distinguished_name.push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let certificate = params.self_signed(&key).context("sign the CA certificate")?;
         let cert_pem = certificate.pem();
-        Ok(CertificateAuthority { certificate, key, cert_pem })
+        Ok(CertificateAuthority {
+            certificate,
+            key,
+            cert_pem,
+        })
     }
 
     /// A serving certificate for `names` (DNS names or IP addresses; `localhost` and `127.0.0.1` are
     /// always included).
     pub fn issue_server(&self, names: &[&str]) -> anyhow::Result<CertifiedKey> {
         let mut all: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
-        all.extend(names.iter().map(|n| n.to_string()).filter(|n| n != "localhost" && n != "127.0.0.1"));
+        all.extend(
+            names
+                .iter()
+                .map(|n| n.to_string())
+                .filter(|n| n != "localhost" && n != "127.0.0.1"),
+        );
         let mut params = CertificateParams::new(all).context("build the server certificate parameters")?;
         params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -58,14 +72,20 @@ impl CertificateAuthority {
 
     /// A client certificate for `user` (its CN) in `groups` (its O values, at most two).
     pub fn issue_client(&self, user: &str, groups: &[&str]) -> anyhow::Result<CertifiedKey> {
-        anyhow::ensure!(groups.len() <= 2, "a fake client certificate carries at most two groups");
-        let mut params = CertificateParams::new(Vec::<String>::new()).context("build the client certificate parameters")?;
+        anyhow::ensure!(
+            groups.len() <= 2,
+            "a fake client certificate carries at most two groups"
+        );
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).context("build the client certificate parameters")?;
         params.distinguished_name.push(DnType::CommonName, user);
         if let Some(first) = groups.first() {
             params.distinguished_name.push(DnType::OrganizationName, *first);
         }
         if let Some(second) = groups.get(1) {
-            params.distinguished_name.push(DnType::CustomDnType(ORGANIZATION_OID.to_vec()), *second);
+            params
+                .distinguished_name
+                .push(DnType::CustomDnType(ORGANIZATION_OID.to_vec()), *second);
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
@@ -74,8 +94,13 @@ impl CertificateAuthority {
 
     fn sign(&self, params: CertificateParams) -> anyhow::Result<CertifiedKey> {
         let key = KeyPair::generate().context("generate a key")?;
-        let certificate = params.signed_by(&key, &self.certificate, &self.key).context("sign a certificate")?;
-        Ok(CertifiedKey { cert_pem: certificate.pem(), key_pem: key.serialize_pem() })
+        let certificate = params
+            .signed_by(&key, &self.certificate, &self.key)
+            .context("sign a certificate")?;
+        Ok(CertifiedKey {
+            cert_pem: certificate.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }
 

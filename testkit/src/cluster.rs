@@ -42,7 +42,11 @@ pub struct FakeCluster {
 impl FakeCluster {
     /// `instances` TLS instances on 127.0.0.1 sharing one state.
     pub async fn start(instances: usize) -> anyhow::Result<FakeCluster> {
-        FakeCluster::start_with(FakeClusterOptions { instances, ..FakeClusterOptions::default() }).await
+        FakeCluster::start_with(FakeClusterOptions {
+            instances,
+            ..FakeClusterOptions::default()
+        })
+        .await
     }
 
     pub async fn start_with(options: FakeClusterOptions) -> anyhow::Result<FakeCluster> {
@@ -65,9 +69,18 @@ impl FakeCluster {
                 bind: SocketAddr::new(options.bind_ip, 0),
                 tls: Some(tls.clone()),
             };
-            servers.push(FakeApiServer::start(state.clone(), config).await.with_context(|| format!("start instance {index}"))?);
+            servers.push(
+                FakeApiServer::start(state.clone(), config)
+                    .await
+                    .with_context(|| format!("start instance {index}"))?,
+            );
         }
-        Ok(FakeCluster { state, ca, servers, admin })
+        Ok(FakeCluster {
+            state,
+            ca,
+            servers,
+            admin,
+        })
     }
 
     pub fn urls(&self) -> Vec<String> {

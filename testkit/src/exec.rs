@@ -47,7 +47,10 @@ pub fn upgrade(
             "none of the offered websocket subprotocols {offered:?} is supported; use one of {SUPPORTED_PROTOCOLS:?}"
         )));
     }
-    Ok(upgrade.protocols(SUPPORTED_PROTOCOLS).on_upgrade(move |socket| session(socket, request, shutdown)).into_response())
+    Ok(upgrade
+        .protocols(SUPPORTED_PROTOCOLS)
+        .on_upgrade(move |socket| session(socket, request, shutdown))
+        .into_response())
 }
 
 fn exit_status(argv: &[String], code: i32) -> serde_json::Value {
@@ -113,5 +116,10 @@ async fn session(socket: WebSocket, request: ExecRequest, mut shutdown: watch::R
     let mut frame = vec![CHANNEL_ERROR];
     frame.extend_from_slice(exit_status(&request.argv, code).to_string().as_bytes());
     let _ = sink.send(Message::Binary(frame.into())).await;
-    let _ = sink.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "".into(),
+        })))
+        .await;
 }

@@ -43,7 +43,11 @@ struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(query: Option<&str>) -> Query {
-        Query(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
+        Query(
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -51,7 +55,11 @@ impl Query {
     }
 
     fn all(&self, name: &str) -> Vec<String> {
-        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     fn flag(&self, name: &str) -> bool {
@@ -84,13 +92,20 @@ async fn route(app: AppState, request: Request) -> Result<Response, ApiError> {
             if app.controls.is_ready() {
                 return Ok("ok".into_response());
             }
-            let body = format!("[-]{} not ready: reason withheld\nreadyz check failed\n", app.instance_name);
+            let body = format!(
+                "[-]{} not ready: reason withheld\nreadyz check failed\n",
+                app.instance_name
+            );
             return Ok((StatusCode::INTERNAL_SERVER_ERROR, body).into_response());
         }
         _ => {}
     }
     if let Some(code) = app.controls.failure_code() {
-        return Err(ApiError::new(code, "ServiceUnavailable", format!("{} is failing on purpose", app.instance_name)));
+        return Err(ApiError::new(
+            code,
+            "ServiceUnavailable",
+            format!("{} is failing on purpose", app.instance_name),
+        ));
     }
     if path == "/version" {
         return Ok(json_response(StatusCode::OK, &version()));
@@ -99,7 +114,7 @@ async fn route(app: AppState, request: Request) -> Result<Response, ApiError> {
     let user = app.state.rbac().impersonate(user, request.headers())?;
     let segments: Vec<String> = path.trim_matches('/').split('/').map(str::to_string).collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    if let Some(response) = discovery(&segments, request.headers()) {
+    if let Some(response) = discovery(&segments) {
         return response;
     }
     let target = parse_target(&segments)?;
@@ -144,7 +159,10 @@ fn resource_entry(resource: &ResourceType) -> Value {
 }
 
 fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let served: Vec<&ResourceType> = RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect();
+    let served: Vec<&ResourceType> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if served.is_empty() {
         return None;
     }
@@ -152,17 +170,25 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
     for resource in &served {
         entries.push(resource_entry(resource));
         if resource.has_status {
-            entries.push(json!({"name": format!("{}/status", resource.plural), "singularName": "",
-                "namespaced": resource.namespaced, "kind": resource.kind, "verbs": ["get", "patch", "update"]}));
+            entries.push(
+                json!({"name": format!("{}/status", resource.plural), "singularName": "",
+                "namespaced": resource.namespaced, "kind": resource.kind, "verbs": ["get", "patch", "update"]}),
+            );
         }
         if resource.plural == "pods" {
             for (subresource, kind, verbs) in resources::POD_SUBRESOURCES {
-                entries.push(json!({"name": format!("pods/{subresource}"), "singularName": "", "namespaced": true,
-                    "kind": kind, "verbs": verbs}));
+                entries.push(
+                    json!({"name": format!("pods/{subresource}"), "singularName": "", "namespaced": true,
+                    "kind": kind, "verbs": verbs}),
+                );
             }
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": entries}))
 }
 
@@ -175,8 +201,7 @@ fn api_group(group: &str) -> Value {
 
 /// Discovery and OpenAPI documents, or `None` for other paths. Legacy (unaggregated) discovery is
 /// served; kubectl falls back to it when the answer is not an aggregated discovery document.
-fn discovery(segments: &[&str], headers: &HeaderMap) -> Option<Result<Response, ApiError>> {
-    let _ = headers;
+fn discovery(segments: &[&str]) -> Option<Result<Response, ApiError>> {
     let document = match segments {
         ["api"] => json!({"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}),
@@ -188,7 +213,13 @@ fn discovery(segments: &[&str], headers: &HeaderMap) -> Option<Result<Response, 
         ["openapi", "v3"] => openapi::root(),
         ["openapi", "v3", rest @ ..] => match openapi::group_version_document(&rest.join("/")) {
             Some(document) => document,
-            None => return Some(Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"))),
+            None => {
+                return Some(Err(ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )))
+            }
         },
         ["openapi", "v2"] => {
             return Some(Err(ApiError::new(404, "NotFound", "the fake serves only /openapi/v3")));
@@ -217,13 +248,24 @@ fn parse_target(segments: &[&str]) -> Result<Target, ApiError> {
         _ => return Err(not_found_path()),
     };
     let find = |plural: &str| resources::find(group, version, plural).ok_or_else(not_found_path);
-    let owned = |s: &&str| s.to_string();
     match rest {
-        ["namespaces", namespace, plural, tail @ ..] if resources::find(group, version, plural).is_some_and(|r| r.namespaced) => {
+        ["namespaces", namespace, plural, tail @ ..]
+            if resources::find(group, version, plural).is_some_and(|r| r.namespaced) =>
+        {
             let resource = find(plural)?;
             match tail {
-                [] => Ok(Target { resource, namespace: Some(namespace.to_string()), name: None, subresource: None }),
-                [name] => Ok(Target { resource, namespace: Some(namespace.to_string()), name: Some(name.to_string()), subresource: None }),
+                [] => Ok(Target {
+                    resource,
+                    namespace: Some(namespace.to_string()),
+                    name: None,
+                    subresource: None,
+                }),
+                [name] => Ok(Target {
+                    resource,
+                    namespace: Some(namespace.to_string()),
+                    name: Some(name.to_string()),
+                    subresource: None,
+                }),
                 [name, subresource] => Ok(Target {
                     resource,
                     namespace: Some(namespace.to_string()),
@@ -233,21 +275,35 @@ fn parse_target(segments: &[&str]) -> Result<Target, ApiError> {
                 _ => Err(not_found_path()),
             }
         }
-        [plural] => Ok(Target { resource: find(plural)?, namespace: None, name: None, subresource: None }),
+        [plural] => Ok(Target {
+            resource: find(plural)?,
+            namespace: None,
+            name: None,
+            subresource: None,
+        }),
         [plural, name] => {
             let resource = find(plural)?;
             if resource.namespaced {
                 return Err(not_found_path());
             }
-            Ok(Target { resource, namespace: None, name: Some(name.to_string()), subresource: None })
+            Ok(Target {
+                resource,
+                namespace: None,
+                name: Some(name.to_string()),
+                subresource: None,
+            })
         }
         [plural, name, subresource] => {
             let resource = find(plural)?;
             if resource.namespaced {
                 return Err(not_found_path());
             }
-            Ok(Target { resource, namespace: None, name: Some(name.to_string()), subresource: rest.get(2).map(owned) })
-                .map(|t| Target { subresource: Some(subresource.to_string()), ..t })
+            Ok(Target {
+                resource,
+                namespace: None,
+                name: Some(name.to_string()),
+                subresource: Some(subresource.to_string()),
+            })
         }
         _ => Err(not_found_path()),
     }
@@ -268,7 +324,13 @@ fn verb_of(method: &Method, target: &Target, query: &Query) -> Result<&'static s
         (Method::PATCH, false) => "patch",
         (Method::DELETE, false) => "delete",
         (Method::DELETE, true) => "deletecollection",
-        _ => return Err(ApiError::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource"))),
+        _ => {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            ))
+        }
     })
 }
 
@@ -287,13 +349,25 @@ async fn read_json(request: Request) -> Result<(Value, String), ApiError> {
         .unwrap_or("application/json")
         .to_string();
     if content_type.contains("protobuf") || content_type.contains("cbor") {
-        return Err(ApiError::new(415, "UnsupportedMediaType", format!("the fake accepts JSON only, not {content_type}")));
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the fake accepts JSON only, not {content_type}"),
+        ));
     }
     let bytes = axum::body::to_bytes(request.into_body(), BODY_LIMIT)
         .await
-        .map_err(|e| ApiError::new(413, "RequestEntityTooLarge", format!("the request body cannot be read: {e}")))?;
+        .map_err(|e| {
+            ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("the request body cannot be read: {e}"),
+            )
+        })?;
     let value = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request(format!("the request body is not JSON (the fake accepts JSON bodies only): {e}"))
+        ApiError::bad_request(format!(
+            "the request body is not JSON (the fake accepts JSON bodies only): {e}"
+        ))
     })?;
     Ok((value, content_type))
 }
@@ -309,7 +383,12 @@ fn list_options(query: &Query) -> Result<ListOptions, ApiError> {
     })
 }
 
-async fn resource_request(app: AppState, user: UserInfo, target: Target, request: Request) -> Result<Response, ApiError> {
+async fn resource_request(
+    app: AppState,
+    user: UserInfo,
+    target: Target,
+    request: Request,
+) -> Result<Response, ApiError> {
     let query = Query::parse(request.uri().query());
     let method = request.method().clone();
     let verb = verb_of(&method, &target, &query)?;
@@ -341,7 +420,8 @@ async fn resource_request(app: AppState, user: UserInfo, target: Target, request
             let start = match query.get("resourceVersion").filter(|v| !v.is_empty() && *v != "0") {
                 None => WatchStart::WithInitialState,
                 Some(text) => WatchStart::After(
-                    text.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version {text:?}")))?,
+                    text.parse()
+                        .map_err(|_| ApiError::bad_request(format!("invalid resource version {text:?}")))?,
                 ),
             };
             let watch_request = WatchRequest {
@@ -352,7 +432,10 @@ async fn resource_request(app: AppState, user: UserInfo, target: Target, request
                 start,
                 bookmarks: query.flag("allowWatchBookmarks"),
                 send_initial_events: query.flag("sendInitialEvents"),
-                timeout: query.get("timeoutSeconds").and_then(|t| t.parse().ok()).map(Duration::from_secs),
+                timeout: query
+                    .get("timeoutSeconds")
+                    .and_then(|t| t.parse().ok())
+                    .map(Duration::from_secs),
                 table,
             };
             Ok(watching::respond(state, watch_request, app.shutdown.clone()))
@@ -380,15 +463,22 @@ async fn resource_request(app: AppState, user: UserInfo, target: Target, request
         }
         ("create", Some(name), Some(subresource @ ("exec" | "attach"))) if resource.plural == "pods" => {
             let pod = state.get(resource, namespace, name)?;
-            let container = logs::choose_container(&pod, query.get("container"))?;
-            let _ = container;
-            let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Running");
+            // The container must exist even though every container runs the same shell.
+            logs::choose_container(&pod, query.get("container"))?;
+            let phase = pod
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or("Running");
             if phase == "Succeeded" || phase == "Failed" {
                 return Err(ApiError::bad_request(format!(
                     "cannot exec into a container in a completed pod; current phase is {phase}"
                 )));
             }
-            let argv = if subresource == "attach" { vec!["sh".to_string()] } else { query.all("command") };
+            let argv = if subresource == "attach" {
+                vec!["sh".to_string()]
+            } else {
+                query.all("command")
+            };
             if argv.is_empty() {
                 return Err(ApiError::bad_request("you must specify at least 1 command"));
             }
@@ -424,14 +514,28 @@ async fn resource_request(app: AppState, user: UserInfo, target: Target, request
             })?;
             let apply = patch_type == PatchType::Apply;
             if apply && query.get("fieldManager").is_none_or(str::is_empty) {
-                return Err(ApiError::bad_request("PATCH requests with apply content type require fieldManager"));
+                return Err(ApiError::bad_request(
+                    "PATCH requests with apply content type require fieldManager",
+                ));
             }
             let existed = state.get(resource, namespace, name).is_ok();
-            let patched = state.modify(resource, namespace, name, subresource, dry_run, apply, |current| match current {
-                Some(current) => patch::apply_patch(current, patch_type, &body),
-                None => Ok(body.clone()),
-            })?;
-            let code = if apply && !existed { StatusCode::CREATED } else { StatusCode::OK };
+            let patched = state.modify(
+                resource,
+                namespace,
+                name,
+                subresource,
+                dry_run,
+                apply,
+                |current| match current {
+                    Some(current) => patch::apply_patch(current, patch_type, &body),
+                    None => Ok(body.clone()),
+                },
+            )?;
+            let code = if apply && !existed {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             Ok(json_response(code, &patched))
         }
         ("delete", Some(name), None) => {
@@ -454,12 +558,19 @@ async fn resource_request(app: AppState, user: UserInfo, target: Target, request
                 }
             }
             let items: Vec<&Value> = deleted.iter().map(|o| o.as_ref()).collect();
-            Ok(json_response(StatusCode::OK, &json!({
-                "kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(),
-                "metadata": {"resourceVersion": state.resource_version().to_string()}, "items": items,
-            })))
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(),
+                    "metadata": {"resourceVersion": state.resource_version().to_string()}, "items": items,
+                }),
+            ))
         }
-        _ => Err(ApiError::new(405, "MethodNotAllowed", format!("the fake does not serve {method} on this path"))),
+        _ => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("the fake does not serve {method} on this path"),
+        )),
     }
 }
 
@@ -484,7 +595,10 @@ fn single(resource: &ResourceType, object: &Value, table: Option<IncludeObject>)
     match table {
         Some(include) => {
             let metadata = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned()});
-            json_response(StatusCode::OK, &table::table(resource, std::iter::once(object), metadata, include))
+            json_response(
+                StatusCode::OK,
+                &table::table(resource, std::iter::once(object), metadata, include),
+            )
         }
         None => json_response(StatusCode::OK, object),
     }
@@ -512,7 +626,8 @@ fn list(
     }
     // Written item by item, so a page never costs a deep copy of its objects.
     let mut body = Vec::with_capacity(256 + page.items.len() * 1024);
-    let header = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata});
+    let header =
+        json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata});
     let header = serde_json::to_string(&header).expect("a JSON value always serializes");
     body.extend_from_slice(&header.as_bytes()[..header.len() - 1]);
     body.extend_from_slice(b",\"items\":[");

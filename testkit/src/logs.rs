@@ -21,10 +21,14 @@ pub fn choose_container(pod: &Value, requested: Option<&str>) -> Result<String, 
         .and_then(Value::as_array)
         .map(|c| c.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).collect())
         .unwrap_or_default();
-    let default = pod.pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container").and_then(Value::as_str);
+    let default = pod
+        .pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container")
+        .and_then(Value::as_str);
     match requested.filter(|r| !r.is_empty()).or(default) {
         Some(name) if containers.contains(&name) => Ok(name.to_string()),
-        Some(name) => Err(ApiError::bad_request(format!("container {name} is not valid for pod {pod_name}"))),
+        Some(name) => Err(ApiError::bad_request(format!(
+            "container {name} is not valid for pod {pod_name}"
+        ))),
         None if containers.len() == 1 => Ok(containers[0].to_string()),
         None => Err(ApiError::bad_request(format!(
             "a container name must be specified for pod {pod_name}, choose one of: [{}]",
@@ -53,7 +57,10 @@ fn format_line(line: &str, timestamps: bool) -> Bytes {
 pub fn respond(state: Arc<SharedState>, request: LogRequest, mut shutdown: watch::Receiver<bool>) -> Response {
     let lines = state.log_lines(&request.namespace, &request.pod, &request.container);
     let skip = request.tail_lines.map_or(0, |tail| lines.len().saturating_sub(tail));
-    let initial: Vec<Bytes> = lines[skip..].iter().map(|l| format_line(l, request.timestamps)).collect();
+    let initial: Vec<Bytes> = lines[skip..]
+        .iter()
+        .map(|l| format_line(l, request.timestamps))
+        .collect();
     let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
         for line in initial {

@@ -12,7 +12,11 @@ use crate::resources::{ResourceType, RESOURCES};
 
 /// The group versions served, as OpenAPI v3 paths (`api/v1`, `apis/apps/v1`).
 fn group_version_paths() -> Vec<String> {
-    let mut paths: Vec<String> = RESOURCES.iter().map(url_prefix).map(|p| p.trim_start_matches('/').to_string()).collect();
+    let mut paths: Vec<String> = RESOURCES
+        .iter()
+        .map(url_prefix)
+        .map(|p| p.trim_start_matches('/').to_string())
+        .collect();
     paths.dedup();
     paths
 }
@@ -45,15 +49,21 @@ fn document_hash(path: &str) -> String {
 
 /// `/openapi/v3/{group version path}`, or `None` for a group version not served.
 pub fn group_version_document(path: &str) -> Option<Value> {
-    let served: Vec<&ResourceType> =
-        RESOURCES.iter().filter(|r| url_prefix(r).trim_start_matches('/') == path).collect();
+    let served: Vec<&ResourceType> = RESOURCES
+        .iter()
+        .filter(|r| url_prefix(r).trim_start_matches('/') == path)
+        .collect();
     if served.is_empty() {
         return None;
     }
     let mut paths = Map::new();
     for resource in served {
         let item_path = if resource.namespaced {
-            format!("{}/namespaces/{{namespace}}/{}/{{name}}", url_prefix(resource), resource.plural)
+            format!(
+                "{}/namespaces/{{namespace}}/{}/{{name}}",
+                url_prefix(resource),
+                resource.plural
+            )
         } else {
             format!("{}/{}/{{name}}", url_prefix(resource), resource.plural)
         };

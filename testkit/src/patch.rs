@@ -156,8 +156,17 @@ fn merge_list(field: &str, current: Option<Value>, patch_items: &[Value]) -> Val
         Some(Value::Array(items)) => items,
         _ => Vec::new(),
     };
-    if patch_items.iter().any(|item| item.get("$patch").and_then(Value::as_str) == Some("replace")) {
-        return Value::Array(patch_items.iter().filter(|item| item.get("$patch").is_none()).cloned().collect());
+    if patch_items
+        .iter()
+        .any(|item| item.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
+        return Value::Array(
+            patch_items
+                .iter()
+                .filter(|item| item.get("$patch").is_none())
+                .cloned()
+                .collect(),
+        );
     }
     if is_primitive_set(field) {
         for item in patch_items {
@@ -253,10 +262,18 @@ mod tests {
         let target = json!({"a": {"b": 1, "c": 2}});
         let merged = apply_patch(&target, PatchType::Merge, &json!({"a": {"b": null, "d": 3}})).expect("applies");
         assert_eq!(merged, json!({"a": {"c": 2, "d": 3}}));
-        let patched = apply_patch(&target, PatchType::Json, &json!([{"op": "replace", "path": "/a/b", "value": 5}]))
-            .expect("applies");
+        let patched = apply_patch(
+            &target,
+            PatchType::Json,
+            &json!([{"op": "replace", "path": "/a/b", "value": 5}]),
+        )
+        .expect("applies");
         assert_eq!(patched, json!({"a": {"b": 5, "c": 2}}));
-        let failed = apply_patch(&target, PatchType::Json, &json!([{"op": "test", "path": "/a/b", "value": 9}]));
+        let failed = apply_patch(
+            &target,
+            PatchType::Json,
+            &json!([{"op": "test", "path": "/a/b", "value": 9}]),
+        );
         assert_eq!(failed.map_err(|e| e.code), Err(422));
     }
 }

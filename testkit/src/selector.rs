@@ -72,17 +72,28 @@ fn split_terms(text: &str) -> Vec<&str> {
 }
 
 fn parse_label_term(term: &str) -> Result<Requirement, ApiError> {
-    let bad = || ApiError::bad_request(format!("unable to parse requirement: invalid label selector term {term:?}"));
+    let bad = || {
+        ApiError::bad_request(format!(
+            "unable to parse requirement: invalid label selector term {term:?}"
+        ))
+    };
     if let Some(key) = term.strip_prefix('!') {
         return Ok(Requirement::DoesNotExist(key.trim().to_string()));
     }
     for (operator, set_operator) in [(" notin ", true), (" in ", false)] {
         if let Some((key, rest)) = term.split_once(operator) {
             let rest = rest.trim();
-            let inner = rest.strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or_else(bad)?;
+            let inner = rest
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .ok_or_else(bad)?;
             let values = inner.split(',').map(|v| v.trim().to_string()).collect();
             let key = key.trim().to_string();
-            return Ok(if set_operator { Requirement::NotIn(key, values) } else { Requirement::In(key, values) });
+            return Ok(if set_operator {
+                Requirement::NotIn(key, values)
+            } else {
+                Requirement::In(key, values)
+            });
         }
     }
     if let Some((key, value)) = term.split_once("!=") {
@@ -112,7 +123,9 @@ impl FieldSelector {
             } else if let Some((p, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
                 (p, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{text}'; can't understand '{term}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{text}'; can't understand '{term}'"
+                )));
             };
             requirements.push((path.trim().to_string(), equal, value.trim().to_string()));
         }
@@ -125,7 +138,10 @@ impl FieldSelector {
 
     /// The value of `metadata.name` the selector demands, which lets a list skip straight to it.
     pub fn required_name(&self) -> Option<&str> {
-        self.requirements.iter().find(|(p, eq, _)| *eq && p == "metadata.name").map(|(_, _, v)| v.as_str())
+        self.requirements
+            .iter()
+            .find(|(p, eq, _)| *eq && p == "metadata.name")
+            .map(|(_, _, v)| v.as_str())
     }
 
     pub fn matches(&self, object: &Value) -> bool {

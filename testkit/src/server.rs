@@ -36,7 +36,10 @@ pub struct TlsSettings {
 impl std::fmt::Debug for TlsSettings {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The private key never reaches a log.
-        formatter.debug_struct("TlsSettings").field("client_ca", &self.client_ca_pem.is_some()).finish()
+        formatter
+            .debug_struct("TlsSettings")
+            .field("client_ca", &self.client_ca_pem.is_some())
+            .finish()
     }
 }
 
@@ -112,7 +115,9 @@ fn rustls_config(tls: &TlsSettings) -> anyhow::Result<Arc<rustls::ServerConfig>>
         Some(ca_pem) => {
             let mut roots = rustls::RootCertStore::empty();
             for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-                roots.add(certificate.context("parse the client CA PEM")?).context("add the client CA")?;
+                roots
+                    .add(certificate.context("parse the client CA PEM")?)
+                    .context("add the client CA")?;
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .allow_unauthenticated()
@@ -122,7 +127,9 @@ fn rustls_config(tls: &TlsSettings) -> anyhow::Result<Arc<rustls::ServerConfig>>
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(certificates, key).context("load the server certificate")?;
+    let mut config = builder
+        .with_single_cert(certificates, key)
+        .context("load the server certificate")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -131,7 +138,9 @@ impl FakeApiServer {
     /// Binds and starts serving `state`.
     pub async fn start(state: Arc<SharedState>, config: InstanceConfig) -> anyhow::Result<FakeApiServer> {
         let tls = config.tls.as_ref().map(rustls_config).transpose()?;
-        let listener = TcpListener::bind(config.bind).await.with_context(|| format!("bind {}", config.bind))?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("bind {}", config.bind))?;
         let address = listener.local_addr().context("read the bound address")?;
         let server = FakeApiServer {
             name: config.name,
@@ -170,7 +179,9 @@ impl FakeApiServer {
 
     /// Delays every request (health checks included) by `latency`.
     pub fn set_latency(&self, latency: Duration) {
-        self.controls.latency_millis.store(latency.as_millis() as u64, Ordering::SeqCst);
+        self.controls
+            .latency_millis
+            .store(latency.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Makes every request except `/readyz`, `/livez`, `/healthz` fail with `code` (e.g. 503), or
@@ -287,5 +298,7 @@ where
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     // Errors here are clients going away mid-request; nothing to act on.
-    let _ = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service)).await;
+    let _ = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
+        .await;
 }

@@ -32,7 +32,14 @@ impl ShellIo {
         hostname: String,
         tty: bool,
     ) -> ShellIo {
-        ShellIo { stdin, output, hostname, tty, pending: Vec::new(), stdin_closed: false }
+        ShellIo {
+            stdin,
+            output,
+            hostname,
+            tty,
+            pending: Vec::new(),
+            stdin_closed: false,
+        }
     }
 
     async fn write(&self, stream: u8, text: &str) {
@@ -176,7 +183,10 @@ fn commands(script: &str) -> Vec<(&'static str, String)> {
         index += 1;
     }
     result.push((operator, current));
-    result.into_iter().filter(|(_, command)| !command.trim().is_empty()).collect()
+    result
+        .into_iter()
+        .filter(|(_, command)| !command.trim().is_empty())
+        .collect()
 }
 
 /// Runs `argv` (the exec command) and returns its exit code.
@@ -267,7 +277,8 @@ async fn run_words(argv: &[String], io: &mut ShellIo) -> Flow {
                     let text = format!("{}\n", io.hostname);
                     io.write(STDOUT, &text).await;
                 } else {
-                    io.write(STDERR, &format!("cat: {file}: No such file or directory\n")).await;
+                    io.write(STDERR, &format!("cat: {file}: No such file or directory\n"))
+                        .await;
                     status = 1;
                 }
             }
@@ -287,16 +298,24 @@ async fn run_words(argv: &[String], io: &mut ShellIo) -> Flow {
             Flow::Continue(0)
         }
         "ls" => {
-            io.write(STDOUT, "bin\ndev\netc\nhome\nproc\nroot\nsys\ntmp\nusr\nvar\n").await;
+            io.write(STDOUT, "bin\ndev\netc\nhome\nproc\nroot\nsys\ntmp\nusr\nvar\n")
+                .await;
             Flow::Continue(0)
         }
         "env" => {
-            let text = format!("PATH=/usr/local/bin:/usr/bin:/bin\nHOSTNAME={}\nHOME=/root\n", io.hostname);
+            let text = format!(
+                "PATH=/usr/local/bin:/usr/bin:/bin\nHOSTNAME={}\nHOME=/root\n",
+                io.hostname
+            );
             io.write(STDOUT, &text).await;
             Flow::Continue(0)
         }
         "sleep" => {
-            let seconds = args.first().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0).clamp(0.0, 30.0);
+            let seconds = args
+                .first()
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                .clamp(0.0, 30.0);
             tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
             Flow::Continue(0)
         }
@@ -318,7 +337,10 @@ mod tests {
         let (stdin_sender, stdin_receiver) = mpsc::channel(4);
         let (output_sender, mut output_receiver) = mpsc::channel(1024);
         if !stdin.is_empty() {
-            stdin_sender.send(stdin.as_bytes().to_vec()).await.expect("the shell holds stdin");
+            stdin_sender
+                .send(stdin.as_bytes().to_vec())
+                .await
+                .expect("the shell holds stdin");
         }
         drop(stdin_sender);
         let mut io = ShellIo::new(stdin_receiver, output_sender, "pod-a".into(), false);
@@ -337,9 +359,21 @@ mod tests {
     #[tokio::test]
     async fn commands_behave_like_a_small_shell() {
         check(&["echo", "hi", "there"], "", "hi there\n", 0).await;
-        check(&["sh", "-c", "echo 'a;b'; false && echo no || echo yes; exit 3"], "", "a;b\nyes\n", 3).await;
+        check(
+            &["sh", "-c", "echo 'a;b'; false && echo no || echo yes; exit 3"],
+            "",
+            "a;b\nyes\n",
+            3,
+        )
+        .await;
         check(&["cat"], "piped\n", "piped\n", 0).await;
-        check(&["sh"], "hostname\necho \"x  y\"\nexit 4\necho never\n", "pod-a\nx  y\n", 4).await;
+        check(
+            &["sh"],
+            "hostname\necho \"x  y\"\nexit 4\necho never\n",
+            "pod-a\nx  y\n",
+            4,
+        )
+        .await;
         check(&["nosuch"], "", "", 127).await;
     }
 }

@@ -22,7 +22,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason: reason.to_string(), message: message.into(), details: None, continue_token: None }
+        ApiError {
+            code,
+            reason: reason.to_string(),
+            message: message.into(),
+            details: None,
+            continue_token: None,
+        }
     }
 
     pub fn not_found(qualified_resource: &str, name: &str) -> ApiError {
@@ -31,8 +37,12 @@ impl ApiError {
     }
 
     pub fn already_exists(qualified_resource: &str, name: &str) -> ApiError {
-        ApiError::new(409, "AlreadyExists", format!("{qualified_resource} \"{name}\" already exists"))
-            .with_details(qualified_resource, name)
+        ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("{qualified_resource} \"{name}\" already exists"),
+        )
+        .with_details(qualified_resource, name)
     }
 
     pub fn conflict(qualified_resource: &str, name: &str) -> ApiError {

@@ -133,18 +133,26 @@ fn resource_key(resource: &ResourceType) -> ResourceKey {
 }
 
 pub(crate) fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).expect("zero nanoseconds is always valid");
-    now.format(&time::format_description::well_known::Rfc3339).expect("RFC 3339 formats any UTC time")
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("zero nanoseconds is always valid");
+    now.format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339 formats any UTC time")
 }
 
 fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
-    object.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str)
+    object
+        .get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
 }
 
 fn is_dns_subdomain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -152,7 +160,10 @@ fn is_dns_subdomain(name: &str) -> bool {
 fn random_suffix() -> String {
     let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
     let bytes = uuid::Uuid::new_v4();
-    bytes.as_bytes()[..5].iter().map(|b| alphabet[*b as usize % alphabet.len()] as char).collect()
+    bytes.as_bytes()[..5]
+        .iter()
+        .map(|b| alphabet[*b as usize % alphabet.len()] as char)
+        .collect()
 }
 
 fn encode_continue(resource_version: u64, namespace: &str, name: &str) -> String {
@@ -162,7 +173,9 @@ fn encode_continue(resource_version: u64, namespace: &str, name: &str) -> String
 
 fn decode_continue(token: &str) -> Result<(u64, ObjectKey), ApiError> {
     let bad = || ApiError::bad_request("continue key is not valid: the token is malformed");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     let resource_version = value.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
     let namespace = value.get("ns").and_then(Value::as_str).ok_or_else(bad)?;
@@ -199,8 +212,10 @@ impl SharedState {
                 .expect("a fresh state accepts the built-in namespaces");
         }
         state
-            .create_object(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "fake-node-1",
-                "labels": {"kubernetes.io/hostname": "fake-node-1", "node-role.kubernetes.io/control-plane": ""}}}))
+            .create_object(
+                json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "fake-node-1",
+                "labels": {"kubernetes.io/hostname": "fake-node-1", "node-role.kubernetes.io/control-plane": ""}}}),
+            )
             .expect("a fresh state accepts its node");
         Arc::new(state)
     }
@@ -239,11 +254,18 @@ impl SharedState {
 
     /// Lets bearer `token` authenticate as `user` on every instance (a static token file, shared).
     pub fn add_token(&self, token: &str, user: UserInfo) {
-        self.tokens.write().expect("the token lock is never poisoned").insert(token.to_string(), user.authenticated());
+        self.tokens
+            .write()
+            .expect("the token lock is never poisoned")
+            .insert(token.to_string(), user.authenticated());
     }
 
     pub fn user_for_token(&self, token: &str) -> Option<UserInfo> {
-        self.tokens.read().expect("the token lock is never poisoned").get(token).cloned()
+        self.tokens
+            .read()
+            .expect("the token lock is never poisoned")
+            .get(token)
+            .cloned()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -258,14 +280,18 @@ impl SharedState {
     /// (default `default`). For test set-up.
     pub fn create_object(&self, object: Value) -> Result<Arc<Value>, ApiError> {
         let resource = Self::resource_of(&object)?;
-        let namespace = resource.namespaced.then(|| meta_str(&object, "namespace").unwrap_or("default").to_string());
+        let namespace = resource
+            .namespaced
+            .then(|| meta_str(&object, "namespace").unwrap_or("default").to_string());
         self.create(resource, namespace.as_deref(), object, false)
     }
 
     /// Creates the object or, if it exists, replaces it unconditionally. For test set-up.
     pub fn apply_object(&self, mut object: Value) -> Result<Arc<Value>, ApiError> {
         let resource = Self::resource_of(&object)?;
-        let namespace = resource.namespaced.then(|| meta_str(&object, "namespace").unwrap_or("default").to_string());
+        let namespace = resource
+            .namespaced
+            .then(|| meta_str(&object, "namespace").unwrap_or("default").to_string());
         let name = meta_str(&object, "name").unwrap_or("").to_string();
         match self.get(resource, namespace.as_deref(), &name) {
             Ok(_) => {
@@ -303,10 +329,13 @@ impl SharedState {
     /// Counts the objects of a resource type (in a namespace, or all).
     pub fn count(&self, resource: &'static ResourceType, namespace: Option<&str>) -> usize {
         let inner = self.read();
-        inner.objects.get(&resource_key(resource)).map_or(0, |objects| match namespace {
-            None => objects.len(),
-            Some(namespace) => objects.keys().filter(|(ns, _)| ns == namespace).count(),
-        })
+        inner
+            .objects
+            .get(&resource_key(resource))
+            .map_or(0, |objects| match namespace {
+                None => objects.len(),
+                Some(namespace) => objects.keys().filter(|(ns, _)| ns == namespace).count(),
+            })
     }
 
     pub fn create(
@@ -361,7 +390,11 @@ impl SharedState {
             ));
         }
         let key = (namespace.clone(), name.clone());
-        if inner.objects.get(&resource_key(resource)).is_some_and(|objects| objects.contains_key(&key)) {
+        if inner
+            .objects
+            .get(&resource_key(resource))
+            .is_some_and(|objects| objects.contains_key(&key))
+        {
             return Err(ApiError::already_exists(&resource.qualified_name(), &name));
         }
         let resource_version = inner.resource_version + 1;
@@ -371,7 +404,9 @@ impl SharedState {
                 .expect("check_type_meta ensured an object")
                 .entry("metadata")
                 .or_insert_with(|| json!({}));
-            let metadata = metadata.as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+            let metadata = metadata
+                .as_object_mut()
+                .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
             metadata.insert("name".into(), json!(name));
             if resource.namespaced {
                 metadata.insert("namespace".into(), json!(namespace));
@@ -424,7 +459,11 @@ impl SharedState {
     ) -> Result<Arc<Value>, ApiError> {
         let mut inner = self.write();
         let key = (namespace.unwrap_or("").to_string(), name.to_string());
-        let current = inner.objects.get(&resource_key(resource)).and_then(|objects| objects.get(&key)).cloned();
+        let current = inner
+            .objects
+            .get(&resource_key(resource))
+            .and_then(|objects| objects.get(&key))
+            .cloned();
         match current {
             Some(current) => {
                 let updated = change(Some(&current))?;
@@ -486,18 +525,30 @@ impl SharedState {
                 match object.get("status") {
                     Some(status) => updated["status"] = status.clone(),
                     None => {
-                        updated.as_object_mut().expect("stored objects are objects").remove("status");
+                        updated
+                            .as_object_mut()
+                            .expect("stored objects are objects")
+                            .remove("status");
                     }
                 }
                 updated
             }
-            Some(other) => return Err(ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({other})"))),
+            Some(other) => {
+                return Err(ApiError::new(
+                    404,
+                    "NotFound",
+                    format!("the server could not find the requested resource ({other})"),
+                ))
+            }
             None => {
                 if resource.has_status {
                     match current.get("status") {
                         Some(status) => object["status"] = status.clone(),
                         None => {
-                            object.as_object_mut().expect("check_type_meta ensured an object").remove("status");
+                            object
+                                .as_object_mut()
+                                .expect("check_type_meta ensured an object")
+                                .remove("status");
                         }
                     }
                 }
@@ -532,7 +583,14 @@ impl SharedState {
         updated["metadata"]["resourceVersion"] = json!(resource_version.to_string());
         let updated = Arc::new(updated);
         if !dry_run {
-            self.commit(inner, resource, key, EventType::Modified, Some(updated.clone()), Some(current));
+            self.commit(
+                inner,
+                resource,
+                key,
+                EventType::Modified,
+                Some(updated.clone()),
+                Some(current),
+            );
         }
         Ok(updated)
     }
@@ -598,7 +656,11 @@ impl SharedState {
                     let owned = object
                         .pointer("/metadata/ownerReferences")
                         .and_then(Value::as_array)
-                        .is_some_and(|owners| owners.iter().any(|o| o.get("uid").and_then(Value::as_str) == Some(owner_uid)));
+                        .is_some_and(|owners| {
+                            owners
+                                .iter()
+                                .any(|o| o.get("uid").and_then(Value::as_str) == Some(owner_uid))
+                        });
                     if owned {
                         dependents.push((resource, key.clone(), meta_str(object, "uid").unwrap_or("").to_string()));
                     }
@@ -697,7 +759,11 @@ impl SharedState {
                 (list_version, Some(start))
             }
             None => {
-                if let Some(text) = options.resource_version.as_deref().filter(|t| !t.is_empty() && *t != "0") {
+                if let Some(text) = options
+                    .resource_version
+                    .as_deref()
+                    .filter(|t| !t.is_empty() && *t != "0")
+                {
                     let wanted = parse_resource_version(text)?;
                     if options.resource_version_match.as_deref() == Some("Exact") && wanted < inner.compacted {
                         return Err(ApiError::too_old_resource_version(wanted, inner.compacted + 1));
@@ -706,7 +772,10 @@ impl SharedState {
                         return Err(ApiError::new(
                             504,
                             "Timeout",
-                            format!("Too large resource version: {wanted}, current: {}", inner.resource_version),
+                            format!(
+                                "Too large resource version: {wanted}, current: {}",
+                                inner.resource_version
+                            ),
                         ));
                     }
                 }
@@ -724,7 +793,9 @@ impl SharedState {
         let matches = |object: &Value| options.label_selector.matches(object) && options.field_selector.matches(object);
         let limit = options.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
         let mut items = Vec::new();
-        let mut range = objects.range((lower, Bound::Unbounded)).take_while(|(key, _)| in_scope(key));
+        let mut range = objects
+            .range((lower, Bound::Unbounded))
+            .take_while(|(key, _)| in_scope(key));
         let mut last_key = None;
         for (key, object) in range.by_ref() {
             if matches(object) {
@@ -748,7 +819,12 @@ impl SharedState {
             }
             None => (None, None),
         };
-        Ok(ListPage { items, resource_version: list_version, continue_token, remaining_item_count })
+        Ok(ListPage {
+            items,
+            resource_version: list_version,
+            continue_token,
+            remaining_item_count,
+        })
     }
 
     /// The changes after `after` (at most `max`), and the newest version examined. `Err(410 Expired)`
@@ -764,7 +840,9 @@ impl SharedState {
         };
         let start = (after + 1).saturating_sub(first) as usize;
         let changes: Vec<Arc<ChangeEvent>> = inner.history.iter().skip(start).take(max).cloned().collect();
-        let examined = changes.last().map_or(inner.resource_version.max(after), |c| c.resource_version);
+        let examined = changes
+            .last()
+            .map_or(inner.resource_version.max(after), |c| c.resource_version);
         Ok((changes, examined))
     }
 
@@ -791,7 +869,9 @@ impl SharedState {
         let mut logs = self.logs.lock().expect("the log lock is never poisoned");
         logs.entry((namespace.to_string(), pod.to_string(), container.to_string()))
             .or_insert_with(|| {
-                (1..=self.config.initial_log_lines).map(|n| format!("{pod}/{container} line {n}")).collect()
+                (1..=self.config.initial_log_lines)
+                    .map(|n| format!("{pod}/{container} line {n}"))
+                    .collect()
             })
             .clone()
     }
@@ -831,7 +911,10 @@ fn check_type_meta(resource: &ResourceType, object: &mut Value) -> Result<(), Ap
     }
     // Later steps index into these fields; a body of another shape is refused here, before any lock.
     for field in ["metadata", "spec", "status"] {
-        if map.get(field).is_some_and(|value| !value.is_object() && !value.is_null()) {
+        if map
+            .get(field)
+            .is_some_and(|value| !value.is_object() && !value.is_null())
+        {
             return Err(ApiError::bad_request(format!("{field} must be an object")));
         }
         if map.get(field).is_some_and(Value::is_null) {
@@ -896,7 +979,11 @@ fn apply_defaults(resource: &ResourceType, object: &mut Value, simulate: bool, p
             if object["spec"].get("nodeName").is_none() {
                 object["spec"]["nodeName"] = json!("fake-node-1");
             }
-            let containers = object.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let containers = object
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let statuses: Vec<Value> = containers
                 .iter()
                 .map(|c| {

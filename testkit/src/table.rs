@@ -47,7 +47,12 @@ fn columns(resource: &ResourceType) -> &'static [(&'static str, &'static str, u8
             ("Version", "string", 0),
         ],
         "configmaps" => &[("Name", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
-        "secrets" => &[("Name", "string", 0), ("Type", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
+        "secrets" => &[
+            ("Name", "string", 0),
+            ("Type", "string", 0),
+            ("Data", "integer", 0),
+            ("Age", "string", 0),
+        ],
         "events" => &[
             ("Last Seen", "string", 0),
             ("Type", "string", 0),
@@ -89,11 +94,16 @@ fn number(object: &Value, pointer: &str) -> i64 {
 
 fn cells(resource: &ResourceType, object: &Value) -> Vec<Value> {
     let name = json!(text(object, "/metadata/name"));
-    let age = json!(human_age(object.pointer("/metadata/creationTimestamp").and_then(Value::as_str)));
+    let age = json!(human_age(
+        object.pointer("/metadata/creationTimestamp").and_then(Value::as_str)
+    ));
     match resource.plural {
         "pods" => {
             let statuses = object.pointer("/status/containerStatuses").and_then(Value::as_array);
-            let total = object.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
+            let total = object
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
             let ready = statuses.map_or(0, |s| s.iter().filter(|c| c["ready"] == json!(true)).count());
             let restarts: i64 = statuses.map_or(0, |s| s.iter().filter_map(|c| c["restartCount"].as_i64()).sum());
             let phase = text(object, "/status/phase");
@@ -109,7 +119,11 @@ fn cells(resource: &ResourceType, object: &Value) -> Vec<Value> {
         }
         "deployments" => vec![
             name,
-            json!(format!("{}/{}", number(object, "/status/readyReplicas"), number(object, "/spec/replicas"))),
+            json!(format!(
+                "{}/{}",
+                number(object, "/status/readyReplicas"),
+                number(object, "/spec/replicas")
+            )),
             json!(number(object, "/status/updatedReplicas")),
             json!(number(object, "/status/availableReplicas")),
             age,
@@ -152,13 +166,21 @@ fn cells(resource: &ResourceType, object: &Value) -> Vec<Value> {
                 .pointer("/metadata/labels")
                 .and_then(Value::as_object)
                 .map(|labels| {
-                    labels.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/")).map(str::to_string).collect()
+                    labels
+                        .keys()
+                        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                        .map(str::to_string)
+                        .collect()
                 })
                 .unwrap_or_default();
             vec![
                 name,
                 json!(if ready { "Ready" } else { "NotReady" }),
-                json!(if roles.is_empty() { "<none>".to_string() } else { roles.join(",") }),
+                json!(if roles.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    roles.join(",")
+                }),
                 age,
                 json!(text(object, "/status/nodeInfo/kubeletVersion")),
             ]

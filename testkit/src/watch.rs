@@ -49,7 +49,10 @@ impl WatchRequest {
 
     fn in_scope(&self, change: &ChangeEvent) -> bool {
         std::ptr::eq(change.resource, self.resource)
-            && self.namespace.as_deref().is_none_or(|namespace| change.namespace == namespace)
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|namespace| change.namespace == namespace)
     }
 
     /// The event type this watcher sees for a change, if any: an object entering the selection is
@@ -59,7 +62,10 @@ impl WatchRequest {
             return None;
         }
         let now = self.matches(&change.object);
-        let before = change.previous.as_deref().is_some_and(|previous| self.matches(previous));
+        let before = change
+            .previous
+            .as_deref()
+            .is_some_and(|previous| self.matches(previous));
         match change.event_type {
             EventType::Added => now.then_some(EventType::Added),
             EventType::Deleted => before.then_some(EventType::Deleted),
@@ -80,8 +86,8 @@ impl WatchRequest {
             }
             _ => object.clone(),
         };
-        let mut line = serde_json::to_vec(&json!({"type": event_type, "object": object}))
-            .expect("a JSON value always serializes");
+        let mut line =
+            serde_json::to_vec(&json!({"type": event_type, "object": object})).expect("a JSON value always serializes");
         line.push(b'\n');
         Bytes::from(line)
     }
@@ -91,7 +97,8 @@ impl WatchRequest {
         if initial_events_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let object = json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata});
+        let object =
+            json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata});
         self.encode("BOOKMARK", &object)
     }
 }

@@ -35,11 +35,16 @@ struct Arguments {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let arguments = Arguments::parse();
     let options = FakeClusterOptions {
         instances: arguments.instances,
-        state: StateConfig { bookmark_interval: Duration::from_millis(arguments.bookmark_interval_ms), ..StateConfig::default() },
+        state: StateConfig {
+            bookmark_interval: Duration::from_millis(arguments.bookmark_interval_ms),
+            ..StateConfig::default()
+        },
         bind_ip: arguments.bind,
         server_names: arguments.server_name.clone(),
     };
@@ -65,9 +70,14 @@ async fn main() -> anyhow::Result<()> {
     for index in 0..cluster.servers.len() {
         write(&format!("admin-{index}.kubeconfig"), &cluster.admin_kubeconfig(index))?;
     }
-    write("viewer.kubeconfig", &cluster.kubeconfig(0, &cluster.client_credential("viewer", &["viewers"])?))?;
+    write(
+        "viewer.kubeconfig",
+        &cluster.kubeconfig(0, &cluster.client_credential("viewer", &["viewers"])?),
+    )?;
     let token = uuid::Uuid::new_v4().to_string();
-    cluster.state.add_token(&token, UserInfo::new("token-admin", &["system:masters"]));
+    cluster
+        .state
+        .add_token(&token, UserInfo::new("token-admin", &["system:masters"]));
     write("token.kubeconfig", &cluster.kubeconfig(0, &Credential::Token(token)))?;
     for server in &cluster.servers {
         println!("{} {}", server.name, server.url());

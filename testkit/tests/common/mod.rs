@@ -11,12 +11,18 @@ use serde_json::Value;
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_test_writer()
+        .try_init();
 }
 
 /// An HTTPS client authenticated as `kubernetes-admin` that trusts the cluster CA.
 pub fn admin_client(cluster: &FakeCluster) -> reqwest::Client {
-    client_with(cluster, Some(format!("{}{}", cluster.admin.cert_pem, cluster.admin.key_pem)))
+    client_with(
+        cluster,
+        Some(format!("{}{}", cluster.admin.cert_pem, cluster.admin.key_pem)),
+    )
 }
 
 pub fn client_with(cluster: &FakeCluster, identity_pem: Option<String>) -> reqwest::Client {
@@ -39,7 +45,10 @@ pub struct LineReader {
 
 impl LineReader {
     pub fn new(response: reqwest::Response) -> LineReader {
-        LineReader { response, buffer: Vec::new() }
+        LineReader {
+            response,
+            buffer: Vec::new(),
+        }
     }
 
     /// The next JSON line, `None` at the end of the stream; panics past `deadline`.
@@ -72,7 +81,9 @@ impl KubectlHome {
             Path::new(KUBECTL).exists(),
             "{KUBECTL} is missing: install the Debian package kubectl (apt-get install kubectl)"
         );
-        KubectlHome { dir: tempfile::tempdir().expect("a temporary directory") }
+        KubectlHome {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
     }
 
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
@@ -92,7 +103,11 @@ impl KubectlHome {
             .arg(self.dir.path().join("cache"))
             .args(args)
             .env("HOME", self.dir.path())
-            .stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+            .stdin(if stdin.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
