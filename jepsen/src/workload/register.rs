@@ -51,6 +51,9 @@ impl Default for RegisterOptions {
     }
 }
 
+/// The pause of a client after an error.
+const ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Counts of completed operations, readable while the workload runs.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -161,14 +164,17 @@ async fn client_loop(shared: Arc<Shared>, worker: usize) {
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {:?}", options.op_timeout)));
         let complete_ns = shared.started.elapsed().as_nanos() as u64;
+        let failed = result.is_err();
         let (call, outcome, error) = match result {
             Ok((call, outcome)) => (call, outcome, None),
             Err(error) => {
                 // The connection may be wedged (a member that was killed or paused): start afresh.
                 connections[node] = None;
-                // Reads change nothing, so a read without an answer certainly had no effect.
+                // Reads change nothing, so a read without an answer certainly had no effect; neither
+                // had a request that never got a connection.
                 let outcome = match call {
                     RegisterCall::Read { .. } => Outcome::Fail,
+                    _ if never_sent(&error) => Outcome::Fail,
                     _ => Outcome::Info,
                 };
                 (call, outcome, Some(error))
@@ -194,6 +200,11 @@ async fn client_loop(shared: Arc<Shared>, worker: usize) {
             // The indeterminate operation stays pending forever; this client continues as a new
             // process, as a Jepsen client would.
             process += options.clients as u64;
+        }
+        if failed {
+            // A member that is down refuses at once; without a pause the client would spin and flood
+            // the history.
+            tokio::time::sleep(ERROR_BACKOFF).await;
         }
     }
 }
@@ -249,6 +260,12 @@ async fn perform(
             Ok((call, outcome))
         }
     }
+}
+
+/// Whether an error says the request never reached a member (its connection was refused), so that it
+/// certainly took no effect.
+fn never_sent(error: &str) -> bool {
+    error.contains("tcp connect error") || error.contains("Connection refused")
 }
 
 fn parse_value(bytes: &[u8]) -> Result<i64, String> {
