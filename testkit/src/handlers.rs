@@ -175,6 +175,11 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "namespaced": resource.namespaced, "kind": resource.kind, "verbs": ["get", "patch", "update"]}),
             );
         }
+        if has_scale(resource) {
+            entries.push(json!({"name": format!("{}/scale", resource.plural), "singularName": "",
+                "namespaced": true, "group": "autoscaling", "version": "v1", "kind": "Scale",
+                "verbs": ["get", "patch", "update"]}));
+        }
         if resource.plural == "pods" {
             for (subresource, kind, verbs) in resources::POD_SUBRESOURCES {
                 entries.push(
@@ -334,6 +339,34 @@ fn verb_of(method: &Method, target: &Target, query: &Query) -> Result<&'static s
     })
 }
 
+fn has_scale(resource: &ResourceType) -> bool {
+    matches!(resource.plural, "deployments" | "replicasets")
+}
+
+/// The `autoscaling/v1` `Scale` view of a deployment or replica set.
+fn scale_of(object: &Value) -> Value {
+    let selector = object
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let metadata = &object["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {"name": metadata["name"], "namespace": metadata["namespace"], "uid": metadata["uid"],
+                     "resourceVersion": metadata["resourceVersion"], "creationTimestamp": metadata["creationTimestamp"]},
+        "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": {"replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
+    })
+}
+
 fn wants_table(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::ACCEPT)
@@ -444,6 +477,44 @@ async fn resource_request(
         ("get", Some(name), None) => {
             let object = state.get(resource, namespace, name)?;
             Ok(single(resource, &object, table))
+        }
+        (verb @ ("get" | "update" | "patch"), Some(name), Some("scale")) if has_scale(resource) => {
+            let body = if verb == "get" {
+                None
+            } else {
+                Some(read_json(request).await?)
+            };
+            let scaled = state.modify(
+                resource,
+                namespace,
+                name,
+                None,
+                dry_run || verb == "get",
+                false,
+                |current| {
+                    let mut updated = current.expect("modify passes the object when it must exist").clone();
+                    let wanted = match &body {
+                        None => return Ok(updated),
+                        Some((body, content_type)) => {
+                            let scale = scale_of(current.expect("present"));
+                            let changed = if verb == "update" {
+                                body.clone()
+                            } else {
+                                let patch_type = PatchType::from_content_type(content_type)
+                                    .ok_or_else(|| ApiError::new(415, "UnsupportedMediaType", "unknown patch type"))?;
+                                patch::apply_patch(&scale, patch_type, body)?
+                            };
+                            changed
+                                .pointer("/spec/replicas")
+                                .and_then(Value::as_i64)
+                                .ok_or_else(|| ApiError::invalid("Scale", name, "spec.replicas: Required value"))?
+                        }
+                    };
+                    updated["spec"]["replicas"] = json!(wanted);
+                    Ok(updated)
+                },
+            )?;
+            Ok(json_response(StatusCode::OK, &scale_of(&scaled)))
         }
         ("get", Some(name), Some("status")) if resource.has_status => {
             Ok(single(resource, state.get(resource, namespace, name)?.as_ref(), table))

@@ -108,6 +108,16 @@ async fn kubectl_reads_writes_and_streams() {
     assert!(stored["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].is_string());
     let (code, out, _) = home.run(&admin, &["apply", "-f", manifest_path], None).await;
     assert_eq!((code, out.trim()), (0, "deployment.apps/web unchanged"));
+    let (code, out, err) = home
+        .run(&admin, &["scale", "deployment", "web", "--replicas=4"], None)
+        .await;
+    assert_eq!((code, out.trim()), (0, "deployment.apps/web scaled"), "{err}");
+    let stored = cluster.state.get(deployments, Some("default"), "web").expect("stored");
+    assert_eq!(stored["spec"]["replicas"], 4);
+    let (code, out, err) = home
+        .run(&admin, &["scale", "deployment", "web", "--replicas=3"], None)
+        .await;
+    assert_eq!((code, out.trim()), (0, "deployment.apps/web scaled"), "{err}");
     let (code, out, _) = home.run(&admin, &["get", "deploy", "web"], None).await;
     assert_eq!(code, 0);
     assert!(out.contains("3/3"), "{out}");
