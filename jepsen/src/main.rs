@@ -29,7 +29,11 @@ enum Command {
     Test(TestArgs),
     /// Remove network namespaces, links and host iptables rules of the suite (names starting with `kjp`)
     /// and kill the processes left inside those namespaces.
-    Cleanup,
+    Cleanup {
+        /// Only the network with this id (the part after `kjp-` in its namespace names).
+        #[arg(long)]
+        id: Option<String>,
+    },
     /// Echo TCP connections (used by the network tests inside a namespace).
     #[command(hide = true)]
     EchoServer {
@@ -124,7 +128,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Test(args) => return test(args),
-        Command::Cleanup => cleanup(),
+        Command::Cleanup { id } => cleanup(id.as_deref()),
         Command::EchoServer {
             listen,
             max_connections,
@@ -142,8 +146,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn cleanup() -> anyhow::Result<()> {
-    let cleaned = kuboard_jepsen::net::cleanup()?;
+fn cleanup(id: Option<&str>) -> anyhow::Result<()> {
+    let cleaned = kuboard_jepsen::net::cleanup(id)?;
     println!(
         "removed {} namespaces, {} links, {} host FORWARD rules; killed {} processes",
         cleaned.namespaces.len(),

@@ -1,6 +1,6 @@
 //! `kuboard-jepsen cleanup` removes what a killed run leaves behind: namespaces (and the processes in
-//! them), links and the host FORWARD rule. This file holds one test only because cleanup removes every
-//! network of the suite on the machine, and test binaries run one after the other.
+//! them), links and the host FORWARD rule. The test scopes the cleanup to its own network (`--id`) so
+//! that suites running at the same time keep theirs.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -306,13 +306,17 @@ pub struct Cleaned {
     pub killed_processes: Vec<u32>,
 }
 
-/// Remove every namespace, link and host FORWARD rule whose name starts with [`NAME_PREFIX`], killing
-/// the processes left inside those namespaces (the suite's replicas of a run that was killed).
-pub fn cleanup() -> anyhow::Result<Cleaned> {
+/// Remove every namespace, link and host FORWARD rule whose name starts with [`NAME_PREFIX`] (followed
+/// by `only_id` when given: one network's leftovers), killing the processes left inside those
+/// namespaces (the suite's replicas of a run that was killed).
+pub fn cleanup(only_id: Option<&str>) -> anyhow::Result<Cleaned> {
+    let namespace_prefix = format!("{NAME_PREFIX}-{}", only_id.unwrap_or_default());
+    let link_prefix = format!("{NAME_PREFIX}{}", only_id.unwrap_or_default());
+    let rule_marker = format!("--comment {NAME_PREFIX}-{}", only_id.unwrap_or_default());
     let mut cleaned = Cleaned::default();
     let namespaces = run("ip", &["netns", "list"]).context("list network namespaces")?;
     for namespace in namespaces.lines().filter_map(|line| line.split_whitespace().next()) {
-        if !namespace.starts_with(&format!("{NAME_PREFIX}-")) {
+        if !namespace.starts_with(&namespace_prefix) {
             continue;
         }
         let pids = run("ip", &["netns", "pids", namespace]).unwrap_or_default();
@@ -327,14 +331,14 @@ pub fn cleanup() -> anyhow::Result<Cleaned> {
     let links = run("ip", &["-o", "link", "show"]).context("list links")?;
     for link in links.lines().filter_map(|line| line.split(": ").nth(1)) {
         let name = link.split('@').next().unwrap_or(link);
-        if name.starts_with(NAME_PREFIX) && link_exists(name) {
+        if name.starts_with(&link_prefix) && link_exists(name) {
             run("ip", &["link", "del", name])?;
             cleaned.links.push(name.to_string());
         }
     }
     let rules = run("iptables", &["-S", "FORWARD"]).context("list the host FORWARD rules")?;
     for rule in rules.lines() {
-        if rule.starts_with("-A FORWARD") && rule.contains(&format!("--comment {NAME_PREFIX}-")) {
+        if rule.starts_with("-A FORWARD") && rule.contains(&rule_marker) {
             let mut delete = vec!["-D"];
             delete.extend(rule.split_whitespace().skip(1));
             run("iptables", &delete)?;
