@@ -576,4 +576,89 @@ mod tests {
             started.elapsed()
         );
     }
+
+    /// The definition, by brute force: some order of the `ok` operations plus any subset of the
+    /// indeterminate writes and CASes, respecting real time, that the register model accepts.
+    fn brute_force_linearizable(history: &[RegisterOp]) -> bool {
+        let ops: Vec<&RegisterOp> = history
+            .iter()
+            .filter(|op| match op.outcome {
+                Outcome::Ok => true,
+                Outcome::Fail => false,
+                Outcome::Info => !matches!(op.call, RegisterCall::Read { .. }),
+            })
+            .collect();
+        fn search(ops: &[&RegisterOp], done: &mut Vec<bool>, state: RegisterState) -> bool {
+            let required_left = ops
+                .iter()
+                .zip(done.iter())
+                .any(|(op, done)| !done && op.outcome == Outcome::Ok);
+            if !required_left {
+                return true;
+            }
+            for next in 0..ops.len() {
+                if done[next] {
+                    continue;
+                }
+                // A required operation that returned before `next` was invoked must come first.
+                let blocked = ops.iter().zip(done.iter()).any(|(other, other_done)| {
+                    !other_done && other.outcome == Outcome::Ok && other.complete_ns < ops[next].invoke_ns
+                });
+                if blocked {
+                    continue;
+                }
+                if let Some(after) = step(state, &ops[next].call) {
+                    done[next] = true;
+                    let found = search(ops, done, after);
+                    done[next] = false;
+                    if found {
+                        return true;
+                    }
+                }
+            }
+            false
+        }
+        search(&ops, &mut vec![false; ops.len()], None)
+    }
+
+    #[test]
+    fn the_search_agrees_with_brute_force_on_random_small_histories() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        let (mut linearizable, mut not) = (0, 0);
+        for _ in 0..3000 {
+            let count = rng.gen_range(1..=6);
+            let history: Vec<RegisterOp> = (0..count)
+                .map(|index| {
+                    let invoke = rng.gen_range(0..20);
+                    let complete = invoke + rng.gen_range(0..8);
+                    let call = match rng.gen_range(0..3) {
+                        0 => read([None, Some(0), Some(1), Some(2)][rng.gen_range(0..4)]),
+                        1 => write(rng.gen_range(0..3)),
+                        _ => cas(rng.gen_range(0..3), rng.gen_range(0..3)),
+                    };
+                    let outcome = match rng.gen_range(0..10) {
+                        0 | 1 => Outcome::Info,
+                        2 => Outcome::Fail,
+                        _ => Outcome::Ok,
+                    };
+                    op(index, call, invoke, complete, outcome)
+                })
+                .collect();
+            let expected = brute_force_linearizable(&history);
+            let verdict = check_register_history(&history, SearchLimits::default());
+            assert!(verdict.unknown_keys.is_empty());
+            assert_eq!(verdict.valid, expected, "{history:#?}");
+            if expected {
+                linearizable += 1;
+            } else {
+                not += 1;
+            }
+        }
+        // Both answers must actually occur for the comparison to mean anything.
+        assert!(
+            linearizable > 300 && not > 300,
+            "{linearizable} linearizable, {not} not"
+        );
+    }
 }

@@ -13,13 +13,14 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::Serialize;
 
+use crate::net::partition::isolate;
 use crate::net::PartitionKind;
 use crate::system::Cluster;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum FaultKind {
-    /// Network partitions of the shapes in [`PartitionKind`].
+    /// Network partitions of the shapes in [`PartitionKind`], or the current leader isolated.
     Partition,
     /// `kill -9` of a minority of members, restarted when the fault ends.
     Kill,
@@ -86,7 +87,7 @@ pub async fn run(
             .choose(&mut rand::thread_rng())
             .expect("faults is not empty");
         let name = fault_name(kind);
-        let started_fault = match start_fault(cluster, kind) {
+        let started_fault = match start_fault(cluster, kind).await {
             Ok((active, detail)) => {
                 *current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = format!("{name} ({detail})");
                 stamp(&mut timeline, name, "start", detail);
@@ -142,15 +143,26 @@ fn names(cluster: &Cluster, members: &[usize]) -> String {
         .join(",")
 }
 
-fn start_fault(cluster: &mut Cluster, kind: FaultKind) -> anyhow::Result<(Active, String)> {
-    let mut rng = rand::thread_rng();
+async fn start_fault(cluster: &mut Cluster, kind: FaultKind) -> anyhow::Result<(Active, String)> {
     let members = cluster.member_count();
+    // Asked before the random choices: the thread's generator must not live across an await.
+    let leader = match kind {
+        FaultKind::Partition if members >= 2 => cluster.find_leader().await,
+        _ => None,
+    };
+    let mut rng = rand::thread_rng();
     match kind {
         FaultKind::Partition => {
             let shapes: Vec<PartitionKind> = PartitionKind::ALL
                 .into_iter()
                 .filter(|shape| shape.applies_to(members))
                 .collect();
+            // Isolating the leader is one more shape, drawn as often as each of the others.
+            if let Some(leader) = leader.filter(|_| rng.gen_range(0..=shapes.len()) == 0) {
+                cluster.network_mut().partition(&isolate(members, leader))?;
+                let name = cluster.member_name(leader).to_string();
+                return Ok((Active::Partition, format!("isolate-leader: {name} cut from all others")));
+            }
             let Some(shape) = shapes.choose(&mut rng).copied() else {
                 anyhow::bail!("no partition shape exists for {members} member(s)");
             };

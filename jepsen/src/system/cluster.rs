@@ -231,6 +231,33 @@ impl Cluster {
         crashed
     }
 
+    /// The member that says it leads (its own id is the leader id in its status), asking every running,
+    /// unpaused member; with two claimants (an old leader cut off), the one of the higher term.
+    pub async fn find_leader(&self) -> Option<usize> {
+        let mut claimants = Vec::new();
+        for index in 0..self.members.len() {
+            if !self.is_running(index) || self.is_paused(index) {
+                continue;
+            }
+            let endpoint = self.endpoint(index);
+            let options = etcd_client::ConnectOptions::new()
+                .with_connect_timeout(PROBE_TIMEOUT)
+                .with_timeout(PROBE_TIMEOUT);
+            let ask = async {
+                let mut client = etcd_client::Client::connect([endpoint.as_str()], Some(options)).await?;
+                client.status().await
+            };
+            if let Ok(Ok(status)) = tokio::time::timeout(PROBE_TIMEOUT * 2, ask).await {
+                if let Some(header) = status.header() {
+                    if status.leader() != 0 && header.member_id() == status.leader() {
+                        claimants.push((status.raft_term(), index));
+                    }
+                }
+            }
+        }
+        claimants.into_iter().max().map(|(_, index)| index)
+    }
+
     /// Wait until every running member answers a linearizable read through its own endpoint.
     pub async fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
