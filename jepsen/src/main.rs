@@ -297,6 +297,9 @@ fn print_verdict(options: &TestOptions, verdict: &RunVerdict) {
             anomaly.linearized
         );
     }
+    for member in &verdict.members_exited {
+        println!("  member {member} exited by itself");
+    }
     if !verdict.register.unknown_keys.is_empty() {
         println!("  undecided keys: {:?}", verdict.register.unknown_keys);
     }

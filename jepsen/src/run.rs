@@ -48,10 +48,12 @@ pub struct OutcomeCounts {
 /// What `verdict.json` holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunVerdict {
-    /// True when the checker found every key linearizable.
+    /// True when the checker found every key linearizable and no member exited by itself.
     pub valid: bool,
-    /// True when the checker found a definite anomaly.
+    /// True when the checker found a definite anomaly or a member exited by itself.
     pub anomaly: bool,
+    /// Members that exited without being killed by the nemesis, with their exit status.
+    pub members_exited: Vec<String>,
     pub system: SystemKind,
     pub members: usize,
     pub workload: &'static str,
@@ -121,20 +123,33 @@ pub async fn run_test(options: &TestOptions) -> anyhow::Result<RunVerdict> {
         never = reporter => match never {},
     };
     let timeline = timeline?;
-    let crashed = cluster.crashed_members();
+    let mut exited: Vec<String> = timeline
+        .iter()
+        .filter(|event| event.fault == "crash")
+        .map(|event| event.detail.clone())
+        .collect();
+    exited.extend(
+        cluster
+            .crashed_members()
+            .into_iter()
+            .map(|(member, status)| format!("{member} ({status})")),
+    );
     drop(cluster);
 
     write_jsonl(&options.out_dir.join("history.jsonl"), &history)?;
     write_jsonl(&options.out_dir.join("timeline.jsonl"), &timeline)?;
-    let verdict = check(options, &history, &timeline, faults_until.duration_since(started));
+    let verdict = check(
+        options,
+        &history,
+        &timeline,
+        faults_until.duration_since(started),
+        exited,
+    );
     std::fs::write(
         options.out_dir.join("verdict.json"),
         serde_json::to_vec_pretty(&verdict).context("encode the verdict")?,
     )
     .context("write verdict.json")?;
-    if !crashed.is_empty() {
-        tracing::error!(?crashed, "members exited by themselves during the run");
-    }
     Ok(verdict)
 }
 
@@ -143,6 +158,7 @@ fn check(
     history: &[RegisterOp],
     timeline: &[TimelineEvent],
     faults_end: Duration,
+    members_exited: Vec<String>,
 ) -> RunVerdict {
     let mut outcomes = OutcomeCounts::default();
     for op in history {
@@ -160,8 +176,9 @@ fn check(
     let register = check_register_history(history, options.limits);
     let checker_seconds = checker_started.elapsed().as_secs_f64();
     RunVerdict {
-        valid: register.valid,
-        anomaly: register.anomaly,
+        valid: register.valid && members_exited.is_empty(),
+        anomaly: register.anomaly || !members_exited.is_empty(),
+        members_exited,
         system: options.kind,
         members: options.members,
         workload: "register",

@@ -108,7 +108,10 @@ pub async fn run(
             *current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = "none".to_string();
         }
     }
-    let healed = heal_everything(cluster).context("heal the cluster at the end of the fault window")?;
+    let (healed, exited) = heal_everything(cluster).context("heal the cluster at the end of the fault window")?;
+    for member in exited {
+        stamp(&mut timeline, "crash", "detected", member);
+    }
     stamp(&mut timeline, "all", "stop", healed);
     Ok(timeline)
 }
@@ -235,12 +238,14 @@ fn stop_fault(cluster: &mut Cluster, active: Active) -> anyhow::Result<String> {
 }
 
 /// Undo anything still in force: heal the network, resume paused members, restart stopped ones.
-pub fn heal_everything(cluster: &mut Cluster) -> anyhow::Result<String> {
+/// Returns what was done and the members that had exited by themselves (`n2 (exit status: 101)`).
+pub fn heal_everything(cluster: &mut Cluster) -> anyhow::Result<(String, Vec<String>)> {
     let mut actions = Vec::new();
+    let mut exited = Vec::new();
     for (member, status) in cluster.crashed_members() {
         // A member that exited without being killed is a finding in itself.
         tracing::error!(member, status, "a member exited by itself");
-        actions.push(format!("{member} had exited by itself ({status})"));
+        exited.push(format!("{member} ({status})"));
     }
     cluster.network_mut().heal()?;
     actions.push("network healed".to_string());
@@ -254,7 +259,7 @@ pub fn heal_everything(cluster: &mut Cluster) -> anyhow::Result<String> {
             actions.push(format!("restarted {}", cluster.member_name(index)));
         }
     }
-    Ok(actions.join(", "))
+    Ok((actions.join(", "), exited))
 }
 
 #[cfg(test)]
