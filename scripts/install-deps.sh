@@ -26,6 +26,8 @@ if [ "$what" = test ]; then
     "ip iproute2"
     "iptables iptables"
     "curl curl"
+    # scripts/schemathesis.sh makes a venv for schemathesis from PyPI.
+    "python3 python3-venv"
   )
 fi
 

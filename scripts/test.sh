@@ -15,3 +15,6 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 echo "== cargo test"
 cargo test --workspace --all-features --no-fail-fast
+
+echo "== schemathesis against the OpenAPI document (about 2 minutes)"
+scripts/schemathesis.sh

@@ -60,20 +60,3 @@ impl AuditSink for LogAuditSink {
         );
     }
 }
-
-/// Keeps events in memory, for tests.
-#[cfg(test)]
-#[derive(Debug, Default)]
-pub struct MemoryAuditSink {
-    pub events: std::sync::Mutex<Vec<AuditEvent>>,
-}
-
-#[cfg(test)]
-impl AuditSink for MemoryAuditSink {
-    fn record(&self, event: AuditEvent) {
-        self.events
-            .lock()
-            .expect("no test panics while holding the lock")
-            .push(event);
-    }
-}

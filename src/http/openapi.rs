@@ -56,7 +56,7 @@ use crate::http::system_routes::MemberView;
         snapshot,
     ),
     components(schemas(ErrorBody, MembersDoc, AddMemberDoc, ReplaceMemberDoc)),
-    modifiers(&BearerSecurity),
+    modifiers(&BearerSecurity, &BodyErrors),
     tags(
         (name = "auth", description = "Login sessions, passwords and access keys"),
         (name = "users", description = "Built-in users (administrators)"),
@@ -77,6 +77,51 @@ impl Modify for BearerSecurity {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Every route that reads a JSON body may also answer 400 (malformed JSON), 413 (too large) and
+/// 415 (not JSON), from the one body extractor; documented here once rather than on each handler.
+struct BodyErrors;
+
+impl Modify for BodyErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.get,
+            ];
+            for operation in operations.into_iter().flatten() {
+                if operation.request_body.is_none() {
+                    continue;
+                }
+                let responses = &mut operation.responses.responses;
+                for (status, description) in [
+                    ("400", "The body is not valid JSON"),
+                    ("413", "The body is too large"),
+                    ("415", "The body is not sent as application/json"),
+                ] {
+                    responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
     }
 }
 

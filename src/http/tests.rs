@@ -506,3 +506,134 @@ async fn metrics_count_requests_by_route() {
     assert!(text.contains("kuboard_store_leader_id 1"), "{text}");
     assert!(text.contains("kuboard_store_healthy 1"), "{text}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_api_route() {
+    let h = harness().await;
+    let answer = h.get("/kuboard-api/openapi.json", None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert!(answer.json["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let paths = answer.json["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/kuboard-api/auth/login", "post"),
+        ("/kuboard-api/auth/logout", "post"),
+        ("/kuboard-api/auth/me", "get"),
+        ("/kuboard-api/auth/password", "post"),
+        ("/kuboard-api/auth/access-keys", "post"),
+        ("/kuboard-api/auth/access-keys/{id}", "delete"),
+        ("/kuboard-api/users", "post"),
+        ("/kuboard-api/users/{username}", "patch"),
+        ("/kuboard-api/users/{username}/password", "post"),
+        ("/kuboard-api/users/{username}/identity", "get"),
+        ("/kuboard-api/role-bindings", "post"),
+        ("/kuboard-api/role-bindings/{id}", "delete"),
+        ("/kuboard-api/clusters", "get"),
+        ("/kuboard-api/clusters/{name}", "put"),
+        ("/kuboard-api/system/status", "get"),
+        ("/kuboard-api/system/members", "post"),
+        ("/kuboard-api/system/members/{id}", "delete"),
+        ("/kuboard-api/system/snapshot", "get"),
+        ("/kuboard-api/openapi.json", "get"),
+        ("/healthz", "get"),
+    ] {
+        let operation = &paths.get(path).unwrap_or_else(|| panic!("{path} documented"))[method];
+        assert!(operation.is_object(), "{method} {path} documented");
+        if operation.get("requestBody").is_some() {
+            for status in ["400", "413", "415", "422"] {
+                assert!(
+                    operation["responses"].get(status).is_some(),
+                    "{method} {path} documents {status}"
+                );
+            }
+        }
+    }
+    // Wire types only: no stored record (hashes, sealed credentials) is part of the document.
+    assert!(!answer.text.contains("password_hash") && !answer.text.contains("secret_hash"));
+    assert!(!answer.text.contains("ciphertext"));
+}
+
+#[tokio::test]
+async fn roles_bindings_and_identity_through_the_api() {
+    let h = harness().await;
+    let first = h.token(DEFAULT_PASSWORD).await;
+    let changed = h
+        .post(
+            "/kuboard-api/auth/password",
+            Some(&first),
+            &json!({"current_password": DEFAULT_PASSWORD, "new_password": "Changed-Pass-1"}),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    let admin = h.token("Changed-Pass-1").await;
+    let created = h
+        .post(
+            "/kuboard-api/users",
+            Some(&admin),
+            &json!({"username": "alice", "password": "wonderland-1", "groups": ["ops"]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.json["role"], "viewer");
+    let binding = h
+        .post(
+            "/kuboard-api/role-bindings",
+            Some(&admin),
+            &json!({"subject": {"kind": "group", "name": "ops"}, "cluster": "prod", "namespace": "shop", "role": "edit"}),
+        )
+        .await;
+    assert_eq!(binding.status, StatusCode::CREATED, "{}", binding.text);
+    let identity = h
+        .get(
+            "/kuboard-api/users/alice/identity?cluster=prod&namespace=shop",
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(identity.status, StatusCode::OK, "{}", identity.text);
+    assert_eq!(
+        identity.json,
+        json!({"user": "kuboard:alice", "groups": ["kuboard:group:ops", "kuboard:namespace:edit", "kuboard:viewers"]})
+    );
+
+    // A viewer may list clusters but not change anything; disabling ends their sessions.
+    let alice = h.login("alice", "wonderland-1").await.json["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let changed = h
+        .post(
+            "/kuboard-api/auth/password",
+            Some(&alice),
+            &json!({"current_password": "wonderland-1", "new_password": "second-pass-2"}),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    assert_eq!(
+        h.get("/kuboard-api/clusters", Some(&alice)).await.status,
+        StatusCode::OK
+    );
+    assert_error(
+        &h.get("/kuboard-api/users", Some(&alice)).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let disabled = h
+        .call(
+            Request::patch("/kuboard-api/users/alice")
+                .header("authorization", format!("Bearer {admin}"))
+                .header("content-type", "application/json")
+                .body(Body::from(r#"{"disabled": true}"#))
+                .expect("valid"),
+        )
+        .await;
+    assert_eq!(disabled.status, StatusCode::OK, "{}", disabled.text);
+    assert_error(
+        &h.get("/kuboard-api/clusters", Some(&alice)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    assert_error(
+        &h.login("alice", "second-pass-2").await,
+        StatusCode::FORBIDDEN,
+        "user_disabled",
+    );
+}
