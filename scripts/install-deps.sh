@@ -26,6 +26,8 @@ if [ "$what" = test ]; then
     "ip iproute2"
     "iptables iptables"
     "curl curl"
+    # tests/t70_audit_*.rs start PostgreSQL 15 as the PG-wire stand-in for QuestDB.
+    "/usr/lib/postgresql/15/bin/postgres postgresql"
     # scripts/schemathesis.sh makes a venv for schemathesis from PyPI.
     "python3 python3-venv"
   )

@@ -166,6 +166,19 @@ pub async fn serve(config: ServeConfig) -> u8 {
     let store = AppStore::new(backend.clone(), metrics.clone());
     let admin_ready = Arc::new(AtomicBool::new(false));
     let clock = Clock::system();
+    let audit = match crate::audit::audit_service::AuditService::start(
+        crate::audit::audit_service::AuditSettings::from_env(
+            config.audit.policy,
+            config.audit.quest_db_uri.as_ref().map(|uri| uri.expose().to_string()),
+        ),
+        &config.data_dir,
+    ) {
+        Ok(audit) => audit,
+        Err(error) => {
+            eprintln!("error: audit: {error:#}");
+            return EXIT_FAILURE;
+        }
+    };
     let state = AppState {
         store: store.clone(),
         metrics,
@@ -184,7 +197,7 @@ pub async fn serve(config: ServeConfig) -> u8 {
                 max_failures_per_address: config.auth.login_max_failures_per_address,
             },
             default_password: config.auth.admin_default_password.clone(),
-            audit: Arc::new(crate::audit::LogAuditSink),
+            audit: audit.clone(),
             cipher: crate::clusters::credential_cipher::CredentialCipher::from_secret(credential_secret.expose()),
         }),
     };
@@ -211,9 +224,19 @@ pub async fn serve(config: ServeConfig) -> u8 {
         let _ = graceful.wait_for(|stop| *stop).await;
     };
     let guard_state = state.clone();
+    let audit_state = crate::audit::audit_layer::AuditLayerState {
+        app: state.clone(),
+        service: audit.clone(),
+    };
     let app = http::router(state.clone())
         .merge(crate::admin::members_http::router(state.clone(), backend.clone()))
         .merge(crate::admin::snapshot_http::router(state, backend.clone()));
+    // The audit layer runs inside the session guard, so it knows the caller.
+    let app = app.merge(crate::audit::audit_routes::router(audit).with_state(guard_state.clone()));
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        audit_state,
+        crate::audit::audit_layer::audit_layer,
+    ));
     let app = http::with_session_guard(app, guard_state)
         .into_make_service_with_connect_info::<crate::http::client_address::PeerAddress>();
     let mut server_task = match tls_config {

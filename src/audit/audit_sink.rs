@@ -31,6 +31,16 @@ pub struct AuditEvent {
 /// A destination of audit events.
 pub trait AuditSink: Send + Sync + 'static {
     fn record(&self, event: AuditEvent);
+
+    /// Why audited requests are paused (a strict policy with its database down), if they are.
+    fn paused_reason(&self) -> Option<String> {
+        None
+    }
+
+    /// The sink's figures in the Prometheus text format (appended to `/metrics`).
+    fn prometheus_text(&self) -> String {
+        String::new()
+    }
 }
 
 /// Writes each event as one structured log line (target `kuboard::audit`).

@@ -39,6 +39,10 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
     if !status.healthy {
         return Err(not_ready("store_unhealthy", "the store has no leader with a quorum"));
     }
+    if let Some(reason) = state.api.audit.paused_reason() {
+        tracing::debug!(%reason, "readiness: audit paused");
+        return Err(not_ready("audit_paused", "audit is paused: the audit database does not accept events"));
+    }
     if !state.admin_ready.load(Ordering::Acquire) {
         return Err(not_ready(
             "starting",
@@ -61,6 +65,6 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(),
+        state.metrics.render() + &state.api.audit.prometheus_text(),
     )
 }

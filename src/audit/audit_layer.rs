@@ -1,0 +1,232 @@
+//! The audit middleware: which requests are audited and what their event says.
+//!
+//! Audited: every change (POST, PUT, PATCH, DELETE) under `/kuboard-api/` and `/k8s-api/`, every
+//! request answered 401 or 403, and reads too when `KUBOARD_AUDIT_READS=true`. Login attempts are
+//! recorded by the login handler itself (it knows the user name), so the middleware leaves them out
+//! except for the strict gate.
+//!
+//! One event per request, written after the handler with its outcome — except under `strict`,
+//! where a `pending` event (status 0) is written before the handler runs, and the outcome follows
+//! as a second event with the same `audit_id`. If the database fails between the two, the outcome
+//! event is dropped and counted; the `pending` event already proves the attempt.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::audit::audit_row::AuditRow;
+use crate::audit::audit_service::AuditService;
+use crate::http::api_error::ApiError;
+use crate::http::client_address::{client_ip, PeerAddress};
+use crate::http::session_guard::GuardedSession;
+use crate::http::AppState;
+
+const LOGIN_PATH: &str = "/kuboard-api/auth/login";
+
+#[derive(Clone)]
+pub struct AuditLayerState {
+    pub app: AppState,
+    pub service: Arc<AuditService>,
+}
+
+pub async fn audit_layer(State(layer): State<AuditLayerState>, request: Request, next: Next) -> Response {
+    let service = &layer.service;
+    let path = request.uri().path().to_string();
+    let audited_path =
+        (path.starts_with("/kuboard-api/") || path.starts_with("/k8s-api/")) && !path.starts_with("/kuboard-api/audit");
+    if !service.enabled() || !audited_path {
+        return next.run(request).await;
+    }
+    let method = request.method().clone();
+    let changes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let is_login = path == LOGIN_PATH;
+    let started = Instant::now();
+    let mut row = describe(&layer.app, &request);
+
+    let gated = service.gates_requests() && (changes || service.audit_reads());
+    if gated {
+        let mut pending = row.clone();
+        pending.status_code = 0;
+        pending.decision = "pending".into();
+        pending.message = "request started".into();
+        if let Err(error) = service.accept(pending).await {
+            tracing::debug!(%error, "audited request refused");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "audit is paused: the audit database does not accept events, so audited requests are refused until \
+                 it does",
+            )
+            .into_response();
+        }
+    }
+
+    let response = next.run(request).await;
+    let status = response.status();
+    let denied = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+    if is_login || !(changes || denied || service.audit_reads()) {
+        return response;
+    }
+    row.ts_micros = now_micros();
+    row.status_code = i32::from(status.as_u16());
+    row.duration_ms = started.elapsed().as_millis() as i64;
+    row.decision = if denied { "deny" } else { "allow" }.into();
+    row.message = status.canonical_reason().unwrap_or("").into();
+    service.record_row(row).await;
+    response
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// The event's fields known before the handler runs.
+fn describe(app: &AppState, request: &Request) -> AuditRow {
+    let headers = request.headers();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<PeerAddress>>()
+        .map(|info| info.0 .0);
+    let session = request.extensions().get::<GuardedSession>();
+    let via_api = headers.contains_key(axum::http::header::AUTHORIZATION);
+    let path = request.uri().path();
+    let target = parse_target(path);
+    let verb = match (request.method(), path) {
+        (_, LOGIN_PATH) => "login",
+        (_, "/kuboard-api/auth/logout") => "logout",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, _) => "delete",
+        _ => "get",
+    };
+    AuditRow {
+        ts_micros: now_micros(),
+        audit_id: uuid::Uuid::new_v4().to_string(),
+        replica: app.replica_id as i64,
+        cluster: target.cluster,
+        username: session.map(|s| s.0.record.username.clone()).unwrap_or_default(),
+        groups: String::new(),
+        client: if path.starts_with("/k8s-api/") && via_api {
+            "kubectl"
+        } else if via_api {
+            "api"
+        } else {
+            "ui"
+        }
+        .into(),
+        source_ip: client_ip(headers, peer, &app.api.trusted_proxies),
+        user_agent: headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .take(256)
+            .collect(),
+        verb: verb.into(),
+        api_group: target.api_group,
+        resource: target.resource,
+        subresource: target.subresource,
+        namespace: target.namespace,
+        name: target.name,
+        request_uri: request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| path.to_string(), |pq| pq.as_str().chars().take(2048).collect()),
+        status_code: 0,
+        duration_ms: 0,
+        decision: String::new(),
+        message: String::new(),
+    }
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Target {
+    cluster: String,
+    api_group: String,
+    namespace: String,
+    resource: String,
+    name: String,
+    subresource: String,
+}
+
+/// What a path acts on: `/kuboard-api/users/alice/password` is resource `users`, name `alice`,
+/// subresource `password`; `/kuboard-api/auth/password` is resource `auth/password`; a Kubernetes
+/// path under `/k8s-api/{cluster}/` is read the way the apiserver reads it.
+fn parse_target(path: &str) -> Target {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut target = Target::default();
+    match segments.as_slice() {
+        ["kuboard-api", "auth", rest @ ..] => {
+            target.resource = format!("auth/{}", rest.first().copied().unwrap_or(""));
+            target.name = rest.get(1).copied().unwrap_or("").into();
+        }
+        ["kuboard-api", resource, rest @ ..] => {
+            target.resource = (*resource).into();
+            target.name = rest.first().copied().unwrap_or("").into();
+            target.subresource = rest.get(1).copied().unwrap_or("").into();
+        }
+        ["k8s-api", cluster, rest @ ..] => {
+            target.cluster = (*cluster).into();
+            let rest = match rest {
+                ["api", _version, rest @ ..] => rest,
+                ["apis", group, _version, rest @ ..] => {
+                    target.api_group = (*group).into();
+                    rest
+                }
+                _ => &[][..],
+            };
+            let rest = match rest {
+                ["namespaces", namespace, rest @ ..] if !rest.is_empty() => {
+                    target.namespace = (*namespace).into();
+                    rest
+                }
+                other => other,
+            };
+            target.resource = rest.first().copied().unwrap_or("").into();
+            target.name = rest.get(1).copied().unwrap_or("").into();
+            target.subresource = rest.get(2).copied().unwrap_or("").into();
+        }
+        _ => {}
+    }
+    target
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_of_api_and_kubernetes_paths() {
+        let t = parse_target("/kuboard-api/users/alice/password");
+        assert_eq!(
+            (t.resource.as_str(), t.name.as_str(), t.subresource.as_str()),
+            ("users", "alice", "password")
+        );
+        assert_eq!(parse_target("/kuboard-api/auth/password").resource, "auth/password");
+        let t = parse_target("/k8s-api/prod/apis/apps/v1/namespaces/web/deployments/front/scale");
+        assert_eq!(
+            t,
+            Target {
+                cluster: "prod".into(),
+                api_group: "apps".into(),
+                namespace: "web".into(),
+                resource: "deployments".into(),
+                name: "front".into(),
+                subresource: "scale".into(),
+            }
+        );
+        let t = parse_target("/k8s-api/prod/api/v1/namespaces/web");
+        assert_eq!(
+            (t.resource.as_str(), t.name.as_str(), t.namespace.as_str()),
+            ("namespaces", "web", "")
+        );
+    }
+}

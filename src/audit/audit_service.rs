@@ -1,0 +1,488 @@
+//! [`AuditService`]: the policies of DESIGN §7 in front of the audit database.
+//!
+//! - `disabled`: nothing is recorded.
+//! - `ignore-errors`: events go through a bounded in-memory queue to a batching writer; while the
+//!   database is down (or the queue is full) they are dropped and counted.
+//! - `buffered`: every event is appended and fsync'd to the spool in the data dir before the
+//!   request is answered; a writer replays the spool in order. When the spool is full the event is
+//!   dropped, counted (`spool_full_dropped`) and logged as an error; the request is still answered,
+//!   because by then its change has already happened.
+//! - `strict`: the request's event is written to the database before the request runs
+//!   ([`AuditService::accept`]); while it cannot be, audited requests are refused with 503
+//!   `audit_unavailable`, the replica reports the pause in `/readyz` and the audit status, and a
+//!   watcher ends the pause by itself once the database answers.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, Notify};
+
+use crate::audit::audit_row::AuditRow;
+use crate::audit::audit_sink::{AuditEvent, AuditSink};
+use crate::audit::pg_writer::PgWriter;
+use crate::audit::spool::{Spool, SpoolError};
+use crate::config::AuditPolicy;
+
+/// Limits of batching and of the queues.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub policy: AuditPolicy,
+    pub quest_db_uri: Option<String>,
+    /// Also audit reads (GET), not only changes and denials.
+    pub audit_reads: bool,
+    pub batch_max_rows: usize,
+    pub batch_max_delay: Duration,
+    pub queue_capacity: usize,
+    pub spool_max_bytes: u64,
+}
+
+impl AuditSettings {
+    pub fn new(policy: AuditPolicy, quest_db_uri: Option<String>) -> AuditSettings {
+        AuditSettings {
+            policy,
+            quest_db_uri,
+            audit_reads: false,
+            batch_max_rows: 500,
+            batch_max_delay: Duration::from_millis(200),
+            queue_capacity: 10_000,
+            spool_max_bytes: 256 * 1024 * 1024,
+        }
+    }
+
+    /// The defaults, with `KUBOARD_AUDIT_READS=true` auditing reads as well.
+    pub fn from_env(policy: AuditPolicy, quest_db_uri: Option<String>) -> AuditSettings {
+        let mut settings = AuditSettings::new(policy, quest_db_uri);
+        if let Ok(value) = std::env::var("KUBOARD_AUDIT_READS") {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => settings.audit_reads = true,
+                "false" | "0" | "no" | "" => {}
+                other => tracing::warn!(
+                    value = other,
+                    "KUBOARD_AUDIT_READS: expected true or false; reads are not audited"
+                ),
+            }
+        }
+        settings
+    }
+}
+
+/// Why a strict replica refuses an audited request.
+#[derive(Debug, thiserror::Error)]
+#[error("the audit database does not accept events: {0}")]
+pub struct AuditUnavailable(pub String);
+
+#[derive(Default)]
+struct Counters {
+    written: AtomicU64,
+    dropped: AtomicU64,
+    spooled: AtomicU64,
+    spool_full_dropped: AtomicU64,
+    refused: AtomicU64,
+}
+
+pub struct AuditService {
+    settings: AuditSettings,
+    writer: Option<tokio::sync::Mutex<PgWriter>>,
+    queue: Option<mpsc::Sender<AuditRow>>,
+    spool: Option<Arc<Spool>>,
+    spool_notify: Notify,
+    counters: Counters,
+    database_up: AtomicBool,
+    paused: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+/// What `/kuboard-api/audit/status` and the system status show.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditStatus {
+    pub policy: String,
+    /// `disabled`, `log-only` (no database configured), `up`, `down` or `paused` (strict).
+    pub state: String,
+    pub queue_depth: u64,
+    /// Bytes in the spool that the database has not taken yet.
+    pub spooled_bytes: u64,
+    pub spooled_total: u64,
+    pub written: u64,
+    pub dropped: u64,
+    pub spool_full_dropped: u64,
+    /// Requests refused with 503 while a strict replica was paused.
+    pub refused: u64,
+    pub last_error: Option<String>,
+}
+
+impl AuditService {
+    /// Builds the service and starts its writer tasks.
+    pub fn start(settings: AuditSettings, data_dir: &Path) -> anyhow::Result<Arc<AuditService>> {
+        let enabled = settings.policy != AuditPolicy::Disabled;
+        let writer = match (&settings.quest_db_uri, enabled) {
+            (Some(uri), true) => Some(tokio::sync::Mutex::new(PgWriter::new(uri))),
+            _ => None,
+        };
+        if enabled && writer.is_none() {
+            tracing::warn!("audit is enabled without KUBOARD_QUEST_DB_URI: events go to the log only");
+        }
+        let spool = if writer.is_some() && settings.policy == AuditPolicy::Buffered {
+            Some(Arc::new(Spool::open(
+                &data_dir.join("audit"),
+                settings.spool_max_bytes,
+            )?))
+        } else {
+            None
+        };
+        let (queue, receiver) = if writer.is_some() && spool.is_none() {
+            let (sender, receiver) = mpsc::channel(settings.queue_capacity);
+            (Some(sender), Some(receiver))
+        } else {
+            (None, None)
+        };
+        let service = Arc::new(AuditService {
+            settings,
+            writer,
+            queue,
+            spool,
+            spool_notify: Notify::new(),
+            counters: Counters::default(),
+            database_up: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+        });
+        if let Some(receiver) = receiver {
+            tokio::spawn(run_queue_writer(Arc::downgrade(&service), receiver));
+        }
+        if service.spool.is_some() {
+            tokio::spawn(run_spool_writer(Arc::downgrade(&service)));
+        }
+        if service.writer.is_some() && service.settings.policy == AuditPolicy::Strict {
+            tokio::spawn(run_pause_watcher(Arc::downgrade(&service)));
+        }
+        Ok(service)
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.settings.policy != AuditPolicy::Disabled
+    }
+
+    pub fn audit_reads(&self) -> bool {
+        self.settings.audit_reads
+    }
+
+    /// A strict replica that gates requests on the database.
+    pub fn gates_requests(&self) -> bool {
+        self.settings.policy == AuditPolicy::Strict && self.writer.is_some()
+    }
+
+    pub fn writer(&self) -> Option<&tokio::sync::Mutex<PgWriter>> {
+        self.writer.as_ref()
+    }
+
+    fn note_error(&self, error: &str) {
+        self.database_up.store(false, Ordering::Release);
+        *self.last_error.lock().expect("no panics while holding the lock") = Some(error.to_string());
+    }
+
+    fn note_written(&self, rows: usize) {
+        self.database_up.store(true, Ordering::Release);
+        self.counters.written.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+
+    /// Strict: writes the event now; an error pauses the replica and refuses the request.
+    pub async fn accept(&self, row: AuditRow) -> Result<(), AuditUnavailable> {
+        let Some(writer) = &self.writer else {
+            log_row(&row);
+            return Ok(());
+        };
+        if self.paused.load(Ordering::Acquire) {
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(AuditUnavailable(self.last_error().unwrap_or_default()));
+        }
+        let result = writer.lock().await.write(std::slice::from_ref(&row)).await;
+        match result {
+            Ok(()) => {
+                self.note_written(1);
+                Ok(())
+            }
+            Err(error) => {
+                let message = error.to_string();
+                if !self.paused.swap(true, Ordering::AcqRel) {
+                    tracing::error!(error = %message, "audit database unavailable: pausing audited requests");
+                }
+                self.note_error(&message);
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                Err(AuditUnavailable(message))
+            }
+        }
+    }
+
+    /// Records an event under the policy; for `buffered` it is on disk when this returns.
+    pub async fn record_row(self: &Arc<Self>, row: AuditRow) {
+        if self.spool.is_some() {
+            let service = self.clone();
+            if let Err(error) = tokio::task::spawn_blocking(move || service.spool_row(&row)).await {
+                tracing::error!(%error, "the audit spool task failed");
+            }
+        } else {
+            self.enqueue(row);
+        }
+    }
+
+    fn spool_row(&self, row: &AuditRow) {
+        let Some(spool) = &self.spool else { return };
+        match spool.append(row) {
+            Ok(()) => {
+                self.counters.spooled.fetch_add(1, Ordering::Relaxed);
+                self.spool_notify.notify_one();
+            }
+            Err(SpoolError::Full(max)) => {
+                self.counters.spool_full_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(audit_id = %row.audit_id, max_bytes = max, "audit spool full: event dropped");
+            }
+            Err(error) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, audit_id = %row.audit_id, "audit spool write failed: event dropped");
+            }
+        }
+    }
+
+    fn enqueue(&self, row: AuditRow) {
+        if !self.enabled() {
+            return;
+        }
+        match &self.queue {
+            None => log_row(&row),
+            Some(queue) => {
+                if queue.try_send(row).is_err() {
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .expect("no panics while holding the lock")
+            .clone()
+    }
+
+    pub fn paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    pub fn status(&self) -> AuditStatus {
+        let state = if !self.enabled() {
+            "disabled"
+        } else if self.writer.is_none() {
+            "log-only"
+        } else if self.paused() {
+            "paused"
+        } else if self.database_up.load(Ordering::Acquire) {
+            "up"
+        } else {
+            "down"
+        };
+        let queue_depth = self
+            .queue
+            .as_ref()
+            .map_or(0, |queue| (queue.max_capacity() - queue.capacity()) as u64);
+        AuditStatus {
+            policy: self.settings.policy.as_str().to_string(),
+            state: state.to_string(),
+            queue_depth,
+            spooled_bytes: self.spool.as_ref().map_or(0, |spool| spool.pending_bytes()),
+            spooled_total: self.counters.spooled.load(Ordering::Relaxed),
+            written: self.counters.written.load(Ordering::Relaxed),
+            dropped: self.counters.dropped.load(Ordering::Relaxed),
+            spool_full_dropped: self.counters.spool_full_dropped.load(Ordering::Relaxed),
+            refused: self.counters.refused.load(Ordering::Relaxed),
+            last_error: self.last_error(),
+        }
+    }
+
+    /// The status as Prometheus text.
+    fn metrics_text(&self) -> String {
+        let status = self.status();
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, value: u64| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+        };
+        gauge(
+            "kuboard_audit_queue_depth",
+            "Audit events waiting in memory.",
+            status.queue_depth,
+        );
+        gauge(
+            "kuboard_audit_spooled_bytes",
+            "Audit spool bytes not yet in the database.",
+            status.spooled_bytes,
+        );
+        gauge(
+            "kuboard_audit_written_total",
+            "Audit events written to the database.",
+            status.written,
+        );
+        gauge(
+            "kuboard_audit_dropped_total",
+            "Audit events dropped.",
+            status.dropped + status.spool_full_dropped,
+        );
+        gauge(
+            "kuboard_audit_refused_total",
+            "Requests refused while audit was paused.",
+            status.refused,
+        );
+        gauge(
+            "kuboard_audit_paused",
+            "1 while a strict replica pauses audited requests.",
+            u64::from(self.paused()),
+        );
+        out
+    }
+}
+
+impl AuditSink for AuditService {
+    fn record(&self, event: AuditEvent) {
+        if !self.enabled() {
+            return;
+        }
+        if self.writer.is_none() {
+            crate::audit::LogAuditSink.record(event);
+            return;
+        }
+        let row = AuditRow::from(event);
+        if self.spool.is_some() {
+            // Login attempts are rare; a short fsync on this thread keeps them durable too.
+            self.spool_row(&row);
+        } else {
+            self.enqueue(row);
+        }
+    }
+
+    fn paused_reason(&self) -> Option<String> {
+        self.paused().then(|| {
+            self.last_error()
+                .unwrap_or_else(|| "the audit database does not answer".into())
+        })
+    }
+
+    fn prometheus_text(&self) -> String {
+        if self.enabled() {
+            self.metrics_text()
+        } else {
+            String::new()
+        }
+    }
+}
+
+fn log_row(row: &AuditRow) {
+    tracing::info!(target: "kuboard::audit", event = %serde_json::to_string(row).unwrap_or_default(), "audit");
+}
+
+/// Takes events off the queue in batches (bounded by count and by time) and writes them.
+async fn run_queue_writer(service: std::sync::Weak<AuditService>, mut receiver: mpsc::Receiver<AuditRow>) {
+    let mut retry_after: Option<Instant> = None;
+    while let Some(first) = receiver.recv().await {
+        let Some(service) = service.upgrade() else { return };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + service.settings.batch_max_delay;
+        while batch.len() < service.settings.batch_max_rows {
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(row)) => batch.push(row),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // After a failure the database is not asked again for a second: events are dropped.
+        if retry_after.is_some_and(|at| Instant::now() < at) {
+            service
+                .counters
+                .dropped
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            continue;
+        }
+        let Some(writer) = service.writer() else { return };
+        let result = writer.lock().await.write(&batch).await;
+        match result {
+            Ok(()) => {
+                retry_after = None;
+                service.note_written(batch.len());
+            }
+            Err(error) => {
+                retry_after = Some(Instant::now() + Duration::from_secs(1));
+                service
+                    .counters
+                    .dropped
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                tracing::warn!(%error, dropped = batch.len(), "audit events dropped");
+                service.note_error(&error.to_string());
+            }
+        }
+    }
+}
+
+/// Replays the spool in order; a batch is committed only after the database took it.
+async fn run_spool_writer(service: std::sync::Weak<AuditService>) {
+    loop {
+        let Some(this) = service.upgrade() else { return };
+        let Some(spool) = this.spool.clone() else { return };
+        let max_rows = this.settings.batch_max_rows;
+        let batch = match tokio::task::spawn_blocking(move || spool.read_batch(max_rows)).await {
+            Ok(Ok(batch)) => batch,
+            Ok(Err(error)) => {
+                this.note_error(&format!("{error:#}"));
+                drop(this);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(error) => {
+                tracing::error!(%error, "the audit spool reader failed");
+                return;
+            }
+        };
+        if batch.rows.is_empty() {
+            // Wait for new events, or look again after a while.
+            let _ = tokio::time::timeout(Duration::from_secs(1), this.spool_notify.notified()).await;
+            let delay = this.settings.batch_max_delay;
+            drop(this);
+            tokio::time::sleep(delay.min(Duration::from_millis(20))).await;
+            continue;
+        }
+        let Some(writer) = this.writer() else { return };
+        let result = writer.lock().await.write(&batch.rows).await;
+        match result {
+            Ok(()) => {
+                this.note_written(batch.rows.len());
+                let spool = this.spool.clone();
+                let end = batch.end_offset;
+                let committed = tokio::task::spawn_blocking(move || spool.map(|spool| spool.commit(end))).await;
+                if let Ok(Some(Err(error))) = committed {
+                    tracing::error!(error = %format!("{error:#}"), "committing the audit spool offset failed");
+                }
+            }
+            Err(error) => {
+                this.note_error(&error.to_string());
+                drop(this);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Ends a strict pause once the database answers again.
+async fn run_pause_watcher(service: std::sync::Weak<AuditService>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Some(this) = service.upgrade() else { return };
+        if !this.paused() {
+            continue;
+        }
+        let Some(writer) = this.writer() else { return };
+        let result = writer.lock().await.ping().await;
+        if result.is_ok() {
+            this.database_up.store(true, Ordering::Release);
+            this.paused.store(false, Ordering::Release);
+            tracing::info!("audit database answers again: audited requests resume");
+        }
+    }
+}

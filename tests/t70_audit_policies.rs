@@ -1,0 +1,413 @@
+//! Audit to a PG-wire database under the `ignore-errors`, `buffered` and `strict` policies, against a
+//! real PostgreSQL that the tests start, stop and start again (QuestDB cannot be installed here;
+//! PostgreSQL speaks the same wire protocol and the dialect module holds the differences).
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, Replica};
+use serde_json::Value;
+
+const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
+const NEW_PASSWORD: &str = "Audit-Trail-2026!";
+
+/// A PostgreSQL server of its own: data and socket dirs in a temp dir, a loopback port, run as
+/// the `postgres` user (PostgreSQL refuses root), stopped by pid.
+struct Postgres {
+    dir: PathBuf,
+    port: u16,
+    uid: u32,
+    gid: u32,
+    child: Option<Child>,
+}
+
+impl Postgres {
+    fn init(parent: &Path) -> Postgres {
+        let postgres = Path::new(POSTGRES_BIN).join("postgres");
+        assert!(
+            postgres.exists(),
+            "{} is missing: install the Debian package postgresql (scripts/install-deps.sh test)",
+            postgres.display()
+        );
+        let uid = id_of("-u");
+        let gid = id_of("-g");
+        let dir = parent.join("pg");
+        std::fs::create_dir_all(dir.join("sock")).expect("create the PostgreSQL dirs");
+        for path in [parent, dir.as_path(), dir.join("sock").as_path()] {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("give the dirs to postgres");
+        }
+        let status = Command::new(Path::new(POSTGRES_BIN).join("initdb"))
+            .args(["-A", "trust", "-U", "kuboard", "--no-sync", "-D"])
+            .arg(dir.join("data"))
+            .uid(uid)
+            .gid(gid)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run initdb");
+        assert!(status.success(), "initdb failed");
+        let mut server = Postgres {
+            dir,
+            port: free_port(),
+            uid,
+            gid,
+            child: None,
+        };
+        server.start();
+        server
+    }
+
+    fn uri(&self) -> String {
+        format!("postgresql://kuboard@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn start(&mut self) {
+        assert!(self.child.is_none(), "PostgreSQL is running already");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("postgres.log"))
+            .expect("open the PostgreSQL log");
+        let child = Command::new(Path::new(POSTGRES_BIN).join("postgres"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-k"])
+            .arg(self.dir.join("sock"))
+            .args(["-c", "fsync=off"])
+            .uid(self.uid)
+            .gid(self.gid)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start postgres");
+        self.child = Some(child);
+    }
+
+    /// Fast shutdown (SIGINT): clients are disconnected at once.
+    fn stop(&mut self) {
+        let mut child = self.child.take().expect("PostgreSQL is running");
+        let sent = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if child.try_wait().expect("poll postgres").is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("PostgreSQL did not stop within 20 s");
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match tokio_postgres::connect(&self.uri(), tokio_postgres::NoTls).await {
+                Ok((client, connection)) => {
+                    tokio::spawn(connection);
+                    return client;
+                }
+                Err(error) if Instant::now() < deadline => {
+                    let _ = error;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("PostgreSQL does not accept connections: {error}"),
+            }
+        }
+    }
+
+    /// `request_uri` of the rows with `verb`, oldest first (empty while the table is missing).
+    async fn uris(&self, verb: &str) -> Vec<String> {
+        let client = self.client().await;
+        match client
+            .query(
+                "SELECT request_uri FROM kuboard_audit WHERE verb = $1 ORDER BY ts, audit_id",
+                &[&verb],
+            )
+            .await
+        {
+            Ok(rows) => rows.iter().map(|row| row.get::<_, String>(0)).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn id_of(flag: &str) -> u32 {
+    let output = Command::new("id").args([flag, "postgres"]).output().expect("run id");
+    assert!(
+        output.status.success(),
+        "the postgres user is missing (Debian package postgresql)"
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("id prints a number")
+}
+
+fn start_kuboard(dir: &Path, postgres: &Postgres, policy: &str) -> Replica {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("create the data dir");
+    let uri = postgres.uri();
+    Replica::start_with(
+        &data,
+        dir,
+        &[("KUBOARD_QUEST_DB_URI", uri.as_str()), ("KUBOARD_AUDIT_POLICY", policy)],
+    )
+}
+
+/// A logout without a session: a cheap change (204, nothing to end), audited like any other.
+async fn anonymous_logout(kuboard: &Replica, tag: &str) -> u16 {
+    kuboard
+        .client
+        .post(kuboard.url(&format!("/kuboard-api/auth/logout?n={tag}")))
+        .send()
+        .await
+        .expect("send logout")
+        .status()
+        .as_u16()
+}
+
+async fn audit_status(kuboard: &Replica, token: &str) -> Value {
+    let (status, body) = kuboard.get_json("/kuboard-api/audit/status", token).await;
+    assert_eq!(status, 200, "audit status: {body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignore_errors_drops_while_the_database_is_down_and_writes_again_after() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut postgres = Postgres::init(dir.path());
+    let mut kuboard = start_kuboard(dir.path(), &postgres, "ignore-errors");
+    kuboard.wait_ready(Duration::from_secs(60)).await;
+    let token = kuboard.change_admin_password(NEW_PASSWORD).await;
+
+    assert_eq!(anonymous_logout(&kuboard, "before").await, 204);
+    wait_for(|| async {
+        postgres
+            .uris("logout")
+            .await
+            .contains(&"/kuboard-api/auth/logout?n=before".into())
+    })
+    .await;
+    // A denied read is audited too; the query API reads the rows back.
+    let denied = kuboard
+        .client
+        .get(kuboard.url("/kuboard-api/users"))
+        .send()
+        .await
+        .expect("send GET");
+    assert_eq!(denied.status(), 401);
+    wait_for(|| async { !postgres.uris("get").await.is_empty() }).await;
+    let (status, page) = kuboard.get_json("/kuboard-api/audit?verb=get&status=401", &token).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["events"][0]["request_uri"], "/kuboard-api/users", "{page}");
+    assert_eq!(page["events"][0]["decision"], "deny");
+    let (status, page) = kuboard.get_json("/kuboard-api/audit?verb=logout&limit=1", &token).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page["events"][0]["request_uri"], "/kuboard-api/auth/logout?n=before",
+        "{page}"
+    );
+    assert_eq!(page["events"][0]["status_code"], 204);
+
+    postgres.stop();
+    for n in 0..5 {
+        // Logging in is a change that must keep working.
+        let response = kuboard.login("admin", NEW_PASSWORD).await;
+        assert_eq!(response.status(), 200, "login {n} while the database is down");
+        assert_eq!(anonymous_logout(&kuboard, &format!("down-{n}")).await, 204);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = audit_status(&kuboard, &token).await;
+        if status["dropped"].as_u64().unwrap_or(0) >= 10 || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        status["dropped"].as_u64().unwrap_or(0) >= 10,
+        "drops are counted: {status}"
+    );
+    assert_eq!(status["state"], "down", "{status}");
+    assert!(status["last_error"].is_string(), "{status}");
+
+    postgres.start();
+    // New events reach the database without a restart of kuboard.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        assert_eq!(anonymous_logout(&kuboard, &format!("after-{n}")).await, 204);
+        let uris = postgres.uris("logout").await;
+        if uris.iter().any(|uri| uri.contains("n=after-")) {
+            assert!(
+                !uris.iter().any(|uri| uri.contains("n=down-")),
+                "events of the outage were dropped"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event written after the database came back"
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let status = audit_status(&kuboard, &token).await;
+    assert_eq!(status["state"], "up", "{status}");
+    kuboard.terminate(Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_replays_a_thousand_events_exactly_once_in_order_after_kill_9() {
+    const EVENTS: usize = 1000;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut postgres = Postgres::init(dir.path());
+    let mut kuboard = start_kuboard(dir.path(), &postgres, "buffered");
+    kuboard.wait_ready(Duration::from_secs(60)).await;
+    let token = kuboard.change_admin_password(NEW_PASSWORD).await;
+
+    postgres.stop();
+    let started = Instant::now();
+    for n in 0..EVENTS {
+        assert_eq!(anonymous_logout(&kuboard, &n.to_string()).await, 204);
+    }
+    let spooling = started.elapsed();
+    let status = audit_status(&kuboard, &token).await;
+    assert!(status["spooled_bytes"].as_u64().unwrap_or(0) > 0, "{status}");
+    // The logins and the password change before the outage are in the count too.
+    assert!(
+        status["spooled_total"].as_u64().unwrap_or(0) >= EVENTS as u64,
+        "{status}"
+    );
+    kuboard.kill9();
+
+    postgres.start();
+    kuboard.restart();
+    kuboard.wait_ready(Duration::from_secs(60)).await;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let uris = loop {
+        let uris: Vec<String> = postgres
+            .uris("logout")
+            .await
+            .into_iter()
+            .filter(|uri| uri.starts_with("/kuboard-api/auth/logout?n="))
+            .collect();
+        if uris.len() >= EVENTS || Instant::now() > deadline {
+            break uris;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let expected: Vec<String> = (0..EVENTS).map(|n| format!("/kuboard-api/auth/logout?n={n}")).collect();
+    assert_eq!(uris, expected, "every event once, in order");
+    println!(
+        "buffered: {EVENTS} events spooled (fsync each) in {spooling:?}, replayed within {:?}",
+        started.elapsed()
+    );
+    kuboard.terminate(Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_refuses_audited_changes_while_the_database_is_down_and_resumes_by_itself() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut postgres = Postgres::init(dir.path());
+    let mut kuboard = start_kuboard(dir.path(), &postgres, "strict");
+    kuboard.wait_ready(Duration::from_secs(60)).await;
+    let token = kuboard.change_admin_password(NEW_PASSWORD).await;
+
+    // The added latency of the strict policy on a cheap audited request.
+    let mut latencies = Vec::new();
+    for n in 0..200 {
+        let sent = Instant::now();
+        assert_eq!(anonymous_logout(&kuboard, &format!("lat-{n}")).await, 204);
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    println!(
+        "strict: audited request p50 {:?}, p99 {:?} (two events each, the first written before the handler)",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() * 99 / 100]
+    );
+
+    postgres.stop();
+    let (status, body) = kuboard
+        .post_json(
+            "/kuboard-api/auth/password",
+            &token,
+            &serde_json::json!({ "current_password": NEW_PASSWORD, "new_password": "Never-Applied-2026!" }),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "audit_unavailable", "{body}");
+    let response = kuboard
+        .client
+        .get(kuboard.url("/readyz"))
+        .send()
+        .await
+        .expect("send readyz");
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.expect("readyz answers JSON");
+    assert_eq!(body["code"], "audit_paused", "{body}");
+    let status = audit_status(&kuboard, &token).await;
+    assert_eq!(status["state"], "paused", "{status}");
+    assert!(status["refused"].as_u64().unwrap_or(0) >= 1, "{status}");
+
+    postgres.start();
+    let restarted = Instant::now();
+    loop {
+        // A login is audited too; it succeeds with the old password, so the change did not happen.
+        let response = kuboard.login("admin", NEW_PASSWORD).await;
+        if response.status() == 200 {
+            break;
+        }
+        assert_eq!(response.status(), 503);
+        assert!(restarted.elapsed() < Duration::from_secs(5), "not resumed within 5 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("strict: resumed {:?} after the database started", restarted.elapsed());
+    assert_eq!(kuboard.login("admin", "Never-Applied-2026!").await.status(), 401);
+    kuboard.wait_ready(Duration::from_secs(5)).await;
+    // The first password change left its pending and its outcome events; the refused one none.
+    let password_changes = || async {
+        postgres
+            .uris("create")
+            .await
+            .into_iter()
+            .filter(|uri| uri == "/kuboard-api/auth/password")
+            .count()
+    };
+    wait_for(|| async { password_changes().await >= 2 }).await;
+    assert_eq!(password_changes().await, 2);
+    kuboard.terminate(Duration::from_secs(20));
+}
+
+async fn wait_for<F, Fut>(condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "condition not met within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
