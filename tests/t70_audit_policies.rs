@@ -273,7 +273,81 @@ async fn ignore_errors_drops_while_the_database_is_down_and_writes_again_after()
     }
     let status = audit_status(&kuboard, &token).await;
     assert_eq!(status["state"], "up", "{status}");
+
+    // Cursor paging walks every logout event once, newest first.
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..100 {
+        let (status, page) = kuboard
+            .get_json(
+                &format!("/kuboard-api/audit?verb=logout&limit=2&cursor={cursor}"),
+                &token,
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let events = page["events"].as_array().expect("events").clone();
+        assert!(events.len() <= 2);
+        paged.extend(
+            events
+                .iter()
+                .map(|event| event["request_uri"].as_str().unwrap_or("").to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => break,
+        }
+    }
+    let mut stored = postgres.uris("logout").await;
+    stored.reverse();
+    assert_eq!(paged, stored);
     kuboard.terminate(Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_throughput_of_ignore_errors() {
+    const EVENTS: usize = 3000;
+    const CONCURRENCY: usize = 16;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let postgres = Postgres::init(dir.path());
+    let mut kuboard = start_kuboard(dir.path(), &postgres, "ignore-errors");
+    kuboard.wait_ready(Duration::from_secs(60)).await;
+    let kuboard = std::sync::Arc::new(kuboard);
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..CONCURRENCY {
+        let kuboard = kuboard.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in (worker..EVENTS).step_by(CONCURRENCY) {
+                assert_eq!(anonymous_logout(&kuboard, &format!("bench-{n}")).await, 204);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("a request worker");
+    }
+    let requests_done = started.elapsed();
+    let client = postgres.client().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let row = client
+            .query_one("SELECT count(*) FROM kuboard_audit WHERE verb = 'logout'", &[])
+            .await
+            .expect("count the events");
+        let count: i64 = row.get(0);
+        if count as usize >= EVENTS {
+            assert_eq!(count as usize, EVENTS, "each event once");
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {count} of {EVENTS} events written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_written = started.elapsed();
+    println!(
+        "ignore-errors: {EVENTS} audited requests ({CONCURRENCY} concurrent) in {requests_done:?}, all events \
+         written after {all_written:?}: {:.0} events/s end to end",
+        EVENTS as f64 / all_written.as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
