@@ -9,6 +9,8 @@
 //! - [`etcd_api`]: the etcd v3 gRPC API of the embedded store (`KUBOARD_ETCD_API_PORT`).
 //! - [`http`]: the REST API, health and metrics endpoints; [`auth`]: users and sessions in the store.
 //! - [`clusters`]: the cluster registry, credentials encrypted at rest.
+//! - [`kube`]: Kubernetes access: cluster import, the per-cluster apiserver balancer, the
+//!   `/k8s-api/` proxy and per-user kubeconfigs.
 //! - [`audit`]: audit events and the sink they go to.
 //! - [`singleton`]: store-based leader election for background work one replica does at a time.
 //! - [`metrics`], [`logging`], [`clock`], [`version`]: process plumbing.
@@ -23,6 +25,7 @@ mod clusters;
 mod config;
 mod etcd_api;
 mod http;
+mod kube;
 mod logging;
 #[cfg(test)]
 mod memory_store;

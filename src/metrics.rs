@@ -163,6 +163,14 @@ impl Metrics {
             .expect("the raft metrics are registered once");
     }
 
+    /// Registers metrics owned by another module (e.g. the apiserver balancer's). Called once per
+    /// collector; a second registration of the same names is a programming error.
+    pub fn register_collector(&self, collector: Box<dyn Collector>) {
+        self.registry
+            .register(collector)
+            .expect("a module registers its metrics once");
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();

@@ -228,7 +228,15 @@ pub async fn serve(config: ServeConfig) -> u8 {
         app: state.clone(),
         service: audit.clone(),
     };
+    let kube_context = Arc::new(crate::kube::kube_routes::KubeContext {
+        pools: Arc::new(crate::kube::apiserver_pools::ApiserverPools::new(
+            Arc::new(crate::kube::kube_metrics::KubeMetrics::new(&state.metrics)),
+            crate::kube::apiserver_pool::PoolSettings::default(),
+        )),
+        public_endpoint: config.http.endpoint.clone(),
+    });
     let app = http::router(state.clone())
+        .merge(crate::kube::kube_routes::router(state.clone(), kube_context))
         .merge(crate::admin::members_http::router(state.clone(), backend.clone()))
         .merge(crate::admin::snapshot_http::router(state, backend.clone()));
     // The audit layer runs inside the session guard, so it knows the caller.
