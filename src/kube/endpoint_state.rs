@@ -1,8 +1,8 @@
 //! The balancer's state machine, kept free of I/O and time so that it can be tested by feeding
 //! it check results.
 //!
-//! k3s's client-side balancer ranks servers ACTIVE > PREFERRED > HEALTHY > RECOVERING > UNCHECKED
-//! > STANDBY > FAILED. Here ACTIVE and PREFERRED are one state, [`EndpointState::Preferred`]: k3s
+//! k3s's client-side balancer ranks servers `ACTIVE > PREFERRED > HEALTHY > RECOVERING >
+//! UNCHECKED > STANDBY > FAILED`. Here ACTIVE and PREFERRED are one state, [`EndpointState::Preferred`]: k3s
 //! tells apart the server it dials (active) and the one it would like to dial (preferred) because
 //! it balances raw TCP dials; a request-level balancer dials the preferred server directly, and
 //! how many connections it holds is reported beside the state. STANDBY (k3s's fallback to the

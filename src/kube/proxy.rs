@@ -353,7 +353,7 @@ async fn forward(state: KubeRoutesState, mut request: Request) -> Result<Respons
     let mut response = Response::builder().status(parts.status);
     if let Some(response_headers) = response.headers_mut() {
         for (name, value) in &parts.headers {
-            if !is_hop_by_hop_response_header(name) && !(clean_end && name == CONTENT_LENGTH) {
+            if !(is_hop_by_hop_response_header(name) || (clean_end && name == CONTENT_LENGTH)) {
                 response_headers.append(name.clone(), value.clone());
             }
         }
