@@ -36,8 +36,7 @@ pub struct AuditRow {
 impl From<AuditEvent> for AuditRow {
     fn from(event: AuditEvent) -> AuditRow {
         AuditRow {
-            // Events of the handlers carry seconds; the id keeps two in one second apart.
-            ts_micros: (event.ts as i64).saturating_mul(1_000_000),
+            ts_micros: micros_of(event.ts),
             audit_id: event.audit_id,
             replica: event.replica as i64,
             cluster: event.cluster.unwrap_or_default(),
@@ -58,5 +57,20 @@ impl From<AuditEvent> for AuditRow {
             decision: event.decision.to_string(),
             message: event.message,
         }
+    }
+}
+
+/// Handlers give seconds; an event of the current second gets the current microsecond, so it sorts
+/// among the middleware's events in the order it happened.
+fn micros_of(seconds: u64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_micros() as i64)
+        .unwrap_or(0);
+    let given = (seconds as i64).saturating_mul(1_000_000);
+    if now / 1_000_000 == seconds as i64 {
+        now
+    } else {
+        given
     }
 }
