@@ -24,8 +24,9 @@ fn cleanup_removes_a_leaked_network_and_kills_its_processes() {
     // A run killed with SIGKILL never drops its network.
     std::mem::forget(network);
 
+    // Only this test's network: other suites (or a benchmark) may be running on the machine.
     let output = Command::new(JEPSEN_BINARY)
-        .arg("cleanup")
+        .args(["cleanup", "--id", &id])
         .output()
         .expect("run cleanup");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
