@@ -12,10 +12,12 @@
 //! - [`workload`]: clients recording histories (registers through the etcd v3 API).
 //! - [`nemesis`]: faults on a random schedule and their timeline.
 //! - [`run`]: one test run end to end, writing the run directory.
+//! - [`bench`]: the embedded group and etcd side by side (throughput, latency, failover, memory).
 //!
 //! Architecture Invariant: this crate talks to the system under test over the network and through
 //! process signals only; it links no server code.
 
+pub mod bench;
 pub mod checker;
 pub mod echo;
 pub mod history;

@@ -27,6 +27,10 @@ enum Command {
     /// history. Exit 0 when valid, 1 on an anomaly, 3 when the checker could not decide, 2 on a harness
     /// error, 130 when interrupted. Needs root, iproute2 and iptables.
     Test(TestArgs),
+    /// Benchmark the embedded group against etcd 3.4 (3 members each, fsync on) through the etcd v3 API
+    /// and write docs/benchmarks.md with plots. Needs root (network namespaces) and a release build of
+    /// kuboard; progress is printed as it runs.
+    Bench(BenchArgs),
     /// Remove network namespaces, links and host iptables rules of the suite (names starting with `kjp`)
     /// and kill the processes left inside those namespaces.
     Cleanup {
@@ -108,6 +112,30 @@ struct TestArgs {
     keep_data: bool,
 }
 
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// About 3 minutes: 4 s phases and 5 leader kills per system instead of 15 s phases and 20 kills.
+    #[arg(long)]
+    quick: bool,
+    /// Leader kills per system (default 20, or 5 with --quick).
+    #[arg(long)]
+    failovers: Option<usize>,
+    /// Systems to run, comma-separated (both by default).
+    #[arg(long, value_delimiter = ',', default_value = "embedded,etcd")]
+    systems: Vec<SystemKind>,
+    #[arg(long, default_value = "target/release/kuboard")]
+    kuboard_binary: PathBuf,
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    etcd_binary: PathBuf,
+    /// Members' data directories: on the disk whose fdatasync rate is measured.
+    #[arg(long, default_value = "target/bench")]
+    work_dir: PathBuf,
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    report: PathBuf,
+    #[arg(long, default_value = "docs/bench")]
+    plots_dir: PathBuf,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum NemesisArg {
     None,
@@ -128,6 +156,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Test(args) => return test(args),
+        Command::Bench(args) => return bench(args),
         Command::Cleanup { id } => cleanup(id.as_deref()),
         Command::EchoServer {
             listen,
@@ -196,6 +225,44 @@ fn test(args: TestArgs) -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+    }
+}
+
+fn bench(args: BenchArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("kuboard-jepsen: start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = kuboard_jepsen::bench::BenchOptions {
+        quick: args.quick,
+        kuboard_binary: args.kuboard_binary,
+        etcd_binary: args.etcd_binary,
+        work_dir: args.work_dir,
+        report: args.report,
+        plots_dir: args.plots_dir,
+        failovers: args.failovers.unwrap_or(if args.quick { 5 } else { 20 }),
+        systems: args.systems,
+    };
+    let outcome = runtime.block_on(async {
+        // Dropping the running cluster on a signal kills its members and removes its network.
+        tokio::select! {
+            result = kuboard_jepsen::bench::run_bench(&options) => Some(result),
+            _ = interrupted() => None,
+        }
+    });
+    match outcome {
+        None => {
+            eprintln!("kuboard-jepsen: interrupted; members stopped and the network removed");
+            ExitCode::from(130)
+        }
+        Some(Err(error)) => {
+            eprintln!("kuboard-jepsen: {error:#}");
+            ExitCode::from(2)
+        }
+        Some(Ok(_)) => ExitCode::SUCCESS,
     }
 }
 
