@@ -240,7 +240,7 @@ pub async fn serve(config: ServeConfig) -> u8 {
         .merge(crate::admin::members_http::router(state.clone(), backend.clone()))
         .merge(crate::admin::snapshot_http::router(state, backend.clone()));
     // The audit layer runs inside the session guard, so it knows the caller.
-    let app = app.merge(crate::audit::audit_routes::router(audit).with_state(guard_state.clone()));
+    let app = app.merge(crate::audit::audit_routes::router(audit.clone()).with_state(guard_state.clone()));
     let app = app.layer(axum::middleware::from_fn_with_state(
         audit_state,
         crate::audit::audit_layer::audit_layer,
@@ -343,6 +343,8 @@ pub async fn serve(config: ServeConfig) -> u8 {
             }
         }
     }
+    // Events queued in memory (ignore-errors, strict's outcome events) get a moment to be written.
+    audit.flush(Duration::from_secs(2)).await;
     bootstrap.abort();
     // It saw the shutdown signal and gives up its election lease on its own; bounded all the same.
     if tokio::time::timeout(Duration::from_millis(500), throttle_purge)

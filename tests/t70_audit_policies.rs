@@ -314,7 +314,20 @@ async fn ignore_errors_drops_while_the_database_is_down_and_writes_again_after()
     let mut stored = postgres.uris("logout").await;
     stored.reverse();
     assert_eq!(paged, stored);
-    kuboard.terminate(Duration::from_secs(20));
+
+    // A graceful shutdown writes what is still queued in memory.
+    for n in 0..50 {
+        assert_eq!(anonymous_logout(&kuboard, &format!("final-{n}")).await, 204);
+    }
+    let (status, _) = kuboard.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+    let finals = postgres
+        .uris("logout")
+        .await
+        .into_iter()
+        .filter(|uri| uri.contains("n=final-"))
+        .count();
+    assert_eq!(finals, 50, "events queued at SIGTERM are written before the exit");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,6 +76,8 @@ pub struct AuditUnavailable(pub String);
 
 #[derive(Default)]
 struct Counters {
+    /// Events taken into the in-memory queue and not yet written or dropped.
+    in_flight: AtomicU64,
     written: AtomicU64,
     dropped: AtomicU64,
     spooled: AtomicU64,
@@ -253,10 +255,29 @@ impl AuditService {
         match &self.queue {
             None => log_row(&row),
             Some(queue) => {
+                self.counters.in_flight.fetch_add(1, Ordering::AcqRel);
                 if queue.try_send(row).is_err() {
+                    self.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
                     self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+    }
+
+    /// Waits, at most `deadline`, until the events queued in memory are written (or given up), so a
+    /// graceful shutdown does not lose them.
+    pub async fn flush(&self, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        loop {
+            let in_flight = self.counters.in_flight.load(Ordering::Acquire);
+            if in_flight == 0 {
+                return;
+            }
+            if Instant::now() >= until {
+                tracing::warn!(in_flight, "audit events still queued at shutdown are lost");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -399,6 +420,10 @@ async fn run_queue_writer(service: std::sync::Weak<AuditService>, mut receiver: 
                 .counters
                 .dropped
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            service
+                .counters
+                .in_flight
+                .fetch_sub(batch.len() as u64, Ordering::AcqRel);
             continue;
         }
         let Some(writer) = service.writer() else { return };
@@ -418,6 +443,10 @@ async fn run_queue_writer(service: std::sync::Weak<AuditService>, mut receiver: 
                 service.note_error(&error.to_string());
             }
         }
+        service
+            .counters
+            .in_flight
+            .fetch_sub(batch.len() as u64, Ordering::AcqRel);
     }
 }
 
