@@ -2,152 +2,21 @@
 //! (`KUBOARD_ETCD_API_PORT`), compared with a real three-member etcd 3.4: one script of commands
 //! runs on both through all three endpoints, the outputs are normalised (ids, revisions relative
 //! to the script's start, timings, URLs) and compared line by line; the reads also run against
-//! every single replica. `etcdctl check perf --load=s` runs against the group.
+//! every single replica. (`etcdctl check perf` against the group is t46, run on its own.)
 
 mod common;
+mod etcdctl_support;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Group};
+use common::free_port;
 use kuboard_storage::testing::EtcdCluster;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
 
-const ETCDCTL: &str = "/usr/bin/etcdctl";
-/// Upper bound of one etcdctl command (`check perf` has its own).
-const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
-/// How long a fresh group may take until every replica is ready and the etcd API answers.
-const START_DEADLINE: Duration = Duration::from_secs(60);
+use etcdctl_support::*;
 
-/// The tests of this file start whole groups; run one at a time so that `check perf` measures the
-/// group and not the other test.
+/// The tests of this file start whole groups; they run one at a time on two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// What an etcdctl run printed; `stderr` keeps etcdctl's own lines, not the client library's JSON
-/// log lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Printed {
-    stdout: String,
-    stderr: String,
-    success: bool,
-}
-
-/// etcdctl pointed at some endpoints (`127.0.0.1:port`: etcdctl 3.4's `endpoint status` puts an
-/// `http://` scheme into HTTP/2's `:authority`, which kuboard's HTTP/2 server refuses; see
-/// docs/etcd-api.md).
-#[derive(Clone)]
-struct Etcdctl {
-    endpoints: Vec<String>,
-    /// More flags before the command (TLS files).
-    extra: Vec<String>,
-}
-
-impl Etcdctl {
-    fn new(endpoints: Vec<String>) -> Etcdctl {
-        assert!(
-            Path::new(ETCDCTL).exists(),
-            "{ETCDCTL} is missing: these tests need etcdctl 3.4 (Debian package `etcd-client`)"
-        );
-        Etcdctl {
-            endpoints,
-            extra: Vec::new(),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(ETCDCTL);
-        command
-            .env_clear()
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoints.join(",")))
-            .arg("--dial-timeout=5s")
-            .arg("--command-timeout=20s")
-            .args(&self.extra)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        command
-    }
-
-    async fn run_with_input(&self, args: &[&str], input: &str, deadline: Duration) -> Printed {
-        let mut child = self.command(args).spawn().expect("start etcdctl");
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        stdin.write_all(input.as_bytes()).await.expect("write etcdctl input");
-        drop(stdin);
-        // On a timeout the child is dropped, and so killed (kill_on_drop): it is ours.
-        let output = tokio::time::timeout(deadline, child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("etcdctl {args:?} did not finish within {deadline:?}"))
-            .expect("etcdctl output");
-        Printed {
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .filter(|line| !line.starts_with('{'))
-                .map(|line| format!("{line}\n"))
-                .collect(),
-            success: output.status.success(),
-        }
-    }
-
-    async fn run(&self, args: &[&str]) -> Printed {
-        self.run_with_input(args, "", COMMAND_DEADLINE).await
-    }
-
-    /// Start a long-running etcdctl (watch, keep-alive), read `lines` lines, then kill it.
-    async fn stream(&self, args: &[&str], lines: usize) -> Vec<String> {
-        let mut child = self.command(args).spawn().expect("start etcdctl");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut reader = BufReader::new(stdout).lines();
-        let mut seen = Vec::new();
-        let deadline = tokio::time::Instant::now() + COMMAND_DEADLINE;
-        while seen.len() < lines {
-            match tokio::time::timeout_at(deadline, reader.next_line()).await {
-                Ok(Ok(Some(line))) => seen.push(line),
-                Ok(Ok(None)) => panic!("etcdctl {args:?} ended after {seen:?}"),
-                Ok(Err(error)) => panic!("read etcdctl {args:?}: {error}"),
-                Err(_) => panic!("etcdctl {args:?} printed only {seen:?} within {COMMAND_DEADLINE:?}"),
-            }
-        }
-        // Killed by its handle (this test started it); waiting reaps it.
-        child.kill().await.expect("kill etcdctl");
-        seen
-    }
-}
-
-/// One step of the script. Arguments may name `{rev:N}` (the revision of the script's N-th write)
-/// and `{lease:NAME}` (a lease granted earlier, in etcdctl's hex).
-enum Step {
-    /// A write, or anything not worth repeating on every member.
-    Run(&'static [&'static str]),
-    /// A read: on the embedded group also run against each replica alone, which must print the same.
-    Read(&'static [&'static str]),
-    /// With this text on stdin (`txn`).
-    Input(&'static [&'static str], &'static str),
-    /// Read this many lines of a streaming command, then stop it; on the group, also on each replica.
-    Stream(&'static [&'static str], usize),
-    /// `lease grant`, remembering the id under a name.
-    Grant(&'static str, &'static [&'static str]),
-    /// Repeat until stdout is empty (a leased key expiring), then keep that output.
-    UntilEmpty(&'static [&'static str]),
-    /// Cluster-wide output with one line per member or endpoint, in no fixed order: sorted after
-    /// normalising.
-    Cluster(&'static [&'static str]),
-}
 
 const TXN_SUCCESS: &str = "value(\"/parity/a\") = \"1\"\n\nput /parity/b 2\nput /parity/c 3\n\nput /parity/d 4\n\n";
 const TXN_FAILURE: &str = "value(\"/parity/a\") = \"9\"\n\nput /parity/b 9\n\nput /parity/d 4\n\n";
@@ -498,58 +367,6 @@ async fn current_revision(etcdctl: &Etcdctl) -> i64 {
     value["header"]["revision"].as_i64().expect("a revision in the header")
 }
 
-/// A three-replica group, each replica serving the etcd API on its own loopback port (one host
-/// cannot give three replicas one port; in production every replica uses the same port).
-struct EmbeddedGroup {
-    group: Group,
-    api_ports: Vec<u16>,
-}
-
-impl EmbeddedGroup {
-    async fn start() -> EmbeddedGroup {
-        let api_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let ports = api_ports.clone();
-        let mut group = Group::start_with_env(3, &move |index| {
-            vec![("KUBOARD_ETCD_API_PORT".to_string(), ports[index].to_string())]
-        });
-        group.wait_all_ready(START_DEADLINE).await;
-        let embedded = EmbeddedGroup { group, api_ports };
-        // A fresh group writes at start: the admin user, and the holder of its background jobs'
-        // election. The script's revisions are counted after those writes.
-        let etcdctl = embedded.etcdctl();
-        let deadline = Instant::now() + START_DEADLINE;
-        for first_write in ["users/admin", "election/"] {
-            loop {
-                let printed = etcdctl.run(&["get", first_write, "--prefix", "--keys-only"]).await;
-                if printed.success && !printed.stdout.trim().is_empty() {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{first_write} was not written within {START_DEADLINE:?} ({printed:?}); logs:\n{}",
-                    embedded.group.logs()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        embedded
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        self.api_ports.iter().map(|port| format!("127.0.0.1:{port}")).collect()
-    }
-
-    fn etcdctl(&self) -> Etcdctl {
-        Etcdctl::new(self.endpoints())
-    }
-
-    fn stop(mut self) {
-        for replica in &mut self.group.replicas {
-            replica.stop();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_prints_the_same_on_three_member_etcd_and_three_replicas() {
     let _serial = SERIAL.lock().await;
@@ -672,65 +489,6 @@ async fn etcdctl_prints_the_same_on_three_member_etcd_and_three_replicas() {
 
 fn indent(text: &str, prefix: &str) -> String {
     text.lines().map(|line| format!("{prefix}{line}\n")).collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn etcdctl_check_perf_small_load_passes_on_three_replicas() {
-    let _serial = SERIAL.lock().await;
-    init_tracing();
-    tracing::info!("--- three replicas serving the etcd API");
-    let embedded = EmbeddedGroup::start().await;
-    let etcdctl = embedded.etcdctl();
-
-    tracing::info!("--- etcdctl check perf --load=s through all three endpoints (about 60 s)");
-    let started = Instant::now();
-    let printed = etcdctl
-        .run_with_input(&["check", "perf", "--load=s"], "", Duration::from_secs(180))
-        .await;
-    // The progress bar redraws one line; the verdicts are what is worth keeping.
-    let verdicts: Vec<&str> = printed
-        .stdout
-        .split(['\n', '\r'])
-        .filter(|line| {
-            line.starts_with("PASS")
-                || line.starts_with("FAIL")
-                || line.contains("too long")
-                || line.contains("too high")
-        })
-        .collect();
-    println!(
-        "etcdctl check perf --load=s against 3 replicas ({:.0} s):\n{}\n{}",
-        started.elapsed().as_secs_f64(),
-        verdicts.join("\n"),
-        printed.stderr
-    );
-    if !printed.success {
-        // Under CPU starvation a leader change is the usual cause; the replicas' warnings say.
-        let logs = embedded.group.logs();
-        let notable: Vec<&str> = logs
-            .lines()
-            .filter(|line| line.contains("WARN") || line.contains("ERROR") || line.contains("leader"))
-            .collect();
-        panic!(
-            "check perf failed: {}\nverdicts: {verdicts:?}\nreplica warnings and leader changes (last 60):\n{}",
-            printed.stderr,
-            notable[notable.len().saturating_sub(60)..].join("\n")
-        );
-    }
-    for verdict in ["PASS: Throughput", "PASS: Slowest request", "PASS: Stddev"] {
-        assert!(
-            verdicts.iter().any(|line| line.starts_with(verdict)),
-            "{verdict} missing: {verdicts:?}"
-        );
-    }
-    assert_eq!(verdicts.last(), Some(&"PASS"), "{verdicts:?}");
-
-    tracing::info!("--- check perf leaves no key behind");
-    let left = etcdctl
-        .run(&["get", "/etcdctl-check-perf/", "--prefix", "--keys-only"])
-        .await;
-    assert!(left.success && left.stdout.is_empty(), "{left:?}");
-    embedded.stop();
 }
 
 /// Settings of the etcd API that cannot work stop `kuboard serve` at start with one line naming
