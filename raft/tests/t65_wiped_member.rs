@@ -96,7 +96,11 @@ async fn a_wiped_member_waits_to_be_added_and_comes_back() {
         assert!(!metrics.admitted && metrics.last_log_index == 0, "{metrics:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(cluster.leader_among(&[leader, other]).await, leader, "the leader was not disturbed");
+    assert_eq!(
+        cluster.leader_among(&[leader, other]).await,
+        leader,
+        "the leader was not disturbed"
+    );
     cluster
         .store(other)
         .delete_range(DeleteRangeRequest::prefix("t65/refused-"))

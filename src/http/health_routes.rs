@@ -41,7 +41,10 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
     }
     if let Some(reason) = state.api.audit.paused_reason() {
         tracing::debug!(%reason, "readiness: audit paused");
-        return Err(not_ready("audit_paused", "audit is paused: the audit database does not accept events"));
+        return Err(not_ready(
+            "audit_paused",
+            "audit is paused: the audit database does not accept events",
+        ));
     }
     if !state.admin_ready.load(Ordering::Acquire) {
         return Err(not_ready(
