@@ -2,10 +2,10 @@
 //!
 //! - `GET /kuboard-api/system/members` (any logged-in user): the members as the answering replica
 //!   sees them.
-//! - `POST /kuboard-api/system/members` `{"id","address"}` (admin): add a member; the leader
-//!   replicates to it as a learner until it has caught up, then makes it a voter.
-//! - `DELETE /kuboard-api/system/members/{id}` (admin): remove a member.
-//! - `PUT /kuboard-api/system/members/{id}` `{"address"}` (admin): replace a member by a fresh one
+//! - `POST /kuboard-api/system/members` `{"id","address"}` (administrators): add a member; the
+//!   leader replicates to it as a learner until it has caught up, then makes it a voter.
+//! - `DELETE /kuboard-api/system/members/{id}` (administrators): remove a member.
+//! - `PUT /kuboard-api/system/members/{id}` `{"address"}` (administrators): replace a member by a fresh one
 //!   with the same id, at the same or a new address (the way back for a replica whose data
 //!   directory was lost). Running it again after an interrupted replace finishes it.
 //!
@@ -28,9 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use super::member_spec::{check_peer_address, parse_member_id};
 use crate::auth::sessions::{self, Session};
-use crate::auth::users::ADMIN_USERNAME;
 use crate::http::api_json::ApiJson;
-use crate::http::caller::presented_token;
+use crate::http::caller::{presented_token, Caller};
 use crate::http::request_context::request_context;
 use crate::http::system_routes::MemberView;
 use crate::http::{ApiError, AppState};
@@ -103,15 +102,19 @@ impl FromRequestParts<MembersRouteState> for Authenticated {
     }
 }
 
-/// The embedded store whose membership may change, if the caller is the admin.
-fn authorize_change<'a>(state: &'a MembersRouteState, session: &Session) -> Result<&'a RaftStore, ApiError> {
-    if session.record.username != ADMIN_USERNAME {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only the admin user may change the members of the store group",
-        ));
-    }
+/// The embedded store whose membership may change, if the caller is an enabled administrator
+/// (the same role check as every other administrative route, not a user name).
+async fn authorize_change<'a>(state: &'a MembersRouteState, session: &Session) -> Result<&'a RaftStore, ApiError> {
+    let caller = Caller {
+        session: session.clone(),
+    };
+    caller.require_administrator(&state.app).await.map_err(|error| {
+        if error.status == StatusCode::FORBIDDEN {
+            ApiError::forbidden("only administrators may change the members of the store group")
+        } else {
+            error
+        }
+    })?;
     match &*state.backend {
         StoreBackend::Raft(store) => Ok(store),
         _ => Err(ApiError::new(
@@ -245,7 +248,7 @@ async fn add_member(
     Authenticated(session): Authenticated,
     ApiJson(request): ApiJson<AddMemberRequest>,
 ) -> Result<Json<MembersView>, ApiError> {
-    let store = authorize_change(&state, &session)?;
+    let store = authorize_change(&state, &session).await?;
     if request.id == 0 {
         return Err(invalid_member_id("0"));
     }
@@ -284,7 +287,7 @@ async fn remove_member(
     Path(id): Path<String>,
     Authenticated(session): Authenticated,
 ) -> Result<Json<MembersView>, ApiError> {
-    let store = authorize_change(&state, &session)?;
+    let store = authorize_change(&state, &session).await?;
     let id = parse_member_id(&id).map_err(|_| invalid_member_id(&id))?;
     let members = store.members().await?;
     if !members.iter().any(|member| member.id == id) {
@@ -311,7 +314,7 @@ async fn replace_member(
     Authenticated(session): Authenticated,
     ApiJson(request): ApiJson<ReplaceMemberRequest>,
 ) -> Result<Json<MembersView>, ApiError> {
-    let store = authorize_change(&state, &session)?;
+    let store = authorize_change(&state, &session).await?;
     let id = parse_member_id(&id).map_err(|_| invalid_member_id(&id))?;
     let address = check_peer_address(&request.address).map_err(invalid_address)?;
     require_peer_listener(store)?;
@@ -347,6 +350,8 @@ mod tests {
 
     use super::*;
     use crate::app_store::AppStore;
+    use crate::auth::roles::GlobalRole;
+    use crate::auth::users::{self, UserRecord, ADMIN_USERNAME};
     use crate::clock::Clock;
     use crate::config::AuditPolicy;
     use crate::memory_store::MemoryStore;
@@ -358,6 +363,23 @@ mod tests {
         app: Router,
         admin: String,
         viewer: String,
+        /// An administrator by role whose name is not `admin`.
+        operator: String,
+    }
+
+    /// Stores a user with `role`; the password hash is never checked by these routes.
+    async fn store_user(store: &AppStore, username: &str, role: GlobalRole) {
+        let record = UserRecord {
+            username: username.to_string(),
+            password_hash: "$argon2id$unused".to_string(),
+            must_change_password: false,
+            created_at: NOW,
+            updated_at: NOW,
+            role,
+            groups: Vec::new(),
+            disabled: false,
+        };
+        assert!(users::create_user(store, &record).await.expect("store the user"));
     }
 
     /// Sessions live in an in-memory store; the membership is `backend`'s.
@@ -370,6 +392,12 @@ mod tests {
         let (viewer, _) = sessions::create_session(&sessions_store, "viewer", 3600, NOW)
             .await
             .expect("viewer session");
+        let (operator, _) = sessions::create_session(&sessions_store, "operator", 3600, NOW)
+            .await
+            .expect("operator session");
+        store_user(&sessions_store, ADMIN_USERNAME, GlobalRole::Administrator).await;
+        store_user(&sessions_store, "viewer", GlobalRole::Viewer).await;
+        store_user(&sessions_store, "operator", GlobalRole::Administrator).await;
         let state = AppState {
             store: sessions_store,
             metrics,
@@ -385,6 +413,7 @@ mod tests {
             app: router(state, Arc::new(backend)),
             admin,
             viewer,
+            operator,
         }
     }
 
@@ -493,6 +522,11 @@ mod tests {
         assert!(answer.1["message"]
             .as_str()
             .is_some_and(|m| m.contains("etcdctl member")));
+        // Authorization goes by role: another administrator gets past it just as `admin` does.
+        let answer = h
+            .call("DELETE", "/kuboard-api/system/members/2", Some(&h.operator), None)
+            .await;
+        assert_code(&answer, StatusCode::CONFLICT, "not_supported");
     }
 
     /// A one-member group without a cluster secret: every bad request is refused with its own code

@@ -1,6 +1,6 @@
 //! `GET /kuboard-api/system/snapshot`: a consistent snapshot of the running replica's store, in the
-//! snapshot file format, for `kuboard admin snapshot save --server URL`. Only the `admin` user may
-//! take one: the file holds every password hash.
+//! snapshot file format, for `kuboard admin snapshot save --server URL`. Only administrators (by
+//! role, the check every administrative route makes) may take one: the file holds every password hash.
 
 use std::sync::Arc;
 
@@ -14,8 +14,7 @@ use kuboard_storage::BackendKind;
 
 use super::snapshot_store::{take_snapshot, SnapshotError};
 use crate::auth::sessions;
-use crate::auth::users::ADMIN_USERNAME;
-use crate::http::caller::presented_token;
+use crate::http::caller::{presented_token, Caller};
 use crate::http::request_context::request_context;
 use crate::http::{ApiError, AppState};
 use crate::store_backend::StoreBackend;
@@ -44,13 +43,14 @@ async fn snapshot(State(state): State<SnapshotRouteState>, headers: HeaderMap) -
     let session = sessions::find_session(&state.app.store, &token, now)
         .await?
         .ok_or_else(ApiError::unauthenticated)?;
-    if session.record.username != ADMIN_USERNAME {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only the admin user may take a store snapshot",
-        ));
-    }
+    let caller = Caller { session };
+    caller.require_administrator(&state.app).await.map_err(|error| {
+        if error.status == StatusCode::FORBIDDEN {
+            ApiError::forbidden("only administrators may take a store snapshot")
+        } else {
+            error
+        }
+    })?;
     let kind = state.backend.kind();
     let source = match &*state.backend {
         StoreBackend::Etcd(etcd) => etcd.prefix().to_string(),
@@ -73,7 +73,8 @@ async fn snapshot(State(state): State<SnapshotRouteState>, headers: HeaderMap) -
         revision = snapshot.header.revision,
         bytes = bytes.len(),
         backend = kind.as_str(),
-        "store snapshot taken by admin"
+        by = %caller.username(),
+        "store snapshot taken"
     );
     let file_name = match kind {
         BackendKind::Raft => "kuboard-embedded.snapshot",

@@ -50,6 +50,11 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
+/// The audit pipeline's state: policy, queue, spool and counters (administrators).
+#[utoipa::path(get, path = "/kuboard-api/audit/status", tag = "system",
+    responses((status = 200, body = AuditStatus), (status = 401, body = crate::http::api_error::ErrorBody),
+        (status = 403, body = crate::http::api_error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn audit_status(
     State(state): State<AppState>,
     caller: Caller,
@@ -59,6 +64,13 @@ pub async fn audit_status(
     Ok(Json(service.status()))
 }
 
+/// Audit events from the database, newest first, a page at a time (administrators).
+#[utoipa::path(get, path = "/kuboard-api/audit", tag = "system", params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 400, body = crate::http::api_error::ErrorBody),
+        (status = 401, body = crate::http::api_error::ErrorBody), (status = 403, body = crate::http::api_error::ErrorBody),
+        (status = 404, description = "No audit database is configured", body = crate::http::api_error::ErrorBody),
+        (status = 503, body = crate::http::api_error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn list_events(
     State(state): State<AppState>,
     caller: Caller,

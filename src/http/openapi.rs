@@ -1,7 +1,10 @@
 //! The OpenAPI 3 document of the REST API, served at `/kuboard-api/openapi.json`. It is generated
 //! from the handlers' `#[utoipa::path]` attributes and the wire types' `ToSchema` derives, so it
 //! cannot drift from the code; routes served by other modules (members, snapshot) are described
-//! here by documentation-only functions with mirror types.
+//! here by documentation-only functions with mirror types. Every `/kuboard-api/` route is in it
+//! (a test holds the list of registered routes against it). The Kubernetes proxy under
+//! `/k8s-api/{cluster}/…` is not: it passes the Kubernetes API through unchanged, and that API is
+//! described by each cluster's own `/openapi/v2` and `/openapi/v3`.
 
 use axum::Json;
 use serde::Serialize;
@@ -49,6 +52,11 @@ use crate::http::system_routes::MemberView;
         crate::http::cluster_routes::update_cluster,
         crate::http::cluster_routes::delete_cluster,
         crate::http::system_routes::status,
+        crate::kube::kube_routes::import_cluster,
+        crate::kube::kube_routes::cluster_endpoints,
+        crate::kube::kube_routes::download_kubeconfig,
+        crate::audit::audit_routes::list_events,
+        crate::audit::audit_routes::audit_status,
         list_members,
         add_member,
         replace_member,
@@ -200,3 +208,165 @@ fn remove_member() {}
     security(("bearer" = [])))]
 #[allow(dead_code)]
 fn snapshot() {}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    use super::*;
+
+    /// The HTTP methods the routers use, as the `axum::routing` functions are named.
+    const METHODS: [&str; 6] = ["get", "post", "put", "patch", "delete", "any"];
+
+    /// The part of a source file before its unit tests, so that routes a test builds for itself
+    /// are not taken for the product's.
+    fn product_code(text: &str) -> &str {
+        text.find("#[cfg(test)]\nmod tests {").map_or(text, |end| &text[..end])
+    }
+
+    fn source_files(dir: &Path, files: &mut Vec<(String, String)>) {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|error| panic!("read {}: {error}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                source_files(&path, files);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                let text =
+                    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
+                files.push((path.display().to_string(), product_code(&text).to_string()));
+            }
+        }
+    }
+
+    /// The text of the call whose arguments start at `open` (just after its `(`), up to the
+    /// matching `)`.
+    fn call_arguments(text: &str, open: usize) -> &str {
+        let mut depth = 1usize;
+        for (offset, character) in text[open..].char_indices() {
+            match character {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return &text[open..open + offset];
+                    }
+                }
+                _ => {}
+            }
+        }
+        panic!("unbalanced .route( call");
+    }
+
+    /// Every `(method, path)` registered with `.route(…)` anywhere in the server's source, with
+    /// path constants (`const X_PATH: &str = "…"`) resolved, and the file each came from.
+    fn registered_routes() -> BTreeMap<(String, String), String> {
+        let mut files = Vec::new();
+        source_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+        let mut constants = BTreeMap::new();
+        for (_, text) in &files {
+            for line in text.lines() {
+                let Some((name, value)) = line.trim().split_once(": &str = \"") else {
+                    continue;
+                };
+                let name = name.rsplit(' ').next().expect("a constant has a name");
+                let value = value.trim_end_matches("\";");
+                constants.insert(name.to_string(), value.to_string());
+            }
+        }
+        let mut routes = BTreeMap::new();
+        for (file, text) in &files {
+            for (start, _) in text.match_indices(".route(") {
+                let arguments = call_arguments(text, start + ".route(".len());
+                let (path, handlers) = arguments.split_once(',').expect("a route has a path and handlers");
+                let path = path.trim();
+                let path = match path.strip_prefix('"') {
+                    Some(literal) => literal.trim_end_matches('"').to_string(),
+                    None => constants
+                        .get(path)
+                        .unwrap_or_else(|| panic!("{file}: route path constant {path} not found"))
+                        .clone(),
+                };
+                for method in METHODS {
+                    let call = format!("{method}(");
+                    for (at, _) in handlers.match_indices(&call) {
+                        let before = handlers[..at].chars().next_back();
+                        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                            continue;
+                        }
+                        routes.insert((method.to_string(), path.clone()), file.clone());
+                    }
+                }
+            }
+        }
+        routes
+    }
+
+    fn documented_operations() -> BTreeSet<(String, String)> {
+        let document = ApiDoc::openapi();
+        let mut operations = BTreeSet::new();
+        for (path, item) in &document.paths.paths {
+            for (method, operation) in [
+                ("get", &item.get),
+                ("post", &item.post),
+                ("put", &item.put),
+                ("patch", &item.patch),
+                ("delete", &item.delete),
+            ] {
+                if operation.is_some() {
+                    operations.insert((method.to_string(), path.clone()));
+                }
+            }
+        }
+        operations
+    }
+
+    #[test]
+    fn every_kuboard_api_route_is_documented_and_every_documented_route_exists() {
+        let registered = registered_routes();
+        // The scan must see every module that serves part of the API, or the comparison below
+        // would pass for a scan that found nothing.
+        for (method, path) in [
+            ("post", "/kuboard-api/auth/login"),
+            ("post", "/kuboard-api/cluster-imports"),
+            ("get", "/kuboard-api/audit/status"),
+            ("put", "/kuboard-api/system/members/{id}"),
+            ("get", "/kuboard-api/system/snapshot"),
+            ("any", "/k8s-api/{cluster}/{*path}"),
+        ] {
+            assert!(
+                registered.contains_key(&(method.to_string(), path.to_string())),
+                "the route scan finds {method} {path}: {registered:?}"
+            );
+        }
+        let api: BTreeSet<(String, String)> = registered
+            .keys()
+            .filter(|(_, path)| path.starts_with("/kuboard-api/"))
+            .cloned()
+            .collect();
+        let documented: BTreeSet<(String, String)> = documented_operations()
+            .into_iter()
+            .filter(|(_, path)| path.starts_with("/kuboard-api/"))
+            .collect();
+        let undocumented: Vec<String> = api
+            .difference(&documented)
+            .map(|route| format!("{} {} ({})", route.0, route.1, registered[route]))
+            .collect();
+        assert!(
+            undocumented.is_empty(),
+            "routes missing from the OpenAPI document: {undocumented:?}"
+        );
+        let unserved: Vec<_> = documented.difference(&api).collect();
+        assert!(
+            unserved.is_empty(),
+            "documented operations no router serves: {unserved:?}"
+        );
+    }
+
+    #[test]
+    fn the_kubernetes_proxy_is_not_part_of_the_document() {
+        assert!(documented_operations()
+            .iter()
+            .all(|(_, path)| !path.starts_with("/k8s-api")));
+    }
+}
