@@ -141,40 +141,35 @@ impl Replica {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    /// Wait until `/healthz` answers 200, or panic with the replica's log.
-    pub async fn wait_healthy(&mut self, timeout: Duration) -> Duration {
+    /// Wait until `path` answers 200, returning how long it took; panic with the replica's log if
+    /// the process exits first or `timeout` passes.
+    async fn wait_for_200(&mut self, path: &str, state: &str, timeout: Duration) -> Duration {
         let started = Instant::now();
         while started.elapsed() < timeout {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait().expect("poll child") {
-                    panic!(
-                        "replica exited with {status} before becoming healthy; log:\n{}",
-                        self.log()
-                    );
-                }
+            if let Some(status) = self.exited() {
+                panic!(
+                    "replica exited with {status} before becoming {state}; log:\n{}",
+                    self.log()
+                );
             }
-            if let Ok(response) = self.client.get(self.url("/healthz")).send().await {
+            if let Ok(response) = self.client.get(self.url(path)).send().await {
                 if response.status() == 200 {
                     return started.elapsed();
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("replica not healthy within {timeout:?}; log:\n{}", self.log());
+        panic!("replica not {state} within {timeout:?}; log:\n{}", self.log());
+    }
+
+    /// Wait until `/healthz` answers 200, or panic with the replica's log.
+    pub async fn wait_healthy(&mut self, timeout: Duration) -> Duration {
+        self.wait_for_200("/healthz", "healthy", timeout).await
     }
 
     /// Wait until `/readyz` answers 200 (the store has a leader and can serve).
     pub async fn wait_ready(&mut self, timeout: Duration) {
-        let started = Instant::now();
-        while started.elapsed() < timeout {
-            if let Ok(response) = self.client.get(self.url("/readyz")).send().await {
-                if response.status() == 200 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("replica not ready within {timeout:?}; log:\n{}", self.log());
+        self.wait_for_200("/readyz", "ready", timeout).await;
     }
 
     /// Send SIGTERM and wait for the exit (bounded by `timeout`); returns the exit status and how long it took.
@@ -404,22 +399,7 @@ impl Replica {
 
     /// Wait until `/readyz` answers 200, returning how long it took, or panic with the log.
     pub async fn wait_ready_within(&mut self, timeout: Duration) -> Duration {
-        let started = Instant::now();
-        while started.elapsed() < timeout {
-            if let Some(status) = self.exited() {
-                panic!(
-                    "replica exited with {status} before becoming ready; log:\n{}",
-                    self.log()
-                );
-            }
-            if let Ok(response) = self.client.get(self.url("/readyz")).send().await {
-                if response.status() == 200 {
-                    return started.elapsed();
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("replica not ready within {timeout:?}; log:\n{}", self.log());
+        self.wait_for_200("/readyz", "ready", timeout).await
     }
 
     /// Log in as admin with the default password and change it to `new_password`; returns a token
