@@ -2,9 +2,12 @@
 //! Rust etcd client for what etcdctl cannot show): outputs are asserted exactly, and one test runs
 //! the same etcdctl session against a real etcd and the embedded store and compares them.
 
-// `kuboard serve` declares this module in src/main.rs; a test cannot import from a binary crate,
+// `kuboard serve` declares the etcd API module in src/main.rs; a test cannot import from a binary crate,
 // so the same source is compiled in here to drive it over a store without a whole replica
 // (tests/t45_etcdctl_parity.rs drives it through `kuboard serve`).
+mod common;
+mod etcdctl_support;
+
 #[path = "../src/etcd_api/mod.rs"]
 mod etcd_api;
 
@@ -22,19 +25,14 @@ mod admin {
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use etcd_api::{cluster_id_from_peers, serve, EtcdApiConfig, EtcdApiIdentity, EtcdApiTls, SnapshotSource};
 use kuboard_raft::{RaftStore, RaftStoreConfig};
 use kuboard_storage::testing::EtcdCluster;
 use kuboard_storage::Store;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
 
-const ETCDCTL: &str = "/usr/bin/etcdctl";
-/// Upper bound of one etcdctl command in these tests (`check perf` has its own).
-const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
+use etcdctl_support::{Etcdctl, Printed, COMMAND_DEADLINE};
 
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -153,112 +151,6 @@ fn snapshot_source(store: RaftStore) -> SnapshotSource {
     })
 }
 
-/// What an etcdctl run printed. `stderr` keeps only etcdctl's own lines (`Error: …`, `watch was
-/// …`), not the client library's timestamped log lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Printed {
-    stdout: String,
-    stderr: String,
-    success: bool,
-}
-
-#[derive(Clone)]
-struct Etcdctl {
-    endpoint: String,
-    tls: Vec<String>,
-}
-
-impl Etcdctl {
-    fn new(endpoint: impl Into<String>) -> Etcdctl {
-        assert!(
-            Path::new(ETCDCTL).exists(),
-            "{ETCDCTL} is missing: these tests need etcdctl 3.4 (Debian package `etcd-client`)"
-        );
-        Etcdctl {
-            endpoint: endpoint.into(),
-            tls: Vec::new(),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(ETCDCTL);
-        command
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoint))
-            .arg("--dial-timeout=5s")
-            .arg("--command-timeout=20s")
-            .args(&self.tls)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        command
-    }
-
-    async fn run_with_input(&self, args: &[&str], input: &str, deadline: Duration) -> Printed {
-        let mut child = self.command(args).spawn().expect("start etcdctl");
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        stdin.write_all(input.as_bytes()).await.expect("write etcdctl input");
-        drop(stdin);
-        let output = tokio::time::timeout(deadline, child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("etcdctl {args:?} did not finish within {deadline:?}"))
-            .expect("etcdctl output");
-        Printed {
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: etcdctl_lines(&String::from_utf8_lossy(&output.stderr)),
-            success: output.status.success(),
-        }
-    }
-
-    async fn run(&self, args: &[&str]) -> Printed {
-        self.run_with_input(args, "", COMMAND_DEADLINE).await
-    }
-
-    /// Run and expect success with exactly `expected` on stdout.
-    async fn check(&self, args: &[&str], expected: &str) {
-        let printed = self.run(args).await;
-        assert!(printed.success, "etcdctl {args:?} failed: {printed:?}");
-        assert_eq!(printed.stdout, expected, "etcdctl {args:?}");
-    }
-
-    /// Run and expect failure with exactly `expected` as etcdctl's error line.
-    async fn check_error(&self, args: &[&str], expected: &str) {
-        let printed = self.run(args).await;
-        assert!(!printed.success, "etcdctl {args:?} should fail: {printed:?}");
-        assert_eq!(printed.stderr, expected, "etcdctl {args:?}");
-    }
-
-    /// Start a long-running etcdctl (a watch), read `lines` lines of its output, then kill it.
-    async fn read_lines(&self, args: &[&str], lines: usize) -> Vec<String> {
-        let mut child = self.command(args).spawn().expect("start etcdctl");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut reader = BufReader::new(stdout).lines();
-        let mut seen = Vec::new();
-        let deadline = tokio::time::Instant::now() + COMMAND_DEADLINE;
-        while seen.len() < lines {
-            match tokio::time::timeout_at(deadline, reader.next_line()).await {
-                Ok(Ok(Some(line))) => seen.push(line),
-                Ok(Ok(None)) => panic!("etcdctl {args:?} ended after {seen:?}"),
-                Ok(Err(e)) => panic!("read etcdctl {args:?}: {e}"),
-                Err(_) => panic!("etcdctl {args:?} printed only {seen:?} within {COMMAND_DEADLINE:?}"),
-            }
-        }
-        // Killed by its handle (this process started it); the handle reaps it.
-        child.kill().await.expect("kill etcdctl");
-        seen
-    }
-}
-
-fn etcdctl_lines(stderr: &str) -> String {
-    stderr
-        .lines()
-        .filter(|line| !line.starts_with('{'))
-        .map(|line| format!("{line}\n"))
-        .collect()
-}
-
 fn json(printed: &Printed) -> serde_json::Value {
     assert!(printed.success, "{printed:?}");
     serde_json::from_str(&printed.stdout).unwrap_or_else(|e| panic!("etcdctl printed no JSON ({e}): {printed:?}"))
@@ -293,7 +185,7 @@ where
 async fn etcdctl_reads_and_writes_keys_as_on_etcd() {
     init_tracing();
     let api = EmbeddedApi::start(None).await;
-    let etcdctl = Etcdctl::new(api.endpoint());
+    let etcdctl = Etcdctl::new(vec![api.endpoint()]);
 
     tracing::info!("--- put and get: single key, prefix, limit, older revision, keys only");
     etcdctl.check(&["put", "foo", "bar"], "OK\n").await;
@@ -441,7 +333,7 @@ async fn etcdctl_reads_and_writes_keys_as_on_etcd() {
 async fn etcdctl_watches_from_a_revision() {
     init_tracing();
     let api = EmbeddedApi::start(None).await;
-    let etcdctl = Etcdctl::new(api.endpoint());
+    let etcdctl = Etcdctl::new(vec![api.endpoint()]);
 
     tracing::info!("--- history: puts and a delete under a prefix, one key outside");
     etcdctl.check(&["put", "w/a", "1"], "OK\n").await; // revision 2
@@ -451,7 +343,7 @@ async fn etcdctl_watches_from_a_revision() {
     etcdctl.check(&["del", "w/b"], "1\n").await; // 6
 
     tracing::info!("--- a watch from revision 2 replays the history in order");
-    let lines = etcdctl.read_lines(&["watch", "w/", "--prefix", "--rev=2"], 11).await;
+    let lines = etcdctl.stream(&["watch", "w/", "--prefix", "--rev=2"], 11).await;
     assert_eq!(
         lines,
         ["PUT", "w/a", "1", "PUT", "w/b", "2", "PUT", "w/a", "3", "DELETE", "w/b"],
@@ -460,13 +352,13 @@ async fn etcdctl_watches_from_a_revision() {
 
     tracing::info!("--- with previous values, from revision 5");
     let lines = etcdctl
-        .read_lines(&["watch", "w/", "--prefix", "--rev=5", "--prev-kv"], 10)
+        .stream(&["watch", "w/", "--prefix", "--rev=5", "--prev-kv"], 10)
         .await;
     assert_eq!(lines, ["PUT", "w/a", "1", "w/a", "3", "DELETE", "w/b", "2", "w/b", ""]);
 
     tracing::info!("--- a live watch sees new writes after the replay");
     let watcher = etcdctl.clone();
-    let live = tokio::spawn(async move { watcher.read_lines(&["watch", "w/c", "--rev=6"], 3).await });
+    let live = tokio::spawn(async move { watcher.stream(&["watch", "w/c", "--rev=6"], 3).await });
     // The watch may start before or after this put; from revision 6 it sees it either way.
     etcdctl.check(&["put", "w/c", "live"], "OK\n").await;
     let lines = live.await.expect("watch task");
@@ -488,7 +380,7 @@ async fn etcdctl_watches_from_a_revision() {
 async fn etcdctl_leases_expire_keep_alive_and_list() {
     init_tracing();
     let api = EmbeddedApi::start(None).await;
-    let etcdctl = Etcdctl::new(api.endpoint());
+    let etcdctl = Etcdctl::new(vec![api.endpoint()]);
 
     tracing::info!("--- grant, attach keys, time to live with keys");
     let long = granted_lease(&etcdctl.run(&["lease", "grant", "100"]).await);
@@ -571,7 +463,7 @@ async fn etcdctl_leases_expire_keep_alive_and_list() {
 async fn etcdctl_member_list_endpoint_status_and_health() {
     init_tracing();
     let api = EmbeddedApi::start(None).await;
-    let etcdctl = Etcdctl::new(api.endpoint());
+    let etcdctl = Etcdctl::new(vec![api.endpoint()]);
     let port = api.address.port();
 
     tracing::info!("--- member list: the group's members with peer and client URLs");
@@ -744,7 +636,7 @@ async fn run_session(etcdctl: &Etcdctl) -> Vec<(String, String)> {
                 etcdctl.run_with_input(args, input, COMMAND_DEADLINE).await,
             ),
             Step::Stream(args, lines) => {
-                let lines = etcdctl.read_lines(args, *lines).await;
+                let lines = etcdctl.stream(args, *lines).await;
                 let printed = Printed {
                     stdout: lines.iter().map(|line| format!("{line}\n")).collect(),
                     stderr: String::new(),
@@ -785,11 +677,11 @@ async fn etcdctl_session_prints_the_same_as_real_etcd() {
     tracing::info!("--- the session against a real one-member etcd 3.4");
     let etcd = EtcdCluster::start(1).await.expect("start a real etcd");
     let real_endpoint = etcd.client_endpoint(0).trim_start_matches("http://").to_string();
-    let real = run_session(&Etcdctl::new(real_endpoint.clone())).await;
+    let real = run_session(&Etcdctl::new(vec![real_endpoint.clone()])).await;
 
     tracing::info!("--- the same session against the embedded store");
     let api = EmbeddedApi::start(None).await;
-    let ours = run_session(&Etcdctl::new(api.endpoint())).await;
+    let ours = run_session(&Etcdctl::new(vec![api.endpoint()])).await;
 
     let mut differences = Vec::new();
     for ((label, etcd_output), (_, our_output)) in real.iter().zip(&ours) {
@@ -815,7 +707,7 @@ async fn etcdctl_session_prints_the_same_as_real_etcd() {
 async fn etcdctl_check_perf_small_load_passes() {
     init_tracing();
     let api = EmbeddedApi::start(None).await;
-    let etcdctl = Etcdctl::new(api.endpoint());
+    let etcdctl = Etcdctl::new(vec![api.endpoint()]);
     tracing::info!("--- etcdctl check perf --load=s (about 60 s)");
     let printed = etcdctl
         .run_with_input(&["check", "perf", "--load=s"], "", Duration::from_secs(180))
@@ -893,8 +785,8 @@ async fn tls_with_client_certificates() {
     let path = |name: &str| pki.path(name).to_str().expect("utf-8 path").to_string();
 
     tracing::info!("--- with a client certificate signed by the CA: served");
-    let mut etcdctl = Etcdctl::new(format!("https://{}", api.endpoint()));
-    etcdctl.tls = vec![
+    let mut etcdctl = Etcdctl::new(vec![format!("https://{}", api.endpoint())]);
+    etcdctl.extra = vec![
         format!("--cacert={}", path("ca.pem")),
         format!("--cert={}", path("client.pem")),
         format!("--key={}", path("client-key.pem")),
@@ -910,8 +802,8 @@ async fn tls_with_client_certificates() {
         .await;
 
     tracing::info!("--- without a client certificate: refused");
-    let mut anonymous = Etcdctl::new(format!("https://{}", api.endpoint()));
-    anonymous.tls = vec![format!("--cacert={}", path("ca.pem")), "--dial-timeout=2s".to_string()];
+    let mut anonymous = Etcdctl::new(vec![format!("https://{}", api.endpoint())]);
+    anonymous.extra = vec![format!("--cacert={}", path("ca.pem")), "--dial-timeout=2s".to_string()];
     let printed = anonymous.run(&["get", "secure"]).await;
     assert!(
         !printed.success,
@@ -1063,7 +955,7 @@ async fn rust_client_sees_ordered_watches_and_compaction_errors() {
 async fn the_api_stops_on_shutdown_and_the_store_keeps_serving() {
     init_tracing();
     let mut api = EmbeddedApi::start(None).await;
-    let etcdctl = Etcdctl::new(api.endpoint());
+    let etcdctl = Etcdctl::new(vec![api.endpoint()]);
     etcdctl.check(&["put", "k", "v"], "OK\n").await;
     api.stop_api().await;
     assert!(
@@ -1083,7 +975,7 @@ async fn the_api_stops_on_shutdown_and_the_store_keeps_serving() {
 async fn etcdctl_snapshot_save_writes_a_kuboard_snapshot_that_restores() {
     init_tracing();
     let api = EmbeddedApi::start_with(None, true).await;
-    let etcdctl = Etcdctl::new(api.endpoint());
+    let etcdctl = Etcdctl::new(vec![api.endpoint()]);
 
     tracing::info!("--- 300 keys of 1 KiB (several 32 KiB chunks), then etcdctl snapshot save");
     let value = "v".repeat(1024);
@@ -1122,7 +1014,7 @@ async fn etcdctl_snapshot_save_writes_a_kuboard_snapshot_that_restores() {
         .await
         .expect("restore");
     assert_eq!(report.restored, 300);
-    Etcdctl::new(target.endpoint())
+    Etcdctl::new(vec![target.endpoint()])
         .check(&["get", "snap/299", "--print-value-only"], &format!("{value}\n"))
         .await;
     target.stop().await;

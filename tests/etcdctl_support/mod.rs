@@ -1,5 +1,5 @@
 //! etcdctl driven from tests, and a three-replica group serving the etcd v3 API; shared by the
-//! parity test (t45) and the `check perf` measurement (t46).
+//! etcd API tests (t40), the parity test (t45) and the `check perf` measurement (t46).
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
@@ -99,6 +99,20 @@ impl Etcdctl {
 
     pub async fn run(&self, args: &[&str]) -> Printed {
         self.run_with_input(args, "", COMMAND_DEADLINE).await
+    }
+
+    /// Run and expect success with exactly `expected` on stdout.
+    pub async fn check(&self, args: &[&str], expected: &str) {
+        let printed = self.run(args).await;
+        assert!(printed.success, "etcdctl {args:?} failed: {printed:?}");
+        assert_eq!(printed.stdout, expected, "etcdctl {args:?}");
+    }
+
+    /// Run and expect failure with exactly `expected` as etcdctl's error line.
+    pub async fn check_error(&self, args: &[&str], expected: &str) {
+        let printed = self.run(args).await;
+        assert!(!printed.success, "etcdctl {args:?} should fail: {printed:?}");
+        assert_eq!(printed.stderr, expected, "etcdctl {args:?}");
     }
 
     /// Start a long-running etcdctl (watch, keep-alive), read `lines` lines, then kill it.
