@@ -6,12 +6,15 @@
 //! meta agree and openraft replays the log from exactly the right place.
 //!
 //! Snapshot files (`data_dir/raft/snapshots/snapshot-<term>-<node>-<index>.snap`):
-//! `[u32 big-endian header length][codec record of SnapshotMeta][mvcc export]`. A snapshot is
-//! written to a temporary file, fsynced, renamed into place and the directory fsynced, before
-//! openraft is told about it (and may purge the log behind it).
+//! `[u32 big-endian header length][codec record of SnapshotMeta][mvcc export][u32 big-endian CRC-32
+//! of everything before it]`. A snapshot is written to a temporary file, fsynced, renamed into place
+//! and the directory fsynced, before openraft is told about it (and may purge the log behind it).
+//! The checksum is verified before a file is trusted: when a member starts (a damaged file is
+//! ignored, the state machine in sled does not depend on it) and before a received snapshot is
+//! installed (a damaged one is refused and the leader sends it again).
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -33,6 +36,72 @@ pub(crate) type SnapshotData = File;
 
 /// Upper bound of a snapshot file header (the encoded meta: a log id and a membership).
 const MAX_HEADER_LEN: usize = 1024 * 1024;
+
+/// Length of the checksum trailer of a snapshot file.
+const TRAILER_LEN: u64 = 4;
+
+/// A writer that keeps the CRC-32 of everything written through it.
+struct ChecksumWriter<W: Write> {
+    inner: W,
+    hasher: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for ChecksumWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> ChecksumWriter<W> {
+    /// Append the checksum trailer and hand back the inner writer.
+    fn finish(mut self) -> io::Result<W> {
+        let sum = self.hasher.finalize();
+        self.inner.write_all(&sum.to_be_bytes())?;
+        Ok(self.inner)
+    }
+}
+
+/// Check a snapshot file's trailer against its content. On success the file is positioned at its
+/// start and the length of the content (without the trailer) is returned.
+fn verify_checksum(file: &mut File) -> io::Result<u64> {
+    let total = file.metadata()?.len();
+    let Some(content) = total.checked_sub(TRAILER_LEN).filter(|len| *len >= 4) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("snapshot file of {total} bytes is too short"),
+        ));
+    };
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut reader = BufReader::with_capacity(64 * 1024, Read::by_ref(file).take(content));
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        hasher.update(chunk);
+        let consumed = chunk.len();
+        reader.consume(consumed);
+    }
+    drop(reader);
+    let mut trailer = [0u8; TRAILER_LEN as usize];
+    file.read_exact(&mut trailer)?;
+    let (expected, found) = (u32::from_be_bytes(trailer), hasher.finalize());
+    if expected != found {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("snapshot checksum mismatch: the file says {expected:08x}, the content is {found:08x}"),
+        ));
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(content)
+}
 
 /// What the state machine records with every applied entry.
 pub(crate) type AppliedState = (Option<LogId>, StoredMembership);
@@ -108,7 +177,11 @@ impl SnapshotFiles {
             if !name.ends_with(".snap") {
                 continue;
             }
-            let meta = match File::open(&path).and_then(|mut f| read_header(&mut f)) {
+            let checked = File::open(&path).and_then(|mut f| {
+                verify_checksum(&mut f)?;
+                read_header(&mut f)
+            });
+            let meta = match checked {
                 Ok(meta) => meta,
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable snapshot file");
@@ -235,7 +308,10 @@ pub(crate) struct SnapshotBuilder {
 fn build_snapshot_blocking(shared: &Shared) -> io::Result<(SnapshotMeta, PathBuf)> {
     let temp = shared.snapshots.temp_path();
     let result = (|| {
-        let mut writer = BufWriter::new(File::create(&temp)?);
+        let mut writer = ChecksumWriter {
+            inner: BufWriter::new(File::create(&temp)?),
+            hasher: crc32fast::Hasher::new(),
+        };
         let meta = {
             let _guard = shared
                 .apply_lock
@@ -253,7 +329,7 @@ fn build_snapshot_blocking(shared: &Shared) -> io::Result<(SnapshotMeta, PathBuf
                 .map_err(|e| io_err("export state machine", e))?;
             meta
         };
-        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        let file = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         let path = shared.snapshots.publish(&temp, &meta)?;
         Ok((meta, path))
@@ -290,7 +366,9 @@ fn install_snapshot_blocking(shared: &Shared, meta: &SnapshotMeta, mut source: F
         file.sync_all()?;
         drop(file);
 
-        let mut reader = BufReader::new(File::open(&temp)?);
+        let mut received = File::open(&temp)?;
+        let content = verify_checksum(&mut received)?;
+        let mut reader = BufReader::new(received.take(content));
         let in_file = read_header(&mut reader)?;
         if &in_file != meta {
             return Err(io::Error::new(

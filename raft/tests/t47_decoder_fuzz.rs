@@ -297,10 +297,10 @@ async fn damaged_snapshot_files_never_panic_the_start() {
         // A file of random bytes beside the real one, with a name that sorts anywhere.
         let junk: Vec<u8> = (0..rand::random::<usize>() % 300).map(|_| rand::random()).collect();
         std::fs::write(snapshot_dir.join(format!("snapshot-{case}-1-{case}.snap")), junk).expect("write junk");
-        // A few random bytes in the real file's length prefix and header.
+        // A few random bytes anywhere in the real file (its checksum must catch every one).
         let mut bytes = pristine.clone();
         for _ in 0..1 + case % 3 {
-            let at = rand::random::<usize>() % bytes.len().min(64);
+            let at = rand::random::<usize>() % bytes.len();
             bytes[at] = rand::random();
         }
         std::fs::write(&real[0], &bytes).expect("write damaged snapshot");
