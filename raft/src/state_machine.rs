@@ -1,9 +1,11 @@
 //! openraft's state machine: the MVCC key-value store of [`crate::mvcc`] plus the openraft
 //! bookkeeping it persists with every change, and the snapshot files.
 //!
-//! Every applied entry stores, in the same sled batch as its data change, the meta record
-//! `(last applied log id, last membership)` encoded by [`crate::codec`], so after a crash data and
-//! meta agree and openraft replays the log from exactly the right place.
+//! The entries of one `apply` call are written in one sled transaction (in bounded groups; see
+//! `KvStateMachine::apply_group`) together with the meta record `(last applied log id, last
+//! membership)` of the last of them, encoded by [`crate::codec`], so after a crash data and meta
+//! agree and openraft replays the log from exactly the right place. The raft log is the source of
+//! truth; sled is flushed before a snapshot is published, since the log may be purged behind it.
 //!
 //! Snapshot files (`data_dir/raft/snapshots/snapshot-<term>-<node>-<index>.snap`):
 //! `[u32 big-endian header length][codec record of SnapshotMeta][mvcc export][u32 big-endian CRC-32
@@ -331,6 +333,11 @@ fn build_snapshot_blocking(shared: &Shared) -> io::Result<(SnapshotMeta, PathBuf
         };
         let file = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
+        // openraft purges the log behind a published snapshot. sled writes its log out with every
+        // applied group but is flushed lazily otherwise, so the state it holds is made stable
+        // first: on a restart the state machine in sled is then never older than the snapshot,
+        // and the entries it still needs are in the log.
+        shared.kv.flush().map_err(|e| io_err("flush state machine", e))?;
         let path = shared.snapshots.publish(&temp, &meta)?;
         Ok((meta, path))
     })();
@@ -389,6 +396,8 @@ fn install_snapshot_blocking(shared: &Shared, meta: &SnapshotMeta, mut source: F
                 .install_snapshot(&mut reader)
                 .map_err(|e| io_err("install snapshot", e))?;
         }
+        // As after building one: the log may be purged behind the snapshot once it is published.
+        shared.kv.flush().map_err(|e| io_err("flush state machine", e))?;
         shared.snapshots.publish(&temp, meta)?;
         Ok(())
     })();
@@ -396,6 +405,58 @@ fn install_snapshot_blocking(shared: &Shared, meta: &SnapshotMeta, mut source: F
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// Most log entries applied in one sled transaction.
+const MAX_APPLY_GROUP: usize = 512;
+
+impl StateMachineStore {
+    /// Apply consecutive entries, store the meta of the last one with them, then answer each
+    /// entry's client, in log order.
+    fn apply_group(&mut self, group: Vec<EntryResponder<TypeConfig>>) -> io::Result<()> {
+        let mut applied = self.applied.clone();
+        let mut items = Vec::with_capacity(group.len());
+        for (entry, _) in &group {
+            let log_id = entry.log_id();
+            applied.0 = Some(log_id);
+            if let Some(membership) = entry.get_membership() {
+                applied.1 = StoredMembership::new(Some(log_id), membership);
+            }
+            let command = match &entry.payload {
+                EntryPayload::Normal(command) => Some(command),
+                EntryPayload::Blank | EntryPayload::Membership(_) => None,
+            };
+            items.push((command, encode_meta(&applied)?));
+        }
+        let responses = {
+            let _guard = self
+                .shared
+                .apply_lock
+                .lock()
+                .map_err(|_| io::Error::other("apply lock poisoned"))?;
+            self.shared
+                .kv
+                .apply_group(&items)
+                .map_err(|e| io_err("apply commands", e))?
+        };
+        drop(items);
+        if responses.len() != group.len() {
+            // Every responder must be answered or its client waits forever; this cannot happen.
+            return Err(io::Error::other(format!(
+                "{} answers for {} applied entries",
+                responses.len(),
+                group.len()
+            )));
+        }
+        self.applied = applied;
+        for ((entry, responder), mut response) in group.into_iter().zip(responses) {
+            fill_header(&mut response, self.node_id, entry.log_id().leader_id.term);
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
@@ -410,42 +471,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
-        while let Some((entry, responder)) = entries.try_next().await? {
-            let log_id = entry.log_id();
-            let term = log_id.leader_id.term;
-            let mut applied = (Some(log_id), self.applied.1.clone());
-            if let Some(membership) = entry.get_membership() {
-                applied.1 = StoredMembership::new(Some(log_id), membership);
+        // The entries openraft hands over at once are applied together (see `apply_group`), in
+        // bounded groups so that a long catch-up does not hold them all in memory.
+        let mut group = Vec::new();
+        loop {
+            let next = entries.try_next().await?;
+            let ended = next.is_none();
+            group.extend(next);
+            if group.len() >= MAX_APPLY_GROUP || (ended && !group.is_empty()) {
+                self.apply_group(std::mem::take(&mut group))?;
             }
-            let meta = encode_meta(&applied)?;
-            let mut response = {
-                let _guard = self
-                    .shared
-                    .apply_lock
-                    .lock()
-                    .map_err(|_| io::Error::other("apply lock poisoned"))?;
-                match &entry.payload {
-                    EntryPayload::Normal(command) => self
-                        .shared
-                        .kv
-                        .apply(command, &meta)
-                        .map_err(|e| io_err("apply command", e))?,
-                    EntryPayload::Blank | EntryPayload::Membership(_) => {
-                        self.shared.kv.apply_meta(&meta).map_err(|e| io_err("apply meta", e))?;
-                        CommandResponse::Applied(ResponseHeader {
-                            revision: self.shared.kv.revision(),
-                            ..Default::default()
-                        })
-                    }
-                }
-            };
-            self.applied = applied;
-            fill_header(&mut response, self.node_id, term);
-            if let Some(responder) = responder {
-                responder.send(response);
+            if ended {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {

@@ -24,8 +24,9 @@
 //! The default tree holds the active generation; installing a snapshot builds the next generation
 //! beside the active one and switches with one insert, so a crash leaves the old or the new state.
 //!
-//! Architecture Invariant: every `apply` is one sled transaction over every tree it changes,
-//! including the meta bytes; reads never see half of a command.
+//! Architecture Invariant: every `apply` (and every run of grouped commands of `apply_group`) is
+//! one sled transaction over every tree it changes, including the meta bytes; reads never see half
+//! of a command.
 
 mod compaction;
 mod keys;
@@ -258,19 +259,79 @@ impl KvStateMachine {
         })
     }
 
-    /// Apply one command atomically together with `meta`. Bad input is answered with
-    /// `CommandResponse::Error` and changes nothing but `meta`.
+    /// Apply one command atomically together with `meta` (tests; the raft layer applies groups).
+    /// Bad input is answered with `CommandResponse::Error` and changes nothing but `meta`.
+    #[cfg(test)]
     pub fn apply(&self, command: &Command, meta: &[u8]) -> Result<CommandResponse, MvccError> {
+        let mut responses = self.apply_group(&[(Some(command), meta.to_vec())])?;
+        responses
+            .pop()
+            .ok_or_else(|| MvccError::Corrupt("no answer for an applied command".to_string()))
+    }
+
+    /// Apply consecutive log entries, each a command or nothing (blank and membership entries),
+    /// with the meta bytes to store if it is the last entry written. The answers are those of
+    /// [`KvStateMachine::apply`] one entry at a time, in order.
+    ///
+    /// Runs of puts, deletions and entries without a command go into one sled transaction with
+    /// the meta of their last entry: sled writes its log out for every transaction, so this is
+    /// what keeps a busy member's state machine from issuing one disk write per entry. A later
+    /// command of a run sees the writes of the earlier ones through an overlay of the `kv` tree;
+    /// commands that read other trees (transactions, compaction, leases) end the run and are
+    /// applied alone. Reads see a run's revisions only once all of it is committed, and its watch
+    /// events are published revision by revision afterwards.
+    pub fn apply_group(&self, entries: &[(Option<&Command>, Vec<u8>)]) -> Result<Vec<CommandResponse>, MvccError> {
         let _apply = lock(&self.inner.apply_lock);
+        let trees = read(&self.inner.state).clone();
+        let collect_events = self.inner.hub.has_watchers();
+        let mut responses = Vec::with_capacity(entries.len());
+        let mut run = Commit::new(collect_events);
+        let mut pending = write::Overlay::new();
+        let mut base = self.revision();
+        let mut run_meta: Option<&[u8]> = None;
+        for (command, meta) in entries {
+            let response = match command {
+                None => CommandResponse::Applied(header(base)),
+                Some(Command::Put(request)) => write::apply_put(&trees, base, request, &mut run, &mut pending)?,
+                Some(Command::DeleteRange(request)) => {
+                    write::apply_delete_range(&trees, base, request, &mut run, &mut pending)?
+                }
+                Some(command) => {
+                    if let Some(last_meta) = run_meta.take() {
+                        self.commit(std::mem::replace(&mut run, Commit::new(collect_events)), last_meta)?;
+                        pending.clear();
+                    }
+                    responses.push(self.apply_alone(command, meta)?);
+                    base = self.revision();
+                    continue;
+                }
+            };
+            if let Some(revision) = run.new_revision {
+                base = revision;
+            }
+            run_meta = Some(meta);
+            responses.push(response);
+        }
+        if let Some(last_meta) = run_meta {
+            self.commit(run, last_meta)?;
+        }
+        Ok(responses)
+    }
+
+    /// Apply one command in a transaction of its own. The caller holds `apply_lock`.
+    fn apply_alone(&self, command: &Command, meta: &[u8]) -> Result<CommandResponse, MvccError> {
         // Compaction removes history, so it waits for snapshot exports streaming it to finish.
         let _history = matches!(command, Command::Compact(_)).then(|| write(&self.inner.history_lock));
         let trees = read(&self.inner.state).clone();
         let base = self.revision();
         let compacted = self.compact_revision();
         let mut commit = Commit::new(self.inner.hub.has_watchers());
+        let mut pending = write::Overlay::new();
         let response = match command {
-            Command::Put(request) => write::apply_put(&trees, base, request, &mut commit)?,
-            Command::DeleteRange(request) => write::apply_delete_range(&trees, base, request, &mut commit)?,
+            Command::Put(request) => write::apply_put(&trees, base, request, &mut commit, &mut pending)?,
+            Command::DeleteRange(request) => {
+                write::apply_delete_range(&trees, base, request, &mut commit, &mut pending)?
+            }
             Command::Txn(request) => txn::apply_txn(&trees, base, compacted, request, &mut commit)?,
             Command::Compact(request) => {
                 match compaction::compact(&trees, base, compacted, request.revision, &mut commit)? {
@@ -285,14 +346,15 @@ impl KvStateMachine {
         Ok(response)
     }
 
-    /// Persist `meta` alone (blank and membership log entries).
+    /// Persist `meta` alone, as for blank and membership log entries (tests).
+    #[cfg(test)]
     pub fn apply_meta(&self, meta: &[u8]) -> Result<(), MvccError> {
-        let _apply = lock(&self.inner.apply_lock);
-        self.commit(Commit::new(false), meta)
+        self.apply_group(&[(None, meta.to_vec())]).map(drop)
     }
 
-    /// Commit one command's writes and `meta` in one sled transaction, then publish its events.
-    /// The caller holds `apply_lock`, which keeps publications in revision order.
+    /// Commit the writes of one command or run of commands and `meta` in one sled transaction,
+    /// then publish their events. The caller holds `apply_lock`, which keeps publications in
+    /// revision order.
     fn commit(&self, mut commit: Commit, meta: &[u8]) -> Result<(), MvccError> {
         commit.insert(TreeId::Meta, META_RAFT, meta);
         if let Some(revision) = commit.new_revision {
@@ -326,8 +388,8 @@ impl KvStateMachine {
             self.inner.compact_revision.store(revision, Ordering::SeqCst);
         }
         drop(state);
-        if let Some(revision) = commit.new_revision {
-            self.inner.hub.publish(revision, std::mem::take(&mut commit.events));
+        for (revision, events) in commit.revisions {
+            self.inner.hub.publish(revision, events);
         }
         Ok(())
     }

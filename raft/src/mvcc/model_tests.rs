@@ -359,3 +359,87 @@ proptest! {
         prop_assert_eq!(all.count, 1);
     }
 }
+
+/// Every lease with its ttl and attached keys.
+type LeaseState = Vec<(i64, i64, Vec<Vec<u8>>)>;
+
+/// Everything a reader can observe of a state machine: revisions, leases with their keys, and
+/// every key at every retained revision.
+fn observable(machine: &KvStateMachine) -> (i64, i64, LeaseState, Vec<RangeResponse>) {
+    let leases = machine
+        .leases()
+        .expect("leases")
+        .into_iter()
+        .map(|(id, ttl)| {
+            let (_, keys) = machine.lease(id).expect("lease").expect("listed lease exists");
+            (id, ttl, keys)
+        })
+        .collect();
+    let ranges = (machine.compact_revision().max(1)..=machine.revision())
+        .map(|revision| {
+            let all = RangeRequest {
+                key: Vec::new(),
+                range_end: vec![0],
+                revision,
+                ..Default::default()
+            };
+            machine.range(&all).expect("range at a retained revision")
+        })
+        .collect();
+    (machine.revision(), machine.compact_revision(), leases, ranges)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Entries applied in groups (runs of puts and deletions in one sled transaction, the other
+    /// commands alone, entries without a command in between) answer and end exactly as the same
+    /// entries applied one at a time, and the meta of a group's last entry is the one stored.
+    #[test]
+    fn grouped_apply_matches_one_at_a_time(
+        ops in proptest::collection::vec((op_strategy(), any::<bool>()), 1..40),
+        cuts in proptest::collection::vec(1usize..12, 1..40),
+    ) {
+        let one_dir = tempfile::tempdir().expect("create a temporary directory");
+        let one = KvStateMachine::open(one_dir.path()).expect("open");
+        let mut entries = Vec::new();
+        let mut expected = Vec::new();
+        for (position, (op, blank_before)) in ops.iter().enumerate() {
+            if *blank_before {
+                let meta = format!("blank before {position}").into_bytes();
+                expected.push(CommandResponse::Applied(kuboard_storage::ResponseHeader {
+                    revision: one.revision(),
+                    ..Default::default()
+                }));
+                one.apply_meta(&meta).expect("apply meta");
+                entries.push((None, meta));
+            }
+            let command = command(op, one.revision());
+            let meta = format!("entry {position}").into_bytes();
+            expected.push(one.apply(&command, &meta).expect("apply without internal fault"));
+            entries.push((Some(command), meta));
+        }
+
+        let grouped_dir = tempfile::tempdir().expect("create a temporary directory");
+        let grouped = KvStateMachine::open(grouped_dir.path()).expect("open");
+        let mut answers = Vec::new();
+        let mut rest = &entries[..];
+        let mut sizes = cuts.iter().cycle();
+        while !rest.is_empty() {
+            let size = (*sizes.next().expect("cycle of a non-empty list")).min(rest.len());
+            let (group, after) = rest.split_at(size);
+            let items: Vec<(Option<&Command>, Vec<u8>)> =
+                group.iter().map(|(command, meta)| (command.as_ref(), meta.clone())).collect();
+            answers.extend(grouped.apply_group(&items).expect("apply group without internal fault"));
+            let last_meta = group.last().map(|(_, meta)| meta.clone());
+            prop_assert_eq!(grouped.meta().expect("read meta"), last_meta);
+            rest = after;
+        }
+        prop_assert_eq!(&answers, &expected);
+        prop_assert_eq!(observable(&grouped), observable(&one));
+        // What a group committed survives a reopen.
+        drop(grouped);
+        let grouped = super::reopen_after_drop(grouped_dir.path());
+        prop_assert_eq!(observable(&grouped), observable(&one));
+    }
+}

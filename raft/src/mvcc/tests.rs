@@ -1182,3 +1182,48 @@ fn reopen_keeps_everything() {
     let reopened = super::reopen_after_drop(dir.path());
     assert_eq!(observe(&reopened), before);
 }
+
+#[tokio::test]
+async fn a_group_publishes_its_revisions_in_order_after_committing() {
+    let (_dir, machine) = open();
+    let mut watch = machine
+        .watch(WatchRequest {
+            key: b"a".to_vec(),
+            range_end: b"z".to_vec(),
+            ..Default::default()
+        })
+        .expect("start watch");
+    let commands = [put("b", "1"), put("c", "1"), delete("b", b"", false), put("b", "2")];
+    let items: Vec<(Option<&Command>, Vec<u8>)> = commands
+        .iter()
+        .map(Some)
+        .chain([None])
+        .enumerate()
+        .map(|(position, command)| (command, format!("entry {position}").into_bytes()))
+        .collect();
+    let responses = machine.apply_group(&items).expect("apply group");
+    let revisions: Vec<i64> = responses
+        .iter()
+        .map(|response| match response {
+            CommandResponse::Put(r) => r.header.revision,
+            CommandResponse::DeleteRange(r) => r.header.revision,
+            CommandResponse::Applied(header) => header.revision,
+            other => panic!("unexpected answer {other:?}"),
+        })
+        .collect();
+    assert_eq!(revisions, vec![2, 3, 4, 5, 5]);
+    assert_eq!(machine.revision(), 5);
+    assert_eq!(machine.meta().expect("read meta"), Some(b"entry 4".to_vec()));
+    assert_eq!(
+        collect_events(&mut watch, 4).await,
+        vec![
+            (EventKind::Put, "b".to_string(), 2),
+            (EventKind::Put, "c".to_string(), 3),
+            (EventKind::Delete, "b".to_string(), 4),
+            (EventKind::Put, "b".to_string(), 5),
+        ]
+    );
+    // The put after the deletion recreated the key: version 1, created at 5.
+    let now = range(&machine, RangeRequest::key("b")).expect("range");
+    assert_eq!(now.kvs, vec![kv("b", "2", 5, 5, 1, 0)]);
+}

@@ -37,15 +37,17 @@ const TREE_IDS: [TreeId; 6] = [
     TreeId::Meta,
 ];
 
-/// Everything one command changes, applied as one sled transaction.
+/// Everything one command, or a group of consecutive commands, changes, applied as one sled
+/// transaction. A later write of a key in the group replaces an earlier one in the batch.
 pub(super) struct Commit {
     batches: [Option<Batch>; 6],
-    /// The revision the command made, if it wrote keys.
+    /// The last revision the commands made, if they wrote keys.
     pub new_revision: Option<i64>,
     pub new_compact_revision: Option<i64>,
     /// Whether to build watch events (only when someone watches).
     collect_events: bool,
-    pub events: Vec<Event>,
+    /// Every revision made, with its events (empty unless collected), ascending.
+    pub revisions: Vec<(i64, Vec<Event>)>,
 }
 
 impl Commit {
@@ -55,7 +57,7 @@ impl Commit {
             new_revision: None,
             new_compact_revision: None,
             collect_events,
-            events: Vec::new(),
+            revisions: Vec::new(),
         }
     }
 
@@ -108,10 +110,18 @@ pub(super) struct WriteTxn<'a> {
 
 impl<'a> WriteTxn<'a> {
     pub fn new(trees: &'a Trees, base_revision: i64) -> WriteTxn<'a> {
+        Self::on_pending(trees, base_revision, Overlay::new())
+    }
+
+    /// A command applied after earlier commands of the same group whose writes are not in the
+    /// trees yet: `pending` holds their latest versions of the keys they wrote (`base_revision`
+    /// already counts them). Only the `kv` tree may have pending writes: commands that read other
+    /// trees are not grouped.
+    pub fn on_pending(trees: &'a Trees, base_revision: i64, pending: Overlay) -> WriteTxn<'a> {
         WriteTxn {
             trees,
             base_revision,
-            overlay: Overlay::new(),
+            overlay: pending,
             changes: Vec::new(),
         }
     }
@@ -212,12 +222,14 @@ impl<'a> WriteTxn<'a> {
         })
     }
 
-    /// Turn the changes into the commit's batches and watch events.
-    pub fn into_commit(self, commit: &mut Commit) -> Result<(), MvccError> {
+    /// Turn the changes into the commit's batches and watch events. Gives back the overlay (the
+    /// pending writes of the group, this command's included).
+    pub fn into_commit(self, commit: &mut Commit) -> Result<Overlay, MvccError> {
         if self.changes.is_empty() {
-            return Ok(());
+            return Ok(self.overlay);
         }
         let revision = self.write_revision();
+        let mut events = Vec::new();
         for (sub_revision, change) in self.changes.into_iter().enumerate() {
             let sub_revision = sub_revision as i64;
             let Change { key, kv, prev } = change;
@@ -268,11 +280,12 @@ impl<'a> WriteTxn<'a> {
                         prev_kv,
                     },
                 };
-                commit.events.push(event);
+                events.push(event);
             }
         }
         commit.new_revision = Some(revision);
-        Ok(())
+        commit.revisions.push((revision, events));
+        Ok(self.overlay)
     }
 }
 
@@ -290,11 +303,13 @@ pub(super) fn validate_delete_range(request: &DeleteRangeRequest) -> Result<(), 
     Ok(())
 }
 
+/// Apply a put on top of the group's `pending` writes (which it extends).
 pub(super) fn apply_put(
     trees: &Trees,
     base_revision: i64,
     request: &PutRequest,
     commit: &mut Commit,
+    pending: &mut Overlay,
 ) -> Result<CommandResponse, MvccError> {
     if let Err(error) = validate_put(request) {
         return Ok(CommandResponse::Error(error));
@@ -302,23 +317,25 @@ pub(super) fn apply_put(
     if request.lease != 0 && !lease::exists(trees, request.lease)? {
         return Ok(CommandResponse::Error(StoreError::LeaseNotFound(request.lease)));
     }
-    let mut txn = WriteTxn::new(trees, base_revision);
+    let mut txn = WriteTxn::on_pending(trees, base_revision, std::mem::take(pending));
     let response = txn.put(request)?;
-    txn.into_commit(commit)?;
+    *pending = txn.into_commit(commit)?;
     Ok(CommandResponse::Put(response))
 }
 
+/// Apply a range deletion on top of the group's `pending` writes (which it extends).
 pub(super) fn apply_delete_range(
     trees: &Trees,
     base_revision: i64,
     request: &DeleteRangeRequest,
     commit: &mut Commit,
+    pending: &mut Overlay,
 ) -> Result<CommandResponse, MvccError> {
     if let Err(error) = validate_delete_range(request) {
         return Ok(CommandResponse::Error(error));
     }
-    let mut txn = WriteTxn::new(trees, base_revision);
+    let mut txn = WriteTxn::on_pending(trees, base_revision, std::mem::take(pending));
     let response = txn.delete_range(request)?;
-    txn.into_commit(commit)?;
+    *pending = txn.into_commit(commit)?;
     Ok(CommandResponse::DeleteRange(response))
 }
