@@ -242,10 +242,15 @@ pub async fn serve(config: ServeConfig) -> u8 {
     // The audit layer runs inside the session guard, so it knows the caller.
     let app = app.merge(crate::audit::audit_routes::router(audit.clone()).with_state(guard_state.clone()));
     let app = app.layer(axum::middleware::from_fn_with_state(
-        audit_state,
+        audit_state.clone(),
         crate::audit::audit_layer::audit_layer,
     ));
+    // In front of the guard: its refusals are audited too.
     let app = http::with_session_guard(app, guard_state)
+        .layer(axum::middleware::from_fn_with_state(
+            audit_state,
+            crate::audit::audit_layer::audit_guard_refusals,
+        ))
         .into_make_service_with_connect_info::<crate::http::client_address::PeerAddress>();
     let mut server_task = match tls_config {
         None => tokio::spawn(

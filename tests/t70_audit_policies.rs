@@ -3,164 +3,16 @@
 //! PostgreSQL speaks the same wire protocol and the dialect module holds the differences).
 
 mod common;
+mod t7x_support;
 
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Replica};
+use common::Replica;
 use serde_json::Value;
+use t7x_support::{wait_for, Postgres};
 
-const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
 const NEW_PASSWORD: &str = "Audit-Trail-2026!";
-
-/// A PostgreSQL server of its own: data and socket dirs in a temp dir, a loopback port, run as
-/// the `postgres` user (PostgreSQL refuses root), stopped by pid.
-struct Postgres {
-    dir: PathBuf,
-    port: u16,
-    uid: u32,
-    gid: u32,
-    child: Option<Child>,
-}
-
-impl Postgres {
-    fn init(parent: &Path) -> Postgres {
-        let postgres = Path::new(POSTGRES_BIN).join("postgres");
-        assert!(
-            postgres.exists(),
-            "{} is missing: install the Debian package postgresql (scripts/install-deps.sh test)",
-            postgres.display()
-        );
-        let uid = id_of("-u");
-        let gid = id_of("-g");
-        let dir = parent.join("pg");
-        std::fs::create_dir_all(dir.join("sock")).expect("create the PostgreSQL dirs");
-        for path in [parent, dir.as_path(), dir.join("sock").as_path()] {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("give the dirs to postgres");
-        }
-        let status = Command::new(Path::new(POSTGRES_BIN).join("initdb"))
-            .args(["-A", "trust", "-U", "kuboard", "--no-sync", "-D"])
-            .arg(dir.join("data"))
-            .uid(uid)
-            .gid(gid)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run initdb");
-        assert!(status.success(), "initdb failed");
-        let mut server = Postgres {
-            dir,
-            port: free_port(),
-            uid,
-            gid,
-            child: None,
-        };
-        server.start();
-        server
-    }
-
-    fn uri(&self) -> String {
-        format!("postgresql://kuboard@127.0.0.1:{}/postgres", self.port)
-    }
-
-    fn start(&mut self) {
-        assert!(self.child.is_none(), "PostgreSQL is running already");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("postgres.log"))
-            .expect("open the PostgreSQL log");
-        let child = Command::new(Path::new(POSTGRES_BIN).join("postgres"))
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-k"])
-            .arg(self.dir.join("sock"))
-            .args(["-c", "fsync=off"])
-            .uid(self.uid)
-            .gid(self.gid)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("start postgres");
-        self.child = Some(child);
-    }
-
-    /// Fast shutdown (SIGINT): clients are disconnected at once.
-    fn stop(&mut self) {
-        let mut child = self.child.take().expect("PostgreSQL is running");
-        let sent = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if child.try_wait().expect("poll postgres").is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("PostgreSQL did not stop within 20 s");
-    }
-
-    async fn client(&self) -> tokio_postgres::Client {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match tokio_postgres::connect(&self.uri(), tokio_postgres::NoTls).await {
-                Ok((client, connection)) => {
-                    tokio::spawn(connection);
-                    return client;
-                }
-                Err(error) if Instant::now() < deadline => {
-                    let _ = error;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(error) => panic!("PostgreSQL does not accept connections: {error}"),
-            }
-        }
-    }
-
-    /// `request_uri` of the rows with `verb`, oldest first (empty while the table is missing).
-    async fn uris(&self, verb: &str) -> Vec<String> {
-        let client = self.client().await;
-        match client
-            .query(
-                "SELECT request_uri FROM kuboard_audit WHERE verb = $1 ORDER BY ts, audit_id",
-                &[&verb],
-            )
-            .await
-        {
-            Ok(rows) => rows.iter().map(|row| row.get::<_, String>(0)).collect(),
-            Err(_) => Vec::new(),
-        }
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn id_of(flag: &str) -> u32 {
-    let output = Command::new("id").args([flag, "postgres"]).output().expect("run id");
-    assert!(
-        output.status.success(),
-        "the postgres user is missing (Debian package postgresql)"
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .expect("id prints a number")
-}
 
 fn start_kuboard(dir: &Path, postgres: &Postgres, policy: &str) -> Replica {
     let data = dir.join("data");
@@ -516,16 +368,4 @@ async fn strict_refuses_audited_changes_while_the_database_is_down_and_resumes_b
     wait_for(|| async { password_changes().await >= 2 }).await;
     assert_eq!(password_changes().await, 2);
     kuboard.terminate(Duration::from_secs(20));
-}
-
-async fn wait_for<F, Fut>(condition: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition().await {
-        assert!(Instant::now() < deadline, "condition not met within 20 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -1,16 +1,24 @@
 //! The audit middleware: which requests are audited and what their event says.
 //!
 //! Audited: every change (POST, PUT, PATCH, DELETE) under `/kuboard-api/` and `/k8s-api/`, every
-//! request answered 401 or 403, and reads too when `KUBOARD_AUDIT_READS=true`. Login attempts are
-//! recorded by the login handler itself (it knows the user name), so the middleware leaves them out
-//! except for the strict gate.
+//! exec, attach and port-forward session through the Kubernetes proxy (whatever its method), every
+//! login attempt, every request answered 401 or 403, and reads too when `KUBOARD_AUDIT_READS=true`.
 //!
-//! One event per request, written after the handler with its outcome — except under `strict`,
-//! where a `pending` event (status 0) is written before the handler runs, and the outcome follows
-//! as a second event with the same `audit_id`. If the database fails between the two, the outcome
-//! event is dropped and counted; the `pending` event already proves the attempt.
+//! One event per request, written after the handler with its outcome — except:
+//!
+//! - under `strict`, a `pending` event (status 0) is written before the handler runs, and the
+//!   outcome follows as a second event with the same `audit_id`. If the database fails between the
+//!   two, the outcome event is dropped and counted; the `pending` event already proves the attempt;
+//! - a handler that records its own, more precise event (login, logout) marks its answer with
+//!   [`RecordedByHandler`], and the middleware does not record the request a second time; a login
+//!   refused before its handler ran (a malformed body) has no mark and is recorded here;
+//! - an exec, attach or port-forward session has an event when it opens (status 101) and a second
+//!   one, with the same `audit_id` and the session's duration, when it ends ([`SessionAudit`]);
+//! - requests the session guard refuses (CSRF, password change first) never reach this layer;
+//!   [`audit_guard_refusals`], in front of the guard, records them from the guard's
+//!   [`GuardRefusal`] mark.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -21,11 +29,15 @@ use axum::response::{IntoResponse, Response};
 use crate::audit::audit_row::AuditRow;
 use crate::audit::audit_service::AuditService;
 use crate::http::api_error::ApiError;
+use crate::http::caller::presented_token;
 use crate::http::client_address::{client_ip, PeerAddress};
-use crate::http::session_guard::GuardedSession;
+use crate::http::session_guard::{GuardRefusal, GuardedSession};
 use crate::http::AppState;
 
 const LOGIN_PATH: &str = "/kuboard-api/auth/login";
+
+/// The subresources of a pod whose requests open interactive sessions.
+const SESSION_SUBRESOURCES: [&str; 3] = ["exec", "attach", "portforward"];
 
 #[derive(Clone)]
 pub struct AuditLayerState {
@@ -33,7 +45,71 @@ pub struct AuditLayerState {
     pub service: Arc<AuditService>,
 }
 
-pub async fn audit_layer(State(layer): State<AuditLayerState>, request: Request, next: Next) -> Response {
+/// Marks an answer whose handler recorded the request's audit event itself.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordedByHandler;
+
+/// The caller as the Kubernetes proxy authenticated it (the session guard does not cover
+/// `/k8s-api/`, so the middleware learns the user from the proxy through this slot).
+#[derive(Debug, Clone, Default)]
+pub struct AuditCaller(Arc<Mutex<Option<(String, String)>>>);
+
+impl AuditCaller {
+    /// Records the user name and groups of the request's caller.
+    pub fn set(&self, username: &str, groups: &[String]) {
+        *self.0.lock().expect("no panics while holding the lock") = Some((username.to_string(), groups.join(",")));
+    }
+
+    fn get(&self) -> Option<(String, String)> {
+        self.0.lock().expect("no panics while holding the lock").clone()
+    }
+}
+
+/// How an exec, attach or port-forward session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionOutcome {
+    /// Either side closed; the bytes each way.
+    Closed { from_client: u64, to_client: u64 },
+    /// The upgrade did not complete, or a connection ended with an error (for example an
+    /// apiserver closing its TLS stream without `close_notify`, the usual end of an exec).
+    Failed(String),
+}
+
+/// The closing event of an exec, attach or port-forward session: the middleware puts it in the
+/// request's extensions, the proxy takes it and calls [`SessionAudit::finish`] when the joined
+/// connections end.
+#[derive(Clone)]
+pub struct SessionAudit {
+    service: Arc<AuditService>,
+    row: AuditRow,
+    caller: AuditCaller,
+    started: Instant,
+}
+
+impl SessionAudit {
+    /// Records the session's end: same `audit_id` as its opening event, its whole duration.
+    pub async fn finish(self, outcome: SessionOutcome) {
+        let mut row = self.row;
+        if let Some((username, groups)) = self.caller.get() {
+            row.username = username;
+            row.groups = groups;
+        }
+        row.ts_micros = now_micros();
+        row.status_code = i32::from(StatusCode::SWITCHING_PROTOCOLS.as_u16());
+        row.duration_ms = self.started.elapsed().as_millis() as i64;
+        row.decision = "allow".into();
+        row.message = match outcome {
+            SessionOutcome::Closed { from_client, to_client } => {
+                format!("session ended: {from_client} bytes from the client, {to_client} bytes to it")
+            }
+            // A peer that closes without a TLS close_notify ends the session all the same.
+            SessionOutcome::Failed(reason) => format!("session ended: {reason}"),
+        };
+        self.service.record_row(row).await;
+    }
+}
+
+pub async fn audit_layer(State(layer): State<AuditLayerState>, mut request: Request, next: Next) -> Response {
     let service = &layer.service;
     let path = request.uri().path().to_string();
     let audited_path =
@@ -42,10 +118,11 @@ pub async fn audit_layer(State(layer): State<AuditLayerState>, request: Request,
         return next.run(request).await;
     }
     let method = request.method().clone();
-    let changes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-    let is_login = path == LOGIN_PATH;
     let started = Instant::now();
     let mut row = describe(&layer.app, &request);
+    let session = is_session(&row);
+    let changes = session || !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let is_login = path == LOGIN_PATH;
 
     let gated = service.gates_requests() && (changes || service.audit_reads());
     if gated {
@@ -65,19 +142,86 @@ pub async fn audit_layer(State(layer): State<AuditLayerState>, request: Request,
         }
     }
 
+    let caller = path.starts_with("/k8s-api/").then(AuditCaller::default);
+    if let Some(caller) = &caller {
+        request.extensions_mut().insert(caller.clone());
+        if session {
+            request.extensions_mut().insert(SessionAudit {
+                service: service.clone(),
+                row: row.clone(),
+                caller: caller.clone(),
+                started,
+            });
+        }
+    }
     let response = next.run(request).await;
     let status = response.status();
     let denied = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
-    if is_login || !(changes || denied || service.audit_reads()) {
+    if response.extensions().get::<RecordedByHandler>().is_some()
+        || !(changes || denied || is_login || service.audit_reads())
+    {
         return response;
+    }
+    if let Some((username, groups)) = caller.and_then(|caller| caller.get()) {
+        row.username = username;
+        row.groups = groups;
     }
     row.ts_micros = now_micros();
     row.status_code = i32::from(status.as_u16());
     row.duration_ms = started.elapsed().as_millis() as i64;
-    row.decision = if denied { "deny" } else { "allow" }.into();
-    row.message = status.canonical_reason().unwrap_or("").into();
+    row.decision = if denied || (is_login && !status.is_success()) {
+        "deny"
+    } else {
+        "allow"
+    }
+    .into();
+    row.message = if session && status == StatusCode::SWITCHING_PROTOCOLS {
+        "session opened".into()
+    } else if is_login {
+        // The query could carry anything a client typed; a login's event keeps the path only.
+        row.request_uri = LOGIN_PATH.into();
+        format!(
+            "login refused before it was checked: {}",
+            status.canonical_reason().unwrap_or("")
+        )
+    } else {
+        status.canonical_reason().unwrap_or("").into()
+    };
     service.record_row(row).await;
     response
+}
+
+/// In front of the session guard: records the requests it refuses (CSRF token missing, password
+/// change first), which never reach [`audit_layer`].
+pub async fn audit_guard_refusals(State(layer): State<AuditLayerState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    // The guard refuses only requests under the API that present a credential.
+    if !layer.service.enabled()
+        || !path.starts_with("/kuboard-api/")
+        || path == LOGIN_PATH
+        || presented_token(request.headers()).is_none()
+    {
+        return next.run(request).await;
+    }
+    let started = Instant::now();
+    let mut row = describe(&layer.app, &request);
+    let response = next.run(request).await;
+    let Some(refusal) = response.extensions().get::<GuardRefusal>() else {
+        return response;
+    };
+    row.username = refusal.username.clone();
+    row.ts_micros = now_micros();
+    row.status_code = i32::from(response.status().as_u16());
+    row.duration_ms = started.elapsed().as_millis() as i64;
+    row.decision = "deny".into();
+    row.message = format!("refused by the session guard: {}", refusal.code);
+    layer.service.record_row(row).await;
+    response
+}
+
+/// An exec, attach or port-forward request of a pod through the Kubernetes proxy.
+fn is_session(row: &AuditRow) -> bool {
+    !row.cluster.is_empty() && row.resource == "pods" && SESSION_SUBRESOURCES.contains(&row.subresource.as_str())
 }
 
 fn now_micros() -> i64 {
@@ -98,7 +242,12 @@ fn describe(app: &AppState, request: &Request) -> AuditRow {
     let via_api = headers.contains_key(axum::http::header::AUTHORIZATION);
     let path = request.uri().path();
     let target = parse_target(path);
+    let session_verb = (path.starts_with("/k8s-api/")
+        && target.resource == "pods"
+        && SESSION_SUBRESOURCES.contains(&target.subresource.as_str()))
+    .then(|| target.subresource.clone());
     let verb = match (request.method(), path) {
+        _ if session_verb.is_some() => session_verb.as_deref().unwrap_or("exec"),
         (_, LOGIN_PATH) => "login",
         (_, "/kuboard-api/auth/logout") => "logout",
         (&Method::POST, _) => "create",
@@ -130,7 +279,7 @@ fn describe(app: &AppState, request: &Request) -> AuditRow {
             .chars()
             .take(256)
             .collect(),
-        verb: verb.into(),
+        verb: verb.to_string(),
         api_group: target.api_group,
         resource: target.resource,
         subresource: target.subresource,

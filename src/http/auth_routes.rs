@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use crate::audit::audit_layer::RecordedByHandler;
 use crate::auth::password::MAX_PASSWORD_BYTES;
 use crate::auth::password_policy::{check_new_password, PasswordPolicyViolation};
 use crate::auth::roles::GlobalRole;
@@ -83,6 +84,12 @@ fn cookie(state: &AppState, name: &str, value: &str, http_only: bool, max_age_se
         "{name}={value}{http_only}; SameSite=Lax; Path=/; Max-Age={max_age_seconds}{secure}"
     ))
     .expect("base64url tokens make valid header values")
+}
+
+/// Marks an answer whose audit event the handler recorded, so the audit layer does not record it again.
+fn recorded(mut response: Response) -> Response {
+    response.extensions_mut().insert(RecordedByHandler);
+    response
 }
 
 pub fn policy_error(violation: PasswordPolicyViolation) -> ApiError {
@@ -164,7 +171,7 @@ pub async fn login(
         )
         .into_response();
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
-        return Ok(response);
+        return Ok(recorded(response));
     }
 
     let user = if request.password.len() > MAX_PASSWORD_BYTES {
@@ -183,14 +190,12 @@ pub async fn login(
         }
         audit(StatusCode::UNAUTHORIZED, false, "wrong user name or password");
         tracing::info!(username = shown_name, source_ip = %client.ip, "login refused: wrong user name or password");
-        return Err(ApiError::invalid_credentials());
+        return Ok(recorded(ApiError::invalid_credentials().into_response()));
     };
     if user.record.disabled {
         audit(StatusCode::FORBIDDEN, false, "user disabled");
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "user_disabled",
-            "this user is disabled",
+        return Ok(recorded(
+            ApiError::new(StatusCode::FORBIDDEN, "user_disabled", "this user is disabled").into_response(),
         ));
     }
     if let Err(error) = throttle::reset(&state.store, &ThrottleSubject::User(user.record.username.clone())).await {
@@ -227,7 +232,7 @@ pub async fn login(
     let headers = response.headers_mut();
     headers.append(SET_COOKIE, cookie(&state, SESSION_COOKIE, &token, true, ttl));
     headers.append(SET_COOKIE, cookie(&state, CSRF_COOKIE, &csrf_token, false, ttl));
-    Ok(response)
+    Ok(recorded(response))
 }
 
 /// Ends the presented session on every replica. Idempotent: without a live session it still
@@ -248,9 +253,11 @@ pub async fn logout(
     client: ClientInfo,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let mut audited = false;
     if let Some(token) = presented_token(&headers) {
         let now = state.clock.now_unix();
         if let Some(session) = sessions::find_session(&state.store, &token, now).await? {
+            audited = true;
             sessions::delete_session(&state.store, &session.token_hash, session.record.lease).await?;
             tracing::info!(username = %session.record.username, "logout");
             state.api.audit(
@@ -275,7 +282,7 @@ pub async fn logout(
     let headers = response.headers_mut();
     headers.append(SET_COOKIE, cookie(&state, SESSION_COOKIE, "", true, 0));
     headers.append(SET_COOKIE, cookie(&state, CSRF_COOKIE, "", false, 0));
-    Ok(response)
+    Ok(if audited { recorded(response) } else { response })
 }
 
 /// The logged-in user.

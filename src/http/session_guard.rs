@@ -39,6 +39,14 @@ const ALLOWED_BEFORE_PASSWORD_CHANGE: [&str; 4] = [
 #[derive(Debug, Clone)]
 pub struct GuardedSession(pub Session);
 
+/// Marks a refusal of the guard, so the audit layer in front of it records the request as denied.
+#[derive(Debug, Clone)]
+pub struct GuardRefusal {
+    pub username: String,
+    /// The machine code of the refusal.
+    pub code: &'static str,
+}
+
 pub async fn session_guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if !path.starts_with("/kuboard-api/") || path == LOGIN_PATH {
@@ -54,21 +62,27 @@ pub async fn session_guard(State(state): State<AppState>, mut request: Request, 
     let by_cookie = token_from_bearer(request.headers()).is_none();
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if by_cookie && changes && !csrf_token_matches(&request, &session) {
-        return refuse(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "csrf_token_invalid",
-            "a change made with the session cookie must carry the session's CSRF token (from the login answer or \
+        return refuse(
+            &session,
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf_token_invalid",
+                "a change made with the session cookie must carry the session's CSRF token (from the login answer or \
              the kuboard_csrf cookie) in the X-Kuboard-CSRF header",
-        ));
+            ),
+        );
     }
     let allowed = ALLOWED_BEFORE_PASSWORD_CHANGE.contains(&path)
         && (path != "/kuboard-api/system/status" || *request.method() == Method::GET);
     if session.record.must_change_password && !allowed {
-        return refuse(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "password_change_required",
-            "change the password first (POST /kuboard-api/auth/password): it is still the one set for you",
-        ));
+        return refuse(
+            &session,
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "password_change_required",
+                "change the password first (POST /kuboard-api/auth/password): it is still the one set for you",
+            ),
+        );
     }
     request.extensions_mut().insert(GuardedSession(session));
     next.run(request).await
@@ -85,12 +99,17 @@ fn csrf_token_matches(request: &Request, session: &Session) -> bool {
 
 /// The guard runs outside the routers' request-context layer, so it gives its refusals a request
 /// id of their own.
-fn refuse(error: ApiError) -> Response {
+fn refuse(session: &Session, error: ApiError) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    let code = error.code;
     let mut response = REQUEST_ID.sync_scope(request_id.clone(), || error.into_response());
     response.headers_mut().insert(
         REQUEST_ID_HEADER,
         HeaderValue::from_str(&request_id).expect("a uuid is a valid header value"),
     );
+    response.extensions_mut().insert(GuardRefusal {
+        username: session.record.username.clone(),
+        code,
+    });
     response
 }

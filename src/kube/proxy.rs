@@ -25,6 +25,7 @@ use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 
+use crate::audit::audit_layer::{AuditCaller, SessionAudit, SessionOutcome};
 use crate::auth::role_bindings;
 use crate::auth::roles::{kubernetes_identity, UserView};
 use crate::auth::sessions::{self, Session};
@@ -203,6 +204,10 @@ async fn forward(state: KubeRoutesState, mut request: Request) -> Result<Respons
     let method = request.method().clone();
 
     let session = authenticate(&state, request.headers()).await?;
+    let audit_caller = request.extensions().get::<AuditCaller>().cloned();
+    if let Some(caller) = &audit_caller {
+        caller.set(&session.record.username, &[]);
+    }
     if session.record.must_change_password {
         return Err(KubeStatus::forbidden(
             "change the Kuboard password first (POST /kuboard-api/auth/password): it is still the one set for you",
@@ -230,6 +235,9 @@ async fn forward(state: KubeRoutesState, mut request: Request) -> Result<Respons
     };
     let identity = kubernetes_identity(&view, &bindings, &cluster, request_namespace(path_only))
         .ok_or_else(|| KubeStatus::forbidden("this Kuboard user is disabled"))?;
+    if let Some(caller) = &audit_caller {
+        caller.set(&user.record.username, &user.record.groups);
+    }
 
     let pool = match state
         .pools
@@ -282,6 +290,8 @@ async fn forward(state: KubeRoutesState, mut request: Request) -> Result<Respons
     }
 
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    // The audit layer's closing event of an exec, attach or port-forward session.
+    let session_audit = request.extensions_mut().remove::<SessionAudit>();
     let body = if upgrade {
         Bytes::new()
     } else {
@@ -335,13 +345,25 @@ async fn forward(state: KubeRoutesState, mut request: Request) -> Result<Respons
                     (client, server) => {
                         tracing::warn!(client_ok = client.is_ok(), upstream_ok = server.is_ok(), %endpoint,
                             "a websocket upgrade did not complete");
+                        if let Some(audit) = session_audit {
+                            audit
+                                .finish(SessionOutcome::Failed("the upgrade did not complete".into()))
+                                .await;
+                        }
                         return;
                     }
                 };
                 let mut client = TokioIo::new(client);
                 let mut server = TokioIo::new(server);
                 // Either side closing (or the endpoint failing) ends the session for both.
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                let copied = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                if let Some(audit) = session_audit {
+                    let outcome = match copied {
+                        Ok((from_client, to_client)) => SessionOutcome::Closed { from_client, to_client },
+                        Err(error) => SessionOutcome::Failed(error.to_string()),
+                    };
+                    audit.finish(outcome).await;
+                }
             });
             return response
                 .body(Body::empty())
