@@ -2,7 +2,8 @@
 //!
 //! Each round waits a quiet interval, starts one fault picked at random from the enabled kinds, holds
 //! it, and undoes it. When the fault window closes, everything is healed: partitions and loss lifted,
-//! paused members resumed, killed members restarted.
+//! paused members resumed, killed members restarted, delay lifted, removed members added back, the
+//! audit database started again.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use serde::Serialize;
 
 use crate::net::partition::isolate;
 use crate::net::PartitionKind;
-use crate::system::Cluster;
+use crate::system::{AuditPolicyChoice, Cluster, ClusterFeatures, SystemKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -28,6 +29,37 @@ pub enum FaultKind {
     Pause,
     /// Random loss of 20% of the packets between members.
     Loss,
+    /// Delay (with jitter) on every peer link, through the userspace proxies on the peer links
+    /// (the cluster must be started with `ClusterFeatures::delay_proxy`; see [`features_for`]).
+    Delay,
+    /// `kill -9` of the current leader, restarted when the fault ends.
+    KillLeader,
+    /// SIGSTOP of the current leader, SIGCONT when the fault ends.
+    PauseLeader,
+    /// One member removed from the group (and its data wiped), added back as a fresh member when the
+    /// fault ends.
+    Membership,
+    /// `kill -9` of the audit database, restarted when the fault ends (the cluster must be started
+    /// with `ClusterFeatures::audit`; embedded group only).
+    AuditDb,
+}
+
+impl FaultKind {
+    /// The name in the timeline and on the command line.
+    pub fn name(self) -> &'static str {
+        fault_name(self)
+    }
+}
+
+/// The optional cluster parts the faults in `faults` need: delay proxies for [`FaultKind::Delay`],
+/// an audit database (policy `buffered` unless the caller sets another) for [`FaultKind::AuditDb`].
+pub fn features_for(faults: &[FaultKind], kind: SystemKind) -> ClusterFeatures {
+    ClusterFeatures {
+        delay_proxy: faults.contains(&FaultKind::Delay),
+        audit: (faults.contains(&FaultKind::AuditDb) && kind == SystemKind::Embedded)
+            .then_some(AuditPolicyChoice::Buffered),
+        ..ClusterFeatures::default()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +90,9 @@ enum Active {
     Loss,
     Killed(Vec<usize>),
     Paused(Vec<usize>),
+    Delayed,
+    Removed(usize),
+    AuditDbKilled,
 }
 
 /// Inject faults until `until`, then heal. Returns the timeline. Errors of single faults are recorded
@@ -101,14 +136,19 @@ pub async fn run(
         let hold_until = (Instant::now() + options.hold).min(until);
         tokio::time::sleep_until(hold_until.into()).await;
         if let Some(active) = started_fault {
-            match stop_fault(cluster, active) {
+            match stop_fault(cluster, active).await {
                 Ok(detail) => stamp(&mut timeline, name, "stop", detail),
                 Err(error) => stamp(&mut timeline, name, "error", format!("{error:#}")),
             }
             *current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = "none".to_string();
         }
     }
+    let mut restored = restore_membership(cluster)
+        .await
+        .context("restore the membership at the end of the fault window")?;
     let (healed, exited) = heal_everything(cluster).context("heal the cluster at the end of the fault window")?;
+    restored.push(healed);
+    let healed = restored.join(", ");
     for member in exited {
         stamp(&mut timeline, "crash", "detected", member);
     }
@@ -122,6 +162,11 @@ fn fault_name(kind: FaultKind) -> &'static str {
         FaultKind::Kill => "kill",
         FaultKind::Pause => "pause",
         FaultKind::Loss => "loss",
+        FaultKind::Delay => "delay",
+        FaultKind::KillLeader => "kill-leader",
+        FaultKind::PauseLeader => "pause-leader",
+        FaultKind::Membership => "membership",
+        FaultKind::AuditDb => "audit-db",
     }
 }
 
@@ -151,8 +196,24 @@ async fn start_fault(cluster: &mut Cluster, kind: FaultKind) -> anyhow::Result<(
     // Asked before the random choices: the thread's generator must not live across an await.
     let leader = match kind {
         FaultKind::Partition if members >= 2 => cluster.find_leader().await,
+        FaultKind::KillLeader | FaultKind::PauseLeader => cluster.find_leader().await,
         _ => None,
     };
+    match kind {
+        FaultKind::Membership => return start_membership(cluster).await,
+        FaultKind::KillLeader | FaultKind::PauseLeader => {
+            let leader = leader.context("no member claims to lead")?;
+            let name = cluster.member_name(leader).to_string();
+            return if kind == FaultKind::KillLeader {
+                cluster.kill(leader)?;
+                Ok((Active::Killed(vec![leader]), format!("kill -9 leader {name}")))
+            } else {
+                cluster.pause(leader)?;
+                Ok((Active::Paused(vec![leader]), format!("SIGSTOP leader {name}")))
+            };
+        }
+        _ => {}
+    }
     let mut rng = rand::thread_rng();
     match kind {
         FaultKind::Partition => {
@@ -213,11 +274,82 @@ async fn start_fault(cluster: &mut Cluster, kind: FaultKind) -> anyhow::Result<(
                 format!("SIGSTOP {}", names(cluster, &chosen)),
             ))
         }
+        FaultKind::Delay => {
+            let control = cluster
+                .delay_control()
+                .context("the cluster has no delay proxies (start it with ClusterFeatures::delay_proxy)")?;
+            let (delay, jitter) = (cluster.features().delay, cluster.features().jitter);
+            control.set(delay, jitter);
+            Ok((
+                Active::Delayed,
+                format!(
+                    "peer links delayed {} ms + up to {} ms jitter each way",
+                    delay.as_millis(),
+                    jitter.as_millis()
+                ),
+            ))
+        }
+        FaultKind::AuditDb => {
+            let pid = cluster.audit_db_pid();
+            cluster.kill_audit_db()?;
+            Ok((
+                Active::AuditDbKilled,
+                format!("kill -9 audit database (pid {})", pid.unwrap_or_default()),
+            ))
+        }
+        FaultKind::KillLeader | FaultKind::PauseLeader | FaultKind::Membership => {
+            unreachable!("handled before the generator is made")
+        }
     }
 }
 
-fn stop_fault(cluster: &mut Cluster, active: Active) -> anyhow::Result<String> {
+/// Remove one random member from the group. Refused unless every member is running, unpaused and a
+/// member, so that the rest stays a majority of the old and of the new membership.
+async fn start_membership(cluster: &mut Cluster) -> anyhow::Result<(Active, String)> {
+    let members = cluster.member_count();
+    if members < 3 {
+        anyhow::bail!("a membership change needs at least 3 members, not {members}");
+    }
+    if let Some(index) = (0..members)
+        .find(|index| !cluster.is_running(*index) || cluster.is_paused(*index) || cluster.is_removed(*index))
+    {
+        anyhow::bail!(
+            "{} is not a running member; no membership change now",
+            cluster.member_name(index)
+        );
+    }
+    let chosen = rand::thread_rng().gen_range(0..members);
+    let detail = cluster.remove_member(chosen).await?;
+    Ok((Active::Removed(chosen), detail))
+}
+
+/// Add back every member that is removed from the group.
+async fn restore_membership(cluster: &mut Cluster) -> anyhow::Result<Vec<String>> {
+    let mut done = Vec::new();
+    for index in 0..cluster.member_count() {
+        if cluster.is_removed(index) {
+            done.push(cluster.add_member_back(index).await?);
+        }
+    }
+    Ok(done)
+}
+
+async fn stop_fault(cluster: &mut Cluster, active: Active) -> anyhow::Result<String> {
     match active {
+        Active::Delayed => {
+            if let Some(control) = cluster.delay_control() {
+                control.clear();
+            }
+            Ok("delay lifted".to_string())
+        }
+        Active::Removed(index) => cluster.add_member_back(index).await,
+        Active::AuditDbKilled => {
+            cluster.restart_audit_db()?;
+            Ok(format!(
+                "audit database restarted (pid {})",
+                cluster.audit_db_pid().unwrap_or_default()
+            ))
+        }
         Active::Partition | Active::Loss => {
             cluster.network_mut().heal()?;
             Ok("healed".to_string())
@@ -249,12 +381,24 @@ pub fn heal_everything(cluster: &mut Cluster) -> anyhow::Result<(String, Vec<Str
     }
     cluster.network_mut().heal()?;
     actions.push("network healed".to_string());
+    if let Some(control) = cluster.delay_control() {
+        if control.get() != (Duration::ZERO, Duration::ZERO) {
+            control.clear();
+            actions.push("delay lifted".to_string());
+        }
+    }
+    if cluster.audit_db_uri().is_some() && !cluster.audit_db_is_up() {
+        cluster.restart_audit_db()?;
+        actions.push("audit database restarted".to_string());
+    }
     for index in 0..cluster.member_count() {
         if cluster.is_paused(index) {
             cluster.resume(index)?;
             actions.push(format!("resumed {}", cluster.member_name(index)));
         }
-        if !cluster.is_running(index) {
+        // A removed member comes back only through `restore_membership` (it must be added, not just
+        // started).
+        if !cluster.is_running(index) && !cluster.is_removed(index) {
             cluster.restart(index)?;
             actions.push(format!("restarted {}", cluster.member_name(index)));
         }

@@ -45,6 +45,9 @@ pub struct Network {
     forward_rule: Option<Vec<String>>,
     grudge: Grudge,
     loss_probability: Option<f64>,
+    /// Packet loss applies among the first this many hosts (the members); later hosts (services such
+    /// as the audit database) are spared.
+    loss_hosts: usize,
     torn_down: bool,
 }
 
@@ -75,6 +78,7 @@ impl Network {
             forward_rule: None,
             grudge: Grudge::new(),
             loss_probability: None,
+            loss_hosts: count,
             torn_down: false,
         };
         // On error `network` drops here and removes the parts already made.
@@ -167,6 +171,32 @@ impl Network {
         self.apply_rules()
     }
 
+    /// Limit packet loss to the links among the first `count` hosts (hosts after them run services
+    /// that are faulted otherwise, such as the audit database).
+    pub fn limit_loss_to(&mut self, count: usize) {
+        self.loss_hosts = count.min(self.hosts.len());
+    }
+
+    /// The alias address of host `index` for peer traffic through the delay proxies:
+    /// `198.19.S.(index+1)`, present on the loopback device of every host after
+    /// [`Self::add_peer_aliases`] (see [`super::proxy`]).
+    pub fn peer_alias(&self, index: usize) -> Ipv4Addr {
+        Ipv4Addr::new(198, 19, self.subnet, index as u8 + 1)
+    }
+
+    /// Put the alias addresses of the first `count` hosts on the loopback device of every host, so that
+    /// a proxy in each namespace can listen on them.
+    pub fn add_peer_aliases(&self, count: usize) -> anyhow::Result<()> {
+        for host in &self.hosts {
+            for index in 0..count.min(self.hosts.len()) {
+                let alias = format!("{}/32", self.peer_alias(index));
+                run("ip", &["-n", &host.namespace, "addr", "add", &alias, "dev", "lo"])
+                    .with_context(|| format!("add the peer alias {alias} in {}", host.name))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Remove every partition and loss rule.
     pub fn heal(&mut self) -> anyhow::Result<()> {
         self.grudge.clear();
@@ -185,8 +215,8 @@ impl Network {
                     table.push_str(&format!("-A INPUT -s {ip}/32 -j DROP\n-A OUTPUT -d {ip}/32 -j DROP\n"));
                 }
             }
-            if let Some(probability) = self.loss_probability {
-                for (other_index, other) in self.hosts.iter().enumerate() {
+            if let Some(probability) = self.loss_probability.filter(|_| index < self.loss_hosts) {
+                for (other_index, other) in self.hosts.iter().enumerate().take(self.loss_hosts) {
                     if other_index != index {
                         table.push_str(&format!(
                             "-A INPUT -s {}/32 -m statistic --mode random --probability {probability:.4} -j DROP\n",

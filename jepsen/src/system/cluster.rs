@@ -1,19 +1,31 @@
 use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::net::Network;
+use super::audit_db::AuditDb;
+use super::http;
+use crate::net::{DelayControl, Network, ProxySet, Route};
 
 /// The etcd v3 client port of every member (each member has a host, hence an address, of its own).
 pub const CLIENT_PORT: u16 = 2379;
 /// The peer (Raft) port of every member.
 const PEER_PORT: u16 = 2380;
 /// The web port of a `kuboard serve` replica.
-const WEB_PORT: u16 = 8080;
+pub const WEB_PORT: u16 = 8080;
+/// The administrator's password once [`Cluster::ensure_admin_password`] has changed the default one
+/// (a session made with the default password may do nothing but change it).
+pub const ADMIN_PASSWORD: &str = "Jepsen-Admin-Pass-1";
+/// The default password of the `admin` user on a first start.
+const DEFAULT_ADMIN_PASSWORD: &str = "Kuboard123";
+/// Bound on one `kuboard admin members` or `etcdctl member` command (an added member may need a
+/// snapshot transfer before it votes).
+const MEMBER_COMMAND_TIMEOUT: Duration = Duration::from_secs(160);
 /// How long one readiness probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -38,8 +50,64 @@ pub struct ClusterOptions {
     pub work_dir: PathBuf,
 }
 
+/// The audit policy of the members when the cluster runs an audit database
+/// (`KUBOARD_AUDIT_POLICY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditPolicyChoice {
+    IgnoreErrors,
+    Buffered,
+    Strict,
+}
+
+impl AuditPolicyChoice {
+    /// The value of `KUBOARD_AUDIT_POLICY`.
+    pub fn as_env(self) -> &'static str {
+        match self {
+            AuditPolicyChoice::IgnoreErrors => "ignore-errors",
+            AuditPolicyChoice::Buffered => "buffered",
+            AuditPolicyChoice::Strict => "strict",
+        }
+    }
+}
+
+/// Optional parts of a cluster that some faults need. Kept apart from [`ClusterOptions`] so that
+/// existing constructions of it stay valid; [`Cluster::start`] uses the defaults (none of them), and
+/// `crate::nemesis::features_for` gives the parts a list of faults needs.
+#[derive(Debug, Clone)]
+pub struct ClusterFeatures {
+    /// Route every peer link through a delay proxy (the `delay` fault needs it): members are
+    /// configured with alias peer addresses served by proxies in each namespace ([`crate::net::proxy`]).
+    pub delay_proxy: bool,
+    /// The delay the `delay` fault adds to each chunk, in each direction.
+    pub delay: Duration,
+    /// A uniform random extra delay of up to this much per chunk.
+    pub jitter: Duration,
+    /// Run a PostgreSQL audit database on a host of its own and start the members (embedded group
+    /// only) with `KUBOARD_QUEST_DB_URI` pointing at it and this `KUBOARD_AUDIT_POLICY`.
+    pub audit: Option<AuditPolicyChoice>,
+    /// The directory with PostgreSQL's `initdb`, `postgres` and `psql`.
+    pub postgres_bin: PathBuf,
+}
+
+impl Default for ClusterFeatures {
+    fn default() -> ClusterFeatures {
+        ClusterFeatures {
+            delay_proxy: false,
+            delay: Duration::from_millis(50),
+            jitter: Duration::from_millis(10),
+            audit: None,
+            postgres_bin: PathBuf::from("/usr/lib/postgresql/15/bin"),
+        }
+    }
+}
+
 struct Member {
     name: String,
+    /// Wiped when the member is removed from the group, so that it joins again as a fresh member.
+    data_dir: PathBuf,
+    /// Removed from the group by [`Cluster::remove_member`] and not added back yet.
+    removed: bool,
     program: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -51,15 +119,30 @@ struct Member {
 /// A running cluster on its own network. Dropping it kills every member (by pid) and then removes the
 /// network.
 pub struct Cluster {
-    // Declared before `network`: members die before their namespaces are removed.
+    // Declared before `network`: members, proxies and the audit database end before their
+    // namespaces are removed.
     members: Vec<Member>,
+    proxies: Option<ProxySet>,
+    audit_db: Option<AuditDb>,
     network: Network,
     kind: SystemKind,
+    features: ClusterFeatures,
+    /// Whether the admin's password is [`ADMIN_PASSWORD`] already.
+    admin_password_set: bool,
 }
 
 impl Cluster {
     /// Create the network, start every member and wait until each answers a linearizable read.
     pub async fn start(options: &ClusterOptions) -> anyhow::Result<Cluster> {
+        Cluster::start_with(options, &ClusterFeatures::default()).await
+    }
+
+    /// Like [`Self::start`], with the optional parts in `features`: delay proxies on the peer links
+    /// and an audit database host (started before the members, which log to it).
+    pub async fn start_with(options: &ClusterOptions, features: &ClusterFeatures) -> anyhow::Result<Cluster> {
+        if features.audit.is_some() && options.kind != SystemKind::Embedded {
+            bail!("an audit database is for the embedded group (kuboard serve) only");
+        }
         if options.members == 0 {
             bail!("a cluster needs at least one member");
         }
@@ -78,15 +161,48 @@ impl Cluster {
             );
         }
         std::fs::create_dir_all(&options.work_dir).with_context(|| format!("create {}", options.work_dir.display()))?;
-        let network = Network::create(options.members)?;
-        let members = match options.kind {
-            SystemKind::Embedded => embedded_members(&network, options),
-            SystemKind::Etcd => etcd_members(&network, options),
+        // The audit database, when there is one, is the host after the members.
+        let hosts = options.members + usize::from(features.audit.is_some());
+        let mut network = Network::create(hosts)?;
+        network.limit_loss_to(options.members);
+        let proxies = if features.delay_proxy {
+            network.add_peer_aliases(options.members)?;
+            let routes = peer_routes(&network, options.members);
+            Some(ProxySet::start(&routes, Arc::new(DelayControl::default()))?)
+        } else {
+            None
         };
+        let audit_db = match features.audit {
+            Some(_) => {
+                let host = &network.hosts()[options.members];
+                let log_path = options.work_dir.join("audit-db.log");
+                let mut db = AuditDb::init(&features.postgres_bin, host, &network, log_path)?;
+                db.start()?;
+                db.wait_ready(Duration::from_secs(30))?;
+                Some(db)
+            }
+            None => None,
+        };
+        let mut members = match options.kind {
+            SystemKind::Embedded => embedded_members(&network, options, features.delay_proxy),
+            SystemKind::Etcd => etcd_members(&network, options, features.delay_proxy),
+        };
+        if let (Some(policy), Some(db)) = (features.audit, audit_db.as_ref()) {
+            for member in &mut members {
+                member.env.push(("KUBOARD_QUEST_DB_URI".to_string(), db.uri()));
+                member
+                    .env
+                    .push(("KUBOARD_AUDIT_POLICY".to_string(), policy.as_env().to_string()));
+            }
+        }
         let mut cluster = Cluster {
             members,
+            proxies,
+            audit_db,
             network,
             kind: options.kind,
+            features: features.clone(),
+            admin_password_set: false,
         };
         for index in 0..cluster.members.len() {
             cluster.spawn(index)?;
@@ -134,6 +250,36 @@ impl Cluster {
 
     pub fn pid(&self, index: usize) -> Option<u32> {
         self.members[index].process.as_ref().map(Child::id)
+    }
+
+    pub fn features(&self) -> &ClusterFeatures {
+        &self.features
+    }
+
+    /// The Raft peer address of a member as the members know it (`HOST:PORT`): the alias served by
+    /// the delay proxies when they run, else the member's own address.
+    pub fn peer_address(&self, index: usize) -> String {
+        let ip = if self.proxies.is_some() {
+            self.network.peer_alias(index)
+        } else {
+            self.network.hosts()[index].ip
+        };
+        format!("{ip}:{PEER_PORT}")
+    }
+
+    /// `http://<host address>:8080`, the web port of an embedded-group replica.
+    pub fn web_url(&self, index: usize) -> String {
+        format!("http://{}:{WEB_PORT}", self.network.hosts()[index].ip)
+    }
+
+    /// The delay control of the peer proxies, when the cluster has them.
+    pub fn delay_control(&self) -> Option<&Arc<DelayControl>> {
+        self.proxies.as_ref().map(ProxySet::control)
+    }
+
+    /// Whether the member was removed from the group by [`Self::remove_member`] and not added back.
+    pub fn is_removed(&self, index: usize) -> bool {
+        self.members[index].removed
     }
 
     fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
@@ -185,7 +331,248 @@ impl Cluster {
         if self.members[index].process.is_some() {
             bail!("{} is already running", self.members[index].name);
         }
+        if self.members[index].removed {
+            bail!(
+                "{} was removed from the group; add it back instead",
+                self.members[index].name
+            );
+        }
         self.spawn(index)
+    }
+
+    /// A running, unpaused member other than `except` to send administrative commands to.
+    fn other_member(&self, except: usize) -> anyhow::Result<usize> {
+        (0..self.members.len())
+            .find(|index| {
+                *index != except && self.is_running(*index) && !self.is_paused(*index) && !self.is_removed(*index)
+            })
+            .with_context(|| format!("no running member besides {} to ask", self.members[except].name))
+    }
+
+    /// Remove a member from the group through another member (`kuboard admin members remove`, or
+    /// `etcdctl member remove`), then stop it and wipe its data directory: it may only come back as a
+    /// fresh member ([`Self::add_member_back`]). The caller keeps a majority of the rest running.
+    pub async fn remove_member(&mut self, index: usize) -> anyhow::Result<String> {
+        if self.members[index].removed {
+            bail!("{} is removed already", self.members[index].name);
+        }
+        let via = self.other_member(index)?;
+        let said = match self.kind {
+            SystemKind::Embedded => {
+                self.ensure_admin_password().await?;
+                let id = (index + 1).to_string();
+                let server = self.web_url(via);
+                self.kuboard_admin(&["members", "remove", &id, "--server", &server])
+                    .await?
+            }
+            SystemKind::Etcd => {
+                let endpoint = self.endpoint(via);
+                let list = etcdctl(&endpoint, &["member", "list"]).await?;
+                let name = &self.members[index].name;
+                // `etcdctl member list` (simple format): `ID, status, name, peer URLs, client URLs, learner`.
+                let id = list
+                    .lines()
+                    .map(|line| line.split(", ").collect::<Vec<_>>())
+                    .find(|fields| fields.get(2) == Some(&name.as_str()))
+                    .and_then(|fields| fields.first().map(|id| id.to_string()))
+                    .with_context(|| format!("{name} is not in the member list:\n{list}"))?;
+                etcdctl(&endpoint, &["member", "remove", &id]).await?
+            }
+        };
+        if self.is_running(index) {
+            self.kill(index)?;
+        }
+        let member = &mut self.members[index];
+        member.removed = true;
+        if member.data_dir.exists() {
+            std::fs::remove_dir_all(&member.data_dir)
+                .with_context(|| format!("wipe the data dir of {}", member.name))?;
+        }
+        Ok(format!(
+            "removed {} through {}: {}",
+            self.members[index].name,
+            self.members[via].name,
+            said.lines().next().unwrap_or_default()
+        ))
+    }
+
+    /// Start a member removed by [`Self::remove_member`] on an empty data directory and add it to the
+    /// group again through another member; returns once the group has accepted it (for the embedded
+    /// group: once it caught up and votes).
+    pub async fn add_member_back(&mut self, index: usize) -> anyhow::Result<String> {
+        if !self.members[index].removed {
+            bail!("{} is a member already", self.members[index].name);
+        }
+        let via = self.other_member(index)?;
+        let peer = self.peer_address(index);
+        let said = match self.kind {
+            SystemKind::Embedded => {
+                // A fresh replica whose peers hold state never initialises; it waits to be added.
+                self.spawn(index)?;
+                let spec = format!("{}={peer}", index + 1);
+                let server = self.web_url(via);
+                self.kuboard_admin(&["members", "add", &spec, "--server", &server])
+                    .await?
+            }
+            SystemKind::Etcd => {
+                let endpoint = self.endpoint(via);
+                let name = self.members[index].name.clone();
+                let said = etcdctl(
+                    &endpoint,
+                    &["member", "add", &name, &format!("--peer-urls=http://{peer}")],
+                )
+                .await?;
+                // It joins the existing cluster; its original --initial-cluster names the same members.
+                for arg in &mut self.members[index].args {
+                    if arg == "--initial-cluster-state=new" {
+                        *arg = "--initial-cluster-state=existing".to_string();
+                    }
+                }
+                self.spawn(index)?;
+                said
+            }
+        };
+        self.members[index].removed = false;
+        Ok(format!(
+            "added {} back through {}: {}",
+            self.members[index].name,
+            self.members[via].name,
+            said.lines().next().unwrap_or_default()
+        ))
+    }
+
+    /// Run `kuboard admin <args> --password <ADMIN_PASSWORD>` from the root namespace.
+    async fn kuboard_admin(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut command = tokio::process::Command::new(&self.members[0].program);
+        command
+            .arg("admin")
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBOARD_ADMIN_PASSWORD", ADMIN_PASSWORD);
+        let line = format!("kuboard admin {}", args.join(" "));
+        run_bounded(command, &line).await
+    }
+
+    /// Make sure the `admin` user's password is [`ADMIN_PASSWORD`] (embedded group only): on a first
+    /// start it logs in with the default password and changes it. Workloads that log in as admin use
+    /// [`ADMIN_PASSWORD`] afterwards.
+    pub async fn ensure_admin_password(&mut self) -> anyhow::Result<()> {
+        if self.admin_password_set {
+            return Ok(());
+        }
+        if self.kind != SystemKind::Embedded {
+            bail!("only the embedded group has an admin user");
+        }
+        let index = (0..self.members.len())
+            .find(|index| self.is_running(*index) && !self.is_paused(*index) && !self.is_removed(*index))
+            .context("no running member to log in to")?;
+        let address = SocketAddr::from((self.network.hosts()[index].ip, WEB_PORT));
+        let login = |password: &str| serde_json::json!({ "username": "admin", "password": password });
+        let (status, _) = http::request(
+            address,
+            "POST",
+            "/kuboard-api/auth/login",
+            None,
+            Some(&login(ADMIN_PASSWORD)),
+        )
+        .await
+        .context("log in as admin")?;
+        if status == 200 {
+            self.admin_password_set = true;
+            return Ok(());
+        }
+        let (status, answer) = http::request(
+            address,
+            "POST",
+            "/kuboard-api/auth/login",
+            None,
+            Some(&login(DEFAULT_ADMIN_PASSWORD)),
+        )
+        .await
+        .context("log in as admin with the default password")?;
+        let token = answer["token"]
+            .as_str()
+            .with_context(|| format!("login with the default password answered {status}: {answer}"))?
+            .to_string();
+        let change = serde_json::json!({ "current_password": DEFAULT_ADMIN_PASSWORD, "new_password": ADMIN_PASSWORD });
+        let (status, answer) = http::request(
+            address,
+            "POST",
+            "/kuboard-api/auth/password",
+            Some(&token),
+            Some(&change),
+        )
+        .await
+        .context("change the admin password")?;
+        if status != 200 {
+            bail!("changing the admin password answered {status}: {answer}");
+        }
+        self.admin_password_set = true;
+        Ok(())
+    }
+
+    /// Log in as `admin` with [`ADMIN_PASSWORD`] (changing the default password first when needed)
+    /// through the first running member and return the session's bearer token. A login is an
+    /// audited action, so this also makes one audit event.
+    pub async fn admin_token(&mut self) -> anyhow::Result<String> {
+        self.ensure_admin_password().await?;
+        let index = (0..self.members.len())
+            .find(|index| self.is_running(*index) && !self.is_paused(*index) && !self.is_removed(*index))
+            .context("no running member to log in to")?;
+        let address = SocketAddr::from((self.network.hosts()[index].ip, WEB_PORT));
+        let body = serde_json::json!({ "username": "admin", "password": ADMIN_PASSWORD });
+        let (status, answer) = http::request(address, "POST", "/kuboard-api/auth/login", None, Some(&body))
+            .await
+            .context("log in as admin")?;
+        answer["token"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("login answered {status} without a token"))
+    }
+
+    /// Whether the cluster has an audit database and it is running (not killed by the `audit-db`
+    /// fault).
+    pub fn audit_db_is_up(&self) -> bool {
+        self.audit_db.as_ref().is_some_and(AuditDb::is_running)
+    }
+
+    /// The audit database's process id while it runs.
+    pub fn audit_db_pid(&self) -> Option<u32> {
+        self.audit_db.as_ref().and_then(AuditDb::pid)
+    }
+
+    /// The connection string of the audit database (`postgresql://kuboard@198.18.S.H:5432/postgres`,
+    /// no password), the same the members use; it is reachable from the root namespace as well.
+    /// The members write their events into the table `kuboard_audit`.
+    pub fn audit_db_uri(&self) -> Option<String> {
+        self.audit_db.as_ref().map(AuditDb::uri)
+    }
+
+    /// Run one SQL statement against the audit database with `psql` and return its rows, each a
+    /// `Vec` of the columns as text (NULL as an empty string). For example
+    /// `cluster.audit_db_query("SELECT audit_id, action FROM kuboard_audit")`.
+    pub fn audit_db_query(&self, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
+        self.audit_db
+            .as_ref()
+            .context("the cluster has no audit database")?
+            .query(sql)
+    }
+
+    /// `kill -9` the audit database.
+    pub fn kill_audit_db(&mut self) -> anyhow::Result<()> {
+        self.audit_db
+            .as_mut()
+            .context("the cluster has no audit database")?
+            .kill()
+    }
+
+    /// Start the audit database again on its data after [`Self::kill_audit_db`] and wait until it
+    /// answers.
+    pub fn restart_audit_db(&mut self) -> anyhow::Result<()> {
+        let db = self.audit_db.as_mut().context("the cluster has no audit database")?;
+        db.start()?;
+        db.wait_ready(Duration::from_secs(30))
     }
 
     /// Freeze a member with SIGSTOP.
@@ -300,7 +687,70 @@ impl Drop for Cluster {
                 let _ = process.wait();
             }
         }
+        // The audit database and the proxies end when their fields drop, before the network's.
     }
+}
+
+/// In every member's namespace, a proxy for each member's alias address that forwards to its real
+/// peer address.
+fn peer_routes(network: &Network, members: usize) -> Vec<Route> {
+    let hosts = network.hosts();
+    let mut routes = Vec::new();
+    for host in &hosts[..members] {
+        for (target_index, target) in hosts[..members].iter().enumerate() {
+            routes.push(Route {
+                namespace: host.namespace.clone(),
+                listen: SocketAddr::from((network.peer_alias(target_index), PEER_PORT)),
+                target: SocketAddr::from((target.ip, PEER_PORT)),
+            });
+        }
+    }
+    routes
+}
+
+/// The address members use for member `index`'s peer port.
+fn peer_ip(network: &Network, index: usize, proxied: bool) -> Ipv4Addr {
+    if proxied {
+        network.peer_alias(index)
+    } else {
+        network.hosts()[index].ip
+    }
+}
+
+/// Run `etcdctl --endpoints=<endpoint> <args>` from the root namespace.
+async fn etcdctl(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
+    let mut command = tokio::process::Command::new("etcdctl");
+    command
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("--command-timeout=30s")
+        .args(args)
+        .env("ETCDCTL_API", "3");
+    let line = format!("etcdctl {}", args.join(" "));
+    run_bounded(command, &line).await
+}
+
+/// Run a command to completion within [`MEMBER_COMMAND_TIMEOUT`]; its standard output, or an error
+/// with its standard error.
+async fn run_bounded(mut command: tokio::process::Command, line: &str) -> anyhow::Result<String> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = command.spawn().with_context(|| format!("start `{line}`"))?;
+    let output = tokio::time::timeout(MEMBER_COMMAND_TIMEOUT, child.wait_with_output())
+        .await
+        .with_context(|| format!("`{line}` did not finish within {MEMBER_COMMAND_TIMEOUT:?}"))?
+        .with_context(|| format!("wait for `{line}`"))?;
+    if !output.status.success() {
+        bail!(
+            "`{line}` exited with {}: {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout).trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// One linearizable read of a key nobody writes.
@@ -319,12 +769,10 @@ async fn probe(endpoint: &str) -> anyhow::Result<()> {
     }
 }
 
-fn embedded_members(network: &Network, options: &ClusterOptions) -> Vec<Member> {
-    let hosts = network.hosts();
-    let peers = hosts
-        .iter()
-        .enumerate()
-        .map(|(index, host)| format!("{}={}:{PEER_PORT}", index + 1, host.ip))
+fn embedded_members(network: &Network, options: &ClusterOptions, proxied: bool) -> Vec<Member> {
+    let hosts = &network.hosts()[..options.members];
+    let peers = (0..hosts.len())
+        .map(|index| format!("{}={}:{PEER_PORT}", index + 1, peer_ip(network, index, proxied)))
         .collect::<Vec<_>>()
         .join(",");
     // The secrets only have to be shared by the members of this run.
@@ -354,6 +802,8 @@ fn embedded_members(network: &Network, options: &ClusterOptions) -> Vec<Member> 
             ];
             Member {
                 name: host.name.clone(),
+                data_dir: options.work_dir.join(&host.name),
+                removed: false,
                 program: options.kuboard_binary.clone(),
                 args: vec!["serve".to_string()],
                 env: env
@@ -368,25 +818,30 @@ fn embedded_members(network: &Network, options: &ClusterOptions) -> Vec<Member> 
         .collect()
 }
 
-fn etcd_members(network: &Network, options: &ClusterOptions) -> Vec<Member> {
-    let hosts = network.hosts();
+fn etcd_members(network: &Network, options: &ClusterOptions, proxied: bool) -> Vec<Member> {
+    let hosts = &network.hosts()[..options.members];
     let initial_cluster = hosts
         .iter()
-        .map(|host| format!("{}=http://{}:{PEER_PORT}", host.name, host.ip))
+        .enumerate()
+        .map(|(index, host)| format!("{}=http://{}:{PEER_PORT}", host.name, peer_ip(network, index, proxied)))
         .collect::<Vec<_>>()
         .join(",");
     hosts
         .iter()
-        .map(|host| {
+        .enumerate()
+        .map(|(index, host)| {
             let client_url = format!("http://{}:{CLIENT_PORT}", host.ip);
+            // It listens on its own address; the others reach it at the advertised one (the alias
+            // served by their delay proxies, when there are proxies).
             let peer_url = format!("http://{}:{PEER_PORT}", host.ip);
+            let advertised_peer_url = format!("http://{}:{PEER_PORT}", peer_ip(network, index, proxied));
             let args = vec![
                 format!("--name={}", host.name),
                 format!("--data-dir={}", options.work_dir.join(&host.name).display()),
                 format!("--listen-client-urls={client_url}"),
                 format!("--advertise-client-urls={client_url}"),
                 format!("--listen-peer-urls={peer_url}"),
-                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={advertised_peer_url}"),
                 format!("--initial-cluster={initial_cluster}"),
                 format!("--initial-cluster-token=kuboard-jepsen-{}", network.id()),
                 "--initial-cluster-state=new".to_string(),
@@ -395,6 +850,8 @@ fn etcd_members(network: &Network, options: &ClusterOptions) -> Vec<Member> {
             ];
             Member {
                 name: host.name.clone(),
+                data_dir: options.work_dir.join(&host.name),
+                removed: false,
                 program: options.etcd_binary.clone(),
                 args,
                 env: Vec::new(),

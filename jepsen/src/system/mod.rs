@@ -4,6 +4,11 @@
 //! Both serve the etcd v3 API on port [`CLIENT_PORT`] of their host's address, so one client drives
 //! either.
 
+mod audit_db;
 mod cluster;
+mod http;
 
-pub use cluster::{Cluster, ClusterOptions, SystemKind, CLIENT_PORT};
+pub use audit_db::AUDIT_DB_PORT;
+pub use cluster::{
+    AuditPolicyChoice, Cluster, ClusterFeatures, ClusterOptions, SystemKind, ADMIN_PASSWORD, CLIENT_PORT, WEB_PORT,
+};
