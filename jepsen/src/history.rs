@@ -53,6 +53,84 @@ pub struct RegisterOp {
     pub error: Option<String>,
 }
 
+/// One completed operation of the set, watch or HTTP workload: what was asked (`f`, `key`, `value`),
+/// of which member, and what became of it. Register operations keep their own type ([`RegisterOp`]),
+/// which the linearizability checker reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// Position in the workload's history.
+    pub index: usize,
+    /// The logical client process (a new one after an indeterminate outcome).
+    pub process: u64,
+    /// The member the request was sent to.
+    pub node: String,
+    /// The operation: `add`, `read`, `put`, `login`, `create-user`, `get-user`, `me`, ….
+    pub f: String,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The store revision the operation produced (a put) or read at, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    pub outcome: Outcome,
+    pub invoke_ns: u64,
+    pub complete_ns: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One line of `history.jsonl`: an operation of any workload, tagged with the workload's name.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryLine<'a, T: Serialize> {
+    pub workload: &'static str,
+    #[serde(flatten)]
+    pub op: &'a T,
+}
+
+/// What the plots need of an operation, whichever workload it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedOp {
+    /// `register read`, `set add`, `http create-user`, …
+    pub kind: String,
+    pub outcome: Outcome,
+    pub invoke_ns: u64,
+    pub complete_ns: u64,
+}
+
+impl TimedOp {
+    pub fn of_register(op: &RegisterOp) -> TimedOp {
+        let f = match op.call {
+            RegisterCall::Read { .. } => "read",
+            RegisterCall::Write { .. } => "write",
+            RegisterCall::Cas { .. } => "cas",
+        };
+        TimedOp {
+            kind: format!("register {f}"),
+            outcome: op.outcome,
+            invoke_ns: op.invoke_ns,
+            complete_ns: op.complete_ns,
+        }
+    }
+
+    pub fn of_op(workload: &str, op: &Op) -> TimedOp {
+        TimedOp {
+            kind: format!("{workload} {}", op.f),
+            outcome: op.outcome,
+            invoke_ns: op.invoke_ns,
+            complete_ns: op.complete_ns,
+        }
+    }
+}
+
+/// Append `ops` to an open JSON lines writer, each tagged with `workload`.
+pub fn append_jsonl<T: Serialize>(writer: &mut impl Write, workload: &'static str, ops: &[T]) -> anyhow::Result<()> {
+    for op in ops {
+        serde_json::to_writer(&mut *writer, &HistoryLine { workload, op }).context("encode a history line")?;
+        writer.write_all(b"\n").context("write a history line")?;
+    }
+    Ok(())
+}
+
 /// Write `ops` as JSON lines.
 pub fn write_jsonl<T: Serialize>(path: &Path, ops: &[T]) -> anyhow::Result<()> {
     let file = std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;

@@ -9,9 +9,11 @@
 //! - [`net`]: hosts in network namespaces on a bridge, partitions, packet loss, cleanup.
 //! - [`echo`]: a TCP echo server and probe for reachability checks.
 //! - [`system`]: the system under test (embedded group or etcd), one member per host, signals.
-//! - [`workload`]: clients recording histories (registers through the etcd v3 API).
+//! - [`workload`]: clients recording histories (registers, set and watch through the etcd v3 API,
+//!   sessions and users through the REST API).
 //! - [`nemesis`]: faults on a random schedule and their timeline.
 //! - [`run`]: one test run end to end, writing the run directory.
+//! - [`report`]: the run directory's plots (SVG) and HTML summary.
 //! - [`bench`]: the embedded group and etcd side by side (throughput, latency, failover, memory).
 //!
 //! Architecture Invariant: this crate talks to the system under test over the network and through
@@ -23,6 +25,7 @@ pub mod echo;
 pub mod history;
 pub mod nemesis;
 pub mod net;
+pub mod report;
 pub mod run;
 pub mod system;
 pub mod workload;

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use kuboard_jepsen::bench::BenchPart;
 use kuboard_jepsen::checker::SearchLimits;
 use kuboard_jepsen::nemesis::{FaultKind, NemesisOptions};
-use kuboard_jepsen::run::{run_test, RunVerdict, TestOptions};
+use kuboard_jepsen::run::{run_workloads, RunVerdict, TestOptions, WorkloadOptions};
 use kuboard_jepsen::system::SystemKind;
 use kuboard_jepsen::workload::register::{ReadMode, RegisterOptions};
+use kuboard_jepsen::workload::WorkloadKind;
 
 #[derive(Parser)]
 #[command(name = "kuboard-jepsen", about = "The chaos/partition suite of kuboard")]
@@ -56,12 +58,6 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Workload {
-    /// Read / write / compare-and-set registers through the etcd v3 API, checked for linearizability.
-    Register,
-}
-
 #[derive(clap::Args)]
 struct TestArgs {
     #[arg(long, value_enum, default_value = "embedded")]
@@ -69,8 +65,9 @@ struct TestArgs {
     /// Members of the group (1, 3 or 5 for the embedded group, 3 for etcd).
     #[arg(long, default_value_t = 3)]
     members: usize,
-    #[arg(long, value_enum, default_value = "register")]
-    workload: Workload,
+    /// Workloads to run at once, comma-separated: register, set, watch, http (http: embedded group only).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "register")]
+    workload: Vec<WorkloadKind>,
     /// Faults to pick from, comma-separated; `none` for a run without faults.
     #[arg(long, value_delimiter = ',', default_value = "partition,kill,pause")]
     nemesis: Vec<NemesisArg>,
@@ -86,7 +83,8 @@ struct TestArgs {
     /// Seconds each fault lasts.
     #[arg(long, default_value_t = 5)]
     fault_hold: u64,
-    /// Run directory: history.jsonl, verdict.json, timeline.jsonl, members/.
+    /// Run directory: history.jsonl, verdict.json, timeline.jsonl, latency.svg, throughput.svg, index.html,
+    /// members/.
     #[arg(long)]
     out: PathBuf,
     #[arg(long, default_value = "target/debug/kuboard")]
@@ -134,6 +132,17 @@ struct BenchArgs {
     report: PathBuf,
     #[arg(long, default_value = "docs/bench")]
     plots_dir: PathBuf,
+    /// Parts to run, comma-separated (all by default); the figures of the others are kept from the
+    /// previous results.json in --plots-dir.
+    #[arg(long, value_delimiter = ',', default_value = "store,proxy,audit")]
+    only: Vec<BenchPart>,
+    /// The fake Kubernetes apiserver of testkit/ (the proxy part starts it).
+    #[arg(long, default_value = "target/release/kuboard-fake-apiserver")]
+    fake_apiserver_binary: PathBuf,
+    /// Where initdb and postgres are (the audit part starts PostgreSQL); default: the newest
+    /// /usr/lib/postgresql/<version>/bin.
+    #[arg(long)]
+    postgres_bin_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -196,10 +205,11 @@ fn test(args: TestArgs) -> ExitCode {
         }
     };
     let options = test_options(&args);
+    let workloads = WorkloadOptions::of(&args.workload);
     let outcome = runtime.block_on(async {
         // Dropping the run on a signal kills the members and removes the network (their Drop impls).
         tokio::select! {
-            verdict = run_test(&options) => Some(verdict),
+            verdict = run_workloads(&options, &workloads) => Some(verdict),
             _ = interrupted() => None,
         }
     });
@@ -245,6 +255,11 @@ fn bench(args: BenchArgs) -> ExitCode {
         plots_dir: args.plots_dir,
         failovers: args.failovers.unwrap_or(if args.quick { 5 } else { 20 }),
         systems: args.systems,
+        parts: args.only,
+        fake_apiserver_binary: args.fake_apiserver_binary,
+        postgres_bin_dir: args
+            .postgres_bin_dir
+            .unwrap_or_else(kuboard_jepsen::bench::default_postgres_bin_dir),
     };
     let outcome = runtime.block_on(async {
         // Dropping the running cluster on a signal kills its members and removes its network.
@@ -278,7 +293,6 @@ fn test_options(args: &TestArgs) -> TestOptions {
             NemesisArg::Loss => Some(FaultKind::Loss),
         })
         .collect();
-    let Workload::Register = args.workload;
     TestOptions {
         kind: args.system,
         members: args.members,
@@ -343,16 +357,56 @@ fn print_verdict(options: &TestOptions, verdict: &RunVerdict) {
         "unknown"
     };
     println!(
-        "{word}: {} operations (ok {}, fail {}, info {}) on {} keys, {} faults, {} ok after the faults, checked in {:.2} s",
+        "{word}: {} operations (ok {}, fail {}, info {}), workloads {}, {} faults, {} ok after the faults, checked in {:.2} s",
         verdict.operations,
         verdict.outcomes.ok,
         verdict.outcomes.fail,
         verdict.outcomes.info,
-        verdict.register.keys,
+        verdict.workload,
         verdict.faults_injected,
         verdict.ok_after_faults,
         verdict.checker_seconds
     );
+    if !verdict.register.per_key.is_empty() {
+        println!("  register: {} keys", verdict.register.keys);
+    }
+    if let Some(set) = &verdict.set {
+        println!(
+            "  set: {} acknowledged of {} adds; lost {}, unexpected {}, recovered {}",
+            set.acknowledged,
+            set.attempted,
+            set.lost.len(),
+            set.unexpected.len(),
+            set.recovered.len()
+        );
+    }
+    if let Some(watch) = &verdict.watch {
+        println!(
+            "  watch: {}; {} puts acknowledged; {} watchers with problems; {} final mismatches{}",
+            if watch.valid { "valid" } else { "INVALID" },
+            watch.puts_acknowledged,
+            watch.checker.problems.len(),
+            watch.final_mismatches.len(),
+            watch
+                .error
+                .as_deref()
+                .map(|error| format!("; {error}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(http) = &verdict.http {
+        println!(
+            "  http: {}; {} users created ({} indeterminate); lost {}, stale reads {}, sessions rejected {}, session invalid on {:?}{}",
+            if http.valid { "valid" } else { "INVALID" },
+            http.creates_acknowledged,
+            http.creates_indeterminate,
+            http.lost_users.len(),
+            http.stale_reads.len(),
+            http.session_rejected.len(),
+            http.session_invalid_on,
+            http.error.as_deref().map(|error| format!("; {error}")).unwrap_or_default()
+        );
+    }
     for anomaly in verdict.register.anomalies.iter().take(3) {
         println!(
             "  key {}: op {} ({:?} on {}) cannot be linearized; register was {:?} after {} ops",
@@ -370,5 +424,5 @@ fn print_verdict(options: &TestOptions, verdict: &RunVerdict) {
     if !verdict.register.unknown_keys.is_empty() {
         println!("  undecided keys: {:?}", verdict.register.unknown_keys);
     }
-    println!("run directory: {}", options.out_dir.display());
+    println!("run directory: {} (summary: index.html)", options.out_dir.display());
 }

@@ -1,10 +1,13 @@
 //! One test run: start the system, run the workload under the nemesis, heal, check, write the run
 //! directory.
 //!
-//! The run directory holds `history.jsonl` (one line per operation), `verdict.json` (the checker's
-//! verdict with the offending operations), `timeline.jsonl` (the faults) and `members/` (each
-//! member's data directory and log).
+//! The run directory holds `history.jsonl` (one line per operation of every workload, tagged with
+//! the workload's name), `verdict.json` (the checkers' verdicts with the offending operations),
+//! `timeline.jsonl` (the faults), `watchers.jsonl` (what each watcher saw, with the watch workload),
+//! the plots and `index.html` (see [`crate::report`]) and `members/` (each member's data directory and
+//! log).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -13,11 +16,46 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::checker::{check_register_history, RegisterVerdict, SearchLimits};
-use crate::history::{write_jsonl, Outcome, RegisterOp};
+use crate::checker::{check_register_history, RegisterVerdict, SearchLimits, SetVerdict};
+use crate::history::{append_jsonl, write_jsonl, Outcome, RegisterOp, TimedOp};
 use crate::nemesis::{self, FaultKind, NemesisOptions, TimelineEvent};
 use crate::system::{Cluster, ClusterOptions, SystemKind};
+use crate::workload::http::{self, HttpOptions, HttpOutcome, HttpVerdict};
 use crate::workload::register::{self, Progress, ReadMode, RegisterOptions};
+use crate::workload::set::{self, SetOptions, SetOutcome};
+use crate::workload::watch::{self, WatchOptionsSet, WatchOutcome, WatchRunVerdict};
+use crate::workload::WorkloadKind;
+
+/// The web port of a `kuboard serve` member (the cluster starts every member with it).
+pub const MEMBER_WEB_PORT: u16 = 8080;
+
+/// Which workloads run (at once, on disjoint keys) and their settings.
+#[derive(Debug, Clone)]
+pub struct WorkloadOptions {
+    pub kinds: Vec<WorkloadKind>,
+    pub set: SetOptions,
+    pub watch: WatchOptionsSet,
+    pub http: HttpOptions,
+}
+
+impl WorkloadOptions {
+    /// The given workloads with their default settings.
+    pub fn of(kinds: &[WorkloadKind]) -> WorkloadOptions {
+        let mut kinds = kinds.to_vec();
+        kinds.sort();
+        kinds.dedup();
+        WorkloadOptions {
+            kinds,
+            set: SetOptions::default(),
+            watch: WatchOptionsSet::default(),
+            http: HttpOptions::default(),
+        }
+    }
+
+    fn runs(&self, kind: WorkloadKind) -> bool {
+        self.kinds.contains(&kind)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct TestOptions {
@@ -56,7 +94,8 @@ pub struct RunVerdict {
     pub members_exited: Vec<String>,
     pub system: SystemKind,
     pub members: usize,
-    pub workload: &'static str,
+    /// The workloads, comma-separated (`register,set`).
+    pub workload: String,
     pub read_mode: ReadMode,
     pub nemesis: Vec<FaultKind>,
     pub time_limit_s: f64,
@@ -66,12 +105,101 @@ pub struct RunVerdict {
     pub ok_after_faults: usize,
     pub faults_injected: usize,
     pub checker_seconds: f64,
+    /// Counts by outcome per workload.
+    pub per_workload: BTreeMap<&'static str, OutcomeCounts>,
+    /// The register verdict (valid and empty when the register workload did not run).
     pub register: RegisterVerdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set: Option<SetVerdict>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchRunVerdict>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpVerdict>,
 }
 
-/// Run one test and write its run directory. Errors are failures of the harness (the system did not
-/// start, the network could not be built), not anomalies: those are in the verdict.
+impl RunVerdict {
+    /// Names of the workloads whose checker found a definite problem.
+    pub fn failed_workloads(&self) -> Vec<&'static str> {
+        let mut failed = Vec::new();
+        if self.register.anomaly {
+            failed.push("register");
+        }
+        if self.set.as_ref().is_some_and(|set| !set.valid) {
+            failed.push("set");
+        }
+        if self.watch.as_ref().is_some_and(|watch| !watch.valid) {
+            failed.push("watch");
+        }
+        if self.http.as_ref().is_some_and(|http| !http.valid) {
+            failed.push("http");
+        }
+        failed
+    }
+}
+
+/// What the workloads of one run returned.
+#[derive(Default)]
+struct Histories {
+    register: Option<Vec<RegisterOp>>,
+    set: Option<SetOutcome>,
+    watch: Option<WatchOutcome>,
+    http: Option<HttpOutcome>,
+}
+
+impl Histories {
+    fn timed(&self) -> Vec<TimedOp> {
+        let mut timed: Vec<TimedOp> = Vec::new();
+        if let Some(history) = &self.register {
+            timed.extend(history.iter().map(TimedOp::of_register));
+        }
+        if let Some(outcome) = &self.set {
+            timed.extend(outcome.history.iter().map(|op| TimedOp::of_op("set", op)));
+        }
+        if let Some(outcome) = &self.watch {
+            timed.extend(outcome.history.iter().map(|op| TimedOp::of_op("watch", op)));
+        }
+        if let Some(outcome) = &self.http {
+            timed.extend(outcome.history.iter().map(|op| TimedOp::of_op("http", op)));
+        }
+        timed
+    }
+
+    fn write(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        let path = dir.join("history.jsonl");
+        let file = std::fs::File::create(&path).with_context(|| format!("create {}", path.display()))?;
+        let mut writer = std::io::BufWriter::new(file);
+        if let Some(history) = &self.register {
+            append_jsonl(&mut writer, "register", history)?;
+        }
+        if let Some(outcome) = &self.set {
+            append_jsonl(&mut writer, "set", &outcome.history)?;
+        }
+        if let Some(outcome) = &self.watch {
+            append_jsonl(&mut writer, "watch", &outcome.history)?;
+            write_jsonl(&dir.join("watchers.jsonl"), &outcome.watchers)?;
+        }
+        if let Some(outcome) = &self.http {
+            append_jsonl(&mut writer, "http", &outcome.history)?;
+        }
+        std::io::Write::flush(&mut writer).with_context(|| format!("write {}", path.display()))
+    }
+}
+
+/// Run one test of the register workload and write its run directory. Errors are failures of the
+/// harness (the system did not start, the network could not be built), not anomalies: those are in the
+/// verdict.
 pub async fn run_test(options: &TestOptions) -> anyhow::Result<RunVerdict> {
+    run_workloads(options, &WorkloadOptions::of(&[WorkloadKind::Register])).await
+}
+
+/// Run one test of the given workloads at once (on disjoint keys) and write its run directory.
+pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -> anyhow::Result<RunVerdict> {
+    if workloads.kinds.is_empty() {
+        anyhow::bail!("no workload to run");
+    }
+    if workloads.runs(WorkloadKind::Http) && options.kind != SystemKind::Embedded {
+        anyhow::bail!("the http workload needs the embedded group (etcd has no kuboard REST API)");
+    }
     std::fs::create_dir_all(&options.out_dir).with_context(|| format!("create {}", options.out_dir.display()))?;
     let cluster_options = ClusterOptions {
         kind: options.kind,
@@ -84,6 +212,12 @@ pub async fn run_test(options: &TestOptions) -> anyhow::Result<RunVerdict> {
     let mut cluster = Cluster::start(&cluster_options).await?;
     let endpoints: Vec<String> = (0..cluster.member_count())
         .map(|index| cluster.endpoint(index))
+        .collect();
+    let web_urls: Vec<String> = cluster
+        .network()
+        .hosts()
+        .iter()
+        .map(|host| format!("http://{}:{MEMBER_WEB_PORT}", host.ip))
         .collect();
     let names: Vec<String> = (0..cluster.member_count())
         .map(|index| cluster.member_name(index).to_string())
@@ -102,14 +236,66 @@ pub async fn run_test(options: &TestOptions) -> anyhow::Result<RunVerdict> {
     let progress = Arc::new(Progress::default());
     let current_fault = Arc::new(Mutex::new("none".to_string()));
 
-    let workload = register::run(
-        options.register.clone(),
-        endpoints,
-        names,
-        started,
-        deadline,
-        Arc::clone(&progress),
-    );
+    let register_run = async {
+        if !workloads.runs(WorkloadKind::Register) {
+            return None;
+        }
+        let history = register::run(
+            options.register.clone(),
+            endpoints.clone(),
+            names.clone(),
+            started,
+            deadline,
+            Arc::clone(&progress),
+        )
+        .await;
+        Some(history)
+    };
+    let set_run = async {
+        if !workloads.runs(WorkloadKind::Set) {
+            return None;
+        }
+        let outcome = set::run(
+            workloads.set.clone(),
+            endpoints.clone(),
+            names.clone(),
+            started,
+            deadline,
+            Arc::clone(&progress),
+        )
+        .await;
+        Some(outcome)
+    };
+    let watch_run = async {
+        if !workloads.runs(WorkloadKind::Watch) {
+            return None;
+        }
+        let outcome = watch::run(
+            workloads.watch.clone(),
+            endpoints.clone(),
+            names.clone(),
+            started,
+            deadline,
+            Arc::clone(&progress),
+        )
+        .await;
+        Some(outcome)
+    };
+    let http_run = async {
+        if !workloads.runs(WorkloadKind::Http) {
+            return None;
+        }
+        let outcome = http::run(
+            workloads.http.clone(),
+            web_urls.clone(),
+            names.clone(),
+            started,
+            deadline,
+            Arc::clone(&progress),
+        )
+        .await;
+        Some(outcome)
+    };
     let nemesis = nemesis::run(
         &mut cluster,
         &options.nemesis,
@@ -118,9 +304,15 @@ pub async fn run_test(options: &TestOptions) -> anyhow::Result<RunVerdict> {
         Arc::clone(&current_fault),
     );
     let reporter = report_progress(options, started, &progress, &current_fault);
-    let (history, timeline) = tokio::select! {
-        (history, timeline) = async { tokio::join!(workload, nemesis) } => (history, timeline),
+    let (register_history, set_outcome, watch_outcome, http_outcome, timeline) = tokio::select! {
+        all = async { tokio::join!(register_run, set_run, watch_run, http_run, nemesis) } => all,
         never = reporter => match never {},
+    };
+    let histories = Histories {
+        register: register_history,
+        set: set_outcome,
+        watch: watch_outcome,
+        http: http_outcome,
     };
     let timeline = timeline?;
     let mut exited: Vec<String> = timeline
@@ -136,11 +328,12 @@ pub async fn run_test(options: &TestOptions) -> anyhow::Result<RunVerdict> {
     );
     drop(cluster);
 
-    write_jsonl(&options.out_dir.join("history.jsonl"), &history)?;
+    histories.write(&options.out_dir)?;
     write_jsonl(&options.out_dir.join("timeline.jsonl"), &timeline)?;
     let verdict = check(
         options,
-        &history,
+        workloads,
+        &histories,
         &timeline,
         faults_until.duration_since(started),
         exited,
@@ -150,47 +343,84 @@ pub async fn run_test(options: &TestOptions) -> anyhow::Result<RunVerdict> {
         serde_json::to_vec_pretty(&verdict).context("encode the verdict")?,
     )
     .context("write verdict.json")?;
+    crate::report::write(&options.out_dir, &verdict, &histories.timed(), &timeline)?;
     Ok(verdict)
 }
 
-fn check(
-    options: &TestOptions,
-    history: &[RegisterOp],
-    timeline: &[TimelineEvent],
-    faults_end: Duration,
-    members_exited: Vec<String>,
-) -> RunVerdict {
+fn count(ops: impl Iterator<Item = Outcome>) -> OutcomeCounts {
     let mut outcomes = OutcomeCounts::default();
-    for op in history {
-        match op.outcome {
+    for outcome in ops {
+        match outcome {
             Outcome::Ok => outcomes.ok += 1,
             Outcome::Fail => outcomes.fail += 1,
             Outcome::Info => outcomes.info += 1,
         }
     }
-    let ok_after_faults = history
+    outcomes
+}
+
+fn check(
+    options: &TestOptions,
+    workloads: &WorkloadOptions,
+    histories: &Histories,
+    timeline: &[TimelineEvent],
+    faults_end: Duration,
+    members_exited: Vec<String>,
+) -> RunVerdict {
+    let timed = histories.timed();
+    let outcomes = count(timed.iter().map(|op| op.outcome));
+    let mut per_workload = BTreeMap::new();
+    for kind in &workloads.kinds {
+        let prefix = format!("{} ", kind.name());
+        per_workload.insert(
+            kind.name(),
+            count(
+                timed
+                    .iter()
+                    .filter(|op| op.kind.starts_with(&prefix))
+                    .map(|op| op.outcome),
+            ),
+        );
+    }
+    let faults_end_ns = faults_end.as_nanos() as u64;
+    let ok_after_faults = timed
         .iter()
-        .filter(|op| op.outcome == Outcome::Ok && op.invoke_ns > faults_end.as_nanos() as u64)
+        .filter(|op| op.outcome == Outcome::Ok && op.invoke_ns > faults_end_ns)
         .count();
     let checker_started = Instant::now();
-    let register = check_register_history(history, options.limits);
+    let register = check_register_history(histories.register.as_deref().unwrap_or(&[]), options.limits);
+    let set = histories.set.as_ref().map(SetOutcome::verdict);
+    let watch = histories.watch.as_ref().map(WatchOutcome::verdict);
+    let http = histories.http.as_ref().map(HttpOutcome::verdict);
     let checker_seconds = checker_started.elapsed().as_secs_f64();
+    let others_valid = set.as_ref().is_none_or(|verdict| verdict.valid)
+        && watch.as_ref().is_none_or(|verdict| verdict.valid)
+        && http.as_ref().is_none_or(|verdict| verdict.valid);
     RunVerdict {
-        valid: register.valid && members_exited.is_empty(),
-        anomaly: register.anomaly || !members_exited.is_empty(),
+        valid: register.valid && others_valid && members_exited.is_empty(),
+        anomaly: register.anomaly || !others_valid || !members_exited.is_empty(),
         members_exited,
         system: options.kind,
         members: options.members,
-        workload: "register",
+        workload: workloads
+            .kinds
+            .iter()
+            .map(|kind| kind.name())
+            .collect::<Vec<_>>()
+            .join(","),
         read_mode: options.register.read_mode,
         nemesis: options.nemesis.faults.clone(),
         time_limit_s: options.time_limit.as_secs_f64(),
-        operations: history.len(),
+        operations: timed.len(),
         outcomes,
         ok_after_faults,
         faults_injected: timeline.iter().filter(|event| event.action == "start").count(),
         checker_seconds,
+        per_workload,
         register,
+        set,
+        watch,
+        http,
     }
 }
 

@@ -63,7 +63,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn count(&self, outcome: Outcome) {
+    pub fn count(&self, outcome: Outcome) {
         let counter = match outcome {
             Outcome::Ok => &self.ok,
             Outcome::Fail => &self.fail,
