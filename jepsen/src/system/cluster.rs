@@ -20,7 +20,7 @@ const PEER_PORT: u16 = 2380;
 pub const WEB_PORT: u16 = 8080;
 /// The administrator's password once [`Cluster::ensure_admin_password`] has changed the default one
 /// (a session made with the default password may do nothing but change it).
-pub const ADMIN_PASSWORD: &str = "Jepsen-Admin-Pass-1";
+pub const ADMIN_PASSWORD: &str = "Chaos-Suite-Pass-1";
 /// The default password of the `admin` user on a first start.
 const DEFAULT_ADMIN_PASSWORD: &str = "Kuboard123";
 /// Bound on one `kuboard admin members` or `etcdctl member` command (an added member may need a
@@ -376,7 +376,7 @@ impl Cluster {
                     .find(|fields| fields.get(2) == Some(&name.as_str()))
                     .and_then(|fields| fields.first().map(|id| id.to_string()))
                     .with_context(|| format!("{name} is not in the member list:\n{list}"))?;
-                etcdctl(&endpoint, &["member", "remove", &id]).await?
+                etcdctl_while_unhealthy(&endpoint, &["member", "remove", &id]).await?
             }
         };
         if self.is_running(index) {
@@ -405,6 +405,7 @@ impl Cluster {
         }
         let via = self.other_member(index)?;
         let peer = self.peer_address(index);
+        let started = Instant::now();
         let said = match self.kind {
             SystemKind::Embedded => {
                 // A fresh replica whose peers hold state never initialises; it waits to be added.
@@ -417,7 +418,7 @@ impl Cluster {
             SystemKind::Etcd => {
                 let endpoint = self.endpoint(via);
                 let name = self.members[index].name.clone();
-                let said = etcdctl(
+                let said = etcdctl_while_unhealthy(
                     &endpoint,
                     &["member", "add", &name, &format!("--peer-urls=http://{peer}")],
                 )
@@ -434,9 +435,10 @@ impl Cluster {
         };
         self.members[index].removed = false;
         Ok(format!(
-            "added {} back through {}: {}",
+            "added {} back through {} in {} ms: {}",
             self.members[index].name,
             self.members[via].name,
+            started.elapsed().as_millis(),
             said.lines().next().unwrap_or_default()
         ))
     }
@@ -727,6 +729,20 @@ async fn etcdctl(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
         .env("ETCDCTL_API", "3");
     let line = format!("etcdctl {}", args.join(" "));
     run_bounded(command, &line).await
+}
+
+/// Like [`etcdctl`], retried for up to 20 s while etcd refuses a membership change as "unhealthy
+/// cluster": it admits one only when the members that would stay have been connected for 5 s.
+async fn etcdctl_while_unhealthy(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match etcdctl(endpoint, args).await {
+            Err(error) if format!("{error:#}").contains("unhealthy cluster") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Run a command to completion within [`MEMBER_COMMAND_TIMEOUT`]; its standard output, or an error
