@@ -65,10 +65,12 @@ struct TestArgs {
     /// Members of the group (1, 3 or 5 for the embedded group, 3 for etcd).
     #[arg(long, default_value_t = 3)]
     members: usize,
-    /// Workloads to run at once, comma-separated: register, set, watch, http (http: embedded group only).
+    /// Workloads to run at once, comma-separated: register, set, watch, http, strict-audit (the last two:
+    /// embedded group only; strict-audit starts a PostgreSQL audit database with the strict policy).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "register")]
     workload: Vec<WorkloadKind>,
-    /// Faults to pick from, comma-separated; `none` for a run without faults.
+    /// Faults to pick from, comma-separated; `none` for a run without faults. `delay` runs the peer links
+    /// through delay proxies; `audit-db` (embedded group only) adds a PostgreSQL audit database host.
     #[arg(long, value_delimiter = ',', default_value = "partition,kill,pause")]
     nemesis: Vec<NemesisArg>,
     /// Seconds the clients run.
@@ -152,6 +154,11 @@ enum NemesisArg {
     Kill,
     Pause,
     Loss,
+    Delay,
+    KillLeader,
+    PauseLeader,
+    Membership,
+    AuditDb,
 }
 
 fn main() -> ExitCode {
@@ -291,6 +298,11 @@ fn test_options(args: &TestArgs) -> TestOptions {
             NemesisArg::Kill => Some(FaultKind::Kill),
             NemesisArg::Pause => Some(FaultKind::Pause),
             NemesisArg::Loss => Some(FaultKind::Loss),
+            NemesisArg::Delay => Some(FaultKind::Delay),
+            NemesisArg::KillLeader => Some(FaultKind::KillLeader),
+            NemesisArg::PauseLeader => Some(FaultKind::PauseLeader),
+            NemesisArg::Membership => Some(FaultKind::Membership),
+            NemesisArg::AuditDb => Some(FaultKind::AuditDb),
         })
         .collect();
     TestOptions {
@@ -405,6 +417,20 @@ fn print_verdict(options: &TestOptions, verdict: &RunVerdict) {
             http.session_rejected.len(),
             http.session_invalid_on,
             http.error.as_deref().map(|error| format!("; {error}")).unwrap_or_default()
+        );
+    }
+    if let Some(audit) = &verdict.strict_audit {
+        println!(
+            "  strict-audit: {}; {} creations acknowledged, {} refused audit_unavailable, {} indeterminate; {} with events; acknowledged without event {}, refused but done {}, present without event {}{}",
+            if audit.valid { "valid" } else { "INVALID" },
+            audit.creates_acknowledged,
+            audit.creates_refused_audit_unavailable,
+            audit.creates_indeterminate,
+            audit.requests_with_events,
+            audit.acknowledged_without_event.len(),
+            audit.refused_but_done.len(),
+            audit.present_without_event.len(),
+            audit.error.as_deref().map(|error| format!("; {error}")).unwrap_or_default()
         );
     }
     for anomaly in verdict.register.anomalies.iter().take(3) {

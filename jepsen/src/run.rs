@@ -19,15 +19,13 @@ use serde::Serialize;
 use crate::checker::{check_register_history, RegisterVerdict, SearchLimits, SetVerdict};
 use crate::history::{append_jsonl, write_jsonl, Outcome, RegisterOp, TimedOp};
 use crate::nemesis::{self, FaultKind, NemesisOptions, TimelineEvent};
-use crate::system::{Cluster, ClusterOptions, SystemKind};
+use crate::system::{AuditPolicyChoice, Cluster, ClusterOptions, SystemKind};
+use crate::workload::audit::{self, AuditOptions, AuditOutcome, AuditVerdict};
 use crate::workload::http::{self, HttpOptions, HttpOutcome, HttpVerdict};
 use crate::workload::register::{self, Progress, ReadMode, RegisterOptions};
 use crate::workload::set::{self, SetOptions, SetOutcome};
 use crate::workload::watch::{self, WatchOptionsSet, WatchOutcome, WatchRunVerdict};
 use crate::workload::WorkloadKind;
-
-/// The web port of a `kuboard serve` member (the cluster starts every member with it).
-pub const MEMBER_WEB_PORT: u16 = 8080;
 
 /// Which workloads run (at once, on disjoint keys) and their settings.
 #[derive(Debug, Clone)]
@@ -36,6 +34,7 @@ pub struct WorkloadOptions {
     pub set: SetOptions,
     pub watch: WatchOptionsSet,
     pub http: HttpOptions,
+    pub audit: AuditOptions,
 }
 
 impl WorkloadOptions {
@@ -49,6 +48,7 @@ impl WorkloadOptions {
             set: SetOptions::default(),
             watch: WatchOptionsSet::default(),
             http: HttpOptions::default(),
+            audit: AuditOptions::default(),
         }
     }
 
@@ -115,6 +115,8 @@ pub struct RunVerdict {
     pub watch: Option<WatchRunVerdict>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpVerdict>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict_audit: Option<AuditVerdict>,
 }
 
 impl RunVerdict {
@@ -133,6 +135,9 @@ impl RunVerdict {
         if self.http.as_ref().is_some_and(|http| !http.valid) {
             failed.push("http");
         }
+        if self.strict_audit.as_ref().is_some_and(|audit| !audit.valid) {
+            failed.push("strict-audit");
+        }
         failed
     }
 }
@@ -144,6 +149,9 @@ struct Histories {
     set: Option<SetOutcome>,
     watch: Option<WatchOutcome>,
     http: Option<HttpOutcome>,
+    audit: Option<AuditOutcome>,
+    /// The audit events of the strict-audit workload's requests, read after healing.
+    audit_events: Option<Result<BTreeMap<String, Vec<String>>, String>>,
 }
 
 impl Histories {
@@ -160,6 +168,9 @@ impl Histories {
         }
         if let Some(outcome) = &self.http {
             timed.extend(outcome.history.iter().map(|op| TimedOp::of_op("http", op)));
+        }
+        if let Some(outcome) = &self.audit {
+            timed.extend(outcome.history.iter().map(|op| TimedOp::of_op("strict-audit", op)));
         }
         timed
     }
@@ -181,6 +192,9 @@ impl Histories {
         if let Some(outcome) = &self.http {
             append_jsonl(&mut writer, "http", &outcome.history)?;
         }
+        if let Some(outcome) = &self.audit {
+            append_jsonl(&mut writer, "strict-audit", &outcome.history)?;
+        }
         std::io::Write::flush(&mut writer).with_context(|| format!("write {}", path.display()))
     }
 }
@@ -197,8 +211,10 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
     if workloads.kinds.is_empty() {
         anyhow::bail!("no workload to run");
     }
-    if workloads.runs(WorkloadKind::Http) && options.kind != SystemKind::Embedded {
-        anyhow::bail!("the http workload needs the embedded group (etcd has no kuboard REST API)");
+    if (workloads.runs(WorkloadKind::Http) || workloads.runs(WorkloadKind::StrictAudit))
+        && options.kind != SystemKind::Embedded
+    {
+        anyhow::bail!("the http and strict-audit workloads need the embedded group (etcd has no kuboard REST API)");
     }
     std::fs::create_dir_all(&options.out_dir).with_context(|| format!("create {}", options.out_dir.display()))?;
     let cluster_options = ClusterOptions {
@@ -208,16 +224,25 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
         etcd_binary: options.etcd_binary.clone(),
         work_dir: options.out_dir.join("members"),
     };
+    let mut features = nemesis::features_for(&options.nemesis.faults, options.kind);
+    if workloads.runs(WorkloadKind::StrictAudit) {
+        features.audit = Some(AuditPolicyChoice::Strict);
+    }
     let setup_started = Instant::now();
-    let mut cluster = Cluster::start(&cluster_options).await?;
+    let mut cluster = Cluster::start_with(&cluster_options, &features).await?;
+    if options.nemesis.faults.contains(&FaultKind::Membership) && options.kind == SystemKind::Embedded {
+        // The membership fault logs in as admin with the suite's password; setting it now, before any
+        // workload logs in, keeps it from ending a workload's session by changing it later.
+        cluster
+            .ensure_admin_password()
+            .await
+            .context("set the admin password")?;
+    }
     let endpoints: Vec<String> = (0..cluster.member_count())
         .map(|index| cluster.endpoint(index))
         .collect();
-    let web_urls: Vec<String> = cluster
-        .network()
-        .hosts()
-        .iter()
-        .map(|host| format!("http://{}:{MEMBER_WEB_PORT}", host.ip))
+    let web_urls: Vec<String> = (0..cluster.member_count())
+        .map(|index| cluster.web_url(index))
         .collect();
     let names: Vec<String> = (0..cluster.member_count())
         .map(|index| cluster.member_name(index).to_string())
@@ -296,6 +321,21 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
         .await;
         Some(outcome)
     };
+    let audit_run = async {
+        if !workloads.runs(WorkloadKind::StrictAudit) {
+            return None;
+        }
+        let outcome = audit::run(
+            workloads.audit.clone(),
+            web_urls.clone(),
+            names.clone(),
+            started,
+            deadline,
+            Arc::clone(&progress),
+        )
+        .await;
+        Some(outcome)
+    };
     let nemesis = nemesis::run(
         &mut cluster,
         &options.nemesis,
@@ -304,15 +344,24 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
         Arc::clone(&current_fault),
     );
     let reporter = report_progress(options, started, &progress, &current_fault);
-    let (register_history, set_outcome, watch_outcome, http_outcome, timeline) = tokio::select! {
-        all = async { tokio::join!(register_run, set_run, watch_run, http_run, nemesis) } => all,
+    let (register_history, set_outcome, watch_outcome, http_outcome, audit_outcome, timeline) = tokio::select! {
+        all = async { tokio::join!(register_run, set_run, watch_run, http_run, audit_run, nemesis) } => all,
         never = reporter => match never {},
     };
+    // Read after the nemesis healed everything (the audit database included).
+    let audit_events = audit_outcome.as_ref().map(|_| {
+        cluster
+            .audit_db_query(&audit::events_query())
+            .map(|rows| audit::events_by_agent(&rows))
+            .map_err(|error| format!("read the audit events: {error:#}"))
+    });
     let histories = Histories {
         register: register_history,
         set: set_outcome,
         watch: watch_outcome,
         http: http_outcome,
+        audit: audit_outcome,
+        audit_events,
     };
     let timeline = timeline?;
     let mut exited: Vec<String> = timeline
@@ -392,10 +441,19 @@ fn check(
     let set = histories.set.as_ref().map(SetOutcome::verdict);
     let watch = histories.watch.as_ref().map(WatchOutcome::verdict);
     let http = histories.http.as_ref().map(HttpOutcome::verdict);
+    let strict_audit = histories.audit.as_ref().map(|outcome| {
+        outcome.verdict(
+            histories
+                .audit_events
+                .clone()
+                .unwrap_or_else(|| Err("the audit events were not read".to_string())),
+        )
+    });
     let checker_seconds = checker_started.elapsed().as_secs_f64();
     let others_valid = set.as_ref().is_none_or(|verdict| verdict.valid)
         && watch.as_ref().is_none_or(|verdict| verdict.valid)
-        && http.as_ref().is_none_or(|verdict| verdict.valid);
+        && http.as_ref().is_none_or(|verdict| verdict.valid)
+        && strict_audit.as_ref().is_none_or(|verdict| verdict.valid);
     RunVerdict {
         valid: register.valid && others_valid && members_exited.is_empty(),
         anomaly: register.anomaly || !others_valid || !members_exited.is_empty(),
@@ -421,6 +479,7 @@ fn check(
         set,
         watch,
         http,
+        strict_audit,
     }
 }
 

@@ -20,6 +20,9 @@ use tokio::task::JoinSet;
 
 use super::{Progress, Recorder, ERROR_BACKOFF, FINAL_READ_WITHIN};
 use crate::history::{Op, Outcome};
+// The password the suite gives `admin`: the workload changes the first-start password to it, and logs
+// in with it when the cluster has set it already.
+use crate::system::ADMIN_PASSWORD;
 
 /// The first-start password of `admin` (the members are started without `KUBOARD_ADMIN_DEFAULT_PASSWORD`).
 pub const DEFAULT_ADMIN_PASSWORD: &str = "Kuboard123";
@@ -45,7 +48,7 @@ impl Default for HttpOptions {
 }
 
 /// Where a request went and how it ended, before it is judged.
-enum Reply {
+pub(crate) enum Reply {
     /// A member answered with this status and body.
     Answered {
         member: usize,
@@ -59,15 +62,15 @@ enum Reply {
 }
 
 /// A plain client-side round robin over the members' web endpoints.
-struct Balancer {
-    urls: Vec<String>,
-    names: Vec<String>,
+pub(crate) struct Balancer {
+    pub urls: Vec<String>,
+    pub names: Vec<String>,
     next: AtomicUsize,
     client: reqwest::Client,
 }
 
 impl Balancer {
-    fn new(urls: Vec<String>, names: Vec<String>, timeout: Duration) -> anyhow::Result<Balancer> {
+    pub fn new(urls: Vec<String>, names: Vec<String>, timeout: Duration) -> anyhow::Result<Balancer> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(timeout)
@@ -83,12 +86,24 @@ impl Balancer {
     }
 
     /// Send through the next member in turn, skipping members that refuse the connection.
-    async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
+    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
+        self.send_as(method, path, token, body, None).await
+    }
+
+    /// [`Self::send`] with a `User-Agent` of the caller's choice (to find the request's audit event).
+    pub async fn send_as(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        agent: Option<&str>,
+    ) -> Reply {
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         let mut refused = Vec::new();
         for offset in 0..self.urls.len() {
             let member = (first + offset) % self.urls.len();
-            match self.send_to(member, method.clone(), path, token, body).await {
+            match self.send_to(member, method.clone(), path, token, body, agent).await {
                 Reply::Unreachable(error) => refused.push(format!("{}: {error}", self.names[member])),
                 reply => return reply,
             }
@@ -97,15 +112,19 @@ impl Balancer {
     }
 
     /// Send to one member.
-    async fn send_to(
+    pub async fn send_to(
         &self,
         member: usize,
         method: Method,
         path: &str,
         token: Option<&str>,
         body: Option<&Value>,
+        agent: Option<&str>,
     ) -> Reply {
         let mut request = self.client.request(method, format!("{}{path}", self.urls[member]));
+        if let Some(agent) = agent {
+            request = request.header(reqwest::header::USER_AGENT, agent);
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -333,7 +352,7 @@ pub async fn run(
     outcome
 }
 
-fn take_history(recorder: Arc<Recorder>) -> Vec<Op> {
+pub(crate) fn take_history(recorder: Arc<Recorder>) -> Vec<Op> {
     Arc::into_inner(recorder)
         .expect("every client has finished")
         .into_history()
@@ -341,7 +360,7 @@ fn take_history(recorder: Arc<Recorder>) -> Vec<Op> {
 
 /// Record the end of `pending` from `reply`; a read (`read_only`) without an answer changed nothing and
 /// is a failure, a change without an answer is indeterminate. Returns the outcome.
-fn complete(
+pub(crate) fn complete(
     balancer: &Balancer,
     recorder: &Recorder,
     mut pending: super::Pending,
@@ -394,20 +413,22 @@ async fn who_am_i(balancer: &Balancer, recorder: &Recorder, process: u64, token:
 }
 
 /// Log in as `admin` once (retrying only attempts that got no answer), and change the first-start
-/// password when the replica demands it. Returns the bearer token.
-async fn log_in(
+/// password when the replica demands it. The login uses the first-start password, or the suite's when
+/// the cluster has set it already (the membership fault needs it). Returns the bearer token.
+pub(crate) async fn log_in(
     balancer: &Balancer,
     recorder: &Recorder,
     deadline: Instant,
     outcome: &mut HttpOutcome,
 ) -> Result<String, String> {
-    let body = json!({ "username": "admin", "password": DEFAULT_ADMIN_PASSWORD });
+    let mut password = DEFAULT_ADMIN_PASSWORD;
     let mut answer = None;
     // Bounded by the deadline: every attempt takes at most one request timeout plus the backoff.
     for _ in 0..1000 {
         if Instant::now() >= deadline {
             break;
         }
+        let body = json!({ "username": "admin", "password": password });
         let pending = recorder.invoke(0, "", "login", "admin", None);
         let reply = balancer
             .send(Method::POST, "/kuboard-api/auth/login", None, Some(&body))
@@ -423,7 +444,11 @@ async fn log_in(
             break;
         }
         if definite_refusal {
-            return Err("the administrator's login was refused (is the password the first-start one?)".to_string());
+            if password == ADMIN_PASSWORD {
+                return Err("the administrator's login was refused with both passwords".to_string());
+            }
+            password = ADMIN_PASSWORD;
+            continue;
         }
         tokio::time::sleep(ERROR_BACKOFF * 3).await;
     }
@@ -435,8 +460,7 @@ async fn log_in(
         .to_string();
     outcome.logged_in = true;
     if answer.get("must_change_password").and_then(Value::as_bool) == Some(true) {
-        let new_password = format!("Jepsen-{:016x}", rand::random::<u64>());
-        let body = json!({ "current_password": DEFAULT_ADMIN_PASSWORD, "new_password": new_password });
+        let body = json!({ "current_password": DEFAULT_ADMIN_PASSWORD, "new_password": ADMIN_PASSWORD });
         for _ in 0..1000 {
             if Instant::now() >= deadline {
                 break;
@@ -474,7 +498,7 @@ async fn final_checks(balancer: &Balancer, recorder: &Recorder, token: &str, out
         for _ in 0..1000 {
             let pending = recorder.invoke(u64::MAX, &balancer.names[member], "final-me", "admin", None);
             let reply = balancer
-                .send_to(member, Method::GET, "/kuboard-api/auth/me", Some(token), None)
+                .send_to(member, Method::GET, "/kuboard-api/auth/me", Some(token), None, None)
                 .await;
             let status = match &reply {
                 Reply::Answered { status, .. } => Some(*status),
@@ -506,8 +530,18 @@ async fn final_checks(balancer: &Balancer, recorder: &Recorder, token: &str, out
             outcome.session_invalid_on.push(format!("{name} ({last})"));
         }
     }
+    outcome.final_users = final_user_list(balancer, recorder, token, give_up).await;
+}
+
+/// The list of users through the balancer, retried until `give_up`; `None` when no member answered.
+pub(crate) async fn final_user_list(
+    balancer: &Balancer,
+    recorder: &Recorder,
+    token: &str,
+    give_up: Instant,
+) -> Option<BTreeSet<String>> {
     for _ in 0..1000 {
-        let pending = recorder.invoke(u64::MAX, "", "final-list", USER_PREFIX, None);
+        let pending = recorder.invoke(u64::MAX, "", "final-list", "users", None);
         let reply = balancer
             .send(Method::GET, "/kuboard-api/users", Some(token), None)
             .await;
@@ -523,12 +557,12 @@ async fn final_checks(balancer: &Balancer, recorder: &Recorder, token: &str, out
         };
         complete(balancer, recorder, pending, reply, true);
         if users.is_some() {
-            outcome.final_users = users;
-            return;
+            return users;
         }
         if Instant::now() >= give_up {
-            return;
+            return None;
         }
         tokio::time::sleep(ERROR_BACKOFF * 2).await;
     }
+    None
 }

@@ -4,7 +4,9 @@
 //! - [`set`]: unique adds through the etcd v3 API and a final read after healing.
 //! - [`watch`]: watchers on every member resuming after disconnects while writers put.
 //! - [`http`]: one login, then work through a round-robin balancer over the members' REST API.
+//! - [`audit`]: strict audit: every change that happened has its audit event.
 
+pub mod audit;
 pub mod http;
 pub mod register;
 pub mod set;
@@ -31,6 +33,9 @@ pub enum WorkloadKind {
     Watch,
     /// REST API sessions and users through a round-robin balancer (embedded group only).
     Http,
+    /// Strict audit with a PostgreSQL audit database: no change without its audit event (embedded
+    /// group only; needs PostgreSQL's binaries).
+    StrictAudit,
 }
 
 impl WorkloadKind {
@@ -40,6 +45,7 @@ impl WorkloadKind {
             WorkloadKind::Set => "set",
             WorkloadKind::Watch => "watch",
             WorkloadKind::Http => "http",
+            WorkloadKind::StrictAudit => "strict-audit",
         }
     }
 }
