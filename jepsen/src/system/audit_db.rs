@@ -77,6 +77,11 @@ impl AuditDb {
         if !output.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr).trim());
         }
+        // The members and the suite's clients (the bridge address) come over the test network.
+        let hba = db.dir.join("data").join("pg_hba.conf");
+        let mut rules = std::fs::read_to_string(&hba).with_context(|| format!("read {}", hba.display()))?;
+        rules.push_str("\n# The chaos suite's test network.\nhost all all 198.18.0.0/15 trust\n");
+        std::fs::write(&hba, rules).with_context(|| format!("write {}", hba.display()))?;
         Ok(db)
     }
 
