@@ -512,6 +512,25 @@ pub struct ServeArgs {
     )]
     pub audit_policy: Option<String>,
 
+    /// `true`: reads (GET) are audited as well as changes, logins, sessions and denials. Default false.
+    #[arg(
+        long,
+        env = "KUBOARD_AUDIT_READS",
+        value_name = "BOOL",
+        help_heading = "Audit and sessions"
+    )]
+    pub audit_reads: Option<String>,
+
+    /// Bound in bytes of the local audit log kept in the data dir when no KUBOARD_QUEST_DB_URI is
+    /// set; the oldest segment is removed beyond it. Default 268435456 (256 MiB).
+    #[arg(
+        long,
+        env = "KUBOARD_AUDIT_LOCAL_MAX_BYTES",
+        value_name = "BYTES",
+        help_heading = "Audit and sessions"
+    )]
+    pub audit_local_max_bytes: Option<String>,
+
     /// Lifetime of a login session in seconds (60-2592000). Default 43200 (12 hours).
     #[arg(
         long,

@@ -160,7 +160,14 @@ impl AuditPolicy {
 pub struct AuditConfig {
     pub policy: AuditPolicy,
     pub quest_db_uri: Option<Secret>,
+    /// `KUBOARD_AUDIT_READS`: reads (GET) are audited too, not only changes and denials.
+    pub audit_reads: bool,
+    /// `KUBOARD_AUDIT_LOCAL_MAX_BYTES`: the bound of the local audit log (no QuestDB configured).
+    pub local_max_bytes: u64,
 }
+
+/// The local audit log keeps at most this much by default: 256 MiB.
+pub const DEFAULT_AUDIT_LOCAL_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
@@ -343,6 +350,10 @@ pub fn parse(raw: &RawSettings, hostname: Option<&str>) -> Result<ServeConfig, C
             Some(Secret::new(value))
         }
     };
+    let audit_reads = reader.bool("KUBOARD_AUDIT_READS")?.unwrap_or(false);
+    let local_max_bytes = reader
+        .u64_in("KUBOARD_AUDIT_LOCAL_MAX_BYTES", 64 * 1024, 1 << 40, "a number of bytes")?
+        .unwrap_or(DEFAULT_AUDIT_LOCAL_MAX_BYTES);
     let audit = AuditConfig {
         policy: if disable_audit {
             AuditPolicy::Disabled
@@ -350,6 +361,8 @@ pub fn parse(raw: &RawSettings, hostname: Option<&str>) -> Result<ServeConfig, C
             configured_policy
         },
         quest_db_uri,
+        audit_reads,
+        local_max_bytes,
     };
 
     let auth = parse_auth(&reader, &store)?;
@@ -1400,6 +1413,29 @@ mod tests {
             &[("KUBOARD_DISABLE_AUDIT", "maybe")],
             None,
             Expected::Err(r#"KUBOARD_DISABLE_AUDIT="maybe": expected true or false"#),
+        );
+        check(
+            &[("KUBOARD_AUDIT_READS", "true")],
+            None,
+            Expected::Ok(|c| c.audit.audit_reads && c.audit.local_max_bytes == DEFAULT_AUDIT_LOCAL_MAX_BYTES),
+        );
+        check(&[], None, Expected::Ok(|c| !c.audit.audit_reads));
+        check(
+            &[("KUBOARD_AUDIT_READS", "sometimes")],
+            None,
+            Expected::Err(r#"KUBOARD_AUDIT_READS="sometimes": expected true or false"#),
+        );
+        check(
+            &[("KUBOARD_AUDIT_LOCAL_MAX_BYTES", "1048576")],
+            None,
+            Expected::Ok(|c| c.audit.local_max_bytes == 1_048_576),
+        );
+        check(
+            &[("KUBOARD_AUDIT_LOCAL_MAX_BYTES", "10")],
+            None,
+            Expected::Err(
+                r#"KUBOARD_AUDIT_LOCAL_MAX_BYTES="10": expected a number of bytes between 65536 and 1099511627776"#,
+            ),
         );
         check(
             &[("KUBOARD_QUEST_DB_URI", "mysql://user:secret@db/x")],

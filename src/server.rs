@@ -167,9 +167,12 @@ pub async fn serve(config: ServeConfig) -> u8 {
     let admin_ready = Arc::new(AtomicBool::new(false));
     let clock = Clock::system();
     let audit = match crate::audit::audit_service::AuditService::start(
-        crate::audit::audit_service::AuditSettings::from_env(
-            config.audit.policy,
-            config.audit.quest_db_uri.as_ref().map(|uri| uri.expose().to_string()),
+        crate::audit::audit_service::AuditSettings::from_config(
+            &config.audit,
+            match &config.store {
+                StoreSelection::Raft(raft) => raft.peers.len() > 1,
+                StoreSelection::Etcd(_) => true,
+            },
         ),
         &config.data_dir,
     ) {

@@ -1,4 +1,5 @@
-//! `GET /kuboard-api/audit` (events from the database, newest first, with a cursor) and
+//! `GET /kuboard-api/audit` (events from the database or the local audit log, newest first, with a
+//! cursor) and
 //! `GET /kuboard-api/audit/status` (policy, state, queue, spool, counters). Administrators only.
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tokio_postgres::types::ToSql;
 use crate::audit::audit_row::AuditRow;
 use crate::audit::audit_service::{AuditService, AuditStatus};
 use crate::audit::dialect::{COLUMNS, TABLE};
+use crate::audit::local_log::{EventFilter, LocalLog};
 use crate::audit::pg_timestamp::PgTimestamp;
 use crate::http::api_error::ApiError;
 use crate::http::caller::Caller;
@@ -68,7 +70,7 @@ pub async fn audit_status(
 #[utoipa::path(get, path = "/kuboard-api/audit", tag = "system", params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 400, body = crate::http::api_error::ErrorBody),
         (status = 401, body = crate::http::api_error::ErrorBody), (status = 403, body = crate::http::api_error::ErrorBody),
-        (status = 404, description = "No audit database is configured", body = crate::http::api_error::ErrorBody),
+        (status = 404, description = "Audit is disabled", body = crate::http::api_error::ErrorBody),
         (status = 503, body = crate::http::api_error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_events(
@@ -78,13 +80,6 @@ pub async fn list_events(
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     caller.require_administrator(&state).await?;
-    let Some(writer) = service.writer() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "audit_database_not_configured",
-            "no audit database is configured (KUBOARD_QUEST_DB_URI)",
-        ));
-    };
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let cursor = match query.cursor.as_deref() {
         None | Some("") => None,
@@ -95,6 +90,16 @@ pub async fn list_events(
                 "the cursor is not one this API handed out",
             )
         })?),
+    };
+    if let Some(local) = service.local() {
+        return list_local(local.clone(), query, limit, cursor).await;
+    }
+    let Some(writer) = service.writer() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "audit_not_recorded",
+            "audit is disabled (KUBOARD_DISABLE_AUDIT): no events are recorded",
+        ));
     };
 
     let mut conditions: Vec<String> = Vec::new();
@@ -155,6 +160,43 @@ pub async fn list_events(
         .map_err(ApiError::internal)?;
     let next_cursor = if events.len() > limit as usize {
         events.truncate(limit as usize);
+        events
+            .last()
+            .map(|last| format!("{}.{}", last.ts_micros, last.audit_id))
+    } else {
+        None
+    };
+    Ok(Json(AuditPage { events, next_cursor }))
+}
+
+/// The same page from the local audit log.
+async fn list_local(
+    local: Arc<LocalLog>,
+    query: AuditQuery,
+    limit: u32,
+    cursor: Option<(i64, String)>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let filter = EventFilter {
+        from: query.from,
+        to: query.to,
+        user: query.user,
+        cluster: query.cluster,
+        namespace: query.namespace,
+        verb: query.verb,
+        status: query.status,
+        before: cursor,
+    };
+    let (events, more) = tokio::task::spawn_blocking(move || local.query(&filter, limit as usize))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                format!("the local audit log cannot be read: {error}"),
+            )
+        })?;
+    let next_cursor = if more {
         events
             .last()
             .map(|last| format!("{}.{}", last.ts_micros, last.audit_id))

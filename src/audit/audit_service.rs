@@ -11,6 +11,11 @@
 //!   ([`AuditService::accept`]); while it cannot be, audited requests are refused with 503
 //!   `audit_unavailable`, the replica reports the pause in `/readyz` and the audit status, and a
 //!   watcher ends the pause by itself once the database answers.
+//!
+//! Without `KUBOARD_QUEST_DB_URI` the [`LocalLog`] in the data dir takes the database's place under
+//! the same policies: `ignore-errors` and `strict`'s outcome events are appended in batches (one
+//! fsync per batch), `buffered` and `strict`'s gate append and fsync each event before going on
+//! (no spool is needed: the log is on disk already).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,9 +27,11 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::audit::audit_row::AuditRow;
 use crate::audit::audit_sink::{AuditEvent, AuditSink};
+use crate::audit::dialect::Dialect;
+use crate::audit::local_log::LocalLog;
 use crate::audit::pg_writer::PgWriter;
 use crate::audit::spool::{Spool, SpoolError};
-use crate::config::AuditPolicy;
+use crate::config::{AuditConfig, AuditPolicy};
 
 /// Limits of batching and of the queues.
 #[derive(Debug, Clone)]
@@ -37,6 +44,11 @@ pub struct AuditSettings {
     pub batch_max_delay: Duration,
     pub queue_capacity: usize,
     pub spool_max_bytes: u64,
+    /// The bound of the local audit log (used when no database is configured).
+    pub local_max_bytes: u64,
+    /// Other replicas serve the same users (several Raft members or an external etcd): a local log
+    /// then holds only this replica's events, which the start says.
+    pub several_replicas: bool,
 }
 
 impl AuditSettings {
@@ -49,22 +61,20 @@ impl AuditSettings {
             batch_max_delay: Duration::from_millis(200),
             queue_capacity: 10_000,
             spool_max_bytes: 256 * 1024 * 1024,
+            local_max_bytes: crate::config::DEFAULT_AUDIT_LOCAL_MAX_BYTES,
+            several_replicas: false,
         }
     }
 
-    /// The defaults, with `KUBOARD_AUDIT_READS=true` auditing reads as well.
-    pub fn from_env(policy: AuditPolicy, quest_db_uri: Option<String>) -> AuditSettings {
-        let mut settings = AuditSettings::new(policy, quest_db_uri);
-        if let Ok(value) = std::env::var("KUBOARD_AUDIT_READS") {
-            match value.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => settings.audit_reads = true,
-                "false" | "0" | "no" | "" => {}
-                other => tracing::warn!(
-                    value = other,
-                    "KUBOARD_AUDIT_READS: expected true or false; reads are not audited"
-                ),
-            }
-        }
+    /// The defaults with the validated settings of `kuboard serve`.
+    pub fn from_config(config: &AuditConfig, several_replicas: bool) -> AuditSettings {
+        let mut settings = AuditSettings::new(
+            config.policy,
+            config.quest_db_uri.as_ref().map(|uri| uri.expose().to_string()),
+        );
+        settings.audit_reads = config.audit_reads;
+        settings.local_max_bytes = config.local_max_bytes;
+        settings.several_replicas = several_replicas;
         settings
     }
 }
@@ -88,6 +98,7 @@ struct Counters {
 pub struct AuditService {
     settings: AuditSettings,
     writer: Option<tokio::sync::Mutex<PgWriter>>,
+    local: Option<Arc<LocalLog>>,
     queue: Option<mpsc::Sender<AuditRow>>,
     spool: Option<Arc<Spool>>,
     spool_notify: Notify,
@@ -98,10 +109,12 @@ pub struct AuditService {
 }
 
 /// What `/kuboard-api/audit/status` and the system status show.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AuditStatus {
     pub policy: String,
-    /// `disabled`, `log-only` (no database configured), `up`, `down` or `paused` (strict).
+    /// Where events go: `questdb`, `postgresql`, `local` (the log in the data dir) or `none`.
+    pub sink: String,
+    /// `disabled`, `up`, `down` or `paused` (strict).
     pub state: String,
     pub queue_depth: u64,
     /// Bytes in the spool that the database has not taken yet.
@@ -112,6 +125,11 @@ pub struct AuditStatus {
     pub spool_full_dropped: u64,
     /// Requests refused with 503 while a strict replica was paused.
     pub refused: u64,
+    /// Bytes in the local audit log (sink `local`).
+    pub local_bytes: u64,
+    /// Oldest segments of the local audit log removed to keep its bound, since the start.
+    pub local_segments_removed: u64,
+    /// Never holds the database's password.
     pub last_error: Option<String>,
 }
 
@@ -123,9 +141,24 @@ impl AuditService {
             (Some(uri), true) => Some(tokio::sync::Mutex::new(PgWriter::new(uri))),
             _ => None,
         };
-        if enabled && writer.is_none() {
-            tracing::warn!("audit is enabled without KUBOARD_QUEST_DB_URI: events go to the log only");
-        }
+        let local = if enabled && writer.is_none() {
+            let dir = data_dir.join("audit").join("local");
+            let local = LocalLog::open(&dir, settings.local_max_bytes)?;
+            if settings.several_replicas {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "audit is per replica: without KUBOARD_QUEST_DB_URI every replica keeps its own local audit log, \
+                     and the audit API of a replica shows only the events it recorded; set KUBOARD_QUEST_DB_URI for \
+                     one log of the whole group"
+                );
+            } else {
+                tracing::info!(dir = %dir.display(), max_bytes = settings.local_max_bytes,
+                    "audit events go to the local audit log (no KUBOARD_QUEST_DB_URI)");
+            }
+            Some(Arc::new(local))
+        } else {
+            None
+        };
         let spool = if writer.is_some() && settings.policy == AuditPolicy::Buffered {
             Some(Arc::new(Spool::open(
                 &data_dir.join("audit"),
@@ -134,20 +167,25 @@ impl AuditService {
         } else {
             None
         };
-        let (queue, receiver) = if writer.is_some() && spool.is_none() {
+        let queued =
+            (writer.is_some() && spool.is_none()) || (local.is_some() && settings.policy != AuditPolicy::Buffered);
+        let (queue, receiver) = if queued {
             let (sender, receiver) = mpsc::channel(settings.queue_capacity);
             (Some(sender), Some(receiver))
         } else {
             (None, None)
         };
+        let local_up = local.is_some();
         let service = Arc::new(AuditService {
             settings,
             writer,
+            local,
             queue,
             spool,
             spool_notify: Notify::new(),
             counters: Counters::default(),
-            database_up: AtomicBool::new(false),
+            // The local log opened above; a database is "down" until it has answered once.
+            database_up: AtomicBool::new(local_up),
             paused: AtomicBool::new(false),
             last_error: Mutex::new(None),
         });
@@ -157,7 +195,7 @@ impl AuditService {
         if service.spool.is_some() {
             tokio::spawn(run_spool_writer(Arc::downgrade(&service)));
         }
-        if service.writer.is_some() && service.settings.policy == AuditPolicy::Strict {
+        if service.gates_requests() {
             tokio::spawn(run_pause_watcher(Arc::downgrade(&service)));
         }
         Ok(service)
@@ -173,7 +211,29 @@ impl AuditService {
 
     /// A strict replica that gates requests on the database.
     pub fn gates_requests(&self) -> bool {
-        self.settings.policy == AuditPolicy::Strict && self.writer.is_some()
+        self.settings.policy == AuditPolicy::Strict && (self.writer.is_some() || self.local.is_some())
+    }
+
+    /// The local audit log, when events go there.
+    pub fn local(&self) -> Option<&Arc<LocalLog>> {
+        self.local.as_ref()
+    }
+
+    /// Writes rows to the database or the local log (fsync'd there when `sync`).
+    async fn store(&self, rows: &[AuditRow], sync: bool) -> Result<(), String> {
+        if let Some(writer) = &self.writer {
+            return writer.lock().await.write(rows).await.map_err(|error| error.to_string());
+        }
+        let Some(local) = self.local.clone() else {
+            rows.iter().for_each(log_row);
+            return Ok(());
+        };
+        let rows = rows.to_vec();
+        match tokio::task::spawn_blocking(move || local.append(&rows, sync)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(format!("the local audit log cannot be written: {error}")),
+            Err(error) => Err(format!("the local audit log task failed: {error}")),
+        }
     }
 
     pub fn writer(&self) -> Option<&tokio::sync::Mutex<PgWriter>> {
@@ -182,7 +242,24 @@ impl AuditService {
 
     fn note_error(&self, error: &str) {
         self.database_up.store(false, Ordering::Release);
-        *self.last_error.lock().expect("no panics while holding the lock") = Some(error.to_string());
+        *self.last_error.lock().expect("no panics while holding the lock") = Some(self.redact(error));
+    }
+
+    /// Errors are shown in the status; the database's password must never be among them.
+    fn redact(&self, text: &str) -> String {
+        let password = self
+            .settings
+            .quest_db_uri
+            .as_deref()
+            .and_then(|uri| uri.split_once("://"))
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .and_then(|(credentials, _)| credentials.split_once(':'))
+            .map(|(_, password)| password)
+            .filter(|password| !password.is_empty());
+        match password {
+            Some(password) => text.replace(password, "<redacted>"),
+            None => text.to_string(),
+        }
     }
 
     fn note_written(&self, rows: usize) {
@@ -192,22 +269,18 @@ impl AuditService {
 
     /// Strict: writes the event now; an error pauses the replica and refuses the request.
     pub async fn accept(&self, row: AuditRow) -> Result<(), AuditUnavailable> {
-        let Some(writer) = &self.writer else {
-            log_row(&row);
-            return Ok(());
-        };
         if self.paused.load(Ordering::Acquire) {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
             return Err(AuditUnavailable(self.last_error().unwrap_or_default()));
         }
-        let result = writer.lock().await.write(std::slice::from_ref(&row)).await;
+        let result = self.store(std::slice::from_ref(&row), true).await;
         match result {
             Ok(()) => {
                 self.note_written(1);
                 Ok(())
             }
             Err(error) => {
-                let message = error.to_string();
+                let message = self.redact(&error);
                 if !self.paused.swap(true, Ordering::AcqRel) {
                     tracing::error!(error = %message, "audit database unavailable: pausing audited requests");
                 }
@@ -220,7 +293,16 @@ impl AuditService {
 
     /// Records an event under the policy; for `buffered` it is on disk when this returns.
     pub async fn record_row(self: &Arc<Self>, row: AuditRow) {
-        if self.spool.is_some() {
+        if self.local_buffered() {
+            match self.store(std::slice::from_ref(&row), true).await {
+                Ok(()) => self.note_written(1),
+                Err(error) => {
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%error, audit_id = %row.audit_id, "audit event dropped");
+                    self.note_error(&error);
+                }
+            }
+        } else if self.spool.is_some() {
             let service = self.clone();
             if let Err(error) = tokio::task::spawn_blocking(move || service.spool_row(&row)).await {
                 tracing::error!(%error, "the audit spool task failed");
@@ -228,6 +310,11 @@ impl AuditService {
         } else {
             self.enqueue(row);
         }
+    }
+
+    /// `buffered` on the local log: each event is appended and fsync'd before the caller goes on.
+    fn local_buffered(&self) -> bool {
+        self.local.is_some() && self.queue.is_none() && self.enabled()
     }
 
     fn spool_row(&self, row: &AuditRow) {
@@ -295,7 +382,7 @@ impl AuditService {
     pub fn status(&self) -> AuditStatus {
         let state = if !self.enabled() {
             "disabled"
-        } else if self.writer.is_none() {
+        } else if self.writer.is_none() && self.local.is_none() {
             "log-only"
         } else if self.paused() {
             "paused"
@@ -308,8 +395,21 @@ impl AuditService {
             .queue
             .as_ref()
             .map_or(0, |queue| (queue.max_capacity() - queue.capacity()) as u64);
+        let sink = match (&self.writer, &self.local) {
+            (Some(writer), _) => match writer.try_lock().map(|writer| writer.dialect()) {
+                Ok(Dialect::Postgres) => "postgresql",
+                // Busy writing; the URI tells the dialect just as well.
+                _ if Dialect::from_uri(self.settings.quest_db_uri.as_deref().unwrap_or("")).0 == Dialect::Postgres => {
+                    "postgresql"
+                }
+                _ => "questdb",
+            },
+            (None, Some(_)) => "local",
+            (None, None) => "none",
+        };
         AuditStatus {
             policy: self.settings.policy.as_str().to_string(),
+            sink: sink.to_string(),
             state: state.to_string(),
             queue_depth,
             spooled_bytes: self.spool.as_ref().map_or(0, |spool| spool.pending_bytes()),
@@ -318,6 +418,8 @@ impl AuditService {
             dropped: self.counters.dropped.load(Ordering::Relaxed),
             spool_full_dropped: self.counters.spool_full_dropped.load(Ordering::Relaxed),
             refused: self.counters.refused.load(Ordering::Relaxed),
+            local_bytes: self.local.as_ref().map_or(0, |local| local.bytes()),
+            local_segments_removed: self.local.as_ref().map_or(0, |local| local.removed_segments()),
             last_error: self.last_error(),
         }
     }
@@ -368,12 +470,26 @@ impl AuditSink for AuditService {
         if !self.enabled() {
             return;
         }
-        if self.writer.is_none() {
+        if self.writer.is_none() && self.local.is_none() {
             crate::audit::LogAuditSink.record(event);
             return;
         }
         let row = AuditRow::from(event);
-        if self.spool.is_some() {
+        if self.local_buffered() {
+            // As with the spool: login attempts are rare, a short fsync on this thread keeps them durable.
+            let written = self
+                .local
+                .as_ref()
+                .map(|local| local.append(std::slice::from_ref(&row), true));
+            match written {
+                Some(Ok(())) => self.note_written(1),
+                Some(Err(error)) => {
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.note_error(&format!("the local audit log cannot be written: {error}"));
+                }
+                None => {}
+            }
+        } else if self.spool.is_some() {
             // Login attempts are rare; a short fsync on this thread keeps them durable too.
             self.spool_row(&row);
         } else {
@@ -386,6 +502,10 @@ impl AuditSink for AuditService {
             self.last_error()
                 .unwrap_or_else(|| "the audit database does not answer".into())
         })
+    }
+
+    fn audit_status(&self) -> Option<AuditStatus> {
+        Some(self.status())
     }
 
     fn prometheus_text(&self) -> String {
@@ -426,8 +546,7 @@ async fn run_queue_writer(service: std::sync::Weak<AuditService>, mut receiver: 
                 .fetch_sub(batch.len() as u64, Ordering::AcqRel);
             continue;
         }
-        let Some(writer) = service.writer() else { return };
-        let result = writer.lock().await.write(&batch).await;
+        let result = service.store(&batch, true).await;
         match result {
             Ok(()) => {
                 retry_after = None;
@@ -506,8 +625,11 @@ async fn run_pause_watcher(service: std::sync::Weak<AuditService>) {
         if !this.paused() {
             continue;
         }
-        let Some(writer) = this.writer() else { return };
-        let result = writer.lock().await.ping().await;
+        // The local log has nothing to ask: the next event tries the disk again.
+        let result = match this.writer() {
+            Some(writer) => writer.lock().await.ping().await.map_err(|error| error.to_string()),
+            None => Ok(()),
+        };
         if result.is_ok() {
             this.database_up.store(true, Ordering::Release);
             this.paused.store(false, Ordering::Release);

@@ -37,6 +37,11 @@ pub trait AuditSink: Send + Sync + 'static {
         None
     }
 
+    /// The pipeline's state for the system status (policy, sink, queue, counters), if it has one.
+    fn audit_status(&self) -> Option<crate::audit::audit_service::AuditStatus> {
+        None
+    }
+
     /// The sink's figures in the Prometheus text format (appended to `/metrics`).
     fn prometheus_text(&self) -> String {
         String::new()

@@ -12,6 +12,7 @@
 //! - [`audit_routes`]: `GET /kuboard-api/audit` and `/kuboard-api/audit/status`.
 //! - [`pg_writer`]: the reconnecting PG-wire connection; [`dialect`]: QuestDB vs PostgreSQL SQL;
 //!   [`pg_timestamp`]: the `TIMESTAMP` (OID 1114) type; [`spool`]: the on-disk queue of `buffered`.
+//! - [`local_log`]: the bounded audit log in the data dir, used when no database is configured.
 
 pub mod audit_layer;
 pub mod audit_routes;
@@ -19,6 +20,7 @@ pub mod audit_row;
 pub mod audit_service;
 pub mod audit_sink;
 pub mod dialect;
+pub mod local_log;
 pub mod pg_timestamp;
 pub mod pg_writer;
 pub mod spool;

@@ -31,9 +31,11 @@ pub struct SystemStatus {
     pub healthy: bool,
     /// disabled, ignore-errors, buffered or strict.
     pub audit_policy: String,
+    /// The audit pipeline of this replica: sink, state, queue, spool, counters, last error.
+    pub audit: Option<crate::audit::audit_service::AuditStatus>,
 }
 
-/// This replica, the store's members, leader and revision, and the audit policy.
+/// This replica, the store's members, leader and revision, and the audit policy and state.
 #[utoipa::path(get, path = "/kuboard-api/system/status", tag = "system",
     responses((status = 200, body = SystemStatus), (status = 401, body = crate::http::api_error::ErrorBody),
         (status = 403, body = crate::http::api_error::ErrorBody), (status = 503, body = crate::http::api_error::ErrorBody)),
@@ -60,5 +62,6 @@ pub async fn status(State(state): State<AppState>, _caller: Caller) -> Result<Js
         raft_term: status.raft_term,
         healthy: status.healthy,
         audit_policy: state.audit_policy.as_str().to_string(),
+        audit: state.api.audit.audit_status(),
     }))
 }

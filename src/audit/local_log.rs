@@ -1,0 +1,374 @@
+//! [`LocalLog`]: the embedded audit log of a replica without an audit database (DESIGN §7): JSON
+//! lines in segment files under `$KUBOARD_DATA_DIR/audit/local/`, bounded in bytes (the oldest
+//! segment goes first), read back by the same query API as the database (filters, newest first,
+//! keyset cursor on `(ts, audit_id)`).
+//!
+//! A query scans every segment: the log is bounded, and an operator's question is rare next to the
+//! events written. A line torn by a crash is cut off when the log opens; a line being appended
+//! while a query reads it does not parse and is skipped by that query only.
+
+use std::collections::{BinaryHeap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::Context;
+
+use crate::audit::audit_row::AuditRow;
+
+const PREFIX: &str = "audit-";
+const SUFFIX: &str = ".jsonl";
+/// Segments are an eighth of the bound (so removing one frees at most that), within these limits.
+const MIN_SEGMENT_BYTES: u64 = 16 * 1024;
+const MAX_SEGMENT_BYTES: u64 = 32 * 1024 * 1024;
+
+/// What a query keeps; every field absent matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Microseconds since the Unix epoch, inclusive.
+    pub from: Option<i64>,
+    /// Microseconds since the Unix epoch, exclusive.
+    pub to: Option<i64>,
+    pub user: Option<String>,
+    pub cluster: Option<String>,
+    pub namespace: Option<String>,
+    pub verb: Option<String>,
+    pub status: Option<i32>,
+    /// Only events strictly older than this `(ts, audit_id)` (the previous page's last).
+    pub before: Option<(i64, String)>,
+}
+
+impl EventFilter {
+    pub fn matches(&self, row: &AuditRow) -> bool {
+        let same = |wanted: &Option<String>, value: &str| wanted.as_deref().is_none_or(|wanted| wanted == value);
+        self.from.is_none_or(|from| row.ts_micros >= from)
+            && self.to.is_none_or(|to| row.ts_micros < to)
+            && same(&self.user, &row.username)
+            && same(&self.cluster, &row.cluster)
+            && same(&self.namespace, &row.namespace)
+            && same(&self.verb, &row.verb)
+            && self.status.is_none_or(|status| row.status_code == status)
+            && self
+                .before
+                .as_ref()
+                .is_none_or(|(ts, id)| (row.ts_micros, row.audit_id.as_str()) < (*ts, id.as_str()))
+    }
+}
+
+struct Segments {
+    /// Sequence number and size of every segment, oldest first; the last one is written.
+    list: VecDeque<(u64, u64)>,
+    current: File,
+    total_bytes: u64,
+    removed_segments: u64,
+}
+
+pub struct LocalLog {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    segments: Mutex<Segments>,
+}
+
+fn segment_name(seq: u64) -> String {
+    format!("{PREFIX}{seq:012}{SUFFIX}")
+}
+
+fn segment_seq(name: &str) -> Option<u64> {
+    name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok()
+}
+
+fn open_for_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).read(true).append(true).open(path)
+}
+
+impl LocalLog {
+    /// Opens (or creates) the log in `dir`, bounded by `max_bytes`.
+    pub fn open(dir: &Path, max_bytes: u64) -> anyhow::Result<LocalLog> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating the local audit log dir {}", dir.display()))?;
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+            let entry = entry.context("listing the local audit log")?;
+            if let Some(seq) = entry.file_name().to_str().and_then(segment_seq) {
+                let len = entry.metadata().context("reading a segment's size")?.len();
+                found.push((seq, len));
+            }
+        }
+        found.sort_unstable();
+        if found.is_empty() {
+            found.push((1, 0));
+        }
+        let (last_seq, _) = *found.last().expect("at least one segment");
+        let last_path = dir.join(segment_name(last_seq));
+        let mut current = open_for_append(&last_path).with_context(|| format!("opening {}", last_path.display()))?;
+        let mut content = Vec::new();
+        current
+            .read_to_end(&mut content)
+            .with_context(|| format!("reading {}", last_path.display()))?;
+        let whole = content
+            .iter()
+            .rposition(|byte| *byte == b'\n')
+            .map_or(0, |last| last + 1) as u64;
+        if whole != content.len() as u64 {
+            current
+                .set_len(whole)
+                .context("cutting a torn line off the local audit log")?;
+            current.sync_all().context("syncing the local audit log")?;
+        }
+        if let Some(last) = found.last_mut() {
+            last.1 = whole;
+        }
+        let total_bytes = found.iter().map(|(_, len)| len).sum();
+        let log = LocalLog {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            segment_bytes: (max_bytes / 8).clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES),
+            segments: Mutex::new(Segments {
+                list: found.into(),
+                current,
+                total_bytes,
+                removed_segments: 0,
+            }),
+        };
+        {
+            let mut segments = log.segments.lock().expect("no panics while holding the lock");
+            log.enforce_bound(&mut segments);
+        }
+        Ok(log)
+    }
+
+    /// Appends the rows (one JSON line each); with `sync` they are on disk when this returns.
+    pub fn append(&self, rows: &[AuditRow], sync: bool) -> std::io::Result<()> {
+        let mut text = Vec::new();
+        for row in rows {
+            serde_json::to_writer(&mut text, row).map_err(std::io::Error::other)?;
+            text.push(b'\n');
+        }
+        let mut segments = self.segments.lock().expect("no panics while holding the lock");
+        let current_len = segments.list.back().map_or(0, |(_, len)| *len);
+        if current_len > 0 && current_len + text.len() as u64 > self.segment_bytes {
+            segments.current.sync_all()?;
+            let seq = segments.list.back().map_or(0, |(seq, _)| *seq) + 1;
+            segments.current = open_for_append(&self.dir.join(segment_name(seq)))?;
+            segments.list.push_back((seq, 0));
+            // The new file's name must survive a crash as well as its lines.
+            File::open(&self.dir)?.sync_all()?;
+        }
+        segments.current.write_all(&text)?;
+        if sync {
+            segments.current.sync_data()?;
+        }
+        if let Some(last) = segments.list.back_mut() {
+            last.1 += text.len() as u64;
+        }
+        segments.total_bytes += text.len() as u64;
+        self.enforce_bound(&mut segments);
+        Ok(())
+    }
+
+    /// Removes the oldest segments while the log is over its bound (never the one written).
+    fn enforce_bound(&self, segments: &mut Segments) {
+        while segments.total_bytes > self.max_bytes && segments.list.len() > 1 {
+            let Some((seq, len)) = segments.list.pop_front() else {
+                break;
+            };
+            match std::fs::remove_file(self.dir.join(segment_name(seq))) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::error!(%error, seq, "removing the oldest local audit segment failed");
+                    segments.list.push_front((seq, len));
+                    return;
+                }
+            }
+            segments.total_bytes = segments.total_bytes.saturating_sub(len);
+            segments.removed_segments += 1;
+            tracing::info!(
+                seq,
+                bytes = len,
+                "oldest local audit segment removed (KUBOARD_AUDIT_LOCAL_MAX_BYTES)"
+            );
+        }
+    }
+
+    /// Bytes the log holds now.
+    pub fn bytes(&self) -> u64 {
+        self.segments
+            .lock()
+            .expect("no panics while holding the lock")
+            .total_bytes
+    }
+
+    /// Segments removed to keep the bound since the start.
+    pub fn removed_segments(&self) -> u64 {
+        self.segments
+            .lock()
+            .expect("no panics while holding the lock")
+            .removed_segments
+    }
+
+    /// The newest `limit` events matching `filter`, newest first, and whether older ones remain.
+    pub fn query(&self, filter: &EventFilter, limit: usize) -> std::io::Result<(Vec<AuditRow>, bool)> {
+        let seqs: Vec<u64> = {
+            let segments = self.segments.lock().expect("no panics while holding the lock");
+            segments.list.iter().map(|(seq, _)| *seq).collect()
+        };
+        // A min-heap of the newest `limit + 1` matches (the extra one tells whether a page follows).
+        let mut newest: BinaryHeap<std::cmp::Reverse<Newest>> = BinaryHeap::new();
+        for seq in seqs.iter().rev() {
+            let file = match File::open(self.dir.join(segment_name(*seq))) {
+                Ok(file) => file,
+                // Removed by the bound meanwhile: its events are gone.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error),
+            };
+            for line in BufReader::new(file).split(b'\n') {
+                let line = line?;
+                let Ok(row) = serde_json::from_slice::<AuditRow>(&line) else {
+                    continue;
+                };
+                if !filter.matches(&row) {
+                    continue;
+                }
+                newest.push(std::cmp::Reverse(Newest(row)));
+                if newest.len() > limit + 1 {
+                    newest.pop();
+                }
+            }
+        }
+        let mut rows: Vec<AuditRow> = newest.into_iter().map(|entry| entry.0 .0).collect();
+        rows.sort_unstable_by(|a, b| (b.ts_micros, &b.audit_id).cmp(&(a.ts_micros, &a.audit_id)));
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        Ok((rows, more))
+    }
+}
+
+/// Orders events by `(ts, audit_id)`, the order of the cursor.
+struct Newest(AuditRow);
+
+impl PartialEq for Newest {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Newest {}
+
+impl PartialOrd for Newest {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Newest {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.0.ts_micros, &self.0.audit_id).cmp(&(other.0.ts_micros, &other.0.audit_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ts: i64, verb: &str) -> AuditRow {
+        AuditRow {
+            ts_micros: ts,
+            audit_id: format!("id-{ts:08}"),
+            replica: 1,
+            cluster: String::new(),
+            username: "admin".into(),
+            groups: String::new(),
+            client: "api".into(),
+            source_ip: "127.0.0.1".into(),
+            user_agent: String::new(),
+            verb: verb.into(),
+            api_group: String::new(),
+            resource: "users".into(),
+            subresource: String::new(),
+            namespace: String::new(),
+            name: String::new(),
+            request_uri: format!("/kuboard-api/users?n={ts}"),
+            status_code: 201,
+            duration_ms: 1,
+            decision: "allow".into(),
+            message: "Created".into(),
+        }
+    }
+
+    #[test]
+    fn pages_newest_first_with_filters_and_a_cursor() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let log = LocalLog::open(dir.path(), 1 << 20).expect("open");
+        for ts in 1..=25 {
+            log.append(&[row(ts, if ts % 2 == 0 { "create" } else { "delete" })], ts % 5 == 0)
+                .expect("append");
+        }
+        let mut filter = EventFilter {
+            verb: Some("create".into()),
+            ..EventFilter::default()
+        };
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let (rows, more) = log.query(&filter, 5).expect("query");
+            seen.extend(rows.iter().map(|row| row.ts_micros));
+            if !more {
+                break;
+            }
+            let last = rows.last().expect("a full page");
+            filter.before = Some((last.ts_micros, last.audit_id.clone()));
+        }
+        assert_eq!(seen, (1..=12).rev().map(|n| n * 2).collect::<Vec<i64>>());
+        let range = EventFilter {
+            from: Some(10),
+            to: Some(13),
+            ..EventFilter::default()
+        };
+        let (rows, more) = log.query(&range, 100).expect("query");
+        assert_eq!(
+            rows.iter().map(|row| row.ts_micros).collect::<Vec<_>>(),
+            vec![12, 11, 10]
+        );
+        assert!(!more);
+    }
+
+    #[test]
+    fn the_oldest_segments_go_beyond_the_bound_and_a_torn_line_is_cut_at_open() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let bound = 64 * 1024;
+        {
+            let log = LocalLog::open(dir.path(), bound).expect("open");
+            for ts in 1..=2000 {
+                log.append(&[row(ts, "create")], false).expect("append");
+            }
+            assert!(log.bytes() <= bound, "{} bytes", log.bytes());
+            assert!(log.removed_segments() > 0);
+            let (rows, _) = log.query(&EventFilter::default(), 1).expect("query");
+            assert_eq!(rows[0].ts_micros, 2000, "the newest events stay");
+        }
+        let on_disk: u64 = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|entry| entry.expect("entry").metadata().expect("size").len())
+            .sum();
+        assert!(on_disk <= bound, "{on_disk} bytes on disk");
+        // A crash in the middle of a line.
+        let newest = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.path())
+            .max()
+            .expect("a segment");
+        let mut file = OpenOptions::new().append(true).open(&newest).expect("open");
+        file.write_all(b"{\"ts_micros\": 99").expect("write a torn line");
+        drop(file);
+        let log = LocalLog::open(dir.path(), bound).expect("reopen");
+        log.append(&[row(2001, "create")], true)
+            .expect("append after the crash");
+        let (rows, _) = log.query(&EventFilter::default(), 2).expect("query");
+        assert_eq!(
+            rows.iter().map(|row| row.ts_micros).collect::<Vec<_>>(),
+            vec![2001, 2000]
+        );
+    }
+}
