@@ -114,13 +114,19 @@ pub async fn run(
             detail,
         });
     };
+    // Faults this cluster cannot take are left out of the schedule once, with the reason, instead of
+    // failing every time they are drawn.
+    let mut faults = Vec::new();
+    for kind in &options.faults {
+        match unavailable(cluster, *kind) {
+            Some(reason) => stamp(&mut timeline, fault_name(*kind), "skipped", reason),
+            None => faults.push(*kind),
+        }
+    }
     // Bounded by `until`: every round sleeps at least the quiet interval (at least 100 ms).
-    while !options.faults.is_empty() && Instant::now() + options.quiet < until {
+    while !faults.is_empty() && Instant::now() + options.quiet < until {
         tokio::time::sleep(options.quiet.max(Duration::from_millis(100))).await;
-        let kind = *options
-            .faults
-            .choose(&mut rand::thread_rng())
-            .expect("faults is not empty");
+        let kind = *faults.choose(&mut rand::thread_rng()).expect("faults is not empty");
         let name = fault_name(kind);
         let started_fault = match start_fault(cluster, kind).await {
             Ok((active, detail)) => {
@@ -167,6 +173,24 @@ fn fault_name(kind: FaultKind) -> &'static str {
         FaultKind::PauseLeader => "pause-leader",
         FaultKind::Membership => "membership",
         FaultKind::AuditDb => "audit-db",
+    }
+}
+
+/// Why `kind` cannot be injected into `cluster`, if it cannot.
+fn unavailable(cluster: &Cluster, kind: FaultKind) -> Option<String> {
+    let members = cluster.member_count();
+    match kind {
+        FaultKind::Delay if cluster.delay_control().is_none() => {
+            Some("the cluster runs without delay proxies (ClusterFeatures::delay_proxy)".to_string())
+        }
+        FaultKind::AuditDb if cluster.audit_db_uri().is_none() => {
+            Some("the cluster runs without an audit database (ClusterFeatures::audit)".to_string())
+        }
+        FaultKind::Membership if members < 3 => {
+            Some(format!("a membership change needs at least 3 members, not {members}"))
+        }
+        FaultKind::Partition | FaultKind::Loss if members < 2 => Some("one member has no links to cut".to_string()),
+        _ => None,
     }
 }
 

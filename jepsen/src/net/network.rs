@@ -334,6 +334,8 @@ pub struct Cleaned {
     pub links: Vec<String>,
     pub forward_rules: usize,
     pub killed_processes: Vec<u32>,
+    /// Service directories (the audit database's `/tmp/kjp-<id>-auditdb`) that were removed.
+    pub directories: Vec<String>,
 }
 
 /// Remove every namespace, link and host FORWARD rule whose name starts with [`NAME_PREFIX`] (followed
@@ -364,6 +366,17 @@ pub fn cleanup(only_id: Option<&str>) -> anyhow::Result<Cleaned> {
         if name.starts_with(&link_prefix) && link_exists(name) {
             run("ip", &["link", "del", name])?;
             cleaned.links.push(name.to_string());
+        }
+    }
+    // Services of a host keep their data under the system temp dir, named after the network.
+    let temp = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&temp) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&namespace_prefix) && name.ends_with("-auditdb") {
+                std::fs::remove_dir_all(entry.path()).with_context(|| format!("remove {}", entry.path().display()))?;
+                cleaned.directories.push(entry.path().display().to_string());
+            }
         }
     }
     let rules = run("iptables", &["-S", "FORWARD"]).context("list the host FORWARD rules")?;
