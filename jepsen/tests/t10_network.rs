@@ -121,3 +121,63 @@ fn host_counts_outside_1_to_50_are_refused() {
     assert!(Network::create(0).is_err());
     assert!(Network::create(51).is_err());
 }
+
+/// The time of one echo round trip from `host`, or `None` when the probe failed.
+fn round_trip_from(network: &Network, host: usize, target: SocketAddr) -> Option<Duration> {
+    let started = Instant::now();
+    probe_from(network, host, target).then(|| started.elapsed())
+}
+
+#[test]
+fn delay_proxies_add_their_delay_and_partitions_still_cut_the_proxied_links() {
+    use kuboard_jepsen::net::{DelayControl, ProxySet, Route};
+    use std::sync::Arc;
+
+    let mut network = Network::create(2).expect("create two hosts (the suite needs root, iproute2, iptables)");
+    network.add_peer_aliases(2).expect("add the alias addresses");
+    let real = SocketAddr::from((network.hosts()[0].ip, 7009));
+    let alias = SocketAddr::from((network.peer_alias(0), 7009));
+    let _server = Server(
+        network
+            .command(0, JEPSEN_BINARY)
+            .args(["echo-server", "--listen", &real.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the echo server in n1"),
+    );
+    let control = Arc::new(DelayControl::default());
+    let proxies = ProxySet::start(
+        &[Route {
+            namespace: network.hosts()[1].namespace.clone(),
+            listen: alias,
+            target: real,
+        }],
+        Arc::clone(&control),
+    )
+    .expect("start the proxy in n2");
+
+    // n2 reaches n1 through its local proxy at n1's alias.
+    wait_reachability(&network, 1, alias, true);
+    let direct = round_trip_from(&network, 1, alias).expect("a probe through the proxy");
+
+    // 150 ms each way: the probe's 500 ms budget still holds one round trip of about 300 ms.
+    control.set(Duration::from_millis(150), Duration::ZERO);
+    let delayed = round_trip_from(&network, 1, alias).expect("a delayed probe");
+    eprintln!(
+        "echo round trip through the proxy: {} ms, with 150 ms delay each way: {} ms",
+        direct.as_millis(),
+        delayed.as_millis()
+    );
+    assert!(
+        delayed >= direct + Duration::from_millis(280),
+        "{direct:?} → {delayed:?}"
+    );
+    control.clear();
+
+    // A partition between n1 and n2 cuts the proxied link too: the proxy dials from n2's address.
+    network.partition(&partition::isolate(2, 0)).expect("partition");
+    wait_reachability(&network, 1, alias, false);
+    network.heal().expect("heal");
+    wait_reachability(&network, 1, alias, true);
+    drop(proxies);
+}

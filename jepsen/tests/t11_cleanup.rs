@@ -58,3 +58,21 @@ fn cleanup_removes_a_leaked_network_and_kills_its_processes() {
         .expect("list FORWARD");
     assert!(!String::from_utf8_lossy(&forward.stdout).contains(&format!("kjp-{id}")));
 }
+
+#[test]
+fn cleanup_removes_the_audit_database_directory_of_a_killed_run() {
+    let network = Network::create(1).expect("create a host (the suite needs root, iproute2, iptables)");
+    let id = network.id().to_string();
+    // What a killed run with an audit database leaves under the temp dir.
+    let leftover = std::env::temp_dir().join(format!("kjp-{id}-auditdb"));
+    std::fs::create_dir_all(leftover.join("data")).expect("create the leftover directory");
+    std::fs::write(leftover.join("data").join("PG_VERSION"), "15\n").expect("write a file in it");
+    std::mem::forget(network);
+
+    let output = Command::new(JEPSEN_BINARY)
+        .args(["cleanup", "--id", &id])
+        .output()
+        .expect("run cleanup");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!leftover.exists(), "{} survived cleanup", leftover.display());
+}
