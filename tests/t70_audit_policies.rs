@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::Replica;
 use serde_json::Value;
-use t7x_support::{wait_for, Postgres};
+use t7x_support::{configmap, exec_session, fake_cluster, import_fake, wait_for, Postgres};
 
 const NEW_PASSWORD: &str = "Audit-Trail-2026!";
 
@@ -367,5 +367,91 @@ async fn strict_refuses_audited_changes_while_the_database_is_down_and_resumes_b
     };
     wait_for(|| async { password_changes().await >= 2 }).await;
     assert_eq!(password_changes().await, 2);
+    kuboard.terminate(Duration::from_secs(20));
+}
+
+/// The acceptance of the strict policy through the Kubernetes proxy: while the database is down a
+/// change and an exec session get 503 `audit_unavailable` and the fake apiserver sees nothing;
+/// once it is back, changes succeed again within 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_keeps_changes_away_from_the_apiserver_while_the_database_is_down() {
+    const CONFIGMAPS: &str = "/k8s-api/fake/api/v1/namespaces/default/configmaps";
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut postgres = Postgres::init(dir.path());
+    let cluster = fake_cluster().await;
+    let mut kuboard = start_kuboard(dir.path(), &postgres, "strict");
+    kuboard.wait_ready(Duration::from_secs(60)).await;
+    let token = kuboard.change_admin_password(NEW_PASSWORD).await;
+    import_fake(&kuboard, &token, &cluster).await;
+    let (status, body) = kuboard.post_json(CONFIGMAPS, &token, &configmap("before")).await;
+    assert_eq!(status, 201, "{body}");
+    // Its outcome event is written after the answer; the outage must not race it.
+    postgres
+        .wait_events("the first change", |events| {
+            events.iter().filter(|event| event.resource == "configmaps").count() >= 2
+        })
+        .await;
+
+    postgres.stop();
+    let version_before = cluster.state.resource_version();
+    let (status, body) = kuboard.post_json(CONFIGMAPS, &token, &configmap("refused")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("audit_unavailable")),
+        "{body}"
+    );
+    let status_line = exec_session(&kuboard, &token).await;
+    assert!(
+        status_line.contains(" 503 "),
+        "an exec session is refused too: {status_line}"
+    );
+    assert_eq!(
+        cluster.state.resource_version(),
+        version_before,
+        "the apiserver saw no change"
+    );
+    let response = kuboard
+        .client
+        .get(kuboard.url("/readyz"))
+        .send()
+        .await
+        .expect("send readyz");
+    assert_eq!(response.status(), 503, "not ready while paused");
+    let (status, system) = kuboard.get_json("/kuboard-api/system/status", &token).await;
+    assert_eq!(status, 200, "{system}");
+    assert_eq!(system["audit"]["state"], "paused", "{system}");
+    assert!(!system.to_string().contains("postgresql://"), "{system}");
+
+    postgres.start();
+    let restarted = Instant::now();
+    loop {
+        let (status, body) = kuboard.post_json(CONFIGMAPS, &token, &configmap("after")).await;
+        if status == 201 {
+            break;
+        }
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("audit_unavailable")),
+            "{body}"
+        );
+        assert!(restarted.elapsed() < Duration::from_secs(5), "not resumed within 5 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "strict through the proxy: changes resumed {:?} after the database started",
+        restarted.elapsed()
+    );
+    kuboard.wait_ready(Duration::from_secs(5)).await;
+    let configmaps = kuboard_testkit::resources::find("", "v1", "configmaps").expect("served");
+    assert!(cluster.state.get(configmaps, Some("default"), "refused").is_err());
+    assert!(cluster.state.get(configmaps, Some("default"), "after").is_ok());
+    // Two events (pending and outcome) for each change that ran; none for the refused one.
+    let events = postgres
+        .wait_events("the proxied changes", |events| {
+            events.iter().filter(|event| event.resource == "configmaps").count() >= 4
+        })
+        .await;
+    let proxied: Vec<_> = events.iter().filter(|event| event.resource == "configmaps").collect();
+    assert_eq!(proxied.len(), 4, "{proxied:#?}");
     kuboard.terminate(Duration::from_secs(20));
 }

@@ -7,12 +7,11 @@
 mod common;
 mod t7x_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Replica;
 use serde_json::{json, Value};
-use t7x_support::{configmap, fake_cluster, import_fake, Postgres, StoredEvent};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use t7x_support::{configmap, exec_session, fake_cluster, import_fake, Postgres, StoredEvent};
 
 const NEW_PASSWORD: &str = "Coverage-Trail-2026!";
 const SECRETS: [&str; 5] = [
@@ -25,35 +24,6 @@ const SECRETS: [&str; 5] = [
 
 fn login_events(events: &[StoredEvent]) -> Vec<&StoredEvent> {
     events.iter().filter(|event| event.verb == "login").collect()
-}
-
-/// Opens an exec websocket through the proxy by hand (HTTP/1.1 upgrade), reads what the fake
-/// apiserver sends until it closes (at most 10 s), and closes. Returns the status line.
-async fn exec_session(kuboard: &Replica, token: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", kuboard.port))
-        .await
-        .expect("connect to kuboard");
-    let request = format!(
-        "GET /k8s-api/fake/api/v1/namespaces/default/pods/shell/exec?command=echo&command=hi&stdout=true HTTP/1.1\r\n\
-         Host: 127.0.0.1:{}\r\nAuthorization: Bearer {token}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n",
-        kuboard.port
-    );
-    stream.write_all(request.as_bytes()).await.expect("send the upgrade");
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
-            Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-            Ok(Ok(read)) => received.extend_from_slice(&buffer[..read]),
-        }
-    }
-    drop(stream);
-    let text = String::from_utf8_lossy(&received);
-    text.lines().next().unwrap_or("").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -534,8 +534,9 @@ async fn run_queue_writer(service: std::sync::Weak<AuditService>, mut receiver: 
                 Ok(None) | Err(_) => break,
             }
         }
-        // After a failure the database is not asked again for a second: events are dropped.
-        if retry_after.is_some_and(|at| Instant::now() < at) {
+        // After a failure the database is not asked again for a second: events are dropped. Unless
+        // it answered meanwhile (a strict gate's write or its watcher's check).
+        if retry_after.is_some_and(|at| Instant::now() < at) && !service.database_up.load(Ordering::Acquire) {
             service
                 .counters
                 .dropped

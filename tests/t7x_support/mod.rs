@@ -305,3 +305,40 @@ pub fn configmap(name: &str) -> serde_json::Value {
     serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": name, "namespace": "default"}, "data": {"k": name}})
 }
+
+/// Opens an exec websocket through the proxy by hand (HTTP/1.1 upgrade), reads what the fake
+/// apiserver sends until it closes (at most 10 s), and closes. Returns the status line. A refused
+/// upgrade is read up to the end of its head.
+pub async fn exec_session(kuboard: &crate::common::Replica, token: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", kuboard.port))
+        .await
+        .expect("connect to kuboard");
+    let request = format!(
+        "GET /k8s-api/fake/api/v1/namespaces/default/pods/shell/exec?command=echo&command=hi&stdout=true HTTP/1.1\r\n\
+         Host: 127.0.0.1:{}\r\nAuthorization: Bearer {token}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n",
+        kuboard.port
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+        .await
+        .expect("send the upgrade");
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, tokio::io::AsyncReadExt::read(&mut stream, &mut buffer)).await {
+            Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+            Ok(Ok(read)) => received.extend_from_slice(&buffer[..read]),
+        }
+        // A refusal is an ordinary answer on a connection kept open: its head is enough.
+        let head_done = received.windows(4).any(|window| window == b"\r\n\r\n");
+        if head_done && !received.starts_with(b"HTTP/1.1 101") {
+            break;
+        }
+    }
+    drop(stream);
+    let text = String::from_utf8_lossy(&received);
+    text.lines().next().unwrap_or("").to_string()
+}
