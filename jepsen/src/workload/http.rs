@@ -566,3 +566,80 @@ pub(crate) async fn final_user_list(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(f: &str, key: &str, outcome: Outcome, error: Option<&str>) -> Op {
+        Op {
+            index: 0,
+            process: 0,
+            node: "n1".into(),
+            f: f.into(),
+            key: key.into(),
+            value: None,
+            revision: None,
+            outcome,
+            invoke_ns: 0,
+            complete_ns: 1,
+            error: error.map(str::to_string),
+        }
+    }
+
+    fn outcome(history: Vec<Op>, users: &[&str], invalid_on: &[&str]) -> HttpOutcome {
+        HttpOutcome {
+            history,
+            logged_in: true,
+            password_changed: true,
+            session_valid_on: vec!["n1".into(), "n2".into()],
+            session_invalid_on: invalid_on.iter().map(|member| member.to_string()).collect(),
+            final_users: Some(users.iter().map(|user| user.to_string()).collect()),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn sessions_and_acknowledged_users_must_survive() {
+        let history = vec![
+            op("create-user", "u1", Outcome::Ok, None),
+            op("get-user", "u1", Outcome::Ok, None),
+            op("create-user", "u2", Outcome::Info, Some("no answer in time")),
+            op("create-user", "u3", Outcome::Fail, Some("503 unavailable")),
+            op("me", "admin", Outcome::Fail, Some("503 no_quorum")),
+        ];
+        let verdict = outcome(history.clone(), &["admin", "u1", "u2"], &[]).verdict();
+        assert!(verdict.valid, "{verdict:?}");
+        assert_eq!(
+            (
+                verdict.creates_acknowledged,
+                verdict.creates_indeterminate,
+                verdict.recovered_users
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(
+            outcome(history.clone(), &["admin"], &[]).verdict().lost_users,
+            vec!["u1"]
+        );
+        assert!(
+            !outcome(history.clone(), &["admin", "u1"], &["n3 (401)"])
+                .verdict()
+                .valid
+        );
+
+        let mut rejected = history.clone();
+        rejected.push(op("me", "admin", Outcome::Fail, Some("401 unauthenticated")));
+        assert_eq!(
+            outcome(rejected, &["admin", "u1"], &[])
+                .verdict()
+                .session_rejected
+                .len(),
+            1
+        );
+
+        let mut stale = history;
+        stale.push(op("get-user", "u1", Outcome::Fail, Some("404 not_found")));
+        assert_eq!(outcome(stale, &["admin", "u1"], &[]).verdict().stale_reads.len(), 1);
+    }
+}

@@ -481,3 +481,104 @@ async fn watcher_loop(
     }
     record
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str, revision: Option<i64>, outcome: Outcome) -> Op {
+        Op {
+            index: 0,
+            process: 0,
+            node: "n1".into(),
+            f: "put".into(),
+            key: key.into(),
+            value: None,
+            revision,
+            outcome,
+            invoke_ns: 0,
+            complete_ns: 1,
+            error: None,
+        }
+    }
+
+    fn watcher(watcher: usize, seen: &[(i64, &str)]) -> WatcherRecord {
+        WatcherRecord {
+            watcher,
+            node: format!("n{}", watcher + 1),
+            start_revision: 10,
+            last_revision: seen.iter().map(|(revision, _)| *revision).max().unwrap_or(9),
+            events: seen
+                .iter()
+                .map(|(revision, key)| WatchEvent {
+                    revision: *revision,
+                    key: key.to_string(),
+                })
+                .collect(),
+            streams: 1,
+            stream_errors: Vec::new(),
+        }
+    }
+
+    fn outcome(watchers: Vec<WatcherRecord>, final_range: &[(&str, i64)]) -> WatchOutcome {
+        let mut history = vec![
+            put("w/a", Some(10), Outcome::Ok),
+            put("w/b", Some(11), Outcome::Ok),
+            put("w/c", None, Outcome::Info),
+        ];
+        history.push(Op {
+            f: "fence".into(),
+            ..put(FENCE_KEY, Some(13), Outcome::Ok)
+        });
+        WatchOutcome {
+            history,
+            watchers,
+            start_revision: 10,
+            fence_revision: Some(13),
+            final_range: Some(
+                final_range
+                    .iter()
+                    .map(|(key, revision)| (key.to_string(), *revision))
+                    .collect(),
+            ),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn watchers_must_agree_with_the_final_range_and_each_other() {
+        let all = [(10, "w/a"), (11, "w/b"), (12, "w/c"), (13, FENCE_KEY)];
+        let range = [("w/a", 10), ("w/b", 11), ("w/c", 12), (FENCE_KEY, 13)];
+        let good = outcome(vec![watcher(0, &all), watcher(1, &all)], &range);
+        let verdict = good.verdict();
+        assert!(verdict.valid, "{verdict:?}");
+        assert_eq!(verdict.puts_acknowledged, 2);
+
+        // The indeterminate put took effect (it is in the final range): a watcher without it has a gap.
+        let gap = outcome(
+            vec![
+                watcher(0, &all),
+                watcher(1, &[(10, "w/a"), (11, "w/b"), (13, FENCE_KEY)]),
+            ],
+            &range,
+        );
+        let verdict = gap.verdict();
+        assert!(!verdict.valid);
+        assert_eq!(verdict.checker.problems[0].watcher, 1);
+        assert_eq!(verdict.checker.problems[0].missing[0].revision, 12);
+
+        // An acknowledged put missing from the final range, or at another revision, is a mismatch.
+        let lost = outcome(
+            vec![watcher(0, &all)],
+            &[("w/a", 10), ("w/b", 14), ("w/c", 12), (FENCE_KEY, 13)],
+        );
+        let verdict = lost.verdict();
+        assert!(!verdict.valid);
+        assert_eq!(verdict.final_mismatches.len(), 1, "{verdict:?}");
+
+        // Without the fence nothing can be vouched for.
+        let mut no_fence = outcome(vec![watcher(0, &all)], &range);
+        no_fence.fence_revision = None;
+        assert!(!no_fence.verdict().valid);
+    }
+}
