@@ -273,12 +273,12 @@ impl KvStateMachine {
     /// with the meta bytes to store if it is the last entry written. The answers are those of
     /// [`KvStateMachine::apply`] one entry at a time, in order.
     ///
-    /// Runs of puts, deletions and entries without a command go into one sled transaction with
-    /// the meta of their last entry: sled writes its log out for every transaction, so this is
-    /// what keeps a busy member's state machine from issuing one disk write per entry. A later
-    /// command of a run sees the writes of the earlier ones through an overlay of the `kv` tree;
-    /// commands that read other trees (transactions, compaction, leases) end the run and are
-    /// applied alone. Reads see a run's revisions only once all of it is committed, and its watch
+    /// Runs of puts, deletions, transactions that read the latest state only, and entries without
+    /// a command go into one sled transaction with the meta of their last entry: sled writes its
+    /// log out for every transaction, so this is what keeps a busy member's state machine from
+    /// issuing one disk write per entry. A later command of a run sees the writes of the earlier
+    /// ones through an overlay of the `kv` tree; commands that read other trees (transactions
+    /// reading at a revision, compaction, leases) end the run and are applied alone. Reads see a run's revisions only once all of it is committed, and its watch
     /// events are published revision by revision afterwards.
     pub fn apply_group(&self, entries: &[(Option<&Command>, Vec<u8>)]) -> Result<Vec<CommandResponse>, MvccError> {
         let _apply = lock(&self.inner.apply_lock);
@@ -295,6 +295,9 @@ impl KvStateMachine {
                 Some(Command::Put(request)) => write::apply_put(&trees, base, request, &mut run, &mut pending)?,
                 Some(Command::DeleteRange(request)) => {
                     write::apply_delete_range(&trees, base, request, &mut run, &mut pending)?
+                }
+                Some(Command::Txn(request)) if txn::reads_latest_only(request) => {
+                    txn::apply_txn(&trees, base, self.compact_revision(), request, &mut run, &mut pending)?
                 }
                 Some(command) => {
                     if let Some(last_meta) = run_meta.take() {
@@ -332,7 +335,7 @@ impl KvStateMachine {
             Command::DeleteRange(request) => {
                 write::apply_delete_range(&trees, base, request, &mut commit, &mut pending)?
             }
-            Command::Txn(request) => txn::apply_txn(&trees, base, compacted, request, &mut commit)?,
+            Command::Txn(request) => txn::apply_txn(&trees, base, compacted, request, &mut commit, &mut pending)?,
             Command::Compact(request) => {
                 match compaction::compact(&trees, base, compacted, request.revision, &mut commit)? {
                     Ok(()) => CommandResponse::Compact(CompactResponse { header: header(base) }),

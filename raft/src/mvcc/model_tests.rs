@@ -360,6 +360,34 @@ proptest! {
     }
 }
 
+/// Transactions that read inside a group: `1` compares a range and reads the latest state (it runs
+/// on the group's pending writes), `2` also reads at the current revision (it is applied alone),
+/// `3` reads at the revision before (alone too).
+fn reading_txn(kind: u8, revision: i64) -> Option<Command> {
+    let all_at = |revision: i64| {
+        TxnOp::Range(RangeRequest {
+            key: key(0),
+            range_end: key(5),
+            revision,
+            ..Default::default()
+        })
+    };
+    let read_at = match kind {
+        1 => 0,
+        2 => revision,
+        3 => (revision - 1).max(1),
+        _ => return None,
+    };
+    Some(Command::Txn(TxnRequest {
+        compare: vec![Compare {
+            range_end: key(5),
+            ..Compare::new(key(0), CompareResult::Greater, CompareTarget::Version(1))
+        }],
+        success: vec![all_at(0), TxnOp::Put(PutRequest::new(key(4), value(9)))],
+        failure: vec![all_at(read_at), TxnOp::DeleteRange(DeleteRangeRequest::key(key(1)))],
+    }))
+}
+
 /// Every lease with its ttl and attached keys.
 type LeaseState = Vec<(i64, i64, Vec<Vec<u8>>)>;
 
@@ -397,14 +425,14 @@ proptest! {
     /// entries applied one at a time, and the meta of a group's last entry is the one stored.
     #[test]
     fn grouped_apply_matches_one_at_a_time(
-        ops in proptest::collection::vec((op_strategy(), any::<bool>()), 1..40),
+        ops in proptest::collection::vec((op_strategy(), any::<bool>(), 0u8..4), 1..40),
         cuts in proptest::collection::vec(1usize..12, 1..40),
     ) {
         let one_dir = tempfile::tempdir().expect("create a temporary directory");
         let one = KvStateMachine::open(one_dir.path()).expect("open");
         let mut entries = Vec::new();
         let mut expected = Vec::new();
-        for (position, (op, blank_before)) in ops.iter().enumerate() {
+        for (position, (op, blank_before, reader)) in ops.iter().enumerate() {
             if *blank_before {
                 let meta = format!("blank before {position}").into_bytes();
                 expected.push(CommandResponse::Applied(kuboard_storage::ResponseHeader {
@@ -418,6 +446,11 @@ proptest! {
             let meta = format!("entry {position}").into_bytes();
             expected.push(one.apply(&command, &meta).expect("apply without internal fault"));
             entries.push((Some(command), meta));
+            if let Some(command) = reading_txn(*reader, one.revision()) {
+                let meta = format!("reader after {position}").into_bytes();
+                expected.push(one.apply(&command, &meta).expect("apply without internal fault"));
+                entries.push((Some(command), meta));
+            }
         }
 
         let grouped_dir = tempfile::tempdir().expect("create a temporary directory");

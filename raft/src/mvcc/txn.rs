@@ -21,18 +21,32 @@ pub(super) const MAX_TXN_OPS: usize = 128;
 /// Deepest nesting of transactions accepted, so that validation and execution recurse boundedly.
 pub(super) const MAX_TXN_DEPTH: usize = 16;
 
+/// Whether a transaction can run on top of pending writes of its group: it reads the latest state
+/// only (the `kv` tree and the overlay). A read at a given revision could name one whose writes are
+/// still pending, which only the history and index trees could answer.
+pub(super) fn reads_latest_only(request: &TxnRequest) -> bool {
+    request.success.iter().chain(&request.failure).all(|op| match op {
+        TxnOp::Range(range) => range.revision == 0,
+        TxnOp::Txn(nested) => reads_latest_only(nested),
+        TxnOp::Put(_) | TxnOp::DeleteRange(_) => true,
+    })
+}
+
+/// Apply a transaction on top of the group's `pending` writes (which it extends). With pending
+/// writes, the caller has checked [`reads_latest_only`].
 pub(super) fn apply_txn(
     trees: &Trees,
     base_revision: i64,
     compact_revision: i64,
     request: &TxnRequest,
     commit: &mut Commit,
+    pending: &mut Overlay,
 ) -> Result<CommandResponse, MvccError> {
     if let Err(error) = validate_txn(request, 0) {
         return Ok(CommandResponse::Error(error));
     }
     let mut path = Vec::new();
-    choose_path(trees, request, &mut path)?;
+    choose_path(trees, pending, request, &mut path)?;
     if let Err(error) = check_path(
         trees,
         base_revision,
@@ -42,9 +56,9 @@ pub(super) fn apply_txn(
     )? {
         return Ok(CommandResponse::Error(error));
     }
-    let mut txn = WriteTxn::new(trees, base_revision);
+    let mut txn = WriteTxn::on_pending(trees, base_revision, std::mem::take(pending));
     let response = execute(&mut txn, request, &mut path.into_iter())?;
-    txn.into_commit(commit)?;
+    *pending = txn.into_commit(commit)?;
     Ok(CommandResponse::Txn(response))
 }
 
@@ -126,10 +140,10 @@ fn check_intervals(ops: &[TxnOp]) -> Result<Intervals, StoreError> {
 
 /// Evaluate the compares of `request` and of the nested transactions on its chosen branch, in
 /// pre-order, against the state before the transaction.
-fn choose_path(trees: &Trees, request: &TxnRequest, path: &mut Vec<bool>) -> Result<(), MvccError> {
+fn choose_path(trees: &Trees, pending: &Overlay, request: &TxnRequest, path: &mut Vec<bool>) -> Result<(), MvccError> {
     let mut succeeded = true;
     for compare in &request.compare {
-        if !compare_holds(trees, compare)? {
+        if !compare_holds(trees, pending, compare)? {
             succeeded = false;
             break;
         }
@@ -138,20 +152,23 @@ fn choose_path(trees: &Trees, request: &TxnRequest, path: &mut Vec<bool>) -> Res
     let ops = if succeeded { &request.success } else { &request.failure };
     for op in ops {
         if let TxnOp::Txn(nested) = op {
-            choose_path(trees, nested, path)?;
+            choose_path(trees, pending, nested, path)?;
         }
     }
     Ok(())
 }
 
-fn compare_holds(trees: &Trees, compare: &Compare) -> Result<bool, MvccError> {
+fn compare_holds(trees: &Trees, pending: &Overlay, compare: &Compare) -> Result<bool, MvccError> {
     let records: Vec<KvRecord> = if compare.range_end.is_empty() {
-        match trees.kv.get(&compare.key)? {
-            Some(bytes) => vec![decode("kv record", &bytes)?],
-            None => Vec::new(),
+        match pending.get(&compare.key) {
+            Some(record) => record.iter().cloned().collect(),
+            None => match trees.kv.get(&compare.key)? {
+                Some(bytes) => vec![decode("kv record", &bytes)?],
+                None => Vec::new(),
+            },
         }
     } else {
-        latest_entries(trees, &Overlay::new(), &compare.key, &compare.range_end)?
+        latest_entries(trees, pending, &compare.key, &compare.range_end)?
             .into_iter()
             .map(|(_, record)| record)
             .collect()
