@@ -230,9 +230,13 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
     }
     let setup_started = Instant::now();
     let mut cluster = Cluster::start_with(&cluster_options, &features).await?;
-    if options.nemesis.faults.contains(&FaultKind::Membership) && options.kind == SystemKind::Embedded {
-        // The membership fault logs in as admin with the suite's password; setting it now, before any
-        // workload logs in, keeps it from ending a workload's session by changing it later.
+    let admin_users = usize::from(options.nemesis.faults.contains(&FaultKind::Membership))
+        + usize::from(workloads.runs(WorkloadKind::Http))
+        + usize::from(workloads.runs(WorkloadKind::StrictAudit));
+    if admin_users > 1 && options.kind == SystemKind::Embedded {
+        // The membership fault and the REST workloads log in as admin. Changing the first-start
+        // password ends the user's other sessions, so it is changed once now, before any of them logs
+        // in; a single REST workload makes the change itself (the first-login path).
         cluster
             .ensure_admin_password()
             .await

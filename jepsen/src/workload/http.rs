@@ -235,7 +235,9 @@ impl HttpOutcome {
         let session_rejected: Vec<String> = self
             .history
             .iter()
-            .filter(|op| op.error.as_deref().is_some_and(|e| e.starts_with("401")))
+            // A login refused with the first-start password (the cluster had set the suite's) is not a
+            // session problem.
+            .filter(|op| op.f != "login" && op.error.as_deref().is_some_and(|e| e.starts_with("401")))
             .map(|op| problem(&op))
             .collect();
         let error = self.error.clone().or_else(|| {
@@ -373,7 +375,9 @@ pub(crate) fn complete(
             let code = body.get("code").and_then(Value::as_str).unwrap_or("").to_string();
             // A 5xx of a change may come after the change was proposed (a lost quorum, a timeout
             // inside the replica): it may still take effect.
-            let outcome = if status.is_server_error() && !read_only {
+            // A change refused with `audit_unavailable` (strict audit, database down) is refused
+            // before it runs: a definite failure, which the strict-audit checker verifies.
+            let outcome = if status.is_server_error() && !read_only && code != "audit_unavailable" {
                 Outcome::Info
             } else {
                 Outcome::Fail
@@ -629,6 +633,7 @@ mod tests {
         );
 
         let mut rejected = history.clone();
+        rejected.push(op("login", "admin", Outcome::Fail, Some("401 invalid_credentials")));
         rejected.push(op("me", "admin", Outcome::Fail, Some("401 unauthenticated")));
         assert_eq!(
             outcome(rejected, &["admin", "u1"], &[])
