@@ -74,7 +74,7 @@ fn fault_list(verdict: &RunVerdict) -> String {
     verdict
         .nemesis
         .iter()
-        .map(|fault| format!("{fault:?}").to_lowercase())
+        .map(|fault| fault.name())
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -255,6 +255,22 @@ fn workload_summary(verdict: &RunVerdict, workload: &str) -> String {
                 http.session_valid_on.join(","),
                 http.session_invalid_on.join(","),
                 http.error.as_deref().map(|e| format!("; {e}")).unwrap_or_default()
+            )
+        }),
+        "strict-audit" => verdict.strict_audit.as_ref().map_or_else(String::new, |audit| {
+            format!(
+                "{}: {} creations acknowledged, {} refused audit_unavailable, {} indeterminate of {}; {} with an \
+                 audit event; acknowledged without event {}, refused but done {}, present without event {}{}",
+                if audit.valid { "valid" } else { "INVALID" },
+                audit.creates_acknowledged,
+                audit.creates_refused_audit_unavailable,
+                audit.creates_indeterminate,
+                audit.creates_attempted,
+                audit.requests_with_events,
+                audit.acknowledged_without_event.len(),
+                audit.refused_but_done.len(),
+                audit.present_without_event.len(),
+                audit.error.as_deref().map(|e| format!("; {e}")).unwrap_or_default()
             )
         }),
         _ => String::new(),

@@ -41,6 +41,11 @@ pub fn fault_colour(fault: &str) -> &'static str {
         "kill" => "#ef9a9a",
         "pause" => "#ce93d8",
         "loss" => "#ffe082",
+        "delay" => "#a5d6a7",
+        "kill-leader" => "#e57373",
+        "pause-leader" => "#ba68c8",
+        "membership" => "#ffcc80",
+        "audit-db" => "#b0bec5",
         _ => "#d7ccc8",
     }
 }
