@@ -224,8 +224,10 @@ impl AuditService {
         if let Some(writer) = &self.writer {
             return writer.lock().await.write(rows).await.map_err(|error| error.to_string());
         }
+        // The local log is per replica; the same events in the process log let a log collector
+        // gather those of every replica.
+        rows.iter().for_each(log_row);
         let Some(local) = self.local.clone() else {
-            rows.iter().for_each(log_row);
             return Ok(());
         };
         let rows = rows.to_vec();
@@ -477,6 +479,7 @@ impl AuditSink for AuditService {
         let row = AuditRow::from(event);
         if self.local_buffered() {
             // As with the spool: login attempts are rare, a short fsync on this thread keeps them durable.
+            log_row(&row);
             let written = self
                 .local
                 .as_ref()
@@ -517,8 +520,29 @@ impl AuditSink for AuditService {
     }
 }
 
+/// One event as a structured log line (target `kuboard::audit`).
 fn log_row(row: &AuditRow) {
-    tracing::info!(target: "kuboard::audit", event = %serde_json::to_string(row).unwrap_or_default(), "audit");
+    tracing::info!(
+        target: "kuboard::audit",
+        audit_id = %row.audit_id,
+        ts_micros = row.ts_micros,
+        replica = row.replica,
+        cluster = %row.cluster,
+        username = %row.username,
+        client = %row.client,
+        source_ip = %row.source_ip,
+        verb = %row.verb,
+        resource = %row.resource,
+        subresource = %row.subresource,
+        namespace = %row.namespace,
+        name = %row.name,
+        request_uri = %row.request_uri,
+        status_code = row.status_code,
+        duration_ms = row.duration_ms,
+        decision = %row.decision,
+        message = %row.message,
+        "audit"
+    );
 }
 
 /// Takes events off the queue in batches (bounded by count and by time) and writes them.
