@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Latency samples in microseconds. The runs are bounded in operations, so keeping every sample and
 /// sorting once is exact and cheap enough (no histogram approximation).
@@ -56,7 +56,7 @@ impl Latencies {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy, Serialize)]
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
 pub struct Percentiles {
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -106,7 +106,7 @@ pub fn reset_peak_rss(pid: u32) {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
 pub struct FsyncFloor {
     /// Sequential 4 KiB appends each followed by fdatasync, per second.
     pub per_second: f64,

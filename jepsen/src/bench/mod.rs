@@ -2,9 +2,18 @@
 //! etcd v3 API by the same client, with the same durability (both fdatasync their log before they
 //! answer a write). It writes `docs/benchmarks.md`, SVG plots and the raw figures as JSON.
 //!
+//! Besides the store, two parts measure what sits in front of it: the Kubernetes proxy against the fake
+//! apiserver called directly ([`proxy`]) and audit events written to PostgreSQL under each policy
+//! ([`audit`]). Parts can run alone (`--only`); the figures of the parts not run are kept from the
+//! previous `results.json`, so the report stays whole.
+//!
 //! Every phase is bounded in time and in operations; progress goes to stdout as it runs.
 
+mod audit;
+mod http_load;
 mod measure;
+mod procs;
+mod proxy;
 mod report;
 mod workloads;
 
@@ -12,11 +21,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::system::{Cluster, ClusterOptions, SystemKind};
+pub use audit::AuditResult;
 use measure::{cpu_ticks, reset_peak_rss, status_kib, ticks_per_second, Latencies};
 pub use measure::{FsyncFloor, Percentiles};
+pub use procs::default_postgres_bin_dir;
+pub use proxy::ProxyResult;
 use workloads::{LoadOutcome, Op, SteadyWriters};
 
 #[derive(Debug, Clone)]
@@ -33,6 +45,23 @@ pub struct BenchOptions {
     pub failovers: usize,
     /// The systems to run (both by default; one alone is useful while tuning).
     pub systems: Vec<SystemKind>,
+    /// The parts to run; the others keep their figures from the previous `results.json`.
+    pub parts: Vec<BenchPart>,
+    /// `kuboard-fake-apiserver` (built from `testkit/`), started as a process by the proxy part.
+    pub fake_apiserver_binary: PathBuf,
+    /// Where `initdb` and `postgres` are, for the audit part.
+    pub postgres_bin_dir: PathBuf,
+}
+
+/// A part of the benchmark that can run alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchPart {
+    /// The embedded group against etcd: throughput, latency, failover, memory, the fdatasync floor.
+    Store,
+    /// The Kubernetes proxy against calling the fake apiserver directly.
+    Proxy,
+    /// Audit events per second and the added latency of each policy.
+    Audit,
 }
 
 impl BenchOptions {
@@ -73,7 +102,7 @@ const WATCHERS: usize = 100;
 const CONNECTIONS: usize = 16;
 
 /// One phase of one system.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PhaseResult {
     pub name: String,
     pub ok: usize,
@@ -88,7 +117,7 @@ pub struct PhaseResult {
     pub first_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SystemResult {
     pub system: String,
     pub idle_rss_mib: Vec<f64>,
@@ -99,8 +128,9 @@ pub struct SystemResult {
     pub failover_timeouts: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchResult {
+    /// Mode and time of the store part.
     pub quick: bool,
     pub started_utc: String,
     pub machine: report::Machine,
@@ -108,13 +138,70 @@ pub struct BenchResult {
     pub fsync_floor: FsyncFloor,
     pub fsync_samples: Vec<FsyncFloor>,
     pub systems: Vec<SystemResult>,
+    #[serde(default)]
+    pub proxy: Option<ProxyResult>,
+    #[serde(default)]
+    pub audit: Option<AuditResult>,
 }
 
-/// Run the whole benchmark and write the report.
+/// Run the selected parts and write the report, keeping the previous figures of the other parts.
 pub async fn run_bench(options: &BenchOptions) -> anyhow::Result<BenchResult> {
+    std::fs::create_dir_all(&options.work_dir).with_context(|| format!("create {}", options.work_dir.display()))?;
+    let previous = previous_results(options);
+    let mut result = if options.parts.contains(&BenchPart::Store) {
+        run_store(options).await?
+    } else {
+        match previous.clone() {
+            Some(previous) => {
+                println!("== store: not run; its figures are kept from the previous results.json");
+                previous
+            }
+            None => BenchResult {
+                quick: options.quick,
+                started_utc: report::utc_now(),
+                machine: report::Machine::describe(&options.work_dir),
+                fsync_floor: FsyncFloor::default(),
+                fsync_samples: Vec::new(),
+                systems: Vec::new(),
+                proxy: None,
+                audit: None,
+            },
+        }
+    };
+    result.proxy = if options.parts.contains(&BenchPart::Proxy) {
+        Some(proxy::run(options).await?)
+    } else {
+        previous.as_ref().and_then(|previous| previous.proxy.clone())
+    };
+    result.audit = if options.parts.contains(&BenchPart::Audit) {
+        Some(audit::run(options).await?)
+    } else {
+        previous.as_ref().and_then(|previous| previous.audit.clone())
+    };
+    report::write(options, &result)?;
+    Ok(result)
+}
+
+/// The figures of the previous run, if `results.json` exists and can be read.
+fn previous_results(options: &BenchOptions) -> Option<BenchResult> {
+    let path = options.plots_dir.join("results.json");
+    let text = std::fs::read_to_string(&path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(result) => Some(result),
+        Err(error) => {
+            println!(
+                "   (the previous {} cannot be read, its figures are not kept: {error})",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// The store part: the fdatasync floor, then each system in turn.
+async fn run_store(options: &BenchOptions) -> anyhow::Result<BenchResult> {
     let started_utc = report::utc_now();
     let machine = report::Machine::describe(&options.work_dir);
-    std::fs::create_dir_all(&options.work_dir).with_context(|| format!("create {}", options.work_dir.display()))?;
     // The floor is sampled before each system and at the end: other work on the machine lowers a
     // sample, never raises it, so the best sample is the disk's rate and the spread shows the noise.
     let mut fsync_samples = vec![floor_sample(options)?];
@@ -128,16 +215,16 @@ pub async fn run_bench(options: &BenchOptions) -> anyhow::Result<BenchResult> {
         .copied()
         .max_by(|a, b| a.per_second.total_cmp(&b.per_second))
         .expect("at least one sample was taken");
-    let result = BenchResult {
+    Ok(BenchResult {
         fsync_samples,
         quick: options.quick,
         started_utc,
         machine,
         fsync_floor,
         systems,
-    };
-    report::write(options, &result)?;
-    Ok(result)
+        proxy: None,
+        audit: None,
+    })
 }
 
 /// `put, 1 client` / `put, 16 clients`: the phase names the report looks puts up by.
