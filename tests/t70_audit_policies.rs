@@ -453,5 +453,14 @@ async fn strict_keeps_changes_away_from_the_apiserver_while_the_database_is_down
         .await;
     let proxied: Vec<_> = events.iter().filter(|event| event.resource == "configmaps").collect();
     assert_eq!(proxied.len(), 4, "{proxied:#?}");
+    assert!(
+        proxied.iter().all(|event| event.username == "admin"),
+        "the gate's events name the user too: {proxied:#?}"
+    );
+    assert_eq!(
+        proxied.iter().filter(|event| event.decision == "pending").count(),
+        2,
+        "{proxied:#?}"
+    );
     kuboard.terminate(Duration::from_secs(20));
 }

@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::audit::audit_row::AuditRow;
 use crate::audit::audit_service::AuditService;
+use crate::auth::sessions;
 use crate::http::api_error::ApiError;
 use crate::http::caller::presented_token;
 use crate::http::client_address::{client_ip, PeerAddress};
@@ -126,6 +127,15 @@ pub async fn audit_layer(State(layer): State<AuditLayerState>, mut request: Requ
 
     let gated = service.gates_requests() && (changes || service.audit_reads());
     if gated {
+        if row.username.is_empty() && path.starts_with("/k8s-api/") {
+            // The proxy authenticates after the gate; the gate's event names the user all the same.
+            if let Some(token) = presented_token(request.headers()) {
+                let now = layer.app.clock.now_unix();
+                if let Ok(Some(session)) = sessions::find_session(&layer.app.store, &token, now).await {
+                    row.username = session.record.username;
+                }
+            }
+        }
         let mut pending = row.clone();
         pending.status_code = 0;
         pending.decision = "pending".into();
