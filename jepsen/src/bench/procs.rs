@@ -271,16 +271,20 @@ impl Kuboard {
             .text()
             .await
             .context("read the body of /metrics")?;
-        Ok(text
-            .lines()
-            .filter(|line| !line.starts_with('#'))
-            .filter_map(|line| {
-                let (key, value) = line.rsplit_once(' ')?;
-                let metric = key.split('{').next()?;
-                (metric == name).then(|| value.parse::<f64>().ok()).flatten()
-            })
-            .sum())
+        Ok(metric_value(&text, name))
     }
+}
+
+/// The sum over the label sets of metric `name` in a Prometheus text exposition (0 when absent).
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            let metric = key.split('{').next()?;
+            (metric == name).then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
 }
 
 /// The benchmark's HTTP client: keep-alive connections reused across requests (reqwest's pool),
@@ -427,4 +431,28 @@ pub fn default_postgres_bin_dir() -> PathBuf {
         .pop()
         .map(|(_, path)| path)
         .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metric_is_summed_over_its_label_sets() {
+        let text = "# HELP kuboard_audit_written_total events written\n\
+                    # TYPE kuboard_audit_written_total counter\n\
+                    kuboard_audit_written_total{policy=\"strict\"} 12\n\
+                    kuboard_audit_written_total{policy=\"other\"} 3\n\
+                    kuboard_audit_written_totals 100\n\
+                    kuboard_audit_queue_depth 7\n";
+        assert_eq!(metric_value(text, "kuboard_audit_written_total"), 15.0);
+        assert_eq!(metric_value(text, "kuboard_audit_queue_depth"), 7.0);
+        assert_eq!(metric_value(text, "kuboard_audit_dropped_total"), 0.0);
+    }
+
+    #[test]
+    fn free_ports_are_on_loopback_and_bindable() {
+        let port = free_port().expect("a free port");
+        TcpListener::bind(("127.0.0.1", port)).expect("the port can be bound again");
+    }
 }

@@ -816,6 +816,80 @@ mod tests {
         assert!(svg.ends_with("</svg>\n"));
     }
 
+    fn phase(per_second: f64, p50_ms: f64) -> crate::bench::http_load::HttpPhase {
+        crate::bench::http_load::HttpPhase {
+            concurrency: 1,
+            ok: 10,
+            errors: 0,
+            seconds: 1.0,
+            per_second,
+            latency: super::super::Percentiles {
+                p50_ms,
+                p99_ms: p50_ms * 2.0,
+                p999_ms: p50_ms * 3.0,
+                max_ms: p50_ms * 4.0,
+            },
+            body_bytes: 42,
+            first_error: None,
+        }
+    }
+
+    /// A results.json written before the proxy and audit parts existed still reads, and a report
+    /// with those parts only has their tables and says the store was not measured.
+    #[test]
+    fn old_results_read_and_new_parts_are_reported() {
+        let old = r#"{"quick": true, "started_utc": "then", "machine": {"cpu_model": "x", "cpus": 2,
+            "memory_gib": 1.0, "kernel": "k", "data_disk": "d"}, "fsync_floor": {"per_second": 1.0,
+            "p50_ms": 1.0, "p99_ms": 1.0}, "fsync_samples": [], "systems": []}"#;
+        let mut result: BenchResult = serde_json::from_str(old).expect("an old results.json reads");
+        assert!(result.proxy.is_none() && result.audit.is_none());
+        result.proxy = Some(crate::bench::ProxyResult {
+            started_utc: "now".to_string(),
+            quick: false,
+            pod_requests: true,
+            rows: vec![crate::bench::proxy::ProxyRow {
+                request: "get one pod".to_string(),
+                concurrency: 16,
+                direct: phase(1000.0, 1.0),
+                proxied: phase(500.0, 1.5),
+            }],
+            first_byte: None,
+        });
+        let policy = |name: &str, p50_ms: f64| crate::bench::audit::PolicyResult {
+            policy: name.to_string(),
+            latency: phase(100.0, p50_ms),
+            throughput: phase(1000.0, p50_ms),
+            events_landed: 400,
+            landing_seconds: 2.0,
+            events_per_second: 200.0,
+            written_total: 400.0,
+            dropped_total: 0.0,
+            refused_total: 0.0,
+            max_queue_depth: 5.0,
+            wal_syncs: 100,
+        };
+        result.audit = Some(crate::bench::AuditResult {
+            started_utc: "now".to_string(),
+            quick: false,
+            postgres: "PostgreSQL 15".to_string(),
+            policies: vec![policy("disabled", 0.5), policy("strict", 2.0)],
+        });
+        let text = markdown(&result, &[], "bench");
+        assert!(text.contains("## The store\n\nNot measured yet"), "{text}");
+        assert!(
+            text.contains("| get one pod | 16 | 1000 | 500 | 0.50 | 1.00 / 2.00 / 3.00 | 1.50 / 3.00 / 4.50 | 0.50 | 1.00 | 42 | 0 / 0 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| strict | 100 | 2.00 | 4.00 | 6.00 | 1.50 | 3.00 | 0 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| 400 | 200 | 400 | 0 | 0 | 5 | 100 | 4.0 | 0 |"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn quantiles_use_the_nearest_rank() {
         let values = sorted(&[0.5, 0.1, 0.3, 0.2, 0.4]);
