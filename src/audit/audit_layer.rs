@@ -382,6 +382,34 @@ mod tests {
                 subresource: "scale".into(),
             }
         );
+        for sub in SESSION_SUBRESOURCES {
+            let t = parse_target(&format!("/k8s-api/prod/api/v1/namespaces/web/pods/shell/{sub}"));
+            let row = AuditRow {
+                cluster: t.cluster,
+                resource: t.resource,
+                subresource: t.subresource,
+                ..AuditRow::from(crate::audit::AuditEvent {
+                    ts: 0,
+                    audit_id: String::new(),
+                    replica: 1,
+                    cluster: None,
+                    username: String::new(),
+                    client: "api",
+                    source_ip: String::new(),
+                    user_agent: String::new(),
+                    verb: String::new(),
+                    resource: String::new(),
+                    name: None,
+                    request_uri: String::new(),
+                    status_code: 0,
+                    decision: "allow",
+                    message: String::new(),
+                })
+            };
+            assert!(is_session(&row), "{sub}");
+        }
+        let t = parse_target("/k8s-api/prod/api/v1/namespaces/web/pods/shell/log");
+        assert_eq!(t.subresource, "log");
         let t = parse_target("/k8s-api/prod/api/v1/namespaces/web");
         assert_eq!(
             (t.resource.as_str(), t.name.as_str(), t.namespace.as_str()),

@@ -662,3 +662,37 @@ async fn run_pause_watcher(service: std::sync::Weak<AuditService>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_database_password_never_reaches_the_status() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let settings = AuditSettings::new(
+            AuditPolicy::IgnoreErrors,
+            Some("postgresql://kuboard:s3cret-Pass@127.0.0.1:9/qdb".into()),
+        );
+        let service = AuditService::start(settings, dir.path()).expect("start");
+        service.note_error("password authentication failed: s3cret-Pass rejected");
+        let status = service.status();
+        assert_eq!(status.sink, "postgresql");
+        let shown = status.last_error.expect("an error");
+        assert!(
+            !shown.contains("s3cret-Pass") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_database_the_sink_is_the_local_log() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let service = AuditService::start(AuditSettings::new(AuditPolicy::Buffered, None), dir.path()).expect("start");
+        let status = service.status();
+        assert_eq!((status.sink.as_str(), status.state.as_str()), ("local", "up"));
+        assert!(dir.path().join("audit").join("local").is_dir());
+        let disabled = AuditService::start(AuditSettings::new(AuditPolicy::Disabled, None), dir.path()).expect("start");
+        assert_eq!(disabled.status().sink, "none");
+    }
+}
