@@ -18,6 +18,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, TryStreamExt};
@@ -410,6 +411,14 @@ fn install_snapshot_blocking(shared: &Shared, meta: &SnapshotMeta, mut source: F
 /// Most log entries applied in one sled transaction.
 const MAX_APPLY_GROUP: usize = 512;
 
+/// The group limit in force: [`MAX_APPLY_GROUP`] unless a measurement lowered it (1 applies every
+/// entry in a transaction of its own, as before grouping) through `testing::set_apply_group_limit`.
+static APPLY_GROUP_LIMIT: AtomicUsize = AtomicUsize::new(MAX_APPLY_GROUP);
+
+pub(crate) fn set_apply_group_limit(limit: usize) {
+    APPLY_GROUP_LIMIT.store(limit.clamp(1, MAX_APPLY_GROUP), Ordering::Relaxed);
+}
+
 impl StateMachineStore {
     /// Apply consecutive entries, store the meta of the last one with them, then answer each
     /// entry's client, in log order.
@@ -478,7 +487,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let next = entries.try_next().await?;
             let ended = next.is_none();
             group.extend(next);
-            if group.len() >= MAX_APPLY_GROUP || (ended && !group.is_empty()) {
+            if group.len() >= APPLY_GROUP_LIMIT.load(Ordering::Relaxed) || (ended && !group.is_empty()) {
                 self.apply_group(std::mem::take(&mut group))?;
             }
             if ended {
