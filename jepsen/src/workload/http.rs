@@ -100,6 +100,20 @@ impl Balancer {
         agent: Option<&str>,
     ) -> Reply {
         let first = self.next.fetch_add(1, Ordering::Relaxed);
+        self.send_from(first, method, path, token, body, agent).await
+    }
+
+    /// Send to member `first` (modulo the members), or the ones after it when it refuses the
+    /// connection.
+    pub async fn send_from(
+        &self,
+        first: usize,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        agent: Option<&str>,
+    ) -> Reply {
         let mut refused = Vec::new();
         for offset in 0..self.urls.len() {
             let member = (first + offset) % self.urls.len();
@@ -322,16 +336,21 @@ pub async fn run(
                 let create = rand::thread_rng().gen_bool(0.7);
                 let (outcome, created) = if create {
                     let user = format!("{USER_PREFIX}{run_tag}-{}", next_user.fetch_add(1, Ordering::Relaxed));
-                    let outcome = create_user(&balancer, &recorder, process, &token, &user).await;
-                    (outcome, (outcome == Outcome::Ok).then_some(user))
+                    let (outcome, member) = create_user(&balancer, &recorder, process, &token, &user).await;
+                    (
+                        outcome,
+                        member.filter(|_| outcome == Outcome::Ok).map(|member| (user, member)),
+                    )
                 } else {
                     (who_am_i(&balancer, &recorder, process, &token).await, None)
                 };
-                if let Some(user) = created {
-                    // Read back through the next member of the round robin (another one).
+                if let Some((user, created_on)) = created {
+                    // Read back through another member than the one that created it (the next one
+                    // that takes a connection).
                     let pending = recorder.invoke(process, "", "get-user", &user, None);
+                    let path = format!("/kuboard-api/users/{user}");
                     let reply = balancer
-                        .send(Method::GET, &format!("/kuboard-api/users/{user}"), Some(&token), None)
+                        .send_from(created_on + 1, Method::GET, &path, Some(&token), None, None)
                         .await;
                     complete(&balancer, &recorder, pending, reply, true);
                 }
@@ -398,14 +417,25 @@ pub(crate) fn complete(
     outcome
 }
 
-async fn create_user(balancer: &Balancer, recorder: &Recorder, process: u64, token: &str, user: &str) -> Outcome {
+/// Create `user`; returns the outcome and the member that answered.
+async fn create_user(
+    balancer: &Balancer,
+    recorder: &Recorder,
+    process: u64,
+    token: &str,
+    user: &str,
+) -> (Outcome, Option<usize>) {
     let pending = recorder.invoke(process, "", "create-user", user, None);
     let password = format!("Jepsen-{:016x}", rand::random::<u64>());
     let body = json!({ "username": user, "password": password });
     let reply = balancer
         .send(Method::POST, "/kuboard-api/users", Some(token), Some(&body))
         .await;
-    complete(balancer, recorder, pending, reply, false)
+    let member = match &reply {
+        Reply::Answered { member, .. } | Reply::Lost { member, .. } => Some(*member),
+        Reply::Unreachable(_) => None,
+    };
+    (complete(balancer, recorder, pending, reply, false), member)
 }
 
 async fn who_am_i(balancer: &Balancer, recorder: &Recorder, process: u64, token: &str) -> Outcome {
