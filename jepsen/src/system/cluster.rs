@@ -357,27 +357,27 @@ impl Cluster {
             bail!("{} is removed already", self.members[index].name);
         }
         let via = self.other_member(index)?;
-        let said = match self.kind {
+        let outcome = match self.kind {
             SystemKind::Embedded => {
                 self.ensure_admin_password().await?;
                 let id = (index + 1).to_string();
                 let server = self.web_url(via);
                 self.kuboard_admin(&["members", "remove", &id, "--server", &server])
-                    .await?
+                    .await
             }
-            SystemKind::Etcd => {
-                let endpoint = self.endpoint(via);
-                let list = etcdctl(&endpoint, &["member", "list"]).await?;
-                let name = &self.members[index].name;
-                // `etcdctl member list` (simple format): `ID, status, name, peer URLs, client URLs, learner`.
-                let id = list
-                    .lines()
-                    .map(|line| line.split(", ").collect::<Vec<_>>())
-                    .find(|fields| fields.get(2) == Some(&name.as_str()))
-                    .and_then(|fields| fields.first().map(|id| id.to_string()))
-                    .with_context(|| format!("{name} is not in the member list:\n{list}"))?;
-                etcdctl_while_unhealthy(&endpoint, &["member", "remove", &id]).await?
-            }
+            SystemKind::Etcd => match self.etcd_member_id(via, index).await? {
+                Some(id) => etcdctl_while_unhealthy(&self.endpoint(via), &["member", "remove", &id]).await,
+                None => bail!("{} is not in the member list", self.members[index].name),
+            },
+        };
+        // A command that failed (a timeout, a lost answer) may still have changed the membership:
+        // what counts is whether the member is still listed.
+        let said = match outcome {
+            Ok(said) => said,
+            Err(error) => match self.is_listed(via, index).await {
+                Ok(false) => format!("the member list no longer holds it (the command said: {error:#})"),
+                _ => return Err(error),
+            },
         };
         if self.is_running(index) {
             self.kill(index)?;
@@ -406,32 +406,56 @@ impl Cluster {
         let via = self.other_member(index)?;
         let peer = self.peer_address(index);
         let started = Instant::now();
-        let said = match self.kind {
+        // An earlier attempt that failed may have left the process running, or (etcd) the member
+        // listed already: each step is skipped when it is done.
+        let listed = self.is_listed(via, index).await?;
+        let outcome = match self.kind {
             SystemKind::Embedded => {
                 // A fresh replica whose peers hold state never initialises; it waits to be added.
-                self.spawn(index)?;
+                if !self.is_running(index) {
+                    self.spawn(index)?;
+                }
                 let spec = format!("{}={peer}", index + 1);
                 let server = self.web_url(via);
                 self.kuboard_admin(&["members", "add", &spec, "--server", &server])
-                    .await?
+                    .await
             }
             SystemKind::Etcd => {
                 let endpoint = self.endpoint(via);
                 let name = self.members[index].name.clone();
-                let said = etcdctl_while_unhealthy(
-                    &endpoint,
-                    &["member", "add", &name, &format!("--peer-urls=http://{peer}")],
-                )
-                .await?;
-                // It joins the existing cluster; its original --initial-cluster names the same members.
-                for arg in &mut self.members[index].args {
-                    if arg == "--initial-cluster-state=new" {
-                        *arg = "--initial-cluster-state=existing".to_string();
+                let said = if listed {
+                    Ok("listed already".to_string())
+                } else {
+                    etcdctl_while_unhealthy(
+                        &endpoint,
+                        &["member", "add", &name, &format!("--peer-urls=http://{peer}")],
+                    )
+                    .await
+                };
+                if said.is_ok() {
+                    // It joins the existing cluster; its original --initial-cluster names the same
+                    // members.
+                    for arg in &mut self.members[index].args {
+                        if arg == "--initial-cluster-state=new" {
+                            *arg = "--initial-cluster-state=existing".to_string();
+                        }
+                    }
+                    if !self.is_running(index) {
+                        self.spawn(index)?;
                     }
                 }
-                self.spawn(index)?;
                 said
             }
+        };
+        let said = match outcome {
+            Ok(said) => said,
+            // For the embedded group, listed means a voter: `members add` returns when it votes.
+            Err(error) => match self.is_listed(via, index).await {
+                Ok(true) if self.kind == SystemKind::Embedded => {
+                    format!("the member list holds it (the command said: {error:#})")
+                }
+                _ => return Err(error),
+            },
         };
         self.members[index].removed = false;
         Ok(format!(
@@ -441,6 +465,38 @@ impl Cluster {
             started.elapsed().as_millis(),
             said.lines().next().unwrap_or_default()
         ))
+    }
+
+    /// Whether member `index` is in the group's member list, asking member `via`.
+    async fn is_listed(&self, via: usize, index: usize) -> anyhow::Result<bool> {
+        match self.kind {
+            SystemKind::Embedded => {
+                let server = self.web_url(via);
+                let listed = self
+                    .kuboard_admin(&["members", "list", "--json", "--server", &server])
+                    .await?;
+                let view: serde_json::Value = serde_json::from_str(&listed).context("read the member list as JSON")?;
+                let id = index as u64 + 1;
+                Ok(view["members"]
+                    .as_array()
+                    .is_some_and(|members| members.iter().any(|member| member["id"].as_u64() == Some(id))))
+            }
+            SystemKind::Etcd => Ok(self.etcd_member_id(via, index).await?.is_some()),
+        }
+    }
+
+    /// The hexadecimal etcd member id of member `index`, if it is listed, asking member `via`.
+    async fn etcd_member_id(&self, via: usize, index: usize) -> anyhow::Result<Option<String>> {
+        let list = etcdctl(&self.endpoint(via), &["member", "list"]).await?;
+        let name = &self.members[index].name;
+        let peer = format!("http://{}", self.peer_address(index));
+        // `etcdctl member list` (simple format): `ID, status, name, peer URLs, client URLs, learner`.
+        // A member added but not started yet has no name; its peer URL tells it apart.
+        Ok(list
+            .lines()
+            .map(|line| line.split(", ").collect::<Vec<_>>())
+            .find(|fields| fields.get(2) == Some(&name.as_str()) || fields.get(3) == Some(&peer.as_str()))
+            .and_then(|fields| fields.first().map(|id| id.to_string())))
     }
 
     /// Run `kuboard admin <args> --password <ADMIN_PASSWORD>` from the root namespace.
