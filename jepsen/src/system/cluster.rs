@@ -88,6 +88,9 @@ pub struct ClusterFeatures {
     pub audit: Option<AuditPolicyChoice>,
     /// The directory with PostgreSQL's `initdb`, `postgres` and `psql`.
     pub postgres_bin: PathBuf,
+    /// Extra environment of every embedded-group member (for example `KUBOARD_RAFT_HEARTBEAT_MS`),
+    /// set after the suite's own variables so that it can override them; ignored for etcd.
+    pub member_env: Vec<(String, String)>,
 }
 
 impl Default for ClusterFeatures {
@@ -98,6 +101,7 @@ impl Default for ClusterFeatures {
             jitter: Duration::from_millis(10),
             audit: None,
             postgres_bin: PathBuf::from("/usr/lib/postgresql/15/bin"),
+            member_env: Vec::new(),
         }
     }
 }
@@ -193,6 +197,11 @@ impl Cluster {
                 member
                     .env
                     .push(("KUBOARD_AUDIT_POLICY".to_string(), policy.as_env().to_string()));
+            }
+        }
+        if options.kind == SystemKind::Embedded {
+            for member in &mut members {
+                member.env.extend(features.member_env.iter().cloned());
             }
         }
         let mut cluster = Cluster {
