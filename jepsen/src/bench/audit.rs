@@ -41,6 +41,11 @@ pub struct PolicyResult {
     pub refused_total: f64,
     /// The largest `kuboard_audit_queue_depth` sampled during the throughput phase.
     pub max_queue_depth: f64,
+    /// The data disk's rate of 4 KiB appends with fdatasync, sampled for 1 s just before the
+    /// throughput phase: every figure that waits for a flush moves with it, and on a shared machine it
+    /// varies several-fold from minute to minute.
+    #[serde(default)]
+    pub fdatasync_per_second: f64,
     /// WAL flushes (`pg_stat_wal.wal_sync`) PostgreSQL made while the phase's events landed: one per
     /// commit, so events per flush is the batching the database actually saw.
     #[serde(default)]
@@ -177,7 +182,7 @@ async fn run_policy(
     // Let the latency phase's events land so that the count below is the throughput phase's alone.
     let before_rows = settle(&database, policy).await;
     let before = Counters::read(&kuboard).await?;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let floor = super::measure::fdatasync_floor(&options.work_dir, Duration::from_secs(1), 100_000)?;
     let syncs_before = wal_syncs(&database).await;
     let started = Instant::now();
     let load = {
@@ -209,7 +214,11 @@ async fn run_policy(
                 landing = started.elapsed();
                 last_growth = Instant::now();
             }
-            if landed >= expected || last_growth.elapsed() > Duration::from_secs(10) || Instant::now() >= deadline {
+            // A policy may write more than one row per change (strict: the gate's and the outcome's),
+            // so the replica's own count of written events is waited for as well.
+            let written = kuboard.metric("kuboard_audit_written_total").await? - before.written;
+            let complete = landed >= expected && landed as f64 >= written;
+            if complete || last_growth.elapsed() > Duration::from_secs(10) || Instant::now() >= deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -233,6 +242,7 @@ async fn run_policy(
         refused_total: after.refused - before.refused,
         max_queue_depth,
         wal_syncs: syncs,
+        fdatasync_per_second: floor.per_second,
         throughput,
     };
     print_policy(&result);
@@ -292,7 +302,7 @@ fn print_policy(result: &PolicyResult) {
     println!(
         "   {:<14} {AUDIT_CONCURRENCY} clients: {:>6.0} changes/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}; \
          {} events landed in {:.2} s = {:.0} events/s (written {:.0}, dropped {:.0}, refused {:.0}, max queue {:.0}, \
-         WAL flushes {})",
+         WAL flushes {}, disk {:.0} fdatasync/s)",
         result.policy,
         throughput.per_second,
         throughput.latency.p50_ms,
@@ -306,6 +316,7 @@ fn print_policy(result: &PolicyResult) {
         result.refused_total,
         result.max_queue_depth,
         result.wal_syncs,
+        result.fdatasync_per_second,
     );
     for error in [&latency.first_error, &throughput.first_error].into_iter().flatten() {
         println!("      first error: {error}");

@@ -84,6 +84,10 @@ impl FakeApiserver {
             .output()
             .with_context(|| format!("run {} --help", binary.display()))?;
         let grants_kuboard_admins = String::from_utf8_lossy(&help.stdout).contains("--admin-group");
+        // A kubeconfig left by an earlier run would name a port nobody listens on any more.
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("remove the old {}", dir.display()))?;
+        }
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let (stdout, stderr) = log_file(&dir.join("fake-apiserver.log"))?;
         let mut command = Command::new(binary);

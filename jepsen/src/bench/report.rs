@@ -342,19 +342,20 @@ fn audit_section(out: &mut String, audit: Option<&super::AuditResult>) {
          `kuboard_audit_written_total`, `kuboard_audit_dropped_total` and `kuboard_audit_refused_total`; \
          queue is the largest `kuboard_audit_queue_depth` sampled every 100 ms; WAL flushes is PostgreSQL's \
          `pg_stat_wal.wal_sync` over the phase (one per commit), so events per flush is the batching the \
-         database saw.\n",
+         database saw; disk is the data disk's fdatasync rate (4 KiB appends) sampled for 1 s just before the \
+         phase, because every figure that waits for a flush moves with it.\n",
         super::audit::AUDIT_CONCURRENCY
     );
     let _ = writeln!(
         out,
-        "| Policy | changes/s | latency | events landed | events/s landed | written | dropped | refused | max queue | WAL flushes | events per flush | errors |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| Policy | changes/s | latency | events landed | events/s landed | written | dropped | refused | max queue | WAL flushes | events per flush | disk fdatasync/s | errors |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for policy in &audit.policies {
         let writes = policy.policy != "disabled";
         let cell = |value: String| if writes { value } else { "–".to_string() };
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} |",
             policy.policy,
             policy.throughput.per_second,
             triple(&policy.throughput.latency),
@@ -369,6 +370,7 @@ fn audit_section(out: &mut String, audit: Option<&super::AuditResult>) {
                 "{:.1}",
                 policy.events_landed as f64 / policy.wal_syncs.max(1) as f64
             )),
+            policy.fdatasync_per_second,
             policy.throughput.errors,
         );
     }
@@ -867,6 +869,7 @@ mod tests {
             refused_total: 0.0,
             max_queue_depth: 5.0,
             wal_syncs: 100,
+            fdatasync_per_second: 900.0,
         };
         result.audit = Some(crate::bench::AuditResult {
             started_utc: "now".to_string(),
@@ -885,7 +888,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("| 400 | 200 | 400 | 0 | 0 | 5 | 100 | 4.0 | 0 |"),
+            text.contains("| 400 | 200 | 400 | 0 | 0 | 5 | 100 | 4.0 | 900 | 0 |"),
             "{text}"
         );
     }
