@@ -230,8 +230,9 @@ fn proxy_section(out: &mut String, proxy: Option<&super::ProxyResult>) {
         if proxy.pod_requests {
             "100 pods in `default`"
         } else {
-            "which refused Kuboard's impersonated administrators, so discovery documents were measured \
-             instead of pods"
+            "which refuses the identity the proxy impersonates (`kuboard:administrators`; the binary has no \
+             `--admin-group`), so two documents it serves without authorization, `/openapi/v3/api/v1` and \
+             `/version`, were measured instead of pods"
         }
     );
     let _ = writeln!(
