@@ -178,11 +178,12 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<ProxyResult> {
     } else {
         None
     };
-    if let Err(error) = std::fs::remove_dir_all(dir.join("kuboard")).or_else(ignore_missing) {
-        tracing::warn!(%error, "cannot remove the replica's data");
-    }
     drop(kuboard);
     drop(fake);
+    // The fake's kubeconfigs carry its token; nothing of the run is kept.
+    if let Err(error) = std::fs::remove_dir_all(&dir) {
+        tracing::warn!(%error, "cannot remove the proxy part's data");
+    }
     Ok(ProxyResult {
         started_utc,
         quick: options.quick,
@@ -190,14 +191,6 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<ProxyResult> {
         rows,
         first_byte,
     })
-}
-
-fn ignore_missing(error: std::io::Error) -> std::io::Result<()> {
-    if error.kind() == std::io::ErrorKind::NotFound {
-        Ok(())
-    } else {
-        Err(error)
-    }
 }
 
 fn print_row(row: &ProxyRow) {
