@@ -31,6 +31,10 @@ struct Arguments {
     /// Extra names or addresses the serving certificate covers.
     #[arg(long)]
     server_name: Vec<String>,
+    /// A group granted everything, like `system:masters` (repeatable). Kuboard's proxy impersonates its
+    /// users with their Kuboard groups, so granting `kuboard:administrators` lets its administrators through.
+    #[arg(long, value_name = "GROUP")]
+    admin_group: Vec<String>,
 }
 
 #[tokio::main]
@@ -51,6 +55,8 @@ async fn main() -> anyhow::Result<()> {
     let cluster = FakeCluster::start_with(options).await?;
     let mut rbac = Rbac::default();
     rbac.rules.push(PolicyRule::viewer_group("viewers"));
+    rbac.rules
+        .extend(arguments.admin_group.iter().map(|group| PolicyRule::admin_group(group)));
     cluster.state.set_rbac(rbac);
     for index in 0..arguments.pods {
         cluster
