@@ -13,6 +13,13 @@ pub const COLUMNS: &str = "ts, audit_id, replica, cluster, username, groups, cli
                            api_group, resource, subresource, namespace, name, request_uri, status_code, duration_ms, \
                            decision, message";
 
+/// How many columns [`COLUMNS`] names, that is the parameters of one row.
+pub const COLUMN_COUNT: usize = 20;
+
+/// PG-wire counts a statement's parameters in 16 bits, so one statement binds at most this many
+/// values.
+pub const MAX_PARAMS: usize = 65_535;
+
 pub const TABLE: &str = "kuboard_audit";
 
 impl Dialect {
@@ -36,13 +43,23 @@ impl Dialect {
         }
     }
 
-    /// One row; a row already there (same `ts` and `audit_id`) is kept once.
-    pub fn insert_sql(self) -> String {
-        let params: Vec<String> = (1..=20).map(|n| format!("${n}")).collect();
-        let base = format!("INSERT INTO {TABLE} ({COLUMNS}) VALUES ({})", params.join(", "));
+    /// `rows` rows in one statement (parameters numbered row after row, in [`COLUMNS`] order); a row
+    /// already there (same `ts` and `audit_id`) is kept once. Both databases take multi-row VALUES,
+    /// so a batch is one statement, one transaction and one flush instead of one per event.
+    pub fn insert_sql(self, rows: usize) -> String {
+        let tuples: Vec<String> = (0..rows.max(1))
+            .map(|row| {
+                let params: Vec<String> = (1..=COLUMN_COUNT)
+                    .map(|n| format!("${}", row * COLUMN_COUNT + n))
+                    .collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let base = format!("INSERT INTO {TABLE} ({COLUMNS}) VALUES {}", tuples.join(", "));
         match self {
             // DEDUP UPSERT KEYS makes the insert idempotent by itself.
             Dialect::QuestDb => base,
+            // DO NOTHING (unlike DO UPDATE) also accepts the same key twice within one statement.
             Dialect::Postgres => format!("{base} ON CONFLICT (ts, audit_id) DO NOTHING"),
         }
     }
@@ -94,12 +111,22 @@ mod tests {
         let sql = Dialect::QuestDb.create_table_sql();
         assert!(sql.starts_with("CREATE TABLE IF NOT EXISTS kuboard_audit (ts TIMESTAMP, audit_id VARCHAR,"));
         assert!(sql.ends_with("TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, audit_id)"));
-        assert!(!Dialect::QuestDb.insert_sql().contains("ON CONFLICT"));
+        assert!(!Dialect::QuestDb.insert_sql(1).contains("ON CONFLICT"));
         assert!(Dialect::Postgres
-            .insert_sql()
+            .insert_sql(1)
             .ends_with("ON CONFLICT (ts, audit_id) DO NOTHING"));
         assert_eq!(Dialect::QuestDb.limit_sql(50), "LIMIT 0,50");
-        assert_eq!(COLUMNS.split(',').count(), 20);
+        assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
+    }
+
+    #[test]
+    fn multi_row_insert_numbers_parameters_row_after_row() {
+        let sql = Dialect::QuestDb.insert_sql(3);
+        assert!(sql.contains("VALUES ($1, $2,"));
+        assert!(sql.contains("$20), ($21, $22,"));
+        assert!(sql.ends_with("$59, $60)"));
+        assert!(!sql.contains("$61"));
+        assert_eq!(Dialect::Postgres.insert_sql(0), Dialect::Postgres.insert_sql(1));
     }
 
     #[test]

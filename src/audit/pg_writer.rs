@@ -3,15 +3,26 @@
 
 use std::time::Duration;
 
-use futures::future::try_join_all;
+use std::collections::HashMap;
+
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use crate::audit::audit_row::AuditRow;
-use crate::audit::dialect::Dialect;
+use crate::audit::dialect::{Dialect, COLUMN_COUNT, MAX_PARAMS};
 use crate::audit::pg_timestamp::PgTimestamp;
 
 /// A connection attempt or a batch never waits longer than this.
 const IO_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Rows per INSERT statement: a whole default batch (500) fits, and the parameters stay well
+/// below PG-wire's limit so the statement text stays small enough for QuestDB's parser too.
+const CHUNK_ROWS: usize = 1_000;
+const _: () = assert!(CHUNK_ROWS * COLUMN_COUNT < MAX_PARAMS);
+
+/// Prepared multi-row statements kept per connection (one per row count seen); past this the
+/// cache starts over, so odd batch sizes cannot pile up statements on the server.
+const MAX_CACHED_STATEMENTS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -21,7 +32,23 @@ pub enum WriteError {
 
 struct Connected {
     client: Client,
-    insert: Statement,
+    /// The INSERT prepared for each row count, so a batch is parsed once per size and connection.
+    inserts: HashMap<usize, Statement>,
+}
+
+impl Connected {
+    /// The INSERT for `rows` rows, prepared on first use.
+    async fn insert_for(&mut self, dialect: Dialect, rows: usize) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.inserts.get(&rows) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(&dialect.insert_sql(rows)).await?;
+        if self.inserts.len() >= MAX_CACHED_STATEMENTS {
+            self.inserts.clear();
+        }
+        self.inserts.insert(rows, statement.clone());
+        Ok(statement)
+    }
 }
 
 pub struct PgWriter {
@@ -44,7 +71,7 @@ impl PgWriter {
         self.dialect
     }
 
-    async fn connect(&mut self) -> Result<&Connected, WriteError> {
+    async fn connect(&mut self) -> Result<&mut Connected, WriteError> {
         if self
             .connected
             .as_ref()
@@ -61,8 +88,9 @@ impl PgWriter {
                     }
                 });
                 client.batch_execute(&self.dialect.create_table_sql()).await?;
-                let insert = client.prepare(&self.dialect.insert_sql()).await?;
-                Ok::<_, tokio_postgres::Error>(Connected { client, insert })
+                let mut inserts = HashMap::new();
+                inserts.insert(1, client.prepare(&self.dialect.insert_sql(1)).await?);
+                Ok::<_, tokio_postgres::Error>(Connected { client, inserts })
             };
             let connected = tokio::time::timeout(IO_DEADLINE, attempt)
                 .await
@@ -72,22 +100,28 @@ impl PgWriter {
             self.connected = Some(connected);
         }
         self.connected
-            .as_ref()
+            .as_mut()
             .ok_or_else(|| WriteError::Unavailable("not connected".into()))
     }
 
-    /// Writes the rows (pipelined on one connection); rows already stored stay once.
+    /// Writes the rows in order, one multi-row INSERT (one transaction, one flush) per
+    /// [`CHUNK_ROWS`]; rows already stored stay once, so a batch that failed part-way may be
+    /// written again whole.
     pub async fn write(&mut self, rows: &[AuditRow]) -> Result<(), WriteError> {
+        let dialect = self.dialect;
         let result = async {
             let connected = self.connect().await?;
-            let (client, insert) = (&connected.client, &connected.insert);
-            let inserts = rows.iter().map(|row| async move {
-                let ts = PgTimestamp::from_unix_micros(row.ts_micros);
-                client
-                    .execute(
-                        insert,
-                        &[
-                            &ts,
+            let work = async {
+                for chunk in rows.chunks(CHUNK_ROWS) {
+                    let insert = connected.insert_for(dialect, chunk.len()).await?;
+                    let timestamps: Vec<PgTimestamp> = chunk
+                        .iter()
+                        .map(|row| PgTimestamp::from_unix_micros(row.ts_micros))
+                        .collect();
+                    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * COLUMN_COUNT);
+                    for (row, ts) in chunk.iter().zip(&timestamps) {
+                        params.extend_from_slice(&[
+                            ts,
                             &row.audit_id,
                             &row.replica,
                             &row.cluster,
@@ -107,11 +141,13 @@ impl PgWriter {
                             &row.duration_ms,
                             &row.decision,
                             &row.message,
-                        ],
-                    )
-                    .await
-            });
-            tokio::time::timeout(IO_DEADLINE, try_join_all(inserts))
+                        ]);
+                    }
+                    connected.client.execute(&insert, &params).await?;
+                }
+                Ok::<_, tokio_postgres::Error>(())
+            };
+            tokio::time::timeout(IO_DEADLINE, work)
                 .await
                 .map_err(|_| WriteError::Unavailable("writing timed out".into()))?
                 .map_err(|error| WriteError::Unavailable(error.to_string()))?;
