@@ -41,6 +41,13 @@ pub struct Cluster {
 impl Cluster {
     /// Open `size` fresh members (ids 1..=size) at once; they form the group by themselves.
     pub async fn start(size: u64, snapshot_threshold: u64) -> Cluster {
+        let all: Vec<u64> = (1..=size).collect();
+        Cluster::start_only(size, snapshot_threshold, &all).await
+    }
+
+    /// Configure `size` members (ids 1..=size) but open only those in `open`, at once; the others
+    /// can be started later with [`Cluster::reopen`].
+    pub async fn start_only(size: u64, snapshot_threshold: u64, open: &[u64]) -> Cluster {
         let peers: BTreeMap<u64, String> = (1..=size).map(|id| (id, free_loopback_addr())).collect();
         let mut cluster = Cluster {
             dir: tempfile::tempdir().expect("temp dir"),
@@ -48,10 +55,13 @@ impl Cluster {
             snapshot_threshold,
             stores: BTreeMap::new(),
         };
-        let opens = (1..=size).map(|id| RaftStore::open(cluster.config(id)));
+        for id in 1..=size {
+            cluster.stores.insert(id, None);
+        }
+        let opens = open.iter().map(|id| RaftStore::open(cluster.config(*id)));
         let opened = futures::future::join_all(opens).await;
-        for (id, store) in (1..=size).zip(opened) {
-            cluster.stores.insert(id, Some(store.expect("open a member")));
+        for (id, store) in open.iter().zip(opened) {
+            cluster.stores.insert(*id, Some(store.expect("open a member")));
         }
         cluster
     }
