@@ -712,7 +712,19 @@ impl Cluster {
         claimants.into_iter().max().map(|(_, index)| index)
     }
 
-    /// Wait until every running member answers a linearizable read through its own endpoint.
+    /// `GET /readyz` of an embedded-group replica answers 200: besides the store, the replica's
+    /// first-start work (the admin user) is done, so a workload that logs in right away cannot race it.
+    async fn web_ready(&self, index: usize) -> anyhow::Result<()> {
+        let address = SocketAddr::from((self.network.hosts()[index].ip, WEB_PORT));
+        let (status, body) = http::request(address, "GET", "/readyz", None, None).await?;
+        if status != 200 {
+            bail!("/readyz answered {status}: {body}");
+        }
+        Ok(())
+    }
+
+    /// Wait until every running member answers a linearizable read through its own endpoint (and,
+    /// for the embedded group, reports ready on `/readyz`).
     pub async fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         for index in 0..self.members.len() {
@@ -728,12 +740,16 @@ impl Cluster {
                     );
                 }
                 let error = match probe(&endpoint).await {
+                    Ok(()) if self.kind == SystemKind::Embedded => match self.web_ready(index).await {
+                        Ok(()) => break,
+                        Err(error) => error,
+                    },
                     Ok(()) => break,
                     Err(error) => error,
                 };
                 if Instant::now() >= deadline {
                     bail!(
-                        "{} did not answer a linearizable read within {within:?} (last error: {error:#}); log tail:\n{}",
+                        "{} was not ready within {within:?} (last error: {error:#}); log tail:\n{}",
                         self.members[index].name,
                         log_tail(&self.members[index].log_path)
                     );
