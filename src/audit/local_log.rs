@@ -168,38 +168,61 @@ impl LocalLog {
         Ok(log)
     }
 
-    /// Appends the rows (one JSON line each); with `sync` they are on disk when this returns.
+    /// Appends the rows (one JSON line each); with `sync` they are on disk when this returns. A
+    /// batch larger than a segment is spread over several, so that every segment but one holding a
+    /// single oversized line stays within the segment size and the bound holds.
     pub fn append(&self, rows: &[AuditRow], sync: bool) -> std::io::Result<()> {
-        let mut text = Vec::new();
-        for row in rows {
-            serde_json::to_writer(&mut text, row).map_err(std::io::Error::other)?;
-            text.push(b'\n');
-        }
         let mut segments = self.segments.lock().expect("no panics while holding the lock");
-        let current_len = segments.list.back().map_or(0, |(_, len)| *len);
-        if current_len > 0 && current_len + text.len() as u64 > self.segment_bytes {
-            segments.current.sync_all()?;
-            let seq = segments.list.back().map_or(0, |(seq, _)| *seq) + 1;
-            segments.current = open_for_append(&self.dir.join(segment_name(seq)))?;
-            segments.list.push_back((seq, 0));
-            segments.ranges.insert(seq, TimeRange::EMPTY);
-            // The new file's name must survive a crash as well as its lines.
-            File::open(&self.dir)?.sync_all()?;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut pending_ts: Vec<i64> = Vec::new();
+        for row in rows {
+            let mut line = serde_json::to_vec(row).map_err(std::io::Error::other)?;
+            line.push(b'\n');
+            let current_len = segments.list.back().map_or(0, |(_, len)| *len) + pending.len() as u64;
+            if current_len > 0 && current_len + line.len() as u64 > self.segment_bytes {
+                self.write_pending(&mut segments, &mut pending, &mut pending_ts, false)?;
+                segments.current.sync_all()?;
+                let seq = segments.list.back().map_or(0, |(seq, _)| *seq) + 1;
+                segments.current = open_for_append(&self.dir.join(segment_name(seq)))?;
+                segments.list.push_back((seq, 0));
+                segments.ranges.insert(seq, TimeRange::EMPTY);
+                // The new file's name must survive a crash as well as its lines.
+                File::open(&self.dir)?.sync_all()?;
+                self.enforce_bound(&mut segments);
+            }
+            pending.extend_from_slice(&line);
+            pending_ts.push(row.ts_micros);
         }
-        segments.current.write_all(&text)?;
+        self.write_pending(&mut segments, &mut pending, &mut pending_ts, sync)?;
+        self.enforce_bound(&mut segments);
+        Ok(())
+    }
+
+    /// Writes the lines gathered for the current segment and accounts for them.
+    fn write_pending(
+        &self,
+        segments: &mut Segments,
+        pending: &mut Vec<u8>,
+        pending_ts: &mut Vec<i64>,
+        sync: bool,
+    ) -> std::io::Result<()> {
+        if !pending.is_empty() {
+            segments.current.write_all(pending)?;
+        }
         if sync {
             segments.current.sync_data()?;
         }
         if let Some(&(seq, _)) = segments.list.back() {
             if let Some(range) = segments.ranges.get_mut(&seq) {
-                rows.iter().for_each(|row| range.add(row.ts_micros));
+                pending_ts.iter().for_each(|ts| range.add(*ts));
             }
         }
         if let Some(last) = segments.list.back_mut() {
-            last.1 += text.len() as u64;
+            last.1 += pending.len() as u64;
         }
-        segments.total_bytes += text.len() as u64;
-        self.enforce_bound(&mut segments);
+        segments.total_bytes += pending.len() as u64;
+        pending.clear();
+        pending_ts.clear();
         Ok(())
     }
 
@@ -358,6 +381,25 @@ mod tests {
             decision: "allow".into(),
             message: "Created".into(),
         }
+    }
+
+    /// One batch far larger than the bound (ignore-errors writes up to 500 events at once) is spread
+    /// over segments, and the oldest go: the log stays within its bound and keeps the newest events.
+    #[test]
+    fn a_batch_larger_than_the_bound_keeps_the_bound() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let bound = 64 * 1024;
+        let log = LocalLog::open(dir.path(), bound).expect("open");
+        let rows: Vec<AuditRow> = (1..=600).map(|ts| row(ts, "create")).collect();
+        log.append(&rows, false).expect("append");
+        assert!(log.bytes() <= bound, "{} bytes held", log.bytes());
+        let on_disk: u64 = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").metadata().expect("metadata").len())
+            .sum();
+        assert!(on_disk <= bound, "{on_disk} bytes on disk");
+        let (events, _) = log.query(&EventFilter::default(), 1).expect("query");
+        assert_eq!(events[0].ts_micros, 600, "the newest event stays");
     }
 
     #[test]
