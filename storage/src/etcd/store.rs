@@ -24,8 +24,10 @@ const COMPACT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// etcd's own deadline for a proposal with default settings (5 s + 2 election timeouts of 1 s), after
 /// which it answers "request timed out".
 const ETCD_SERVER_REQUEST_TIMEOUT_MILLIS: u64 = 7000;
-/// How many times a read is tried when members are unavailable, and the pause between tries.
-const READ_ATTEMPTS: usize = 3;
+/// How many times a read is tried when members are unavailable, and the pause between tries; the
+/// request timeout bounds them as a whole. The balanced channel can pick a member that just died
+/// several times in a row before it notices.
+const READ_ATTEMPTS: usize = 30;
 const READ_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// HTTP/2 keep-alive, so that a watch on a dead member fails instead of hanging.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
