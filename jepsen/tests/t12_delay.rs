@@ -10,23 +10,11 @@ use std::time::{Duration, Instant};
 
 use kuboard_jepsen::system::{Cluster, ClusterFeatures, ClusterOptions, SystemKind};
 
+mod common;
+use common::kuboard_binary;
+
 const DELAY: Duration = Duration::from_millis(40);
 const WRITES: usize = 15;
-
-fn kuboard_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test executable lives in target/<profile>/deps")
-        .join("kuboard");
-    assert!(
-        binary.is_file(),
-        "{} is missing: build it first with `cargo build -p kuboard`",
-        binary.display()
-    );
-    binary
-}
 
 async fn client(endpoint: &str) -> etcd_client::Client {
     let options = etcd_client::ConnectOptions::new()

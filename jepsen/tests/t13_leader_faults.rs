@@ -11,22 +11,10 @@ use std::time::{Duration, Instant};
 use kuboard_jepsen::nemesis::{self, FaultKind, NemesisOptions, TimelineEvent};
 use kuboard_jepsen::system::{Cluster, ClusterOptions, SystemKind};
 
-const HOLD: Duration = Duration::from_secs(6);
+mod common;
+use common::kuboard_binary;
 
-fn kuboard_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test executable lives in target/<profile>/deps")
-        .join("kuboard");
-    assert!(
-        binary.is_file(),
-        "{} is missing: build it first with `cargo build -p kuboard`",
-        binary.display()
-    );
-    binary
-}
+const HOLD: Duration = Duration::from_secs(6);
 
 async fn wait_leader(cluster: &Cluster) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);

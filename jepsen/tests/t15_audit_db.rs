@@ -11,20 +11,8 @@ use std::time::{Duration, Instant};
 use kuboard_jepsen::nemesis::{self, FaultKind, NemesisOptions};
 use kuboard_jepsen::system::{AuditPolicyChoice, Cluster, ClusterFeatures, ClusterOptions, SystemKind};
 
-fn kuboard_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test executable lives in target/<profile>/deps")
-        .join("kuboard");
-    assert!(
-        binary.is_file(),
-        "{} is missing: build it first with `cargo build -p kuboard`",
-        binary.display()
-    );
-    binary
-}
+mod common;
+use common::kuboard_binary;
 
 fn login_events(cluster: &Cluster) -> Option<u64> {
     let rows = cluster

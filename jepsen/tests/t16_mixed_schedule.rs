@@ -16,6 +16,9 @@ use kuboard_jepsen::nemesis::{self, features_for, FaultKind, NemesisOptions};
 use kuboard_jepsen::system::{Cluster, ClusterOptions, SystemKind};
 use kuboard_jepsen::workload::register::{self, Progress, RegisterOptions};
 
+mod common;
+use common::kuboard_binary;
+
 const ALL_FAULTS: [FaultKind; 9] = [
     FaultKind::Partition,
     FaultKind::Kill,
@@ -27,21 +30,6 @@ const ALL_FAULTS: [FaultKind; 9] = [
     FaultKind::Membership,
     FaultKind::AuditDb,
 ];
-
-fn kuboard_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test executable lives in target/<profile>/deps")
-        .join("kuboard");
-    assert!(
-        binary.is_file(),
-        "{} is missing: build it first with `cargo build -p kuboard`",
-        binary.display()
-    );
-    binary
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_stay_linearizable_under_a_random_schedule_of_every_fault_kind() {

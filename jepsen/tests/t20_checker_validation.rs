@@ -14,21 +14,8 @@ use kuboard_jepsen::run::{run_test, RunVerdict, TestOptions};
 use kuboard_jepsen::system::SystemKind;
 use kuboard_jepsen::workload::register::{ReadMode, RegisterOptions};
 
-/// `target/debug/kuboard`, found from this test executable (`target/debug/deps/…`).
-fn kuboard_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test executable lives in target/<profile>/deps")
-        .join("kuboard");
-    assert!(
-        binary.is_file(),
-        "{} is missing: build it first with `cargo build -p kuboard`",
-        binary.display()
-    );
-    binary
-}
+mod common;
+use common::kuboard_binary;
 
 async fn partition_run(read_mode: ReadMode, out_dir: PathBuf) -> RunVerdict {
     let options = TestOptions {
