@@ -265,81 +265,61 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
     let progress = Arc::new(Progress::default());
     let current_fault = Arc::new(Mutex::new("none".to_string()));
 
-    let register_run = async {
-        if !workloads.runs(WorkloadKind::Register) {
-            return None;
-        }
-        let history = register::run(
+    let register_run = when(
+        workloads.runs(WorkloadKind::Register),
+        register::run(
             options.register.clone(),
             endpoints.clone(),
             names.clone(),
             started,
             deadline,
             Arc::clone(&progress),
-        )
-        .await;
-        Some(history)
-    };
-    let set_run = async {
-        if !workloads.runs(WorkloadKind::Set) {
-            return None;
-        }
-        let outcome = set::run(
+        ),
+    );
+    let set_run = when(
+        workloads.runs(WorkloadKind::Set),
+        set::run(
             workloads.set.clone(),
             endpoints.clone(),
             names.clone(),
             started,
             deadline,
             Arc::clone(&progress),
-        )
-        .await;
-        Some(outcome)
-    };
-    let watch_run = async {
-        if !workloads.runs(WorkloadKind::Watch) {
-            return None;
-        }
-        let outcome = watch::run(
+        ),
+    );
+    let watch_run = when(
+        workloads.runs(WorkloadKind::Watch),
+        watch::run(
             workloads.watch.clone(),
             endpoints.clone(),
             names.clone(),
             started,
             deadline,
             Arc::clone(&progress),
-        )
-        .await;
-        Some(outcome)
-    };
-    let http_run = async {
-        if !workloads.runs(WorkloadKind::Http) {
-            return None;
-        }
-        let outcome = http::run(
+        ),
+    );
+    let http_run = when(
+        workloads.runs(WorkloadKind::Http),
+        http::run(
             workloads.http.clone(),
             web_urls.clone(),
             names.clone(),
             started,
             deadline,
             Arc::clone(&progress),
-        )
-        .await;
-        Some(outcome)
-    };
-    let audit_run = async {
-        if !workloads.runs(WorkloadKind::StrictAudit) {
-            return None;
-        }
-        let outcome = audit::run(
+        ),
+    );
+    let audit_run = when(
+        workloads.runs(WorkloadKind::StrictAudit),
+        audit::run(
             workloads.audit.clone(),
             web_urls.clone(),
             names.clone(),
             started,
             deadline,
             Arc::clone(&progress),
-        )
-        .await;
-        Some(outcome)
-    };
+        ),
+    );
     let nemesis = nemesis::run(
         &mut cluster,
         &options.nemesis,
@@ -511,5 +491,14 @@ async fn report_progress(
                 progress.info.load(Ordering::Relaxed),
             );
         }
+    }
+}
+
+/// Run `workload` only when it was selected; a future does nothing until it is awaited.
+async fn when<T>(selected: bool, workload: impl std::future::Future<Output = T>) -> Option<T> {
+    if selected {
+        Some(workload.await)
+    } else {
+        None
     }
 }
