@@ -110,6 +110,7 @@ pub fn error_kind(error: &StoreError) -> &'static str {
         StoreError::InvalidArgument(_) => "invalid_argument",
         StoreError::Unavailable(_) => "unavailable",
         StoreError::Timeout { .. } => "timeout",
+        StoreError::Interrupted(_) => "interrupted",
         StoreError::ShuttingDown => "shutting_down",
         StoreError::Internal(_) => "internal",
     }

@@ -32,7 +32,8 @@ pub(super) fn status_of(error: &StoreError) -> Status {
             tracing::debug!(%reason, "etcd API request refused: store unavailable");
             Status::new(Code::Unavailable, NO_LEADER)
         }
-        StoreError::Timeout { .. } => Status::new(Code::Unavailable, TIMEOUT),
+        // Both say the outcome is unknown, which etcd words as a timed-out request.
+        StoreError::Timeout { .. } | StoreError::Interrupted(_) => Status::new(Code::Unavailable, TIMEOUT),
         StoreError::ShuttingDown => Status::new(Code::Unavailable, STOPPED),
         StoreError::Internal(detail) => {
             // The detail may name files or internals; it stays in the log.
@@ -111,6 +112,11 @@ mod tests {
             NO_LEADER,
         );
         check(StoreError::Timeout { millis: 10 }, Code::Unavailable, TIMEOUT);
+        check(
+            StoreError::Interrupted("transport error".into()),
+            Code::Unavailable,
+            TIMEOUT,
+        );
         check(StoreError::ShuttingDown, Code::Unavailable, STOPPED);
     }
 }

@@ -107,7 +107,10 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
-            StoreError::Unavailable(_) | StoreError::Timeout { .. } | StoreError::ShuttingDown => ApiError::new(
+            StoreError::Unavailable(_)
+            | StoreError::Timeout { .. }
+            | StoreError::Interrupted(_)
+            | StoreError::ShuttingDown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 "the store cannot serve requests right now (no leader or no quorum); retry shortly",

@@ -26,6 +26,10 @@ pub enum StoreError {
     /// The request did not finish within its deadline; it may or may not have been applied.
     #[error("store request timed out after {millis} ms")]
     Timeout { millis: u64 },
+    /// The connection to the store broke while the request was in flight: it may or may not have been
+    /// applied, as with [`StoreError::Timeout`], but the outcome was known to be lost at once.
+    #[error("store connection broke during the request, which may or may not have been applied: {0}")]
+    Interrupted(String),
     /// The store is shutting down.
     #[error("store is shutting down")]
     ShuttingDown,
@@ -37,6 +41,9 @@ pub enum StoreError {
 impl StoreError {
     /// True when retrying the same request later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Timeout { .. })
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Timeout { .. } | StoreError::Interrupted(_)
+        )
     }
 }

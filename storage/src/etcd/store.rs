@@ -24,11 +24,11 @@ const COMPACT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// etcd's own deadline for a proposal with default settings (5 s + 2 election timeouts of 1 s), after
 /// which it answers "request timed out".
 const ETCD_SERVER_REQUEST_TIMEOUT_MILLIS: u64 = 7000;
-/// How many times a read is tried when members are unavailable, and the pause between tries; the
+/// How many times a request is tried when no member could take it, and the pause between tries; the
 /// request timeout bounds them as a whole. The balanced channel can pick a member that just died
 /// several times in a row before it notices.
-const READ_ATTEMPTS: usize = 30;
-const READ_RETRY_PAUSE: Duration = Duration::from_millis(100);
+const ATTEMPTS: usize = 30;
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// HTTP/2 keep-alive, so that a watch on a dead member fails instead of hanging.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -134,10 +134,33 @@ impl EtcdStore {
             })
     }
 
-    /// Run a request that changes nothing, trying it again when it failed for want of a member: the
-    /// balanced channel may still route to a member that just died. Bounded by the request timeout
-    /// as a whole and by [`READ_ATTEMPTS`].
-    async fn read<T, F, Fut>(&self, mut request: F) -> Result<Result<T, etcd::Error>, StoreError>
+    /// Run a request that changes nothing, trying it again when it failed for want of a member or
+    /// because its connection broke: the balanced channel may still route to a member that just died.
+    /// Bounded by the request timeout as a whole and by [`ATTEMPTS`].
+    async fn read<T, F, Fut>(&self, request: F) -> Result<Result<T, etcd::Error>, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd::Error>>,
+    {
+        self.retrying(request, |error| is_unavailable(error) || connection_broke(error))
+            .await
+    }
+
+    /// Run a request that changes the store, trying it again only when it certainly never reached a
+    /// member (the connection could not be opened): a request that was sent may have been applied.
+    async fn write<T, F, Fut>(&self, request: F) -> Result<Result<T, etcd::Error>, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd::Error>>,
+    {
+        self.retrying(request, never_sent).await
+    }
+
+    async fn retrying<T, F, Fut>(
+        &self,
+        mut request: F,
+        retry: impl Fn(&etcd::Error) -> bool,
+    ) -> Result<Result<T, etcd::Error>, StoreError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, etcd::Error>>,
@@ -146,14 +169,14 @@ impl EtcdStore {
         let timeout = || StoreError::Timeout {
             millis: self.request_timeout.as_millis() as u64,
         };
-        for _ in 1..READ_ATTEMPTS {
+        for _ in 1..ATTEMPTS {
             match tokio::time::timeout_at(deadline, request())
                 .await
                 .map_err(|_| timeout())?
             {
-                Err(error) if is_unavailable(&error) => {
-                    tracing::debug!(%error, "etcd read failed for want of a member, trying again");
-                    tokio::time::sleep(READ_RETRY_PAUSE).await;
+                Err(error) if retry(&error) => {
+                    tracing::debug!(%error, "etcd request failed before a member served it, trying again");
+                    tokio::time::sleep(RETRY_PAUSE).await;
                 }
                 other => return Ok(other),
             }
@@ -415,10 +438,16 @@ impl Store for EtcdStore {
 
     async fn put(&self, request: PutRequest) -> Result<PutResponse, StoreError> {
         let (key, options) = self.put_parts(&request)?;
-        match self
-            .call(self.client.kv_client().put(key, request.value, Some(options)))
-            .await?
-        {
+        let put = || {
+            let (mut kv, key, value, options) = (
+                self.client.kv_client(),
+                key.clone(),
+                request.value.clone(),
+                options.clone(),
+            );
+            async move { kv.put(key, value, Some(options)).await }
+        };
+        match self.write(put).await? {
             Ok(response) => Ok(self.put_response(&response)),
             Err(error) => Err(self.store_error(error, 0, request.lease).await),
         }
@@ -426,7 +455,11 @@ impl Store for EtcdStore {
 
     async fn delete_range(&self, request: DeleteRangeRequest) -> Result<DeleteRangeResponse, StoreError> {
         let (key, options) = self.delete_parts(&request)?;
-        match self.call(self.client.kv_client().delete(key, Some(options))).await? {
+        let delete = || {
+            let (mut kv, key, options) = (self.client.kv_client(), key.clone(), options.clone());
+            async move { kv.delete(key, Some(options)).await }
+        };
+        match self.write(delete).await? {
             Ok(response) => Ok(self.delete_response(&response)),
             Err(error) => Err(self.store_error(error, 0, 0).await),
         }
@@ -434,7 +467,11 @@ impl Store for EtcdStore {
 
     async fn txn(&self, request: TxnRequest) -> Result<TxnResponse, StoreError> {
         let txn = self.etcd_txn(&request)?;
-        match self.call(self.client.kv_client().txn(txn)).await? {
+        let txn = || {
+            let (mut kv, txn) = (self.client.kv_client(), txn.clone());
+            async move { kv.txn(txn).await }
+        };
+        match self.write(txn).await? {
             Ok(response) => Ok(self.txn_response(&response)),
             Err(error) => {
                 let lease = first_lease(&request);
@@ -538,10 +575,11 @@ impl Store for EtcdStore {
 
     async fn lease_grant(&self, request: LeaseGrantRequest) -> Result<LeaseGrantResponse, StoreError> {
         let options = etcd::LeaseGrantOptions::new().with_id(request.id);
-        match self
-            .call(self.client.lease_client().grant(request.ttl, Some(options)))
-            .await?
-        {
+        let grant = || {
+            let (mut lease, options) = (self.client.lease_client(), options.clone());
+            async move { lease.grant(request.ttl, Some(options)).await }
+        };
+        match self.write(grant).await? {
             Ok(response) if !response.error().is_empty() => Err(StoreError::Internal(response.error().to_string())),
             Ok(response) => Ok(LeaseGrantResponse {
                 header: header(response.header()),
@@ -553,7 +591,11 @@ impl Store for EtcdStore {
     }
 
     async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse, StoreError> {
-        match self.call(self.client.lease_client().revoke(id)).await? {
+        let revoke = || {
+            let mut lease = self.client.lease_client();
+            async move { lease.revoke(id).await }
+        };
+        match self.write(revoke).await? {
             Ok(response) => Ok(LeaseRevokeResponse {
                 header: header(response.header()),
             }),
@@ -823,6 +865,9 @@ fn classify(error: &etcd::Error) -> Classified {
     if is_auth_message(message) {
         return Classified::Other(StoreError::Internal(format!("etcd refused the request: {message}")));
     }
+    if connection_broke(error) {
+        return Classified::Other(StoreError::Interrupted(message.to_string()));
+    }
     Classified::Other(match status.code() {
         Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted => {
             StoreError::InvalidArgument(message.trim_start_matches("etcdserver: ").to_string())
@@ -831,6 +876,28 @@ fn classify(error: &etcd::Error) -> Classified {
         Code::DeadlineExceeded => StoreError::Unavailable(format!("etcd deadline exceeded: {message}")),
         _ => StoreError::Internal(format!("etcd: {status}")),
     })
+}
+
+/// True when the request could not even be sent: no connection to a member could be opened. Such a
+/// request is safe to send again whatever it does.
+fn never_sent(error: &etcd::Error) -> bool {
+    match error {
+        etcd::Error::GRpcStatus(status) => {
+            status.code() == Code::Unavailable && status.message().contains("connect error")
+        }
+        _ => false,
+    }
+}
+
+/// True when the connection broke while the request was in flight (the member died or closed it):
+/// the request may have been applied.
+fn connection_broke(error: &etcd::Error) -> bool {
+    match error {
+        etcd::Error::GRpcStatus(status) => {
+            status.code() == Code::Unknown && status.message().contains("transport error")
+        }
+        _ => false,
+    }
 }
 
 /// True when the request failed because no member could serve it now.
@@ -941,4 +1008,44 @@ fn read_certificates(path: &Path, what: &'static str) -> Result<Vec<u8>, EtcdCon
         return Err(bad("no CERTIFICATE block found".into()));
     }
     Ok(pem)
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Status;
+
+    use super::*;
+
+    fn grpc(code: Code, message: &str) -> etcd::Error {
+        etcd::Error::GRpcStatus(Status::new(code, message))
+    }
+
+    /// Only a request whose connection could not be opened is sent again whatever it does; one whose
+    /// connection broke in flight has an unknown outcome, and etcd's own refusals keep their meaning.
+    #[test]
+    fn connection_failures_are_told_apart_by_whether_the_request_left() {
+        let refused = grpc(Code::Unavailable, "tcp connect error");
+        assert!(never_sent(&refused) && !connection_broke(&refused));
+        assert!(matches!(
+            classify(&refused),
+            Classified::Other(StoreError::Unavailable(_))
+        ));
+
+        let broken = grpc(Code::Unknown, "transport error");
+        assert!(connection_broke(&broken) && !never_sent(&broken));
+        assert!(matches!(
+            classify(&broken),
+            Classified::Other(StoreError::Interrupted(_))
+        ));
+
+        let no_leader = grpc(Code::Unavailable, "etcdserver: no leader");
+        assert!(!never_sent(&no_leader) && !connection_broke(&no_leader));
+        let timed_out = grpc(Code::Unavailable, "etcdserver: request timed out");
+        assert!(matches!(
+            classify(&timed_out),
+            Classified::Other(StoreError::Timeout { .. })
+        ));
+        let other = grpc(Code::Unknown, "something else");
+        assert!(matches!(classify(&other), Classified::Other(StoreError::Internal(_))));
+    }
 }
