@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs one kuboard replica on the embedded store (a one-member Raft group on local disk), from a
-# fresh clone. Web UI and API on http://127.0.0.1:8080, log in as admin / Kuboard123.
+# fresh clone. The API on http://127.0.0.1:8080/kuboard-api/ (log in as admin / Kuboard123; the web UI
+# is not built yet).
 #
-# Every KUBOARD_* variable of docs/configuration.md may be set to override the defaults below.
+# Every KUBOARD_* variable that `kuboard serve --help` lists may be set to override the defaults below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
