@@ -9,6 +9,7 @@
 //!   does not do are finished here).
 //! - `errors`: the store's errors as etcd's gRPC status codes and `etcdserver: …` messages.
 //! - `kv`, `watch`, `lease`, `cluster`, `maintenance`: one etcd service each.
+//! - `authority`: lets through the URL etcdctl 3.4 sends as `:authority` for `endpoint status`.
 //!
 //! Architecture Invariant: this module only translates. Every guarantee (linearizable reads,
 //! atomic txns, ordered watches, lease expiry) is the store's; any replica serves the API because
@@ -18,6 +19,7 @@
 //! changes, Hash, HashKV, MoveLeader, Downgrade, and the lock and election services. Snapshot
 //! streams kuboard's own snapshot file when a [`SnapshotSource`] is configured.
 
+mod authority;
 mod cluster;
 mod context;
 mod convert;
@@ -37,12 +39,29 @@ use anyhow::Context as _;
 use etcd_client::proto::{PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer};
 use futures::StreamExt;
 use kuboard_storage::Store;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::Server;
 
+use self::authority::AuthorityFix;
 use self::context::ApiContext;
+
+/// A client must finish its TLS handshake within this.
+const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections accepted (and through their handshake) that tonic has not taken yet.
+const READY_QUEUE: usize = 128;
+
+/// A connection as tonic sees it: plain or TLS, behind the authority fix.
+trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Connection for T {}
+type Accepted = AuthorityFix<Box<dyn Connection>>;
 
 /// etcd's default `--max-request-bytes` (1.5 MiB) plus its allowance for gRPC overhead.
 const MAX_REQUEST_MESSAGE_BYTES: usize = 1536 * 1024 + 512 * 1024;
@@ -122,6 +141,86 @@ impl std::fmt::Debug for EtcdApiConfig {
     }
 }
 
+/// The rustls configuration of the etcd API: HTTP/2 by ALPN, client certificates checked against
+/// the CA when one is configured.
+fn server_tls(tls: &EtcdApiTls) -> anyhow::Result<Arc<ServerConfig>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&tls.cert_pem)
+        .collect::<Result<_, _>>()
+        .context("read the certificate chain")?;
+    anyhow::ensure!(!certs.is_empty(), "no certificate in the certificate file");
+    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem).context("read the private key")?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match &tls.client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca) {
+                roots
+                    .add(cert.context("read the client CA")?)
+                    .context("use the client CA")?;
+            }
+            anyhow::ensure!(!roots.is_empty(), "no certificate in the client CA file");
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .context("build the client certificate check")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .context("the private key does not match the certificate")?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accept connections, finish TLS handshakes (each in its own task, bounded in time, so that a
+/// silent client holds up nobody) and hand them to tonic behind the authority fix.
+async fn accept_connections(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    ready: tokio::sync::mpsc::Sender<Accepted>,
+) {
+    let acceptor = tls.map(TlsAcceptor::from);
+    while !ready.is_closed() {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                tracing::warn!(%error, "accepting an etcd API connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Small request-response messages (keep-alives, single puts) must not wait for Nagle's delay.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %error, "TCP_NODELAY not set");
+        }
+        let info = connect_info(&stream);
+        let Some(acceptor) = acceptor.clone() else {
+            let _ = ready.send(AuthorityFix::new(Box::new(stream), info)).await;
+            continue;
+        };
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => {
+                    let _ = ready.send(AuthorityFix::new(Box::new(tls_stream), info)).await;
+                }
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "etcd API TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "etcd API TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+fn connect_info(stream: &TcpStream) -> TcpConnectInfo {
+    use tonic::transport::server::Connected;
+    stream.connect_info()
+}
+
 /// A cluster id every replica derives alike from the group's initial peer list
 /// (`KUBOARD_RAFT_PEERS`), as etcd derives its own from the initial cluster.
 pub fn cluster_id_from_peers(peers: &BTreeMap<u64, String>) -> u64 {
@@ -159,17 +258,14 @@ where
         member_id: status.member_id,
         client_scheme: if config.tls.is_some() { "https" } else { "http" },
     };
-    let mut builder = Server::builder();
-    if let Some(tls) = &config.tls {
-        let mut tls_config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
-        if let Some(ca) = &tls.client_ca_pem {
-            tls_config = tls_config.client_ca_root(Certificate::from_pem(ca));
-        }
-        builder = builder
-            .tls_config(tls_config)
-            .context("configure TLS of the etcd API (certificate, key or client CA)")?;
-    }
-    let router = builder
+    let tls = config
+        .tls
+        .as_ref()
+        .map(server_tls)
+        .transpose()
+        .context("configure TLS of the etcd API (certificate, key or client CA)")?;
+    let tls_enabled = tls.is_some();
+    let router = Server::builder()
         .add_service(
             PbKvServer::new(kv::KvService { ctx: ctx.clone() })
                 .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES)
@@ -192,25 +288,23 @@ where
             })
             .max_encoding_message_size(usize::MAX),
         );
-    // Small request-response messages (keep-alives, single puts) must not wait for Nagle's delay.
-    let incoming = TcpListenerStream::new(listener).map(|stream| {
-        let stream = stream?;
-        stream.set_nodelay(true)?;
-        Ok::<_, std::io::Error>(stream)
-    });
+    let (ready, accepted) = tokio::sync::mpsc::channel(READY_QUEUE);
+    let accept_task = tokio::spawn(accept_connections(listener, tls, ready));
+    let incoming = ReceiverStream::new(accepted).map(Ok::<_, std::io::Error>);
     tracing::info!(
         address = %local_addr,
-        tls = config.tls.is_some(),
+        tls = tls_enabled,
         client_cert_auth = config.tls.as_ref().is_some_and(|tls| tls.client_ca_pem.is_some()),
         "serving the etcd v3 API"
     );
-    router
+    let served = router
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
             let _ = stop_streams.send(true);
         })
-        .await
-        .context("serve the etcd v3 API")?;
+        .await;
+    accept_task.abort();
+    served.context("serve the etcd v3 API")?;
     tracing::info!(address = %local_addr, "etcd v3 API stopped");
     Ok(())
 }

@@ -37,9 +37,7 @@ pub struct Printed {
     pub success: bool,
 }
 
-/// etcdctl pointed at some endpoints (`127.0.0.1:port`: etcdctl 3.4's `endpoint status` puts an
-/// `http://` scheme into HTTP/2's `:authority`, which kuboard's HTTP/2 server refuses; see
-/// docs/etcd-api.md).
+/// etcdctl pointed at some endpoints (`127.0.0.1:port` or a URL).
 #[derive(Clone)]
 pub struct Etcdctl {
     pub endpoints: Vec<String>,
