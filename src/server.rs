@@ -64,6 +64,8 @@ pub async fn serve(config: ServeConfig) -> u8 {
         audit_policy = config.audit.policy.as_str(),
         "starting kuboard"
     );
+    // Off the runtime's threads, while the store opens.
+    tokio::task::spawn_blocking(crate::auth::password::prepare_dummy_hash);
     let tls_config = match config.http.tls.as_ref().map(load_server_config).transpose() {
         Ok(tls_config) => tls_config,
         Err(error) => {

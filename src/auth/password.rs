@@ -30,9 +30,18 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 /// Spends the same work as a real verification, so that a login for an unknown user takes as
 /// long as one with a wrong password and does not reveal which users exist.
 pub fn verify_against_dummy(password: &str) {
+    let _ = verify_password(password, dummy_hash());
+}
+
+/// Builds the hash [`verify_against_dummy`] checks against, so that the first unknown-user login
+/// does not pay for building it (a timing difference of its own). The server calls it at start.
+pub fn prepare_dummy_hash() {
+    dummy_hash();
+}
+
+fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| hash_password("no user has this password").unwrap_or_default());
-    let _ = verify_password(password, dummy);
+    DUMMY.get_or_init(|| hash_password("no user has this password").unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -51,5 +60,15 @@ mod tests {
             hash_password("Kuboard123").expect("hashing works"),
             "salts differ"
         );
+    }
+
+    #[test]
+    fn the_dummy_hash_is_a_real_argon2id_hash_that_nobody_matches() {
+        prepare_dummy_hash();
+        let dummy = dummy_hash();
+        assert!(dummy.starts_with("$argon2id$"), "{dummy}");
+        assert!(PasswordHash::new(dummy).is_ok());
+        assert!(!verify_password("", dummy));
+        assert!(!verify_password("Kuboard123", dummy));
     }
 }
