@@ -26,6 +26,9 @@ const DEFAULT_ADMIN_PASSWORD: &str = "Kuboard123";
 /// Bound on one `kuboard admin members` or `etcdctl member` command (an added member may need a
 /// snapshot transfer before it votes).
 const MEMBER_COMMAND_TIMEOUT: Duration = Duration::from_secs(160);
+/// How long an etcd membership change is tried, and how long each try may wait for etcd.
+const ETCD_MEMBERSHIP_DEADLINE: Duration = Duration::from_secs(40);
+const ETCD_MEMBERSHIP_TRY: Duration = Duration::from_secs(5);
 /// How long one readiness probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -375,7 +378,10 @@ impl Cluster {
                     .await
             }
             SystemKind::Etcd => match self.etcd_member_id(via, index).await? {
-                Some(id) => etcdctl_while_unhealthy(&self.endpoint(via), &["member", "remove", &id]).await,
+                Some(id) => {
+                    self.etcd_membership_change(via, index, &["member", "remove", &id], false)
+                        .await
+                }
                 None => bail!("{} is not in the member list", self.members[index].name),
             },
         };
@@ -430,16 +436,13 @@ impl Cluster {
                     .await
             }
             SystemKind::Etcd => {
-                let endpoint = self.endpoint(via);
                 let name = self.members[index].name.clone();
                 let said = if listed {
                     Ok("listed already".to_string())
                 } else {
-                    etcdctl_while_unhealthy(
-                        &endpoint,
-                        &["member", "add", &name, &format!("--peer-urls=http://{peer}")],
-                    )
-                    .await
+                    let peer_urls = format!("--peer-urls=http://{peer}");
+                    self.etcd_membership_change(via, index, &["member", "add", &name, &peer_urls], true)
+                        .await
                 };
                 if said.is_ok() {
                     // It joins the existing cluster; its original --initial-cluster names the same
@@ -474,6 +477,43 @@ impl Cluster {
             started.elapsed().as_millis(),
             said.lines().next().unwrap_or_default()
         ))
+    }
+
+    /// Run an etcd membership change (`etcdctl member add|remove …` through member `via`) until the
+    /// member list shows member `index` listed (`listed`) or not, for up to
+    /// [`ETCD_MEMBERSHIP_DEADLINE`]. etcd refuses a change as "unhealthy cluster" until the members
+    /// that stay have been connected for 5 s, and its raft drops a change proposed while the previous
+    /// one is not applied yet (the command then waits for its deadline): both are tried again. Each
+    /// try is bounded by [`ETCD_MEMBERSHIP_TRY`]; a try that failed but took effect counts as done.
+    async fn etcd_membership_change(
+        &self,
+        via: usize,
+        index: usize,
+        args: &[&str],
+        listed: bool,
+    ) -> anyhow::Result<String> {
+        let endpoint = self.endpoint(via);
+        let deadline = Instant::now() + ETCD_MEMBERSHIP_DEADLINE;
+        let timeout = format!("--command-timeout={}s", ETCD_MEMBERSHIP_TRY.as_secs());
+        let with_timeout: Vec<&str> = std::iter::once(timeout.as_str()).chain(args.iter().copied()).collect();
+        loop {
+            let error = match etcdctl(&endpoint, &with_timeout).await {
+                Ok(said) => return Ok(said),
+                Err(error) => error,
+            };
+            let text = format!("{error:#}");
+            let retryable = ["unhealthy cluster", "deadline exceeded", "request timed out"]
+                .iter()
+                .any(|reason| text.contains(reason));
+            if retryable && self.is_listed(via, index).await.ok() == Some(listed) {
+                return Ok(format!("the member list shows the change (the command said: {text})"));
+            }
+            if !retryable || Instant::now() >= deadline {
+                return Err(error);
+            }
+            tracing::debug!(error = %text, "etcd membership change not taken yet; trying again");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Whether member `index` is in the group's member list, asking member `via`.
@@ -810,20 +850,6 @@ async fn etcdctl(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
         .env("ETCDCTL_API", "3");
     let line = format!("etcdctl {}", args.join(" "));
     run_bounded(command, &line).await
-}
-
-/// Like [`etcdctl`], retried for up to 20 s while etcd refuses a membership change as "unhealthy
-/// cluster": it admits one only when the members that would stay have been connected for 5 s.
-async fn etcdctl_while_unhealthy(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match etcdctl(endpoint, args).await {
-            Err(error) if format!("{error:#}").contains("unhealthy cluster") && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            result => return result,
-        }
-    }
 }
 
 /// Run a command to completion within [`MEMBER_COMMAND_TIMEOUT`]; its standard output, or an error
