@@ -177,15 +177,21 @@ fn server_tls(tls: &EtcdApiTls) -> anyhow::Result<Arc<ServerConfig>> {
 }
 
 /// Accept connections, finish TLS handshakes (each in its own task, bounded in time, so that a
-/// silent client holds up nobody) and hand them to tonic behind the authority fix.
+/// silent client holds up nobody) and hand them to tonic behind the authority fix. Ends, closing
+/// the port, when the API starts stopping.
 async fn accept_connections(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
     ready: tokio::sync::mpsc::Sender<Accepted>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     let acceptor = tls.map(TlsAcceptor::from);
-    while !ready.is_closed() {
-        let (stream, peer) = match listener.accept().await {
+    while !ready.is_closed() && !*stopping.borrow() {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopping.changed() => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Usually out of file descriptors: back off instead of spinning.
@@ -251,6 +257,7 @@ where
         .context("read the store's status for the etcd API")?;
     let local_addr = listener.local_addr().context("read the etcd API listener's address")?;
     let (stop_streams, stopping) = tokio::sync::watch::channel(false);
+    let ctx_stopping = stopping.clone();
     let ctx = ApiContext {
         stopping,
         store,
@@ -289,7 +296,7 @@ where
             .max_encoding_message_size(usize::MAX),
         );
     let (ready, accepted) = tokio::sync::mpsc::channel(READY_QUEUE);
-    let accept_task = tokio::spawn(accept_connections(listener, tls, ready));
+    let accept_task = tokio::spawn(accept_connections(listener, tls, ready, ctx_stopping));
     let incoming = ReceiverStream::new(accepted).map(Ok::<_, std::io::Error>);
     tracing::info!(
         address = %local_addr,
@@ -303,7 +310,9 @@ where
             let _ = stop_streams.send(true);
         })
         .await;
+    // The listener lives in the accept task: once it has ended, the port is closed.
     accept_task.abort();
+    let _ = accept_task.await;
     served.context("serve the etcd v3 API")?;
     tracing::info!(address = %local_addr, "etcd v3 API stopped");
     Ok(())
