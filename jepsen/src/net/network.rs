@@ -248,7 +248,9 @@ impl Network {
             let outside = format!("{NAME_PREFIX}{}h{}", self.id, index + 1);
             if link_exists(&outside) {
                 if let Err(error) = run("ip", &["link", "del", &outside]) {
-                    failures.push(format!("{error:#}"));
+                    if link_exists(&outside) {
+                        failures.push(format!("{error:#}"));
+                    }
                 }
             }
             if namespace_exists(&host.namespace) {
@@ -364,7 +366,13 @@ pub fn cleanup(only_id: Option<&str>) -> anyhow::Result<Cleaned> {
     for link in links.lines().filter_map(|line| line.split(": ").nth(1)) {
         let name = link.split('@').next().unwrap_or(link);
         if name.starts_with(&link_prefix) && link_exists(name) {
-            run("ip", &["link", "del", name])?;
+            // The outer end of a veth goes away by itself shortly after its namespace is deleted
+            // (the kernel frees namespaces asynchronously): gone by the time of the delete is fine.
+            if let Err(error) = run("ip", &["link", "del", name]) {
+                if link_exists(name) {
+                    return Err(error);
+                }
+            }
             cleaned.links.push(name.to_string());
         }
     }
