@@ -15,6 +15,9 @@ esac
 # Each entry: a command that must exist, and the Debian package that provides it.
 needed=(
   "protoc protobuf-compiler"
+  # protoc's well-known types (google/protobuf/descriptor.proto, ...) that etcd-client's protos
+  # import; only a Recommends of protobuf-compiler, so --no-install-recommends leaves them out.
+  "/usr/include/google/protobuf/descriptor.proto libprotobuf-dev"
   "cc gcc"
   "pkg-config pkg-config"
 )
@@ -37,7 +40,11 @@ missing=()
 for entry in "${needed[@]}"; do
   command=${entry%% *}
   package=${entry#* }
-  if ! command -v "$command" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$command" ]; then
+  case "$command" in
+    /*) present() { [ -e "$1" ]; } ;;
+    *) present() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; } ;;
+  esac
+  if ! present "$command"; then
     missing+=("$package")
   fi
 done
