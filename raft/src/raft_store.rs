@@ -30,7 +30,7 @@ use crate::command::{Command, CommandResponse};
 use crate::forwarding::{AppHandler, LeaderOp, LeaderReply, OpError};
 use crate::log_store::LogStore;
 use crate::metrics::RaftStoreMetrics;
-use crate::mvcc::KvStateMachine;
+use crate::mvcc::{KvStateMachine, MvccError};
 use crate::network::{Faults, NetworkFactory};
 use crate::peer::{
     ClusterSecret, FileSnapshotReceiver, PeerClient, PeerConfig, PeerNetworkFactory, PeerServer, PeerServerHandle,
@@ -189,16 +189,30 @@ fn prepare_dir(dir: &Path) -> Result<(), OpenError> {
     Ok(())
 }
 
-async fn open_kv(path: &Path) -> Result<KvStateMachine, OpenError> {
+/// Why the state machine could not be opened.
+enum OpenKvError {
+    /// sled found its own files damaged (or our records in them undecodable).
+    Damaged(String),
+    Other(String),
+}
+
+async fn open_kv(path: &Path) -> Result<KvStateMachine, OpenKvError> {
     let deadline = Instant::now() + SM_LOCK_RETRY_DEADLINE;
     loop {
         let owned = path.to_owned();
-        let opened = tokio::task::spawn_blocking(move || KvStateMachine::open(&owned).map_err(|e| e.to_string()))
-            .await
-            .map_err(|e| OpenError::Other(format!("open state machine task: {e}")))?;
+        let opened = tokio::task::spawn_blocking(move || {
+            KvStateMachine::open(&owned).map_err(|e| match e {
+                MvccError::Sled(sled::Error::Corruption { .. }) | MvccError::Codec { .. } | MvccError::Corrupt(_) => {
+                    OpenKvError::Damaged(e.to_string())
+                }
+                other => OpenKvError::Other(other.to_string()),
+            })
+        })
+        .await
+        .map_err(|e| OpenKvError::Other(format!("open state machine task: {e}")))?;
         match opened {
             Ok(kv) => return Ok(kv),
-            Err(message) => {
+            Err(OpenKvError::Other(message)) => {
                 // sled holds an exclusive lock on its files; a handle being dropped on another
                 // thread releases it shortly.
                 let locked = message.contains("lock") || message.contains("WouldBlock");
@@ -206,10 +220,56 @@ async fn open_kv(path: &Path) -> Result<KvStateMachine, OpenError> {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
-                return Err(data_dir_error(path, format!("open state machine: {message}")));
+                return Err(OpenKvError::Other(message));
             }
+            Err(damaged) => return Err(damaged),
         }
     }
+}
+
+/// Open the state machine in `sm_dir`. The log and the snapshots are the source of truth and the
+/// state machine only a derived copy: when sled finds its files damaged, they are set aside (kept
+/// for a human to look at), and a fresh state machine starts from the latest snapshot; openraft
+/// then applies the log entries after it again, which the log keeps (it is purged only behind a
+/// durable snapshot).
+async fn open_state_machine(sm_dir: &Path, snapshot_dir: &Path) -> Result<KvStateMachine, OpenError> {
+    let damage = match open_kv(sm_dir).await {
+        Ok(kv) => return Ok(kv),
+        Err(OpenKvError::Other(message)) => {
+            return Err(data_dir_error(sm_dir, format!("open state machine: {message}")));
+        }
+        Err(OpenKvError::Damaged(message)) => message,
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis())
+        .unwrap_or_default();
+    let aside = sm_dir.with_file_name(format!("sm.damaged-{stamp}"));
+    std::fs::rename(sm_dir, &aside)
+        .and_then(|()| std::fs::File::open(sm_dir.parent().unwrap_or(sm_dir))?.sync_all())
+        .map_err(|e| data_dir_error(sm_dir, format!("set the damaged state machine aside: {e}")))?;
+    tracing::error!(path = %sm_dir.display(), damaged_copy = %aside.display(), damage = %damage,
+        "the state machine is damaged; rebuilding it from the latest snapshot and the raft log");
+    prepare_dir(sm_dir)?;
+    let kv = match open_kv(sm_dir).await {
+        Ok(kv) => kv,
+        Err(OpenKvError::Damaged(message) | OpenKvError::Other(message)) => {
+            return Err(data_dir_error(sm_dir, format!("create a new state machine: {message}")));
+        }
+    };
+    let restore_kv = kv.clone();
+    let snapshots = snapshot_dir.to_owned();
+    let restored =
+        tokio::task::spawn_blocking(move || crate::state_machine::restore_latest_snapshot(&restore_kv, &snapshots))
+            .await
+            .map_err(|e| OpenError::Other(format!("restore snapshot task: {e}")))?
+            .map_err(|e| OpenError::Corrupt {
+                path: snapshot_dir.to_owned(),
+                message: format!("rebuild the state machine from the latest snapshot: {e}"),
+            })?;
+    tracing::warn!(path = %sm_dir.display(), snapshot_last_log_id = ?restored,
+        "state machine rebuilt from the snapshot; the log entries after it are applied again");
+    Ok(kv)
 }
 
 fn raft_config(config: &RaftStoreConfig) -> Result<openraft::Config, OpenError> {
@@ -274,7 +334,7 @@ impl RaftStore {
                 _ => data_dir_error(&wal_dir, format!("open raft log: {e}")),
             })?;
         let has_state = log.has_state().map_err(|e| data_dir_error(&wal_dir, e))?;
-        let kv = open_kv(&sm_dir).await?;
+        let kv = open_state_machine(&sm_dir, &snapshot_dir).await?;
         let sm =
             StateMachineStore::open(kv.clone(), &snapshot_dir, config.node_id).map_err(|e| OpenError::Corrupt {
                 path: root.clone(),

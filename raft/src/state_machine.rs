@@ -272,6 +272,30 @@ fn read_header(r: &mut impl Read) -> io::Result<SnapshotMeta> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("decode snapshot header: {e}")))
 }
 
+/// Load the latest intact snapshot file of `snapshot_dir` into `kv` (a fresh, empty state machine)
+/// and flush it; returns the log id the snapshot ends at, or `None` when there is no snapshot (then
+/// the log was never purged and replaying it from the start rebuilds everything).
+pub(crate) fn restore_latest_snapshot(kv: &KvStateMachine, snapshot_dir: &Path) -> io::Result<Option<LogId>> {
+    let Some((meta, path)) = SnapshotFiles::open(snapshot_dir)?.current()? else {
+        return Ok(None);
+    };
+    let mut file = File::open(&path)?;
+    let content = verify_checksum(&mut file)?;
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = BufReader::new(file.take(content));
+    let in_file = read_header(&mut reader)?;
+    if in_file != meta {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("snapshot file {} changed while it was read", path.display()),
+        ));
+    }
+    kv.install_snapshot(&mut reader)
+        .map_err(|e| io_err("install snapshot", e))?;
+    kv.flush().map_err(|e| io_err("flush state machine", e))?;
+    Ok(meta.last_log_id)
+}
+
 struct Shared {
     kv: KvStateMachine,
     snapshots: SnapshotFiles,

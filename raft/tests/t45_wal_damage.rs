@@ -7,24 +7,17 @@
 //!   `OpenError::Corrupt` naming the chunk file and the byte offset, and the files are left as
 //!   they were (raft-log on its own would silently cut the log at the damage).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use kuboard_raft::{OpenError, RaftStore, RaftStoreConfig};
 use kuboard_storage::*;
 
+mod common;
+use common::single_member_config;
+
 fn config(data_dir: &Path) -> RaftStoreConfig {
-    RaftStoreConfig {
-        node_id: 1,
-        data_dir: data_dir.to_owned(),
-        peers: BTreeMap::from([(1, "127.0.0.1:10082".to_owned())]),
-        peer_listen_addr: "127.0.0.1:0".parse().expect("literal address"),
-        cluster_secret: None,
-        heartbeat_ms: 20,
-        election_timeout_ms: 100,
-        snapshot_threshold: 1000,
-    }
+    single_member_config(data_dir, 1000)
 }
 
 /// Every log line of this test binary (the store logs from blocking threads, so a thread-local

@@ -23,6 +23,20 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// The settings of a one-member group in `data_dir` with fast timers (no peer secret: it has no peers).
+pub fn single_member_config(data_dir: &std::path::Path, snapshot_threshold: u64) -> RaftStoreConfig {
+    RaftStoreConfig {
+        node_id: 1,
+        data_dir: data_dir.to_owned(),
+        peers: BTreeMap::from([(1, "127.0.0.1:10082".to_owned())]),
+        peer_listen_addr: "127.0.0.1:0".parse().expect("literal address"),
+        cluster_secret: None,
+        heartbeat_ms: 20,
+        election_timeout_ms: 100,
+        snapshot_threshold,
+    }
+}
+
 /// A loopback port nobody listens on right now. The listener is closed again so that the member
 /// can bind it; peers must know every address before any member starts.
 pub fn free_loopback_addr() -> String {
