@@ -22,6 +22,8 @@ const HEALTH_DEADLINE: Duration = Duration::from_secs(30);
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
 /// Pause between two health probes.
 const PROBE_INTERVAL: Duration = Duration::from_millis(100);
+/// How many times a cluster is started on fresh ports when one was taken before etcd bound it.
+const PORT_RACE_ATTEMPTS: u32 = 3;
 
 /// TLS files the client listener of every member uses. Clients must present a certificate signed by
 /// `trusted_ca_file` (`--client-cert-auth`).
@@ -78,7 +80,29 @@ impl EtcdCluster {
     }
 
     /// Start a cluster as described by `options` and wait until every member is healthy.
+    ///
+    /// The ports are chosen free and then handed to etcd, so a test running beside this one can
+    /// take one in between; etcd then exits with "address already in use" and the whole cluster
+    /// is started again on new ports (a few times at most).
     pub async fn start_with(options: EtcdClusterOptions) -> anyhow::Result<EtcdCluster> {
+        let mut attempt = 1;
+        loop {
+            match EtcdCluster::try_start(&options).await {
+                Err(error)
+                    if attempt < PORT_RACE_ATTEMPTS && format!("{error:#}").contains("address already in use") =>
+                {
+                    tracing::warn!(
+                        attempt,
+                        "an etcd port was taken after it was chosen; starting the cluster again on new ports"
+                    );
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn try_start(options: &EtcdClusterOptions) -> anyhow::Result<EtcdCluster> {
         if options.members == 0 {
             bail!("an etcd cluster needs at least one member");
         }
