@@ -95,6 +95,10 @@ enum Active {
     AuditDbKilled,
 }
 
+/// How long a fault aimed at the leader waits for the group to have one (several election timeouts of
+/// either system under test, with room for a loaded machine).
+const LEADER_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Inject faults until `until`, then heal. Returns the timeline. Errors of single faults are recorded
 /// in the timeline and the schedule goes on; a failure to heal is an error.
 pub async fn run(
@@ -220,7 +224,8 @@ async fn start_fault(cluster: &mut Cluster, kind: FaultKind) -> anyhow::Result<(
     // Asked before the random choices: the thread's generator must not live across an await.
     let leader = match kind {
         FaultKind::Partition if members >= 2 => cluster.find_leader().await,
-        FaultKind::KillLeader | FaultKind::PauseLeader => cluster.find_leader().await,
+        // Drawn right after a fault that took the leader away, the group may still be electing one.
+        FaultKind::KillLeader | FaultKind::PauseLeader => cluster.wait_for_leader(LEADER_PATIENCE).await,
         _ => None,
     };
     match kind {

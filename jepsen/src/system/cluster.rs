@@ -752,6 +752,22 @@ impl Cluster {
         claimants.into_iter().max().map(|(_, index)| index)
     }
 
+    /// [`Cluster::find_leader`], asked again every 200 ms until a member claims to lead or `patience`
+    /// runs out. Right after a fault that took the leader away the group needs an election timeout or
+    /// two to choose another; a fault aimed at the leader waits for it as an operator would.
+    pub async fn wait_for_leader(&self, patience: Duration) -> Option<usize> {
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(leader) = self.find_leader().await {
+                return Some(leader);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// `GET /readyz` of an embedded-group replica answers 200: besides the store, the replica's
     /// first-start work (the admin user) is done, so a workload that logs in right away cannot race it.
     async fn web_ready(&self, index: usize) -> anyhow::Result<()> {
