@@ -887,14 +887,123 @@ async fn failover_between_three_apiservers() {
             "{url} in the metrics"
         );
     }
+    // At least the one failover of the stop; a health check that timed out on a loaded machine may
+    // add another, which is the balancer doing its work, not a fault.
+    let failovers = metric_value(&metrics, "kuboard_apiserver_failovers_total{cluster=\"fake\"}");
     assert!(
-        metrics.contains("kuboard_apiserver_failovers_total{cluster=\"fake\"} 1"),
-        "one failover counted"
+        failovers.is_some_and(|count| count >= 1.0),
+        "failover counted: {failovers:?}"
     );
     assert!(
         metrics.contains("kuboard_apiserver_errors_total{cluster=\"fake\""),
         "errors counted"
     );
+    drop(watch);
+    replica.terminate(Duration::from_secs(10));
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed) in Prometheus text.
+fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+/// An apiserver that keeps serving but fails `/readyz` is failed by the balancer, which closes every
+/// connection to it: the fake never ends the watch itself, so the watch ending proves the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unready_apiserver_loses_its_connections_while_it_still_serves() {
+    init_tracing();
+    let cluster = start_fake(2).await;
+    let data = tempfile::tempdir().expect("a data dir");
+    let logs = tempfile::tempdir().expect("a log dir");
+    let mut replica = Replica::start(data.path(), logs.path());
+    replica.wait_ready(Duration::from_secs(30)).await;
+    let token = replica.change_admin_password(NEW_ADMIN_PASSWORD).await;
+    let urls = cluster.urls();
+    let kubeconfig = certs::kubeconfig(
+        &urls.join(","),
+        &cluster.ca.cert_pem,
+        &Credential::ClientCertificate(cluster.admin.clone()),
+        None,
+    );
+    let (status, answer) = import(
+        &Endpoint::plain(&replica),
+        &token,
+        &json!({"name": "fake", "kubeconfig": kubeconfig}),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    wait_for_endpoints(&replica, &token, "fake", "all checked", |endpoints| {
+        state_of(endpoints, &urls[0]) == "preferred" && state_of(endpoints, &urls[1]) == "healthy"
+    })
+    .await;
+
+    tracing::info!("phase: a watch through the preferred apiserver");
+    let (status, list) = request(
+        &replica,
+        reqwest::Method::GET,
+        "/k8s-api/fake/api/v1/namespaces/default/configmaps",
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    let list_version = list["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("a version")
+        .to_string();
+    let mut watch = open_watch(&replica, &token, &list_version).await;
+    cluster.state.create_object(configmap("before")).expect("created");
+    let event = watch
+        .next_change(Duration::from_secs(5))
+        .await
+        .expect("an event")
+        .expect("not ended");
+    assert_eq!(event["object"]["metadata"]["name"], "before");
+
+    tracing::info!("phase: the preferred apiserver fails /readyz but keeps serving");
+    let unready_at = Instant::now();
+    cluster.servers[0].set_ready(false);
+    let ended = watch.next_change(Duration::from_secs(15)).await;
+    let watch_end = unready_at.elapsed();
+    assert_eq!(ended, Ok(None), "the balancer closed the watch's connection");
+    assert!(
+        cluster.servers[0].is_running().await,
+        "the apiserver itself never stopped"
+    );
+    let endpoints = wait_for_endpoints(&replica, &token, "fake", "failed over", |endpoints| {
+        state_of(endpoints, &urls[0]) == "failed" && state_of(endpoints, &urls[1]) == "preferred"
+    })
+    .await;
+    println!(
+        "unready apiserver: its watch was closed {} ms after /readyz began to fail; endpoints {endpoints:?}",
+        watch_end.as_millis()
+    );
+
+    tracing::info!("phase: requests go to the other apiserver");
+    let served_before = cluster.servers[1].request_count();
+    let (status, _) = request(
+        &replica,
+        reqwest::Method::GET,
+        "/k8s-api/fake/api/v1/namespaces/default/pods",
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        cluster.servers[1].request_count() > served_before,
+        "the healthy apiserver served it"
+    );
+
+    tracing::info!("phase: ready again, it rejoins");
+    cluster.servers[0].set_ready(true);
+    wait_for_endpoints(&replica, &token, "fake", "rejoined", |endpoints| {
+        state_of(endpoints, &urls[0]) == "healthy"
+    })
+    .await;
     drop(watch);
     replica.terminate(Duration::from_secs(10));
 }
