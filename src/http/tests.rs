@@ -241,6 +241,27 @@ async fn wrong_credentials_and_missing_sessions_are_refused() {
     );
 }
 
+/// Guessing a different user name each time stays under every per-user limit, so only the counter of
+/// the source address stops it: after its limit even the right password is refused from there.
+#[tokio::test]
+async fn failures_from_one_address_throttle_every_user_name() {
+    let h = harness().await;
+    let limit = h.state.api.throttle.max_failures_per_address;
+    assert!(limit > h.state.api.throttle.max_failures_per_user);
+    for guess in 0..limit {
+        assert_error(
+            &h.login(&format!("guess-{guess}"), "wrong").await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        );
+    }
+    let keys = h.memory.keys();
+    let refused = h.login("admin", DEFAULT_PASSWORD).await;
+    assert_error(&refused, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
+    assert!(refused.headers.contains_key("retry-after"), "{:?}", refused.headers);
+    assert_eq!(h.memory.keys(), keys, "a refused login creates no session");
+}
+
 #[tokio::test]
 async fn bad_bodies_get_4xx_codes() {
     let h = harness().await;
