@@ -238,10 +238,23 @@ async fn buffered_replays_a_thousand_events_exactly_once_in_order_after_kill_9()
     kuboard.wait_ready(Duration::from_secs(60)).await;
     let token = kuboard.change_admin_password(NEW_PASSWORD).await;
 
+    // Real changes: each request creates a role binding in the store; the query string only tags
+    // its audit event (the route ignores it).
     postgres.stop();
     let started = Instant::now();
     for n in 0..EVENTS {
-        assert_eq!(anonymous_logout(&kuboard, &n.to_string()).await, 204);
+        let (status, body) = kuboard
+            .post_json(
+                &format!("/kuboard-api/role-bindings?n={n}"),
+                &token,
+                &serde_json::json!({
+                    "subject": {"kind": "group", "name": format!("buffered-{n}")},
+                    "cluster": "prod",
+                    "role": "view"
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
     }
     let spooling = started.elapsed();
     let status = audit_status(&kuboard, &token).await;
@@ -260,20 +273,38 @@ async fn buffered_replays_a_thousand_events_exactly_once_in_order_after_kill_9()
     let deadline = started + Duration::from_secs(60);
     let uris = loop {
         let uris: Vec<String> = postgres
-            .uris("logout")
+            .uris_in_arrival_order()
             .await
             .into_iter()
-            .filter(|uri| uri.starts_with("/kuboard-api/auth/logout?n="))
+            .filter(|uri| uri.starts_with("/kuboard-api/role-bindings?n="))
             .collect();
         if uris.len() >= EVENTS || Instant::now() > deadline {
             break uris;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let expected: Vec<String> = (0..EVENTS).map(|n| format!("/kuboard-api/auth/logout?n={n}")).collect();
-    assert_eq!(uris, expected, "every event once, in order");
+    let expected: Vec<String> = (0..EVENTS)
+        .map(|n| format!("/kuboard-api/role-bindings?n={n}"))
+        .collect();
+    assert_eq!(
+        uris, expected,
+        "every event once, inserted in the order of the requests"
+    );
+    let (status, bindings) = kuboard.get_json("/kuboard-api/role-bindings", &token).await;
+    assert_eq!(status, 200, "{bindings}");
+    let created = bindings.as_array().map(|bindings| {
+        bindings
+            .iter()
+            .filter(|binding| {
+                binding["subject"]["name"]
+                    .as_str()
+                    .is_some_and(|name| name.starts_with("buffered-"))
+            })
+            .count()
+    });
+    assert_eq!(created, Some(EVENTS), "every change is in the store");
     println!(
-        "buffered: {EVENTS} events spooled (fsync each) in {spooling:?}, replayed within {:?}",
+        "buffered: {EVENTS} changes and their events spooled (fsync each) in {spooling:?}, replayed within {:?}",
         started.elapsed()
     );
     kuboard.terminate(Duration::from_secs(20));

@@ -123,6 +123,19 @@ impl Postgres {
     }
 
     /// `request_uri` of the rows with `verb`, oldest first (empty while the table is missing).
+    /// Every event's request URI in the order the rows arrived in the table (their physical order:
+    /// the table only ever receives inserts from one writer), whatever their timestamps say.
+    pub async fn uris_in_arrival_order(&self) -> Vec<String> {
+        let client = self.client().await;
+        match client
+            .query("SELECT request_uri FROM kuboard_audit ORDER BY ctid", &[])
+            .await
+        {
+            Ok(rows) => rows.iter().map(|row| row.get::<_, String>(0)).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     pub async fn uris(&self, verb: &str) -> Vec<String> {
         let client = self.client().await;
         match client
