@@ -25,7 +25,8 @@ if [ "$what" = test ]; then
   needed+=(
     "etcd etcd-server"
     "etcdctl etcd-client"
-    "kubectl kubectl"
+    # The machine image ships kubectl 1.32; Debian 12 itself only has kubernetes-client (1.20).
+    "kubectl kubernetes-client"
     "ip iproute2"
     "iptables iptables"
     "curl curl"

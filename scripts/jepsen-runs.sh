@@ -69,4 +69,21 @@ for spec in "${runs[@]}"; do
 done
 wait
 echo "runs in $out; exit codes in $out/summary.txt"
+
+# The plots docs/jepsen.md links to: each run's throughput.svg as it is, and its latency.svg (one
+# point per operation, megabytes of SVG) rendered to PNG.
+if ! command -v rsvg-convert >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends librsvg2-bin </dev/null
+fi
+mkdir -p docs/jepsen
+for spec in "${runs[@]}"; do
+    # shellcheck disable=SC2086
+    set -- $spec
+    dir="$out/$1-$2"
+    if [ -f "$dir/latency.svg" ]; then
+        rsvg-convert --width 1400 -b white -o "docs/jepsen/$1-$2-latency.png" "$dir/latency.svg"
+        cp "$dir/throughput.svg" "docs/jepsen/$1-$2-throughput.svg"
+    fi
+done
+echo "plots copied to docs/jepsen/"
 ! grep -qv "exit=0" "$out/summary.txt"

@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh build
 
+# Loopback unless told otherwise: the first-start password is public until it is changed.
+export KUBOARD_SERVER_ADDR=${KUBOARD_SERVER_ADDR:-127.0.0.1}
+export KUBOARD_RAFT_ADDR=${KUBOARD_RAFT_ADDR:-127.0.0.1}
 export KUBOARD_SERVER_PORT=${KUBOARD_SERVER_PORT:-8080}
 export KUBOARD_DATA_DIR=${KUBOARD_DATA_DIR:-$PWD/data}
 export KUBOARD_RAFT_PORT=${KUBOARD_RAFT_PORT:-10082}
