@@ -14,7 +14,13 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 echo "== cargo test"
-cargo test --workspace --all-features --no-fail-fast
+mkdir -p target
+cargo test --workspace --all-features --no-fail-fast 2>&1 | tee target/cargo-test.log
 
 echo "== schemathesis against the OpenAPI document (about 2 minutes)"
 scripts/schemathesis.sh
+
+# One closing line for the whole run: the totals of every cargo test binary (schemathesis printed its
+# own figures above).
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "summary: %d passed, %d failed\n", passed, failed }' \
+  target/cargo-test.log
