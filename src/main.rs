@@ -16,6 +16,7 @@
 //! - [`metrics`], [`logging`], [`clock`], [`version`]: process plumbing.
 
 mod admin;
+mod allocator;
 mod app_store;
 mod audit;
 mod auth;
@@ -79,6 +80,7 @@ fn run_serve(raw: &RawSettings) -> u8 {
         return server::EXIT_CONFIG;
     }
     logging::init(&config.log);
+    allocator::return_large_blocks_to_the_os();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -494,6 +494,21 @@ async fn kubectl_through_three_replicas_as_the_kuboard_user() {
     .await;
     assert_eq!((code, out.as_str()), (0, "hi\n"), "{err}");
 
+    tracing::info!("phase: attach to the container's shell through another replica");
+    let (code, out, err) = kubectl(
+        home.path(),
+        &admin_config,
+        Some(&through(2)),
+        &["attach", "-i", "shell"],
+        Some("echo attached-through-kuboard\nexit 0\n"),
+    )
+    .await;
+    assert!(
+        out.contains("attached-through-kuboard"),
+        "code {code}, out {out:?}, err {err}"
+    );
+    assert_eq!(code, 0, "{err}");
+
     tracing::info!("phase: a viewer reads but its delete is denied and changes nothing");
     let (status, answer) = first
         .request(
