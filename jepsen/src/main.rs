@@ -114,7 +114,7 @@ struct TestArgs {
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// About 3 minutes: 4 s phases and 5 leader kills per system instead of 15 s phases and 20 kills.
+    /// About 4 minutes: 4 s phases and 5 leader kills per system instead of 15 s phases and 20 kills.
     #[arg(long)]
     quick: bool,
     /// Leader kills per system (default 20, or 5 with --quick).

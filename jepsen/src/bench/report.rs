@@ -217,7 +217,7 @@ fn proxy_section(out: &mut String, proxy: Option<&super::ProxyResult>) {
     };
     let _ = writeln!(
         out,
-        "Measured by `scripts/bench.sh{} --only proxy` on {}. The fake apiserver of `testkit/` \
+        "Measured by the proxy part of `scripts/bench.sh{}` (alone: `--only proxy`) on {}. The fake apiserver of `testkit/` \
          (`kuboard-fake-apiserver`, HTTPS on loopback, {}) and one `kuboard serve` (release build, embedded \
          store, plain HTTP on loopback) with the fake imported as a cluster. The same client (reqwest, \
          keep-alive connections, pools warmed first) sends the same GET directly to the fake with its token, \
@@ -297,7 +297,7 @@ fn audit_section(out: &mut String, audit: Option<&super::AuditResult>) {
     };
     let _ = writeln!(
         out,
-        "Measured by `scripts/bench.sh{} --only audit` on {}. {} started by the benchmark on loopback with its \
+        "Measured by the audit part of `scripts/bench.sh{}` (alone: `--only audit`) on {}. {} started by the benchmark on loopback with its \
          default durability (fsync on) stands in for QuestDB (same PG-wire protocol); one `kuboard serve` per \
          policy, each on a fresh data directory. The audited change is an anonymous `POST \
          /kuboard-api/auth/logout` (204): audited like any change, but it touches neither the store nor a \
