@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use kuboard_raft::{RaftStore, RaftStoreConfig};
 use kuboard_storage::*;
 
+mod common;
+use common::single_member_config;
+
 /// Set in the child's environment: the data directory it writes to.
 const CHILD_DIR_VAR: &str = "KUBOARD_RAFT_CRASH_CHILD_DIR";
 /// Set in the child's environment: the round, which names the keys it writes.
@@ -32,19 +35,10 @@ const MAX_KILL_DELAY_MS: u64 = 600;
 /// Entries between snapshots: small, so that snapshots and log purges happen all the time.
 const SNAPSHOT_THRESHOLD: u64 = 20;
 
+/// A one-member group elects itself after one election timeout; the short timers of
+/// `single_member_config` keep the many opens of these tests quick.
 fn config(data_dir: &Path) -> RaftStoreConfig {
-    RaftStoreConfig {
-        node_id: 1,
-        data_dir: data_dir.to_owned(),
-        peers: BTreeMap::from([(1, "127.0.0.1:10082".to_owned())]),
-        peer_listen_addr: "127.0.0.1:0".parse().expect("literal address"),
-        cluster_secret: None,
-        // A one-member group elects itself after one election timeout; a short one keeps the
-        // fifty opens of each side quick.
-        heartbeat_ms: 20,
-        election_timeout_ms: 100,
-        snapshot_threshold: SNAPSHOT_THRESHOLD,
-    }
+    single_member_config(data_dir, SNAPSHOT_THRESHOLD)
 }
 
 fn key(round: u32, writer: u32, index: u32) -> String {

@@ -8,7 +8,6 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -17,6 +16,9 @@ use kuboard_raft::command::{Command, CommandResponse};
 use kuboard_raft::{RaftStore, RaftStoreConfig};
 use kuboard_storage::*;
 use proptest::prelude::*;
+
+mod common;
+use common::single_member_config;
 
 /// Counts the largest single allocation made by a thread while it is armed, to show that a decode
 /// allocates in proportion to its input and not to the lengths the input claims.
@@ -252,16 +254,7 @@ fn lying_length_prefix_does_not_allocate_what_it_claims() {
 }
 
 fn config(data_dir: &Path) -> RaftStoreConfig {
-    RaftStoreConfig {
-        node_id: 1,
-        data_dir: data_dir.to_owned(),
-        peers: BTreeMap::from([(1, "127.0.0.1:10082".to_owned())]),
-        peer_listen_addr: "127.0.0.1:0".parse().expect("literal address"),
-        cluster_secret: None,
-        heartbeat_ms: 20,
-        election_timeout_ms: 100,
-        snapshot_threshold: 10,
-    }
+    single_member_config(data_dir, 10)
 }
 
 async fn assert_all_keys(store: &RaftStore, count: u32) {
