@@ -731,31 +731,100 @@ fn configmap(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}, "data": {"k": name}})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failover_between_three_apiservers() {
-    init_tracing();
-    let cluster = start_fake(3).await;
+/// One replica with a fake cluster of `instances` apiservers imported as `fake` (every URL in the
+/// kubeconfig's server field). Holds the directories the replica runs in.
+struct ImportedFake {
+    cluster: FakeCluster,
+    replica: Replica,
+    token: String,
+    urls: Vec<String>,
+    /// The import's answer (endpoints and probes).
+    imported: Value,
+    _data: tempfile::TempDir,
+    _logs: tempfile::TempDir,
+}
+
+async fn replica_with_fake_imported(instances: usize) -> ImportedFake {
+    let cluster = start_fake(instances).await;
     let data = tempfile::tempdir().expect("a data dir");
     let logs = tempfile::tempdir().expect("a log dir");
     let mut replica = Replica::start(data.path(), logs.path());
     replica.wait_ready(Duration::from_secs(30)).await;
     let token = replica.change_admin_password(NEW_ADMIN_PASSWORD).await;
     let urls = cluster.urls();
-
-    tracing::info!("phase: one cluster with three apiservers in its server field");
     let kubeconfig = certs::kubeconfig(
         &urls.join(","),
         &cluster.ca.cert_pem,
         &Credential::ClientCertificate(cluster.admin.clone()),
         None,
     );
-    let (status, answer) = import(
+    let (status, imported) = import(
         &Endpoint::plain(&replica),
         &token,
         &json!({"name": "fake", "kubeconfig": kubeconfig}),
     )
     .await;
-    assert_eq!(status, 201, "{answer}");
+    assert_eq!(status, 201, "{imported}");
+    ImportedFake {
+        cluster,
+        replica,
+        token,
+        urls,
+        imported,
+        _data: data,
+        _logs: logs,
+    }
+}
+
+/// A watch of configmaps through the proxy from the current list version, shown to deliver the
+/// creation of `name`; returns it and the version of that event.
+async fn watch_seeing(replica: &Replica, token: &str, cluster: &FakeCluster, name: &str) -> (WatchReader, String) {
+    let (status, list) = request(
+        replica,
+        reqwest::Method::GET,
+        "/k8s-api/fake/api/v1/namespaces/default/configmaps",
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    let list_version = list["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("a list version")
+        .to_string();
+    let mut watch = open_watch(replica, token, &list_version).await;
+    cluster.state.create_object(configmap(name)).expect("created");
+    let event = watch
+        .next_change(Duration::from_secs(5))
+        .await
+        .expect("an event")
+        .expect("not ended");
+    assert_eq!(
+        (event["type"].as_str(), event["object"]["metadata"]["name"].as_str()),
+        (Some("ADDED"), Some(name))
+    );
+    let version = event["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("a version")
+        .to_string();
+    (watch, version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_between_three_apiservers() {
+    init_tracing();
+    let ImportedFake {
+        cluster,
+        mut replica,
+        token,
+        urls,
+        imported: answer,
+        // Bound, not dropped: the replica runs in these directories until the test ends.
+        _data,
+        _logs,
+    } = replica_with_fake_imported(3).await;
+
+    tracing::info!("phase: one cluster with three apiservers in its server field");
     assert_eq!(answer["endpoints"].as_array().map(Vec::len), Some(3), "{answer}");
     assert!(answer["probes"]
         .as_array()
@@ -768,34 +837,7 @@ async fn failover_between_three_apiservers() {
     .await;
 
     tracing::info!("phase: a watch through the preferred apiserver");
-    let (status, list) = request(
-        &replica,
-        reqwest::Method::GET,
-        "/k8s-api/fake/api/v1/namespaces/default/configmaps",
-        &token,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{list}");
-    let list_version = list["metadata"]["resourceVersion"]
-        .as_str()
-        .expect("a list version")
-        .to_string();
-    let mut watch = open_watch(&replica, &token, &list_version).await;
-    cluster.state.create_object(configmap("before-stop")).expect("created");
-    let event = watch
-        .next_change(Duration::from_secs(5))
-        .await
-        .expect("an event")
-        .expect("not ended");
-    assert_eq!(
-        (event["type"].as_str(), event["object"]["metadata"]["name"].as_str()),
-        (Some("ADDED"), Some("before-stop"))
-    );
-    let last_version = event["object"]["metadata"]["resourceVersion"]
-        .as_str()
-        .expect("a version")
-        .to_string();
+    let (mut watch, last_version) = watch_seeing(&replica, &token, &cluster, "before-stop").await;
     let served_before = [cluster.servers[1].request_count(), cluster.servers[2].request_count()];
 
     tracing::info!("phase: stop the preferred apiserver");
@@ -930,53 +972,22 @@ fn metric_value(metrics: &str, series: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unready_apiserver_loses_its_connections_while_it_still_serves() {
     init_tracing();
-    let cluster = start_fake(2).await;
-    let data = tempfile::tempdir().expect("a data dir");
-    let logs = tempfile::tempdir().expect("a log dir");
-    let mut replica = Replica::start(data.path(), logs.path());
-    replica.wait_ready(Duration::from_secs(30)).await;
-    let token = replica.change_admin_password(NEW_ADMIN_PASSWORD).await;
-    let urls = cluster.urls();
-    let kubeconfig = certs::kubeconfig(
-        &urls.join(","),
-        &cluster.ca.cert_pem,
-        &Credential::ClientCertificate(cluster.admin.clone()),
-        None,
-    );
-    let (status, answer) = import(
-        &Endpoint::plain(&replica),
-        &token,
-        &json!({"name": "fake", "kubeconfig": kubeconfig}),
-    )
-    .await;
-    assert_eq!(status, 201, "{answer}");
+    let ImportedFake {
+        cluster,
+        mut replica,
+        token,
+        urls,
+        imported: _,
+        _data,
+        _logs,
+    } = replica_with_fake_imported(2).await;
     wait_for_endpoints(&replica, &token, "fake", "all checked", |endpoints| {
         state_of(endpoints, &urls[0]) == "preferred" && state_of(endpoints, &urls[1]) == "healthy"
     })
     .await;
 
     tracing::info!("phase: a watch through the preferred apiserver");
-    let (status, list) = request(
-        &replica,
-        reqwest::Method::GET,
-        "/k8s-api/fake/api/v1/namespaces/default/configmaps",
-        &token,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{list}");
-    let list_version = list["metadata"]["resourceVersion"]
-        .as_str()
-        .expect("a version")
-        .to_string();
-    let mut watch = open_watch(&replica, &token, &list_version).await;
-    cluster.state.create_object(configmap("before")).expect("created");
-    let event = watch
-        .next_change(Duration::from_secs(5))
-        .await
-        .expect("an event")
-        .expect("not ended");
-    assert_eq!(event["object"]["metadata"]["name"], "before");
+    let (mut watch, _) = watch_seeing(&replica, &token, &cluster, "before").await;
 
     tracing::info!("phase: the preferred apiserver fails /readyz but keeps serving");
     let unready_at = Instant::now();
