@@ -6,8 +6,9 @@
 #   helm      helm lint --strict and helm template for the default, external-etcd and five-replica
 #             values, every rendered document validated against the Kubernetes 1.32 schemas
 #             (kubernetes-validate --strict); deploy/kubernetes/kuboard.yaml matches the chart
-#   local     deploy/local/three-replicas.sh: login through nginx, kill -9 a replica, the next
-#             request works, `down` leaves no process
+#   local     deploy/local/three-replicas.sh, with nginx and with haproxy (the deploy/lb files):
+#             login through the balancer, kill -9 a replica, the next request works, `down` leaves
+#             no process
 #   rolling   tests/deploy/rolling_restart.sh: a rolling restart under a client reading every 50 ms
 #   image     the image (deploy/docker/Dockerfile, target `prebuilt`) on a Docker engine this script
 #             starts; the guide's `docker run` line (etcd and a QuestDB stand-in in containers) and a
@@ -213,14 +214,17 @@ step_local() {
     check "release binary $KUBOARD_BIN exists (cargo build --release --bins)" false
     return
   fi
-  check "three-replicas.sh: up, login through nginx, kill -9 one, next request, down" local_group
+  check "three-replicas.sh with nginx (deploy/lb/nginx.conf): up, login, kill -9 one, next request, down" \
+    local_group nginx
+  check "three-replicas.sh with haproxy (deploy/lb/haproxy.cfg): up, login, kill -9 one, next request, down" \
+    local_group haproxy
 }
 
 login_json='{"username":"admin","password":"Kuboard123"}'
 
 local_group() {
-  local dir=$work/local status pids pid
-  deploy/local/three-replicas.sh up "$dir" || return 1
+  local kind=$1 dir=$work/local-$1 status pids pid
+  LB=$kind deploy/local/three-replicas.sh up "$dir" || return 1
   # shellcheck disable=SC1091
   . "$dir/env"
   pids="$PID_1 $PID_2 $PID_3 $LB_PID"
