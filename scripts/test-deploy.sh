@@ -420,10 +420,10 @@ wait_audit_up() {
   while :; do
     audit=$(curl -sS -b "$2" "$1/kuboard-api/system/status" | python3 -c 'import json,sys; a=json.load(sys.stdin)["audit"]; print(a["sink"], a["state"], a["written"], a["last_error"])' 2>/dev/null)
     case "$audit" in
-      "questdb up "*) echo "audit (sink, state, written, last error): $audit"; return 0 ;;
+      "questdb up "* | "postgresql up "*) echo "audit (sink, state, written, last error): $audit"; return 0 ;;
     esac
     if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "audit not written to the QuestDB stand-in within $3 s (sink, state, written, last error: $audit)"
+      echo "audit sink not up on the QuestDB stand-in within $3 s (sink, state, written, last error: $audit)"
       return 1
     fi
     sleep 1
