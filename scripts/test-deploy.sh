@@ -171,6 +171,7 @@ step_helm() {
     check "helm lint --strict ($name)" helm_lint "$values"
     check "helm template ($name) validates against Kubernetes 1.32" helm_template_validate "$values"
   done
+  check "kubernetes-validate rejects a rendered StatefulSet with an unknown field" validator_rejects_bad_field
   check "helm template with a wrong agent.endpoints count is refused" helm_refuses_bad_values
   check "deploy/kubernetes/kuboard.yaml matches the chart" helm_rendered_matches
 }
@@ -194,6 +195,15 @@ helm_template_validate() {
   "$venv/bin/kubernetes-validate" --strict -k 1.32.0 "$out" || return 1
   # Every document must have been validated (kubernetes-validate names each one).
   [ "$("$venv/bin/kubernetes-validate" --strict -k 1.32.0 "$out" 2>&1 | grep -c 'passed for resource')" -eq "$kinds" ]
+}
+
+# The schema check can fail: the default rendering with one unknown field in the StatefulSet spec.
+validator_rejects_bad_field() {
+  local out=$work/helm-bad-field.yaml
+  "$helm" template kuboard deploy/helm/kuboard --namespace kuboard |
+    sed 's/^  podManagementPolicy: Parallel$/  podManagementPolicy: Parallel\n  replicaCount: 3/' >"$out"
+  grep -q '^  replicaCount: 3$' "$out" || return 1
+  ! "$venv/bin/kubernetes-validate" --strict -k 1.32.0 "$out"
 }
 
 helm_refuses_bad_values() {
