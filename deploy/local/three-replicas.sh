@@ -11,7 +11,8 @@
 #   deploy/local/three-replicas.sh status DIR    one line per process: running or not
 #
 # DIR/env (a shell fragment, `. DIR/env`) names what runs: LB_URL, REPLICA_URLS (space-separated),
-# REPLICA_URL_N, PID_N, LB_PID, and the ports. DIR/secrets (mode 600) holds the generated
+# REPLICA_URL_N, PID_N (one per replica, empty when it does not run), PIDS (the running replicas'
+# pids), LB_PID, LB_KIND, and the ports. DIR/secrets (mode 600) holds the generated
 # KUBOARD_CLUSTER_SECRET and KUBOARD_SSO_CLIENT_SECRET. Logs: DIR/replica-N/log, DIR/nginx/error.log.
 #
 # Settings (environment):
@@ -81,10 +82,17 @@ load_env() {
   . "$dir/env"
 }
 
-# Rewrites one NAME=value line of DIR/env.
+# Rewrites one NAME=value line of DIR/env, and PIDS (the running replicas' pids) after a PID_N.
 set_env_value() {
   local dir=$1 name=$2 value=$3
   sed -i "s|^$name=.*|$name=$value|" "$dir/env"
+  case "$name" in
+    PID_*)
+      local pids
+      pids=$(sed -n 's/^PID_[0-9]=\([0-9][0-9]*\)$/\1/p' "$dir/env" | tr '\n' ' ' | sed 's/ $//')
+      sed -i "s|^PIDS=.*|PIDS=\"$pids\"|" "$dir/env"
+      ;;
+  esac
 }
 
 start_replica() {
@@ -299,6 +307,7 @@ REPLICA_URL_3=http://127.0.0.1:$(echo "$web_ports" | cut -d' ' -f3)
 PID_1=
 PID_2=
 PID_3=
+PIDS=""
 LB_PID=
 LB_KIND=
 EOF
