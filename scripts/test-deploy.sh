@@ -424,10 +424,12 @@ console_answers() {
   fi
 }
 
-# wait_audit_up URL COOKIES SECONDS: the audit sink reports state "up" after a login was audited.
+# wait_audit_up URL COOKIES SECONDS: the audit sink reports state "up"; each poll logs in again so
+# that there is an event to write.
 wait_audit_up() {
   local deadline=$((SECONDS + $3)) audit
   while :; do
+    login_status "$1" "$2" >/dev/null
     audit=$(curl -sS -b "$2" "$1/kuboard-api/system/status" | python3 -c 'import json,sys; a=json.load(sys.stdin)["audit"]; print(a["sink"], a["state"], a["written"], a["last_error"])' 2>/dev/null)
     case "$audit" in
       "questdb up "* | "postgresql up "*) echo "audit (sink, state, written, last error): $audit"; return 0 ;;
@@ -468,6 +470,18 @@ image_guide_run() {
   /usr/bin/docker run -d --name questdb --network "$net" \
     -v "$root/deploy/compose/postgres-as-questdb.sh:/usr/local/bin/postgres-as-questdb.sh:ro" \
     --entrypoint /usr/local/bin/postgres-as-questdb.sh kuboard-pg-questdb:15 >/dev/null || return 1
+  # The guide's order: QuestDB answers before kuboard starts.
+  local deadline=$((SECONDS + 60))
+  until /usr/bin/docker exec questdb /usr/lib/postgresql/15/bin/pg_isready -q -h 127.0.0.1 -p 8812; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "the QuestDB stand-in did not accept connections within 60 s"
+      /usr/bin/docker logs --tail 20 questdb
+      /usr/bin/docker rm -f -v etcd1 questdb >/dev/null
+      /usr/bin/docker network rm "$net" >/dev/null
+      return 1
+    fi
+    sleep 0.5
+  done
 
   local etcd1_ip=etcd1 questdb_ip=questdb kuboard_1_ip=127.0.0.1 loadbalancer_ip=127.0.0.1
   /usr/bin/docker run -d \
