@@ -13,8 +13,9 @@
 #   image     the image (deploy/docker/Dockerfile, target `prebuilt`) on a Docker engine this script
 #             starts; the guide's `docker run` line (etcd and a QuestDB stand-in in containers) and a
 #             bare `docker run` with no variable: console and login answer
-#   compose   deploy/compose/compose.yaml (+ compose.postgres.yaml): login through the load
-#             balancer, one replica container killed, the next request works, taken down clean
+#   compose   deploy/compose/compose.yaml and compose.external-etcd.yaml (+ compose.postgres.yaml):
+#             login through the load balancer, audit written, one replica container killed, the next
+#             request works, taken down clean
 #
 #   scripts/test-deploy.sh [STEP ...]          (default: all, in the order above)
 #
@@ -522,30 +523,47 @@ image_guide_run() {
 step_compose() {
   ensure_engine || { check "container engine available" false; return; }
   [ "$engine_ready" = yes ] || return
-  check "compose: 3 replicas + nginx + QuestDB stand-in; login through the LB; kill one; next request; down clean" compose_group
+  check "compose.yaml (+ postgres stand-in): 3 replicas + nginx; login through the LB; kill one; next request; down clean" \
+    compose_group compose.yaml kuboarddeploytest kuboard-2 raft
+  check "compose.external-etcd.yaml (+ postgres stand-in): 3 etcd members, 2 replicas + nginx; login; kill one; next request; down clean" \
+    compose_group compose.external-etcd.yaml kuboarddeployetcd kuboard-1 etcd
 }
 
+# compose_group FILE PROJECT VICTIM BACKEND: up with the PostgreSQL stand-in for QuestDB, a login
+# through the load balancer, the replicas on BACKEND and auditing, VICTIM's container killed, the
+# next request through the load balancer, then down -v with nothing left behind.
 compose_group() {
-  local project=kuboarddeploytest lb a1 a2 a3 q ok=0
+  local file=$1 project=$2 victim_service=$3 backend=$4 lb a1 a2 a3 q ok=0
   read -r lb a1 a2 a3 q <<<"$(free_ports 5)"
   export KUBOARD_PUBLISH_ADDR=127.0.0.1 KUBOARD_LB_PORT=$lb KUBOARD_ENDPOINT=http://127.0.0.1:$lb
   export KUBOARD_AGENT_HOST=127.0.0.1 KUBOARD_AGENT_PORT_1=$a1 KUBOARD_AGENT_PORT_2=$a2 KUBOARD_AGENT_PORT_3=$a3
   export QUESTDB_CONSOLE_PORT=$q QUESTDB_STANDIN_IMAGE=kuboard-pg-questdb:15
+  export KUBOARD_QUEST_DB_URI='postgresql://admin:quest@questdb:8812/qdb?dialect=postgres'
   KUBOARD_CLUSTER_SECRET=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
   KUBOARD_SSO_CLIENT_SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
   export KUBOARD_CLUSTER_SECRET KUBOARD_SSO_CLIENT_SECRET
-  local compose=(docker-compose -p "$project" -f deploy/compose/compose.yaml -f deploy/compose/compose.postgres.yaml)
+  local compose=(docker-compose -p "$project" -f "deploy/compose/$file" -f deploy/compose/compose.postgres.yaml)
   "${compose[@]}" up -d || return 1
-  local url=http://127.0.0.1:$lb
+  local url=http://127.0.0.1:$lb cookies=$work/$project-cookies
   if wait_http "$url/readyz" 120; then
-    local login after victim
-    login=$(login_status "$url" "$work/compose-cookies")
+    local login after victim status
+    login=$(login_status "$url" "$cookies")
     echo "login through the load balancer: HTTP $login"
-    victim=$("${compose[@]}" ps -q kuboard-2)
+    status=$(curl -sS -b "$cookies" "$url/kuboard-api/system/status")
+    echo "system/status: $(echo "$status" | head -c 300)"
+    [ "$login" = 200 ] && echo "$status" | grep -q "\"backend\":\"$backend\"" && ok=1
+    wait_audit_up "$url" "$cookies" 60 || ok=0
+    if [ "$backend" = etcd ]; then
+      local members
+      members=$("${compose[@]}" exec -T etcd1 etcdctl --endpoints=http://127.0.0.1:2379 member list)
+      echo "etcd members: $members"
+      [ "$(echo "$members" | grep -c ', started, ')" = 3 ] || ok=0
+    fi
+    victim=$("${compose[@]}" ps -q "$victim_service")
     /usr/bin/docker kill "$victim" >/dev/null
-    after=$(curl -sS -b "$work/compose-cookies" -o /dev/null -w '%{http_code}' "$url/kuboard-api/auth/me")
-    echo "first request after killing the kuboard-2 container: HTTP $after"
-    [ "$login" = 200 ] && [ "$after" = 200 ] && ok=1
+    after=$(curl -sS -b "$cookies" -o /dev/null -w '%{http_code}' "$url/kuboard-api/auth/me")
+    echo "first request after killing the $victim_service container: HTTP $after"
+    [ "$after" = 200 ] || ok=0
   fi
   [ "$ok" = 1 ] || "${compose[@]}" logs --tail 20
   "${compose[@]}" down -v --remove-orphans || ok=0
