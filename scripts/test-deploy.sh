@@ -268,73 +268,128 @@ step_rolling() {
 
 # ---------------------------------------------------------------- container engine
 
-# Debian's docker.io engine, started on its own data root, exec root, socket and pid file, with
+# The engine: Debian's docker.io, started on its own data root, exec root, socket and pid file, with
 # addresses in 198.18.0.0/15; containers are reached only through ports published on 127.0.0.1.
+# When dockerd is missing or does not start (or KUBOARD_DEPLOY_ENGINE=podman), Debian's podman
+# (runc, netavark) with its own storage, configuration and networks in the same ranges, and
+# podman-compose. `$engine` is a wrapper script either way: "$engine" run ..., "$engine" ps ...
 engine_dir=""
-docker_cmd=(docker)
+engine=""
+engine_kind=""
+compose_tool=()
 dockerd_pidfile=""
 
-install_engine() {
+docker_present() {
   # /usr/local/bin/docker may be a newer client alone: use Debian's client with Debian's engine.
-  [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] && command -v docker-compose >/dev/null &&
-    command -v debootstrap >/dev/null
+  [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] && command -v docker-compose >/dev/null
 }
 
-start_engine() {
-  engine_dir=$(mktemp -d /tmp/kuboard-deploy-engine.XXXXXX)
+podman_present() {
+  command -v podman >/dev/null && command -v podman-compose >/dev/null && command -v runc >/dev/null &&
+    [ -x /usr/lib/podman/netavark ]
+}
+
+start_docker() {
   dockerd_pidfile=$engine_dir/dockerd.pid
   mkdir -p "$cache/docker-root"
   /usr/sbin/dockerd --data-root "$cache/docker-root" --exec-root "$engine_dir/exec" \
     --host "unix://$engine_dir/docker.sock" --pidfile "$dockerd_pidfile" \
     --bip 198.18.250.1/24 --default-address-pool base=198.19.250.0/24,size=28 \
     >"$work/dockerd.log" 2>&1 &
+  local dockerd_pid=$!
   export DOCKER_HOST=unix://$engine_dir/docker.sock
-  docker_cmd=(/usr/bin/docker)
+  printf '#!/bin/sh\nexec /usr/bin/docker "$@"\n' >"$engine"
+  chmod +x "$engine"
+  compose_tool=(docker-compose)
   local deadline=$((SECONDS + 60))
-  until /usr/bin/docker version >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "dockerd did not answer within 60 s; its log:"
+  until "$engine" version >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$dockerd_pid" 2>/dev/null; then
+      echo "dockerd did not answer; its log:"
       tail -n 20 "$work/dockerd.log"
+      kill -TERM "$dockerd_pid" 2>/dev/null
+      dockerd_pidfile=""
       return 1
     fi
     sleep 0.5
   done
-  # Leftovers of an interrupted earlier run on this data root.
+  engine_kind=docker
+}
+
+start_podman() {
+  mkdir -p "$cache/podman-root" "$engine_dir/net" "$engine_dir/bin"
+  cat >"$engine_dir/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+# Podman does not let unprivileged processes bind port 80 by itself (Docker does).
+default_sysctls = ["net.ipv4.ip_unprivileged_port_start=0"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+[network]
+network_backend = "netavark"
+network_config_dir = "$engine_dir/net"
+default_subnet = "198.18.251.0/24"
+default_subnet_pools = [{"base" = "198.19.251.0/24", "size" = 28}]
+CONF
+  export CONTAINERS_CONF=$engine_dir/containers.conf
+  printf '#!/bin/sh\nexec /usr/bin/podman --root %s --runroot %s "$@"\n' \
+    "$cache/podman-root" "$engine_dir/run" >"$engine"
+  chmod +x "$engine"
+  # podman-compose runs `podman` from PATH: the wrapper, first on its PATH.
+  cp "$engine" "$engine_dir/bin/podman"
+  compose_tool=(env "PATH=$engine_dir/bin:$PATH" podman-compose)
+  "$engine" info >/dev/null || return 1
+  engine_kind=podman
+}
+
+start_engine() {
+  engine_dir=$(mktemp -d /tmp/kuboard-deploy-engine.XXXXXX)
+  engine=$engine_dir/engine
+  if [ "${KUBOARD_DEPLOY_ENGINE:-docker}" != podman ] && docker_present && start_docker; then
+    echo "engine: Debian docker.io (dockerd $(/usr/sbin/dockerd --version | cut -d' ' -f3 | tr -d ,))"
+  elif podman_present && start_podman; then
+    echo "engine: podman $(podman --version | cut -d' ' -f3), the fallback (KUBOARD_DEPLOY_ENGINE=${KUBOARD_DEPLOY_ENGINE:-docker}; dockerd missing or not starting otherwise)"
+  else
+    echo "no container engine: neither Debian's docker.io nor podman (podman runc netavark podman-compose) works here"
+    return 1
+  fi
+  # Leftovers of an interrupted earlier run on this storage.
   local leftovers
-  leftovers=$(/usr/bin/docker ps -aq)
-  [ -z "$leftovers" ] || /usr/bin/docker rm -f $leftovers >/dev/null
-  /usr/bin/docker network prune -f >/dev/null
+  leftovers=$("$engine" ps -aq)
+  [ -z "$leftovers" ] || "$engine" rm -f $leftovers >/dev/null
+  "$engine" network prune -f >/dev/null
 }
 
 stop_engine() {
-  [ -n "$dockerd_pidfile" ] && [ -f "$dockerd_pidfile" ] || return 0
-  local pid deadline
-  pid=$(cat "$dockerd_pidfile")
-  kill -TERM "$pid" 2>/dev/null || return 0
-  deadline=$((SECONDS + 30))
-  while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
-    sleep 0.2
-  done
-  rm -rf "$engine_dir"
+  if [ -n "$dockerd_pidfile" ] && [ -f "$dockerd_pidfile" ]; then
+    local pid deadline
+    pid=$(cat "$dockerd_pidfile")
+    if kill -TERM "$pid" 2>/dev/null; then
+      deadline=$((SECONDS + 30))
+      while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+        sleep 0.2
+      done
+    fi
+  fi
   dockerd_pidfile=""
+  [ -n "$engine_dir" ] && rm -rf "$engine_dir"
+  engine_dir=""
 }
 
 engine_ready=""
 ensure_engine() {
-  [ -n "$engine_ready" ] && return 0
-  check "tools: Debian docker.io, docker-compose, debootstrap present" install_engine || true
-  if ! install_engine; then
-    engine_ready=no
-    return 1
+  if [ -n "$engine_ready" ]; then
+    [ "$engine_ready" = yes ]
+    return
   fi
-  check "container engine: dockerd on its own socket and data root" start_engine
-  if [ -z "$dockerd_pidfile" ] || ! /usr/bin/docker version >/dev/null 2>&1; then
-    engine_ready=no
-    return 1
-  fi
+  engine_ready=no
+  command -v debootstrap >/dev/null || { check "tools: debootstrap present" false; return 1; }
+  check "container engine started on its own storage and addresses" start_engine || return 1
+  grep -h '^engine:' "$work"/check-container_engine*.log | sed 's/^/    /'
   check "base images built locally (debootstrap rootfs, cached) and tagged" \
-    env DOCKER=/usr/bin/docker deploy/docker/build-base-images.sh "$cache"
-  check "image builds (deploy/docker/Dockerfile, target prebuilt)" build_image
+    env DOCKER="$engine" deploy/docker/build-base-images.sh "$cache" || return 1
+  check "image builds (deploy/docker/Dockerfile, target prebuilt)" build_image || return 1
   engine_ready=yes
 }
 
@@ -342,9 +397,14 @@ image=eipwork/kuboard:v3
 
 build_image() {
   [ -x target/release/kuboard ] || { echo "target/release/kuboard missing: cargo build --release --bins"; return 1; }
-  DOCKER_BUILDKIT=1 /usr/bin/docker build -f deploy/docker/Dockerfile --target prebuilt -t "$image" . || return 1
-  /usr/bin/docker image inspect "$image" --format 'volumes {{.Config.Volumes}}, ports {{.Config.ExposedPorts}}, healthcheck {{.Config.Healthcheck.Test}}'
-  /usr/bin/docker image ls "$image"
+  if [ "$engine_kind" = docker ]; then
+    DOCKER_BUILDKIT=1 "$engine" build -f deploy/docker/Dockerfile --target prebuilt -t "$image" . || return 1
+  else
+    # The docker format keeps the HEALTHCHECK (OCI images have none).
+    "$engine" build --format docker -f deploy/docker/Dockerfile --target prebuilt -t "$image" . || return 1
+  fi
+  "$engine" image inspect "$image" --format 'volumes {{.Config.Volumes}}, ports {{.Config.ExposedPorts}}, healthcheck {{.Config.Healthcheck.Test}}'
+  "$engine" image ls "$image"
 }
 
 # free_ports N: N free TCP ports on 127.0.0.1.
@@ -380,7 +440,7 @@ login_status() {
 # ---------------------------------------------------------------- image
 
 step_image() {
-  ensure_engine || { check "container engine available" false; return; }
+  ensure_engine || return
   check "docker run with no variable: console and login answer" image_bare_run
   check "the guide's docker run line (etcd, QuestDB stand-in): console and login answer" image_guide_run
 }
@@ -388,7 +448,7 @@ step_image() {
 image_bare_run() {
   local port name=kuboard-bare
   port=$(free_ports 1)
-  /usr/bin/docker run -d --name "$name" -p "127.0.0.1:$port:80/tcp" "$image" >/dev/null || return 1
+  "$engine" run -d --name "$name" -p "127.0.0.1:$port:80/tcp" "$image" >/dev/null || return 1
   local ok=0
   if wait_http "http://127.0.0.1:$port/readyz" 90; then
     ok=1
@@ -398,14 +458,14 @@ image_bare_run() {
     [ "$login" = 200 ] || ok=0
     # kuboard (pid 1 after the entrypoint's exec) runs as uid 10001 with no capabilities.
     local status
-    status=$(/usr/bin/docker exec "$name" cat /proc/1/status)
+    status=$("$engine" exec "$name" cat /proc/1/status)
     echo "$status" | grep -E '^(Uid|CapEff|NoNewPrivs):'
     echo "$status" | grep -Eq '^Uid:[[:space:]]+10001[[:space:]]+10001' || ok=0
     echo "$status" | grep -Eq '^CapEff:[[:space:]]+0+$' || ok=0
     wait_health "$name" 60 || ok=0
   fi
-  [ "$ok" = 1 ] || /usr/bin/docker logs --tail 30 "$name"
-  /usr/bin/docker rm -f -v "$name" >/dev/null
+  [ "$ok" = 1 ] || "$engine" logs --tail 30 "$name"
+  "$engine" rm -f -v "$name" >/dev/null
   [ "$ok" = 1 ]
 }
 
@@ -447,7 +507,12 @@ wait_audit_up() {
 wait_health() {
   local deadline=$((SECONDS + $2)) state
   while :; do
-    state=$(/usr/bin/docker inspect --format '{{.State.Health.Status}}' "$1" 2>/dev/null)
+    if [ "$engine_kind" = docker ]; then
+      state=$("$engine" inspect --format '{{.State.Health.Status}}' "$1" 2>/dev/null)
+    elif "$engine" healthcheck run "$1" >/dev/null 2>&1; then
+      # Podman runs health checks from systemd timers; without systemd the test runs the check.
+      state=healthy
+    fi
     [ "$state" = healthy ] && { echo "HEALTHCHECK: healthy"; return 0; }
     if [ "$SECONDS" -ge "$deadline" ]; then
       echo "HEALTHCHECK of $1 not healthy after $2 s (state: $state)"
@@ -463,29 +528,29 @@ wait_health() {
 image_guide_run() {
   local net=kuboard-guide web agent ok=0
   read -r web agent <<<"$(free_ports 2)"
-  /usr/bin/docker network create "$net" >/dev/null || return 1
-  /usr/bin/docker run -d --name etcd1 --network "$net" \
+  "$engine" network create "$net" >/dev/null || return 1
+  "$engine" run -d --name etcd1 --network "$net" \
     -e ETCD_NAME=etcd1 -e ETCD_DATA_DIR=/var/lib/etcd \
     -e ETCD_LISTEN_CLIENT_URLS=http://0.0.0.0:2379 -e ETCD_ADVERTISE_CLIENT_URLS=http://etcd1:2379 \
     kuboard-etcd:3.4 >/dev/null || return 1
-  /usr/bin/docker run -d --name questdb --network "$net" \
+  "$engine" run -d --name questdb --network "$net" \
     -v "$root/deploy/compose/postgres-as-questdb.sh:/usr/local/bin/postgres-as-questdb.sh:ro" \
     --entrypoint /usr/local/bin/postgres-as-questdb.sh kuboard-pg-questdb:15 >/dev/null || return 1
   # The guide's order: QuestDB answers before kuboard starts.
   local deadline=$((SECONDS + 60))
-  until /usr/bin/docker exec questdb /usr/lib/postgresql/15/bin/pg_isready -q -h 127.0.0.1 -p 8812; do
+  until "$engine" exec questdb /usr/lib/postgresql/15/bin/pg_isready -q -h 127.0.0.1 -p 8812; do
     if [ "$SECONDS" -ge "$deadline" ]; then
       echo "the QuestDB stand-in did not accept connections within 60 s"
-      /usr/bin/docker logs --tail 20 questdb
-      /usr/bin/docker rm -f -v etcd1 questdb >/dev/null
-      /usr/bin/docker network rm "$net" >/dev/null
+      "$engine" logs --tail 20 questdb
+      "$engine" rm -f -v etcd1 questdb >/dev/null
+      "$engine" network rm "$net" >/dev/null
       return 1
     fi
     sleep 0.5
   done
 
   local etcd1_ip=etcd1 questdb_ip=questdb kuboard_1_ip=127.0.0.1 loadbalancer_ip=127.0.0.1
-  /usr/bin/docker run -d \
+  "$engine" run -d \
     --restart=unless-stopped \
     --name=kuboard \
     --network "$net" \
@@ -512,21 +577,26 @@ image_guide_run() {
     echo "$status" | grep -q '"backend":"etcd"' || ok=0
     wait_audit_up "http://127.0.0.1:$web" "$work/guide-cookies" 30 || ok=0
   fi
-  [ "$ok" = 1 ] || { /usr/bin/docker logs --tail 30 kuboard; /usr/bin/docker logs --tail 10 questdb; }
-  /usr/bin/docker rm -f -v kuboard etcd1 questdb >/dev/null
-  /usr/bin/docker network rm "$net" >/dev/null
+  [ "$ok" = 1 ] || { "$engine" logs --tail 30 kuboard; "$engine" logs --tail 10 questdb; }
+  "$engine" rm -f -v kuboard etcd1 questdb >/dev/null
+  "$engine" network rm "$net" >/dev/null
   [ "$ok" = 1 ]
 }
 
 # ---------------------------------------------------------------- compose
 
 step_compose() {
-  ensure_engine || { check "container engine available" false; return; }
-  [ "$engine_ready" = yes ] || return
+  ensure_engine || return
   check "compose.yaml (+ postgres stand-in): 3 replicas + nginx; login through the LB; kill one; next request; down clean" \
     compose_group compose.yaml kuboarddeploytest kuboard-2 raft
   check "compose.external-etcd.yaml (+ postgres stand-in): 3 etcd members, 2 replicas + nginx; login; kill one; next request; down clean" \
     compose_group compose.external-etcd.yaml kuboarddeployetcd kuboard-1 etcd
+}
+
+# service_container PROJECT SERVICE: the id of the service's container (docker-compose and
+# podman-compose both label them).
+service_container() {
+  "$engine" ps -q --filter "label=com.docker.compose.project=$1" --filter "label=com.docker.compose.service=$2" | head -n 1
 }
 
 # compose_group FILE PROJECT VICTIM BACKEND: up with the PostgreSQL stand-in for QuestDB, a login
@@ -542,7 +612,7 @@ compose_group() {
   KUBOARD_CLUSTER_SECRET=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
   KUBOARD_SSO_CLIENT_SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
   export KUBOARD_CLUSTER_SECRET KUBOARD_SSO_CLIENT_SECRET
-  local compose=(docker-compose -p "$project" -f "deploy/compose/$file" -f deploy/compose/compose.postgres.yaml)
+  local compose=("${compose_tool[@]}" -p "$project" -f "deploy/compose/$file" -f deploy/compose/compose.postgres.yaml)
   "${compose[@]}" up -d || return 1
   local url=http://127.0.0.1:$lb cookies=$work/$project-cookies
   if wait_http "$url/readyz" 120; then
@@ -555,25 +625,30 @@ compose_group() {
     wait_audit_up "$url" "$cookies" 60 || ok=0
     if [ "$backend" = etcd ]; then
       local members
-      members=$("${compose[@]}" exec -T etcd1 etcdctl --endpoints=http://127.0.0.1:2379 member list)
+      members=$("$engine" exec "$(service_container "$project" etcd1)" etcdctl --endpoints=http://127.0.0.1:2379 member list)
       echo "etcd members: $members"
       [ "$(echo "$members" | grep -c ', started, ')" = 3 ] || ok=0
     fi
-    victim=$("${compose[@]}" ps -q "$victim_service")
-    /usr/bin/docker kill "$victim" >/dev/null
+    victim=$(service_container "$project" "$victim_service")
+    "$engine" kill "$victim" >/dev/null
     after=$(curl -sS -b "$cookies" -o /dev/null -w '%{http_code}' "$url/kuboard-api/auth/me")
     echo "first request after killing the $victim_service container: HTTP $after"
     [ "$after" = 200 ] || ok=0
   fi
-  [ "$ok" = 1 ] || "${compose[@]}" logs --tail 20
-  "${compose[@]}" down -v --remove-orphans || ok=0
+  if [ "$ok" != 1 ]; then
+    local c
+    for c in $("$engine" ps -aq --filter "label=com.docker.compose.project=$project"); do
+      "$engine" logs --tail 15 "$c" 2>&1 | sed "s/^/$c: /"
+    done
+  fi
+  "${compose[@]}" down -v || ok=0
   local left
-  left=$(/usr/bin/docker ps -aq --filter "label=com.docker.compose.project=$project")
+  left=$("$engine" ps -aq --filter "label=com.docker.compose.project=$project")
   if [ -n "$left" ]; then
     echo "containers left after down: $left"
     ok=0
   fi
-  if /usr/bin/docker volume ls -q | grep -q "^${project}_"; then
+  if "$engine" volume ls -q | grep -q "^${project}_"; then
     echo "volumes left after down -v"
     ok=0
   fi
