@@ -273,6 +273,10 @@ step_rolling() {
 # When dockerd is missing or does not start (or KUBOARD_DEPLOY_ENGINE=podman), Debian's podman
 # (runc, netavark) with its own storage, configuration and networks in the same ranges, and
 # podman-compose. `$engine` is a wrapper script either way: "$engine" run ..., "$engine" ps ...
+# The podman path is partial: on Debian 12's podman 4.3 the image, the bare `docker run` and
+# compose.yaml pass, while the guide's line and compose.external-etcd.yaml failed (name lookups of
+# other containers through aardvark-dns, whose state lives in /run/containers/networks, outside the
+# storage given here).
 engine_dir=""
 engine=""
 engine_kind=""
@@ -333,8 +337,11 @@ default_subnet = "198.18.251.0/24"
 default_subnet_pools = [{"base" = "198.19.251.0/24", "size" = 28}]
 CONF
   export CONTAINERS_CONF=$engine_dir/containers.conf
+  # Podman records the run root with its storage: one fixed run root per storage.
+  local runroot
+  runroot=/tmp/kuboard-deploy-podman-run-$(echo "$cache" | md5sum | cut -c1-8)
   printf '#!/bin/sh\nexec /usr/bin/podman --root %s --runroot %s "$@"\n' \
-    "$cache/podman-root" "$engine_dir/run" >"$engine"
+    "$cache/podman-root" "$runroot" >"$engine"
   chmod +x "$engine"
   # podman-compose runs `podman` from PATH: the wrapper, first on its PATH.
   cp "$engine" "$engine_dir/bin/podman"
@@ -550,6 +557,9 @@ image_guide_run() {
   done
 
   local etcd1_ip=etcd1 questdb_ip=questdb kuboard_1_ip=127.0.0.1 loadbalancer_ip=127.0.0.1
+  # Docker creates a missing bind-mount folder (owned by root), podman refuses one: create it, owned
+  # by root as Docker would, so that the entrypoint's hand-over to uid 10001 is exercised either way.
+  mkdir -p "$work/kuboard-data"
   "$engine" run -d \
     --restart=unless-stopped \
     --name=kuboard \
