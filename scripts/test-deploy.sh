@@ -492,16 +492,19 @@ console_answers() {
   fi
 }
 
-# wait_audit_up URL COOKIES SECONDS: the audit sink reports state "up"; each poll logs in again so
-# that there is an event to write.
+# wait_audit_up URL COOKIES SECONDS [REPLICAS]: some replica's audit sink reports state "up". Each
+# poll logs in (an event to write) and then asks for the status REPLICAS times: behind a round-robin
+# balancer the login and a status answer then come from the same replica at least once.
 wait_audit_up() {
-  local deadline=$((SECONDS + $3)) audit
+  local deadline=$((SECONDS + $3)) replicas=${4:-1} audit i
   while :; do
     login_status "$1" "$2" >/dev/null
-    audit=$(curl -sS -b "$2" "$1/kuboard-api/system/status" | python3 -c 'import json,sys; a=json.load(sys.stdin)["audit"]; print(a["sink"], a["state"], a["written"], a["last_error"])' 2>/dev/null)
-    case "$audit" in
-      "questdb up "* | "postgresql up "*) echo "audit (sink, state, written, last error): $audit"; return 0 ;;
-    esac
+    for i in $(seq 1 "$replicas"); do
+      audit=$(curl -sS -b "$2" "$1/kuboard-api/system/status" | python3 -c 'import json,sys; s=json.load(sys.stdin); a=s["audit"]; print(a["sink"], a["state"], a["written"], a["last_error"], "(replica", str(s["replica_id"]) + ")")' 2>/dev/null)
+      case "$audit" in
+        "questdb up "* | "postgresql up "*) echo "audit (sink, state, written, last error): $audit"; return 0 ;;
+      esac
+    done
     if [ "$SECONDS" -ge "$deadline" ]; then
       echo "audit sink not up on the QuestDB stand-in within $3 s (sink, state, written, last error: $audit)"
       return 1
@@ -598,9 +601,9 @@ image_guide_run() {
 step_compose() {
   ensure_engine || return
   check "compose.yaml (+ postgres stand-in): 3 replicas + nginx; login through the LB; kill one; next request; down clean" \
-    compose_group compose.yaml kuboarddeploytest kuboard-2 raft
+    compose_group compose.yaml kuboarddeploytest kuboard-2 raft 3
   check "compose.external-etcd.yaml (+ postgres stand-in): 3 etcd members, 2 replicas + nginx; login; kill one; next request; down clean" \
-    compose_group compose.external-etcd.yaml kuboarddeployetcd kuboard-1 etcd
+    compose_group compose.external-etcd.yaml kuboarddeployetcd kuboard-1 etcd 2
 }
 
 # service_container PROJECT SERVICE: the id of the service's container (docker-compose and
@@ -609,11 +612,11 @@ service_container() {
   "$engine" ps -q --filter "label=com.docker.compose.project=$1" --filter "label=com.docker.compose.service=$2" | head -n 1
 }
 
-# compose_group FILE PROJECT VICTIM BACKEND: up with the PostgreSQL stand-in for QuestDB, a login
+# compose_group FILE PROJECT VICTIM BACKEND REPLICAS: up with the PostgreSQL stand-in for QuestDB, a login
 # through the load balancer, the replicas on BACKEND and auditing, VICTIM's container killed, the
 # next request through the load balancer, then down -v with nothing left behind.
 compose_group() {
-  local file=$1 project=$2 victim_service=$3 backend=$4 lb a1 a2 a3 q ok=0
+  local file=$1 project=$2 victim_service=$3 backend=$4 replicas=$5 lb a1 a2 a3 q ok=0
   read -r lb a1 a2 a3 q <<<"$(free_ports 5)"
   export KUBOARD_PUBLISH_ADDR=127.0.0.1 KUBOARD_LB_PORT=$lb KUBOARD_ENDPOINT=http://127.0.0.1:$lb
   export KUBOARD_AGENT_HOST=127.0.0.1 KUBOARD_AGENT_PORT_1=$a1 KUBOARD_AGENT_PORT_2=$a2 KUBOARD_AGENT_PORT_3=$a3
@@ -632,7 +635,7 @@ compose_group() {
     status=$(curl -sS -b "$cookies" "$url/kuboard-api/system/status")
     echo "system/status: $(echo "$status" | head -c 300)"
     [ "$login" = 200 ] && echo "$status" | grep -q "\"backend\":\"$backend\"" && ok=1
-    wait_audit_up "$url" "$cookies" 60 || ok=0
+    wait_audit_up "$url" "$cookies" 60 "$replicas" || ok=0
     if [ "$backend" = etcd ]; then
       local members
       members=$("$engine" exec "$(service_container "$project" etcd1)" etcdctl --endpoints=http://127.0.0.1:2379 member list)
