@@ -273,10 +273,9 @@ step_rolling() {
 # When dockerd is missing or does not start (or KUBOARD_DEPLOY_ENGINE=podman), Debian's podman
 # (runc, netavark) with its own storage, configuration and networks in the same ranges, and
 # podman-compose. `$engine` is a wrapper script either way: "$engine" run ..., "$engine" ps ...
-# The podman path is partial: on Debian 12's podman 4.3 the image, the bare `docker run` and
-# compose.yaml pass, while the guide's line and compose.external-etcd.yaml failed (name lookups of
-# other containers through aardvark-dns, whose state lives in /run/containers/networks, outside the
-# storage given here).
+# With podman, name lookups between containers go through aardvark-dns, whose state lives in
+# /run/containers/networks, outside the storage given here: a run interrupted before it removed its
+# networks can leave an entry there that breaks the next run's lookups.
 engine_dir=""
 engine=""
 engine_kind=""
