@@ -73,7 +73,7 @@ import_as "$cache/debian-bookworm-tools.tar" kuboard-tools:bookworm \
 etcd_image=${KUBOARD_ETCD_IMAGE:-kuboard-etcd:3.4}
 if ! "$docker" image inspect "$etcd_image" >/dev/null 2>&1; then
   "$docker" import --change 'USER etcd' --change 'ENTRYPOINT ["/usr/bin/etcd"]' \
-    --change 'EXPOSE 2379/tcp 2380/tcp' --change 'VOLUME ["/var/lib/etcd"]' \
+    --change 'EXPOSE 2379/tcp' --change 'EXPOSE 2380/tcp' --change 'VOLUME ["/var/lib/etcd"]' \
     "$cache/debian-bookworm-tools.tar" "$etcd_image" >/dev/null
 fi
 echo "build-base-images: images ready"
