@@ -8,6 +8,11 @@
 //! records is written with [`write_record`] (or [`encode_frame`] and a write of one's own) and read
 //! with [`read_record`] (or [`read_frame`] then [`decode_payload`]); both ends pass the same limit.
 //! Changing anything here changes the peer protocol's bytes.
+//!
+//! The challenge-response handshake that opens a peer connection (`peer/handshake.rs`) is not part
+//! of this module: its proofs bind the group's name and both members' node ids, which a transport
+//! between a server and an agent does not have; it is written over these frames and is the model
+//! for such a transport's own.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
