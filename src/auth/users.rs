@@ -132,9 +132,9 @@ pub async fn verify_password_blocking(password: String, phc: Option<String>) -> 
     .map_err(|error| UserError::Task(error.to_string()))
 }
 
-/// What [`ensure_admin`] found.
+/// What [`ensure_admin`] found on start: the first-start `admin` user created now, or already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminBootstrap {
+pub enum FirstStartAdmin {
     Created,
     AlreadyPresent,
 }
@@ -142,10 +142,10 @@ pub enum AdminBootstrap {
 /// Creates the `admin` user with the default password unless it already exists. The create is a
 /// transaction "only if absent", so replicas starting together cannot overwrite each other and a
 /// restart never resets a changed password.
-pub async fn ensure_admin(store: &AppStore, default_password: &str, now: u64) -> Result<AdminBootstrap, UserError> {
+pub async fn ensure_admin(store: &AppStore, default_password: &str, now: u64) -> Result<FirstStartAdmin, UserError> {
     let key = user_key(ADMIN_USERNAME);
     if store.get(&key).await?.is_some() {
-        return Ok(AdminBootstrap::AlreadyPresent);
+        return Ok(FirstStartAdmin::AlreadyPresent);
     }
     let record = UserRecord {
         username: ADMIN_USERNAME.to_string(),
@@ -170,9 +170,9 @@ pub async fn ensure_admin(store: &AppStore, default_password: &str, now: u64) ->
         })
         .await?;
     Ok(if response.succeeded {
-        AdminBootstrap::Created
+        FirstStartAdmin::Created
     } else {
-        AdminBootstrap::AlreadyPresent
+        FirstStartAdmin::AlreadyPresent
     })
 }
 
