@@ -14,9 +14,10 @@
 //! - This file: [`ServeConfig`], the data directory, and [`parse`], which reads the parts in a fixed
 //!   order so that the first bad setting is the one reported.
 //!
-//! Architecture Invariant: nothing outside this folder reads a `KUBOARD_*` variable for `serve`;
-//! every part gets its typed struct. Every secret is a [`Secret`], whose `Debug` prints
-//! `<redacted>`, so no configuration type can print one.
+//! Architecture Invariant: the settings of `serve` are interpreted only here. `cli.rs` gathers the
+//! raw values (flag or variable) into [`RawSettings`]; every other part gets its typed struct.
+//! Every secret is a [`Secret`], whose `Debug` prints `<redacted>`, so no configuration type can
+//! print one.
 
 use std::path::{Path, PathBuf};
 

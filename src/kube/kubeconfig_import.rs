@@ -621,6 +621,23 @@ mod tests {
                 kubeconfig("https://a:6443", "    insecure-skip-tls-verify: true\n", token, ""),
                 "unsupported_setting",
             ),
+            (
+                "context without a user",
+                "clusters:\n- name: c\n  cluster:\n    server: https://a:6443\ncontexts:\n- name: ctx\n  context:\n    \
+                 cluster: c\n"
+                    .into(),
+                "invalid_kubeconfig",
+            ),
+            (
+                "context naming a missing cluster",
+                kubeconfig("https://a:6443", &ca_line, token, "").replace("cluster: c", "cluster: gone"),
+                "invalid_kubeconfig",
+            ),
+            (
+                "proxy",
+                kubeconfig("https://a:6443", "    proxy-url: http://proxy:3128\n", token, ""),
+                "unsupported_setting",
+            ),
         ];
         for (what, text, code) in cases {
             let error = parse_kubeconfig(&text, None).expect_err(what);
