@@ -34,6 +34,17 @@ if [ "$what" = test ]; then
     "/usr/lib/postgresql/15/bin/postgres postgresql"
     # scripts/schemathesis.sh makes a venv for schemathesis from PyPI.
     "python3 python3-venv"
+    # scripts/test-deploy.sh: the load balancers, the container engine (Debian's own client: a
+    # /usr/local/bin/docker may be a newer client alone), compose, debootstrap for the base images,
+    # unzip and npm for helm and dclint (npm). systemd-analyze verifies the unit where it exists.
+    "nginx nginx"
+    "haproxy haproxy"
+    "/usr/sbin/dockerd docker.io"
+    "/usr/bin/docker docker.io"
+    "docker-compose docker-compose"
+    "debootstrap debootstrap"
+    "unzip unzip"
+    "npm npm"
   )
 fi
 
