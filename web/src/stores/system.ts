@@ -73,11 +73,10 @@ export function membershipWarnings(
       warnings.push('system.warnings.noFaultTolerance');
     }
   }
-  if (
-    action === 'replace' &&
-    status.members.filter((entry) => entry.healthy).length - 1 < Math.floor(voters.length / 2) + 1
-  ) {
-    warnings.push('system.warnings.quorumAtRisk');
+  if (action === 'replace') {
+    // While the member is replaced it does not vote: the others must still hold a majority.
+    const healthyOthers = status.members.filter((entry) => entry.healthy && entry.id !== member.id).length;
+    if (healthyOthers < Math.floor(voters.length / 2) + 1) warnings.push('system.warnings.quorumAtRisk');
   }
   return warnings;
 }
