@@ -1,11 +1,15 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { parse, type ElementNode, type TemplateChildNode } from 'vue/compiler-sfc';
+import { parse, type SFCTemplateBlock } from 'vue/compiler-sfc';
 import en from './en';
 import zhCN from './zh-CN';
 
-const sourceRoot = join(__dirname, '..');
+type TemplateChildNode = NonNullable<SFCTemplateBlock['ast']>['children'][number];
+type ElementNode = Extract<TemplateChildNode, { tag: string }>;
+
+const sourceRoot = fileURLToPath(new URL('..', import.meta.url));
 
 /** Every leaf key path in definition order ("auth.login.title", ...). */
 function keyPaths(messages: object, prefix = ''): string[] {
@@ -21,7 +25,7 @@ function lookup(messages: object, path: string): unknown {
 }
 
 function sourceFiles(directory: string): string[] {
-  return readdirSync(directory).flatMap((name) => {
+  return readdirSync(directory).flatMap((name: string) => {
     const path = join(directory, name);
     if (statSync(path).isDirectory()) return sourceFiles(path);
     return /\.(vue|ts)$/.test(name) && !name.endsWith('.test.ts') && !name.endsWith('.d.ts') ? [path] : [];
