@@ -8,11 +8,12 @@
 
 use kuboard_storage::StoreError;
 
+use super::error::MvccError;
 use super::keys::{index_key, parse_revision_key, revision_key};
 use super::range::visible_at;
 use super::records::{decode, HistoryRecord};
-use super::write::{Commit, TreeId};
-use super::{MvccError, Trees};
+use super::trees::{TreeId, Trees};
+use super::write::Commit;
 
 /// Compact at `revision`, or say why not (already compacted there, or a future revision).
 pub(super) fn compact(

@@ -11,7 +11,7 @@
 
 use std::ops::Bound;
 
-use super::MvccError;
+use super::error::MvccError;
 
 /// Length of a history key.
 pub(super) const REVISION_KEY_LEN: usize = 16;

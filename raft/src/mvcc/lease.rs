@@ -5,18 +5,15 @@
 use kuboard_storage::{LeaseGrantResponse, LeaseRevokeResponse, StoreError};
 use sled::IVec;
 
+use super::error::MvccError;
 use super::keys::{lease_id_key, parse_lease_id_key};
 use super::records::{decode, encode, LeaseRecord};
-use super::write::{Commit, TreeId, WriteTxn};
-use super::{header, LeaseDetails, MvccError, Trees};
+use super::trees::{header, LeaseDetails, TreeId, Trees};
+use super::write::{Commit, WriteTxn};
 use crate::command::CommandResponse;
 
 /// Largest ttl a lease may be granted with, in seconds (etcd's `MaxLeaseTTL`).
 pub(super) const MAX_LEASE_TTL: i64 = 9_000_000_000;
-
-pub(super) fn exists(trees: &Trees, id: i64) -> Result<bool, MvccError> {
-    Ok(trees.leases.contains_key(lease_id_key(id))?)
-}
 
 pub(super) fn apply_grant(
     trees: &Trees,
@@ -35,7 +32,7 @@ pub(super) fn apply_grant(
             "lease ttl {ttl} is outside 1..={MAX_LEASE_TTL} seconds"
         ))));
     }
-    if exists(trees, id)? {
+    if trees.lease_exists(id)? {
         return Ok(CommandResponse::Error(StoreError::LeaseExists(id)));
     }
     commit.insert(
@@ -68,7 +65,7 @@ pub(super) fn apply_revoke(
     id: i64,
     commit: &mut Commit,
 ) -> Result<CommandResponse, MvccError> {
-    if !exists(trees, id)? {
+    if !trees.lease_exists(id)? {
         return Ok(CommandResponse::Error(StoreError::LeaseNotFound(id)));
     }
     let mut txn = WriteTxn::new(trees, base_revision);

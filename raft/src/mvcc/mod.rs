@@ -2,14 +2,20 @@
 //!
 //! # Layout
 //!
+//! - `mod.rs`: [`KvStateMachine`], the handle the raft layer holds: open, apply, reads, watch,
+//!   snapshot export/install. No other file of `mvcc/` imports it.
+//! - `shared`: the state every handle shares (database, locks, active trees, counters, watch hub).
+//! - `trees`: the sled trees of one generation, the meta keys, the response header.
+//! - `error`: [`MvccError`].
 //! - `keys`: byte layouts of the tree keys (revision keys, the escaped key index, lease keys).
 //! - `records`: the persisted records, each encoded with [`crate::codec`].
 //! - `write`: the pending writes of one command (an overlay that later operations of a txn see)
 //!   and their conversion into one atomic commit.
-//! - `range`: reads of the latest state and of older revisions.
+//! - `range`: reads of the latest state (through the overlay) and of older revisions.
 //! - `txn`: validation, compares and execution of transactions.
 //! - `compaction`, `lease`: the `Compact` and lease commands.
-//! - `watch`: the watch hub (live events) and the watch streams (history replay, then live).
+//! - `watch_hub`: the broadcast of committed revisions; `watch`: the watch streams (history
+//!   replay, then live).
 //! - `snapshot`: export and atomic install of a point-in-time copy.
 //!
 //! # Trees (one set per generation, `g<N>.<name>`)
@@ -29,13 +35,17 @@
 //! of a command.
 
 mod compaction;
+mod error;
 mod keys;
 mod lease;
 mod range;
 mod records;
+mod shared;
 mod snapshot;
+mod trees;
 mod txn;
 mod watch;
+mod watch_hub;
 mod write;
 
 #[cfg(test)]
@@ -45,157 +55,29 @@ mod tests;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use kuboard_storage::{
-    CompactResponse, RangeRequest, RangeResponse, ResponseHeader, StoreError, WatchRequest, WatchStream,
-};
+use kuboard_storage::{CompactResponse, RangeRequest, RangeResponse, StoreError, WatchRequest, WatchStream};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use crate::codec::CodecError;
 use crate::command::{Command, CommandResponse};
+pub use error::MvccError;
 use records::{decode, encode};
-use write::{Commit, TreeId};
+use shared::{lock, read, write, Shared};
+pub use trees::LeaseDetails;
+use trees::{header, TreeId, Trees, ACTIVE_GENERATION, META_COMPACT_REVISION, META_RAFT, META_REVISION};
+use watch_hub::WatchHub;
+use write::Commit;
 
-/// The active generation of trees, in the default tree.
-const ACTIVE_GENERATION: &[u8] = b"active_generation";
-/// Keys of the `meta` tree.
-const META_REVISION: &[u8] = b"revision";
-const META_COMPACT_REVISION: &[u8] = b"compact_revision";
-const META_RAFT: &[u8] = b"raft_meta";
 /// How often an idle watch that asked for progress notifications gets one (etcd's default).
 const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
-
-/// An internal fault of the state machine. Bad client input is never an `MvccError`: it is a
-/// `CommandResponse::Error`.
-#[derive(Debug, thiserror::Error)]
-pub enum MvccError {
-    #[error("sled: {0}")]
-    Sled(#[from] sled::Error),
-    #[error("codec of {what}: {source}")]
-    Codec {
-        what: &'static str,
-        #[source]
-        source: CodecError,
-    },
-    #[error("snapshot stream: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("corrupt state machine data: {0}")]
-    Corrupt(String),
-    #[error("invalid snapshot: {0}")]
-    InvalidSnapshot(String),
-}
-
-impl From<MvccError> for StoreError {
-    fn from(error: MvccError) -> Self {
-        StoreError::Internal(error.to_string())
-    }
-}
-
-/// A lease's granted ttl (seconds) and its attached keys, ascending.
-pub type LeaseDetails = (i64, Vec<Vec<u8>>);
-
-/// The trees of one generation.
-pub(super) struct Trees {
-    generation: u64,
-    kv: sled::Tree,
-    history: sled::Tree,
-    index: sled::Tree,
-    leases: sled::Tree,
-    lease_keys: sled::Tree,
-    meta: sled::Tree,
-}
-
-impl Trees {
-    const NAMES: [&'static str; 6] = ["kv", "history", "index", "leases", "lease_keys", "meta"];
-
-    fn tree_name(generation: u64, name: &str) -> String {
-        format!("g{generation}.{name}")
-    }
-
-    /// The generation a tree name belongs to, `None` for trees that are not ours.
-    fn generation_of(tree_name: &[u8]) -> Option<u64> {
-        let name = std::str::from_utf8(tree_name).ok()?;
-        let (generation, _) = name.strip_prefix('g')?.split_once('.')?;
-        generation.parse().ok()
-    }
-
-    fn open(db: &sled::Db, generation: u64) -> Result<Trees, MvccError> {
-        let open = |name: &str| db.open_tree(Self::tree_name(generation, name));
-        Ok(Trees {
-            generation,
-            kv: open("kv")?,
-            history: open("history")?,
-            index: open("index")?,
-            leases: open("leases")?,
-            lease_keys: open("lease_keys")?,
-            meta: open("meta")?,
-        })
-    }
-
-    fn tree(&self, id: TreeId) -> &sled::Tree {
-        match id {
-            TreeId::Kv => &self.kv,
-            TreeId::History => &self.history,
-            TreeId::Index => &self.index,
-            TreeId::Leases => &self.leases,
-            TreeId::LeaseKeys => &self.lease_keys,
-            TreeId::Meta => &self.meta,
-        }
-    }
-
-    fn read_counter(&self, key: &[u8], default: i64) -> Result<i64, MvccError> {
-        match self.meta.get(key)? {
-            Some(bytes) => decode("revision counter", &bytes),
-            None => Ok(default),
-        }
-    }
-}
-
-struct Inner {
-    db: sled::Db,
-    /// Serialises every state change (apply, install) and the start of an export.
-    apply_lock: Mutex<()>,
-    /// Held shared by a snapshot export while it streams history; compaction and install, which
-    /// remove history, take it exclusively.
-    history_lock: RwLock<()>,
-    /// The active trees. Readers hold it shared for the whole read so that a read sees one
-    /// revision; a commit holds it exclusively while the sled transaction runs.
-    state: RwLock<Arc<Trees>>,
-    /// Written only while `state` is held exclusively.
-    revision: AtomicI64,
-    compact_revision: AtomicI64,
-    hub: watch::WatchHub,
-    progress_interval_millis: AtomicU64,
-}
 
 /// The MVCC key-value state machine. Cheap to clone (an `Arc` inside).
 #[derive(Clone)]
 pub struct KvStateMachine {
-    inner: Arc<Inner>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded data lives in sled and is consistent whatever a panicking holder did.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn header(revision: i64) -> ResponseHeader {
-    ResponseHeader {
-        revision,
-        member_id: 0,
-        raft_term: 0,
-    }
+    inner: Arc<Shared>,
 }
 
 /// Reopen a database just dropped in this process. sled's background flusher keeps the file lock
@@ -246,14 +128,14 @@ impl KvStateMachine {
         let revision = trees.read_counter(META_REVISION, 1)?;
         let compact_revision = trees.read_counter(META_COMPACT_REVISION, 0)?;
         Ok(KvStateMachine {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Shared {
                 db,
                 apply_lock: Mutex::new(()),
                 history_lock: RwLock::new(()),
                 state: RwLock::new(Arc::new(trees)),
                 revision: AtomicI64::new(revision),
                 compact_revision: AtomicI64::new(compact_revision),
-                hub: watch::WatchHub::new(),
+                hub: WatchHub::new(),
                 progress_interval_millis: AtomicU64::new(DEFAULT_PROGRESS_INTERVAL.as_millis() as u64),
             }),
         })
@@ -286,7 +168,7 @@ impl KvStateMachine {
         let collect_events = self.inner.hub.has_watchers();
         let mut responses = Vec::with_capacity(entries.len());
         let mut run = Commit::new(collect_events);
-        let mut pending = write::Overlay::new();
+        let mut pending = range::Overlay::new();
         let mut base = self.revision();
         let mut run_meta: Option<&[u8]> = None;
         for (command, meta) in entries {
@@ -329,7 +211,7 @@ impl KvStateMachine {
         let base = self.revision();
         let compacted = self.compact_revision();
         let mut commit = Commit::new(self.inner.hub.has_watchers());
-        let mut pending = write::Overlay::new();
+        let mut pending = range::Overlay::new();
         let response = match command {
             Command::Put(request) => write::apply_put(&trees, base, request, &mut commit, &mut pending)?,
             Command::DeleteRange(request) => {
@@ -460,12 +342,12 @@ impl KvStateMachine {
 
     /// Write a consistent point-in-time copy of the whole state to `writer`.
     pub fn export_snapshot(&self, writer: &mut dyn std::io::Write) -> Result<(), MvccError> {
-        snapshot::export(self, writer)
+        snapshot::export(&self.inner, writer)
     }
 
     /// Replace the whole state with a snapshot, atomically.
     pub fn install_snapshot(&self, reader: &mut dyn std::io::Read) -> Result<(), MvccError> {
-        snapshot::install(self, reader)
+        snapshot::install(&self.inner, reader)
     }
 
     /// Flush sled to disk (best effort durability: the raft log is the source of truth).
@@ -476,7 +358,7 @@ impl KvStateMachine {
 
     /// Start a watch: history from `start_revision` (0: from the next revision), then live events.
     pub fn watch(&self, request: WatchRequest) -> Result<WatchStream, StoreError> {
-        watch::start(self, request)
+        watch::start(&self.inner, request)
     }
 
     /// Shorten the interval of progress notifications (tests).

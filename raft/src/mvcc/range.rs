@@ -1,14 +1,19 @@
 //! Reads: of the latest state (the `kv` tree, one range scan) and of an older revision (the index,
 //! one seek per key, then the history).
 
+use std::collections::BTreeMap;
+
 use kuboard_storage::{KeyValue, RangeRequest, SortOrder, StoreError};
 use sled::IVec;
 
+use super::error::MvccError;
 use super::keys::{index_bounds, index_key, index_key_successor, key_bounds, parse_revision_key, revision_key};
 use super::keys::{split_index_key, REVISION_KEY_LEN};
 use super::records::{decode, HistoryRecord, IndexEntry, KvRecord};
-use super::write::Overlay;
-use super::{MvccError, Trees};
+use super::trees::Trees;
+
+/// Writes of a command not yet committed, which later reads of the same txn see (`None`: deleted).
+pub(super) type Overlay = BTreeMap<Vec<u8>, Option<KvRecord>>;
 
 /// The result of a range before the header is attached.
 #[derive(Debug, Default)]

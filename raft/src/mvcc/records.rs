@@ -4,7 +4,7 @@ use kuboard_storage::KeyValue;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::MvccError;
+use super::error::MvccError;
 use crate::codec;
 
 /// One live version of a key: the value of the `kv` tree (latest state) and the payload of a put

@@ -17,10 +17,12 @@ use std::sync::Arc;
 
 use sled::{Batch, IVec};
 
+use super::error::MvccError;
 use super::keys::{index_key, lease_id_key, lease_key_entry, parse_revision_key, revision_key};
+use super::lease;
 use super::records::{decode, encode, HistoryRecord, IndexEntry, KvRecord, LeaseRecord, SnapshotRecord};
-use super::{lease, lock, read, write, KvStateMachine, MvccError, Trees};
-use super::{ACTIVE_GENERATION, META_COMPACT_REVISION, META_RAFT, META_REVISION};
+use super::shared::{lock, read, write, Shared};
+use super::trees::{Trees, ACTIVE_GENERATION, META_COMPACT_REVISION, META_RAFT, META_REVISION};
 use crate::codec::DEFAULT_DECODE_LIMIT;
 
 /// Writes gathered before they are applied to a tree being built.
@@ -53,16 +55,15 @@ fn read_record(reader: &mut impl Read) -> Result<SnapshotRecord, MvccError> {
     decode("snapshot record", &bytes)
 }
 
-pub(super) fn export(machine: &KvStateMachine, writer: &mut dyn Write) -> Result<(), MvccError> {
-    let inner = &machine.inner;
+pub(super) fn export(inner: &Shared, writer: &mut dyn Write) -> Result<(), MvccError> {
     let (trees, revision, header, leases, _history) = {
         let _apply = lock(&inner.apply_lock);
         let history = read(&inner.history_lock);
         let trees = read(&inner.state).clone();
-        let revision = machine.revision();
+        let revision = inner.revision.load(Ordering::SeqCst);
         let header = SnapshotRecord::Header {
             revision,
-            compact_revision: machine.compact_revision(),
+            compact_revision: inner.compact_revision.load(Ordering::SeqCst),
             meta: trees.meta.get(META_RAFT)?.map(|bytes| bytes.to_vec()),
         };
         let leases = lease::list(&trees)?;
@@ -99,8 +100,7 @@ pub(super) fn export(machine: &KvStateMachine, writer: &mut dyn Write) -> Result
     Ok(())
 }
 
-pub(super) fn install(machine: &KvStateMachine, reader: &mut dyn Read) -> Result<(), MvccError> {
-    let inner = &machine.inner;
+pub(super) fn install(inner: &Shared, reader: &mut dyn Read) -> Result<(), MvccError> {
     let _apply = lock(&inner.apply_lock);
     let _history = write(&inner.history_lock);
     let old_generation = read(&inner.state).generation;

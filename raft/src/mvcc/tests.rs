@@ -994,7 +994,7 @@ async fn slow_watcher_catches_up_from_history_without_gap() {
             ..Default::default()
         })
         .expect("watch");
-    let total = watch::HUB_CAPACITY * 2 + 10;
+    let total = watch_hub::HUB_CAPACITY * 2 + 10;
     for n in 0..total {
         apply(&machine, put(&format!("k{}", n % 7), &n.to_string()));
     }
@@ -1013,7 +1013,7 @@ async fn lagging_watcher_behind_a_compaction_ends_with_compacted() {
             ..Default::default()
         })
         .expect("watch");
-    let total = watch::HUB_CAPACITY + 10;
+    let total = watch_hub::HUB_CAPACITY + 10;
     for n in 0..total {
         apply(&machine, put("k", &n.to_string()));
     }

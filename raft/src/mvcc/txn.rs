@@ -10,10 +10,12 @@ use kuboard_storage::{
     Compare, CompareResult, CompareTarget, StoreError, TxnOp, TxnOpResponse, TxnRequest, TxnResponse,
 };
 
+use super::error::MvccError;
+use super::range::Overlay;
 use super::range::{latest_entries, validate_range};
 use super::records::{decode, KvRecord};
-use super::write::{validate_delete_range, validate_put, Commit, Overlay, WriteTxn};
-use super::{header, lease, MvccError, Trees};
+use super::trees::{header, Trees};
+use super::write::{validate_delete_range, validate_put, Commit, WriteTxn};
 use crate::command::CommandResponse;
 
 /// Most compares or operations in one branch (etcd's default `--max-txn-ops`).
@@ -213,7 +215,7 @@ fn check_path(
     let ops = if succeeded { &request.success } else { &request.failure };
     for op in ops {
         match op {
-            TxnOp::Put(put) if put.lease != 0 && !lease::exists(trees, put.lease)? => {
+            TxnOp::Put(put) if put.lease != 0 && !trees.lease_exists(put.lease)? => {
                 return Ok(Err(StoreError::LeaseNotFound(put.lease)));
             }
             TxnOp::Range(range) if range.revision > base_revision => {

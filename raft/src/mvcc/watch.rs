@@ -17,65 +17,29 @@ use tokio::sync::broadcast::error::RecvError;
 use super::keys::{parse_revision_key, revision_key};
 use super::range::{history_put, previous_entry};
 use super::records::{decode, HistoryRecord};
-use super::{header, read, Inner, KvStateMachine};
+use super::shared::{read, Shared};
+use super::trees::header;
+use super::watch_hub::HubMessage;
 use std::sync::atomic::Ordering;
 
-/// Revisions the broadcast channel holds for the slowest watcher before it must read the history.
-pub(super) const HUB_CAPACITY: usize = 1024;
 /// History records a catching-up watcher reads per response (a response never splits a revision).
 const HISTORY_CHUNK: usize = 1000;
 
-#[derive(Clone)]
-enum HubMessage {
-    /// The events of one revision; `None` when the commit did not build them (nobody was watching
-    /// when it started), in which case a watcher that needs them reads the history.
-    Revision {
-        revision: i64,
-        events: Option<Arc<Vec<Event>>>,
-    },
-    /// The state was replaced by a snapshot: every watcher re-reads from its next revision.
-    Reset,
-}
-
-pub(super) struct WatchHub {
-    sender: broadcast::Sender<HubMessage>,
-}
-
-impl WatchHub {
-    pub fn new() -> WatchHub {
-        WatchHub {
-            sender: broadcast::channel(HUB_CAPACITY).0,
-        }
-    }
-
-    pub fn has_watchers(&self) -> bool {
-        self.sender.receiver_count() > 0
-    }
-
-    pub fn publish(&self, revision: i64, events: Vec<Event>) {
-        let events = (!events.is_empty()).then(|| Arc::new(events));
-        // An error only means that nobody is watching.
-        let _ = self.sender.send(HubMessage::Revision { revision, events });
-    }
-
-    pub fn reset(&self) {
-        let _ = self.sender.send(HubMessage::Reset);
-    }
-}
-
-pub(super) fn start(machine: &KvStateMachine, request: WatchRequest) -> Result<WatchStream, StoreError> {
+pub(super) fn start(inner: &Arc<Shared>, request: WatchRequest) -> Result<WatchStream, StoreError> {
     if request.start_revision < 0 {
         return Err(StoreError::InvalidArgument(
             "start revision must not be negative".to_string(),
         ));
     }
-    let inner = &machine.inner;
     // Subscribe before reading the revision: every revision after the one read is then published
     // to this receiver.
     let receiver = inner.hub.sender.subscribe();
     let (current, compacted) = {
         let _state = read(&inner.state);
-        (machine.revision(), machine.compact_revision())
+        (
+            inner.revision.load(Ordering::SeqCst),
+            inner.compact_revision.load(Ordering::SeqCst),
+        )
     };
     if request.start_revision > 0 && request.start_revision < compacted {
         return Err(StoreError::Compacted {
@@ -109,7 +73,7 @@ pub(super) fn start(machine: &KvStateMachine, request: WatchRequest) -> Result<W
 
 struct WatchCursor {
     /// Weak, so that open watches do not keep a closed state machine alive.
-    inner: Weak<Inner>,
+    inner: Weak<Shared>,
     request: WatchRequest,
     /// The first revision not yet delivered.
     next_revision: i64,

@@ -4,38 +4,18 @@
 //! the writes of the operations before them (etcd 3.4), and the list of changes in the order they
 //! were made: the change at position `n` gets sub-revision `n` of the command's one revision.
 
-use std::collections::BTreeMap;
-
 use kuboard_storage::{
     DeleteRangeRequest, DeleteRangeResponse, Event, EventKind, KeyValue, PutRequest, PutResponse, RangeRequest,
     RangeResponse, StoreError,
 };
 use sled::{Batch, IVec};
 
+use super::error::MvccError;
 use super::keys::{index_key, lease_key_entry, revision_key};
+use super::range::{self, Overlay};
 use super::records::{decode, encode, HistoryRecord, IndexEntry, KvRecord};
-use super::{header, lease, range, MvccError, Trees};
+use super::trees::{header, TreeId, Trees, TREE_IDS};
 use crate::command::CommandResponse;
-
-/// The trees a commit can write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum TreeId {
-    Kv,
-    History,
-    Index,
-    Leases,
-    LeaseKeys,
-    Meta,
-}
-
-const TREE_IDS: [TreeId; 6] = [
-    TreeId::Kv,
-    TreeId::History,
-    TreeId::Index,
-    TreeId::Leases,
-    TreeId::LeaseKeys,
-    TreeId::Meta,
-];
 
 /// Everything one command, or a group of consecutive commands, changes, applied as one sled
 /// transaction. A later write of a key in the group replaces an earlier one in the batch.
@@ -99,8 +79,6 @@ struct Change {
 }
 
 /// The latest state as seen by the operations of one command.
-pub(super) type Overlay = BTreeMap<Vec<u8>, Option<KvRecord>>;
-
 pub(super) struct WriteTxn<'a> {
     trees: &'a Trees,
     base_revision: i64,
@@ -314,7 +292,7 @@ pub(super) fn apply_put(
     if let Err(error) = validate_put(request) {
         return Ok(CommandResponse::Error(error));
     }
-    if request.lease != 0 && !lease::exists(trees, request.lease)? {
+    if request.lease != 0 && !trees.lease_exists(request.lease)? {
         return Ok(CommandResponse::Error(StoreError::LeaseNotFound(request.lease)));
     }
     let mut txn = WriteTxn::on_pending(trees, base_revision, std::mem::take(pending));
