@@ -475,18 +475,19 @@ image_bare_run() {
   [ "$ok" = 1 ]
 }
 
-# console_answers URL: GET / is the web console (HTML) when this tree has one (web/package.json);
-# a tree without the console gets the API's JSON 404 there, which is all that can be checked.
+# console_answers URL: GET / is the web console (HTML) when this tree's binary embeds one (the
+# console module, src/console); a binary without it gets the API's JSON 404 there, which is all that
+# can be checked.
 console_answers() {
   local headers code type
   headers=$(curl -sS -o /dev/null -D - "$1/" | tr -d '\r')
   code=$(echo "$headers" | awk 'NR == 1 { print $2 }')
   type=$(echo "$headers" | awk -F': ' 'tolower($1) == "content-type" { print $2 }')
-  if [ -f web/package.json ]; then
+  if [ -d src/console ]; then
     echo "console GET /: HTTP $code, $type"
     [ "$code" = 200 ] && echo "$type" | grep -q '^text/html'
   else
-    echo "console GET /: HTTP $code, $type (this tree has no web/: no console in the binary)"
+    echo "console GET /: HTTP $code, $type (this tree's binary does not embed the console: no src/console)"
     [ "$code" = 404 ]
   fi
 }
