@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::config::{EtcdApiSettings, Secret, ServeConfig, StoreSelection};
 use crate::etcd_api::{cluster_id_from_peers, EtcdApiConfig, EtcdApiIdentity, EtcdApiTls, SnapshotSource};
 use crate::http::tls_listener::{load_server_config, TlsListener};
-use crate::http::{self, AppState};
+use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::store_backend::StoreBackend;
 
@@ -193,18 +193,17 @@ pub async fn serve(config: ServeConfig) -> u8 {
         secure_cookies: config.http.tls.is_some(),
         audit_policy: config.audit.policy,
         admin_ready: admin_ready.clone(),
-        api: Arc::new(crate::http::api_services::ApiServices {
+        login: Arc::new(crate::http::LoginSettings {
             remember_ttl: config.auth.remember_ttl,
-            trusted_proxies: config.auth.trusted_proxies.clone(),
             throttle: crate::auth::throttle::ThrottleLimits {
                 window_seconds: config.auth.login_failure_window.as_secs(),
                 max_failures_per_user: config.auth.login_max_failures_per_user,
                 max_failures_per_address: config.auth.login_max_failures_per_address,
             },
             default_password: config.auth.admin_default_password.clone(),
-            audit: audit.clone(),
-            cipher: crate::clusters::credential_cipher::CredentialCipher::from_secret(credential_secret.expose()),
         }),
+        trusted_proxies: Arc::from(config.auth.trusted_proxies.clone()),
+        cipher: crate::clusters::credential_cipher::CredentialCipher::from_secret(credential_secret.expose()),
     };
 
     let (shutdown_sender, shutdown_receiver) = watch::channel(false);
@@ -217,7 +216,7 @@ pub async fn serve(config: ServeConfig) -> u8 {
     ));
     let bootstrap = tokio::spawn(bootstrap_admin(
         store,
-        state.api.cipher.clone(),
+        state.cipher.clone(),
         config.auth.admin_default_password.clone(),
         clock,
         admin_ready,
@@ -228,35 +227,20 @@ pub async fn serve(config: ServeConfig) -> u8 {
     let stop_accepting = async move {
         let _ = graceful.wait_for(|stop| *stop).await;
     };
-    let guard_state = state.clone();
-    let audit_state = crate::audit::audit_layer::AuditLayerState {
-        app: state.clone(),
-        service: audit.clone(),
-    };
-    let kube_context = Arc::new(crate::kube::kube_routes::KubeContext {
+    let kube = Arc::new(crate::kube::kube_routes::KubeContext {
         pools: Arc::new(crate::kube::apiserver_pools::ApiserverPools::new(
             Arc::new(crate::kube::kube_metrics::KubeMetrics::new(&state.metrics)),
             crate::kube::apiserver_pool::PoolSettings::default(),
         )),
         public_endpoint: config.http.endpoint.clone(),
     });
-    let app = http::router(state.clone())
-        .merge(crate::kube::kube_routes::router(state.clone(), kube_context))
-        .merge(crate::admin::members_http::router(state.clone(), backend.clone()))
-        .merge(crate::admin::snapshot_http::router(state, backend.clone()));
-    // The audit layer runs inside the session guard, so it knows the caller.
-    let app = app.merge(crate::audit::audit_routes::router(audit.clone()).with_state(guard_state.clone()));
-    let app = app.layer(axum::middleware::from_fn_with_state(
-        audit_state.clone(),
-        crate::audit::audit_layer::audit_layer,
-    ));
-    // In front of the guard: its refusals are audited too.
-    let app = http::with_session_guard(app, guard_state)
-        .layer(axum::middleware::from_fn_with_state(
-            audit_state,
-            crate::audit::audit_layer::audit_guard_refusals,
-        ))
-        .into_make_service_with_connect_info::<crate::http::client_address::PeerAddress>();
+    let app = crate::api::router(crate::api::ApiParts {
+        state,
+        audit: audit.clone(),
+        backend: backend.clone(),
+        kube,
+    })
+    .into_make_service_with_connect_info::<crate::http::client_address::PeerAddress>();
     let mut server_task = match tls_config {
         None => tokio::spawn(
             axum::serve(listener, app)
@@ -603,7 +587,7 @@ fn snapshot_source(store: kuboard_raft::RaftStore) -> SnapshotSource {
         let store = store.clone();
         Box::pin(async move {
             let now = Clock::system().now_unix();
-            let snapshot = crate::admin::snapshot_store::take_snapshot(
+            let snapshot = crate::store_admin::snapshot_store::take_snapshot(
                 &store,
                 kuboard_storage::BackendKind::Raft,
                 "embedded",

@@ -281,7 +281,7 @@ fn describe(app: &AppState, request: &Request) -> AuditRow {
             "ui"
         }
         .into(),
-        source_ip: client_ip(headers, peer, &app.api.trusted_proxies),
+        source_ip: client_ip(headers, peer, &app.trusted_proxies),
         user_agent: headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|value| value.to_str().ok())
@@ -388,7 +388,7 @@ mod tests {
                 cluster: t.cluster,
                 resource: t.resource,
                 subresource: t.subresource,
-                ..AuditRow::from(crate::audit::AuditEvent {
+                ..AuditRow::from(crate::audit::audit_sink::AuditEvent {
                     ts: 0,
                     audit_id: String::new(),
                     replica: 1,

@@ -23,6 +23,11 @@ use crate::http::AppState;
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
+/// The OpenAPI paths of the audit routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_events, audit_status))]
+pub struct AuditApi;
+
 pub fn router(service: Arc<AuditService>) -> Router<AppState> {
     Router::new()
         .route("/kuboard-api/audit", get(list_events))

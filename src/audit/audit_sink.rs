@@ -1,6 +1,8 @@
 //! [`AuditSink`]: where audit events go. Recording never fails the request that caused it (the
 //! policies of DESIGN §7 are the concern of the sink, not of the caller).
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 /// One audited action, with the fields of DESIGN §7 that apply to it.
@@ -27,6 +29,10 @@ pub struct AuditEvent {
     /// Why, for humans (never a secret).
     pub message: String,
 }
+
+/// The audit sink as the handlers that use it receive it: an axum `Extension` installed by the
+/// router that serves them.
+pub type SharedAuditSink = Arc<dyn AuditSink>;
 
 /// A destination of audit events.
 pub trait AuditSink: Send + Sync + 'static {
@@ -74,4 +80,44 @@ impl AuditSink for LogAuditSink {
             "audit"
         );
     }
+}
+
+/// What one audited action was, as the handler that records it knows it.
+pub struct AuditRecord<'a> {
+    pub username: &'a str,
+    pub via_api: bool,
+    pub verb: &'a str,
+    pub resource: &'a str,
+    pub name: Option<&'a str>,
+    pub request_uri: &'a str,
+    pub status_code: u16,
+    pub allowed: bool,
+    pub message: &'a str,
+}
+
+/// Hands one event a handler describes to the audit sink.
+pub fn record_from_handler(
+    sink: &dyn AuditSink,
+    replica: u64,
+    now: u64,
+    client: &crate::http::client_address::ClientInfo,
+    record: AuditRecord<'_>,
+) {
+    sink.record(AuditEvent {
+        ts: now,
+        audit_id: uuid::Uuid::new_v4().to_string(),
+        replica,
+        cluster: None,
+        username: record.username.to_string(),
+        client: if record.via_api { "api" } else { "ui" },
+        source_ip: client.ip.clone(),
+        user_agent: client.user_agent.clone(),
+        verb: record.verb.to_string(),
+        resource: record.resource.to_string(),
+        name: record.name.map(str::to_string),
+        request_uri: record.request_uri.to_string(),
+        status_code: record.status_code,
+        decision: if record.allowed { "allow" } else { "deny" },
+        message: record.message.to_string(),
+    });
 }

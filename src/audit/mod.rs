@@ -25,4 +25,4 @@ pub mod pg_timestamp;
 pub mod pg_writer;
 pub mod spool;
 
-pub use audit_sink::{AuditEvent, AuditSink, LogAuditSink};
+pub use audit_sink::LogAuditSink;

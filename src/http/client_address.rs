@@ -149,7 +149,7 @@ impl axum::extract::FromRequestParts<crate::http::AppState> for ClientInfo {
             .take(256)
             .collect();
         Ok(ClientInfo {
-            ip: client_ip(&parts.headers, peer, &state.api.trusted_proxies),
+            ip: client_ip(&parts.headers, peer, &state.trusted_proxies),
             user_agent,
         })
     }

@@ -1,5 +1,7 @@
 //! The HTTP routes of Kubernetes access:
 //!
+//! - `/kuboard-api/clusters` and `/kuboard-api/clusters/{name}`: the cluster registry
+//!   ([`crate::kube::cluster_routes`]);
 //! - `POST /kuboard-api/cluster-imports`: import a cluster from a kubeconfig or a token
 //!   (administrators); every URL is probed first unless `skip_probe`; `dry_run` only checks;
 //! - `GET /kuboard-api/clusters/{name}/endpoints`: the balancer's state of every apiserver;
@@ -19,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::access_keys;
-use crate::clusters::cluster_registry::{self, is_valid_cluster_name};
+use crate::clusters::cluster_registry;
 use crate::http::api_error::ApiError;
 use crate::http::api_json::{ApiJson, BODY_LIMIT_BYTES};
 use crate::http::caller::{presented_token, Caller};
@@ -27,6 +29,7 @@ use crate::http::request_context::request_context;
 use crate::http::AppState;
 use crate::kube::apiserver_pool::EndpointStatus;
 use crate::kube::apiserver_pools::{ApiserverPools, PoolLookupError};
+use crate::kube::cluster_routes::{self, check_cluster_name, store_new_cluster};
 use crate::kube::kubeconfig_import::{self, ImportError, ImportedCluster, ProbeReport};
 use crate::kube::user_kubeconfig::user_kubeconfig;
 
@@ -48,8 +51,33 @@ pub struct KubeRoutesState {
     pub pools: Arc<ApiserverPools>,
 }
 
+/// The OpenAPI paths of the cluster registry, import, endpoints and kubeconfig routes (the proxy passes the
+/// Kubernetes API through and is not described).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    cluster_routes::list_clusters,
+    cluster_routes::get_cluster,
+    cluster_routes::create_cluster,
+    cluster_routes::update_cluster,
+    cluster_routes::delete_cluster,
+    import_cluster,
+    cluster_endpoints,
+    download_kubeconfig
+))]
+pub struct KubeApi;
+
 pub fn router(app: AppState, context: Arc<KubeContext>) -> Router {
     Router::new()
+        .route(
+            "/kuboard-api/clusters",
+            get(cluster_routes::list_clusters).post(cluster_routes::create_cluster),
+        )
+        .route(
+            "/kuboard-api/clusters/{name}",
+            get(cluster_routes::get_cluster)
+                .put(cluster_routes::update_cluster)
+                .delete(cluster_routes::delete_cluster),
+        )
         .route("/kuboard-api/cluster-imports", post(import_cluster))
         .route("/kuboard-api/clusters/{name}/endpoints", get(cluster_endpoints))
         .route("/kuboard-api/clusters/{name}/kubeconfig", get(download_kubeconfig))
@@ -140,13 +168,7 @@ pub async fn import_cluster(
     ApiJson(request): ApiJson<ImportClusterRequest>,
 ) -> Result<Response, ApiError> {
     caller.require_administrator(&state).await?;
-    if !is_valid_cluster_name(&request.name) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_cluster_name",
-            "expected a name of 1-63 characters [a-z0-9-], starting and ending with a letter or digit",
-        ));
-    }
+    check_cluster_name(&request.name)?;
     if request.description.chars().count() > 1024 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -176,23 +198,14 @@ pub async fn import_cluster(
     if request.dry_run {
         return Ok((StatusCode::OK, Json(response)).into_response());
     }
-    let now = state.clock.now_unix();
-    let record = cluster_registry::seal_record(
-        &state.api.cipher,
+    let record = store_new_cluster(
+        &state,
         &request.name,
         request.description,
         response.endpoints.clone(),
         credentials,
-        now,
-        now,
-    );
-    if !cluster_registry::write_cluster(&state.store, &record, None).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "cluster_exists",
-            "a cluster with this name exists",
-        ));
-    }
+    )
+    .await?;
     tracing::info!(cluster = %record.name, endpoints = record.endpoints.len(), by = caller.username(), "cluster imported");
     response.stored = true;
     Ok((StatusCode::CREATED, Json(response)).into_response())
@@ -243,7 +256,7 @@ pub async fn cluster_endpoints(
     Path(name): Path<String>,
 ) -> Result<Json<ClusterEndpointsResponse>, ApiError> {
     caller.user(&state).await?;
-    let pool = match context.pools.pool_for(&state.store, &state.api.cipher, &name).await {
+    let pool = match context.pools.pool_for(&state.store, &state.cipher, &name).await {
         Ok(Some(pool)) => pool,
         Ok(None) => {
             return Err(ApiError::new(

@@ -8,6 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::api::auth_routes::policy_error;
 use crate::auth::password_policy::check_new_password;
 use crate::auth::role_bindings;
 use crate::auth::roles::{kubernetes_identity, GlobalRole, UserView};
@@ -16,7 +17,6 @@ use crate::auth::{access_keys, sessions};
 use crate::clock::format_rfc3339;
 use crate::http::api_error::{ApiError, ErrorBody};
 use crate::http::api_json::ApiJson;
-use crate::http::auth_routes::policy_error;
 use crate::http::caller::Caller;
 use crate::http::AppState;
 
@@ -161,7 +161,7 @@ pub async fn create_user(
     check_new_password(
         &request.username,
         &request.password,
-        state.api.default_password.expose(),
+        state.login.default_password.expose(),
     )
     .map_err(policy_error)?;
     let now = state.clock.now_unix();
@@ -274,7 +274,7 @@ pub async fn reset_password(
     let user = users::get_user(&state.store, &username)
         .await?
         .ok_or_else(no_such_user)?;
-    check_new_password(&username, &request.password, state.api.default_password.expose()).map_err(policy_error)?;
+    check_new_password(&username, &request.password, state.login.default_password.expose()).map_err(policy_error)?;
     let record = UserRecord {
         password_hash: users::hash_password_blocking(request.password).await?,
         must_change_password: true,

@@ -4,12 +4,14 @@ use axum::extract::State;
 use axum::http::header::{RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::audit::audit_layer::RecordedByHandler;
+use crate::audit::audit_sink::{record_from_handler, AuditRecord, SharedAuditSink};
 use crate::auth::password::MAX_PASSWORD_BYTES;
 use crate::auth::password_policy::{check_new_password, PasswordPolicyViolation};
 use crate::auth::roles::GlobalRole;
@@ -19,7 +21,6 @@ use crate::auth::users::{self, UserRecord};
 use crate::clock::format_rfc3339;
 use crate::http::api_error::{ApiError, ErrorBody};
 use crate::http::api_json::ApiJson;
-use crate::http::api_services::AuditRecord;
 use crate::http::caller::{presented_token, token_from_bearer, Caller, SESSION_COOKIE};
 use crate::http::client_address::ClientInfo;
 use crate::http::AppState;
@@ -121,6 +122,7 @@ pub fn policy_error(violation: PasswordPolicyViolation) -> ApiError {
 )]
 pub async fn login(
     State(state): State<AppState>,
+    Extension(audit_sink): Extension<SharedAuditSink>,
     client: ClientInfo,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
@@ -131,13 +133,14 @@ pub async fn login(
     } else {
         "<invalid>"
     };
-    let limits = state.api.throttle;
+    let limits = state.login.throttle;
     let mut subjects = vec![ThrottleSubject::Address(client.ip.clone())];
     if valid_name {
         subjects.push(ThrottleSubject::User(request.username.clone()));
     }
     let audit = |status: StatusCode, allowed: bool, message: &str| {
-        state.api.audit(
+        record_from_handler(
+            audit_sink.as_ref(),
             state.replica_id,
             now,
             &client,
@@ -202,7 +205,7 @@ pub async fn login(
         tracing::warn!(%error, "resetting the failed-login counter failed");
     }
     let ttl = if request.remember {
-        state.api.remember_ttl.as_secs()
+        state.login.remember_ttl.as_secs()
     } else {
         state.session_ttl.as_secs()
     };
@@ -250,6 +253,7 @@ pub async fn login(
 )]
 pub async fn logout(
     State(state): State<AppState>,
+    Extension(audit_sink): Extension<SharedAuditSink>,
     client: ClientInfo,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -260,7 +264,8 @@ pub async fn logout(
             audited = true;
             sessions::delete_session(&state.store, &session.token_hash, session.record.lease).await?;
             tracing::info!(username = %session.record.username, "logout");
-            state.api.audit(
+            record_from_handler(
+                audit_sink.as_ref(),
                 state.replica_id,
                 now,
                 &client,
@@ -333,7 +338,7 @@ pub async fn change_password(
     check_new_password(
         caller.username(),
         &request.new_password,
-        state.api.default_password.expose(),
+        state.login.default_password.expose(),
     )
     .map_err(policy_error)?;
     if request.new_password == request.current_password {

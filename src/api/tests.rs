@@ -1,4 +1,5 @@
-//! Handler tests against the in-process store: the whole router, called as a tower service.
+//! Handler tests against the in-process store: this folder's routes and the cluster routes behind
+//! the session guard, called as a tower service.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,11 +11,12 @@ use axum::Router;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use crate::api::resource_routes;
 use crate::app_store::AppStore;
 use crate::auth::users::{self, AdminBootstrap};
 use crate::clock::Clock;
 use crate::config::AuditPolicy;
-use crate::http::{router, AppState};
+use crate::http::AppState;
 use crate::memory_store::MemoryStore;
 use crate::metrics::Metrics;
 use crate::store_backend::StoreBackend;
@@ -53,10 +55,23 @@ async fn harness() -> Harness {
         secure_cookies: false,
         audit_policy: AuditPolicy::IgnoreErrors,
         admin_ready: Arc::new(AtomicBool::new(true)),
-        api: crate::http::api_services::ApiServices::for_tests(),
+        login: crate::http::LoginSettings::for_tests(),
+        trusted_proxies: Arc::from(Vec::new()),
+        cipher: crate::clusters::credential_cipher::CredentialCipher::from_secret("handler tests"),
     };
+    let kube = Arc::new(crate::kube::kube_routes::KubeContext {
+        pools: Arc::new(crate::kube::apiserver_pools::ApiserverPools::new(
+            Arc::new(crate::kube::kube_metrics::KubeMetrics::new(&state.metrics)),
+            crate::kube::apiserver_pool::PoolSettings::default(),
+        )),
+        public_endpoint: None,
+    });
     Harness {
-        app: crate::http::with_session_guard(router(state.clone()), state.clone()),
+        app: crate::http::with_session_guard(
+            resource_routes(state.clone(), Arc::new(crate::audit::LogAuditSink))
+                .merge(crate::kube::kube_routes::router(state.clone(), kube)),
+            state.clone(),
+        ),
         state,
         memory,
     }
@@ -246,8 +261,8 @@ async fn wrong_credentials_and_missing_sessions_are_refused() {
 #[tokio::test]
 async fn failures_from_one_address_throttle_every_user_name() {
     let h = harness().await;
-    let limit = h.state.api.throttle.max_failures_per_address;
-    assert!(limit > h.state.api.throttle.max_failures_per_user);
+    let limit = h.state.login.throttle.max_failures_per_address;
+    assert!(limit > h.state.login.throttle.max_failures_per_user);
     for guess in 0..limit {
         assert_error(
             &h.login(&format!("guess-{guess}"), "wrong").await,

@@ -78,6 +78,39 @@ fn view(record: &ClusterRecord) -> ClusterResponse {
     }
 }
 
+/// Refuses a name the registry does not accept.
+pub fn check_cluster_name(name: &str) -> Result<(), ApiError> {
+    if is_valid_cluster_name(name) {
+        return Ok(());
+    }
+    Err(invalid(
+        "invalid_cluster_name",
+        "expected a name of 1-63 characters [a-z0-9-], starting and ending with a letter or digit",
+    ))
+}
+
+/// Creates a cluster in the registry, its credentials sealed: the one way a cluster is added,
+/// whether described field by field (`POST /kuboard-api/clusters`) or imported from a kubeconfig or
+/// a token (`POST /kuboard-api/cluster-imports`). A cluster of the same name is never replaced.
+pub async fn store_new_cluster(
+    state: &AppState,
+    name: &str,
+    description: String,
+    endpoints: Vec<String>,
+    credentials: &ClusterCredentials,
+) -> Result<ClusterRecord, ApiError> {
+    let now = state.clock.now_unix();
+    let record = cluster_registry::seal_record(&state.cipher, name, description, endpoints, credentials, now, now);
+    if !cluster_registry::write_cluster(&state.store, &record, None).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cluster_exists",
+            "a cluster with this name exists",
+        ));
+    }
+    Ok(record)
+}
+
 fn invalid(code: &'static str, message: &str) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
 }
@@ -182,31 +215,17 @@ pub async fn create_cluster(
     ApiJson(request): ApiJson<CreateClusterRequest>,
 ) -> Result<Response, ApiError> {
     caller.require_administrator(&state).await?;
-    if !is_valid_cluster_name(&request.name) {
-        return Err(invalid(
-            "invalid_cluster_name",
-            "expected a name of 1-63 characters [a-z0-9-], starting and ending with a letter or digit",
-        ));
-    }
+    check_cluster_name(&request.name)?;
     check_settings(&request.description, &request.endpoints)?;
     let credentials = credentials(request.credentials.unwrap_or_default())?;
-    let now = state.clock.now_unix();
-    let record = cluster_registry::seal_record(
-        &state.api.cipher,
+    let record = store_new_cluster(
+        &state,
         &request.name,
         request.description,
         request.endpoints,
         &credentials,
-        now,
-        now,
-    );
-    if !cluster_registry::write_cluster(&state.store, &record, None).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "cluster_exists",
-            "a cluster with this name exists",
-        ));
-    }
+    )
+    .await?;
     tracing::info!(cluster = %record.name, by = caller.username(), "cluster created");
     Ok((StatusCode::CREATED, Json(view(&record))).into_response())
 }
@@ -231,7 +250,7 @@ pub async fn update_cluster(
     let now = state.clock.now_unix();
     let record = match request.credentials {
         Some(input) => cluster_registry::seal_record(
-            &state.api.cipher,
+            &state.cipher,
             &name,
             request.description,
             request.endpoints,
