@@ -1,6 +1,7 @@
 //! `/healthz`, `/readyz` and `/metrics`: for load balancers, orchestrators and Prometheus.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -10,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 
 use crate::app_store::error_kind;
-use crate::audit::audit_sink::SharedAuditSink;
+use crate::audit::audit_service::AuditService;
 use crate::http::api_error::ApiError;
 use crate::http::AppState;
 
@@ -29,7 +30,7 @@ pub async fn healthz() -> &'static str {
     responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Not ready", body = crate::http::api_error::ErrorBody)))]
 pub async fn readyz(
     State(state): State<AppState>,
-    Extension(audit): Extension<SharedAuditSink>,
+    Extension(audit): Extension<Arc<AuditService>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let not_ready = |code, message: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
     let status = match tokio::time::timeout(STATUS_DEADLINE, state.store.status()).await {
@@ -64,7 +65,10 @@ pub async fn readyz(
 /// Prometheus metrics of this replica.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-pub async fn metrics(State(state): State<AppState>, Extension(audit): Extension<SharedAuditSink>) -> impl IntoResponse {
+pub async fn metrics(
+    State(state): State<AppState>,
+    Extension(audit): Extension<Arc<AuditService>>,
+) -> impl IntoResponse {
     match tokio::time::timeout(STATUS_DEADLINE, state.store.status()).await {
         Ok(Ok(status)) => state.metrics.observe_store_status(Ok(&status)),
         Ok(Err(error)) => state.metrics.observe_store_status(Err(error_kind(&error))),

@@ -39,7 +39,6 @@ use utoipa::{Modify, OpenApi};
 
 use crate::audit::audit_layer::{audit_guard_refusals, audit_layer, AuditLayerState};
 use crate::audit::audit_service::AuditService;
-use crate::audit::audit_sink::SharedAuditSink;
 use crate::http::openapi::{BodyErrors, SharedDocument};
 use crate::http::{api_json, request_context, ApiError, AppState};
 use crate::kube::kube_routes::KubeContext;
@@ -80,7 +79,7 @@ pub fn router(parts: ApiParts) -> Router {
 }
 
 /// The routes of this folder's resources, with the OpenAPI document itself.
-pub fn resource_routes(state: AppState, audit: SharedAuditSink) -> Router {
+pub fn resource_routes(state: AppState, audit: Arc<AuditService>) -> Router {
     Router::new()
         .route("/healthz", get(health_routes::healthz))
         .route("/readyz", get(health_routes::readyz))

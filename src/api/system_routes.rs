@@ -1,10 +1,12 @@
 //! `/kuboard-api/system/...`: the replica's and the store's state, for operators and the UI.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::audit_sink::SharedAuditSink;
+use crate::audit::audit_service::AuditService;
 use crate::http::api_error::ApiError;
 use crate::http::caller::Caller;
 use crate::http::AppState;
@@ -35,7 +37,7 @@ pub struct SystemStatus {
     security(("bearer" = [])))]
 pub async fn status(
     State(state): State<AppState>,
-    Extension(audit): Extension<SharedAuditSink>,
+    Extension(audit): Extension<Arc<AuditService>>,
     _caller: Caller,
 ) -> Result<Json<SystemStatus>, ApiError> {
     let status = state.store.status().await?;
@@ -59,6 +61,6 @@ pub async fn status(
         raft_term: status.raft_term,
         healthy: status.healthy,
         audit_policy: state.audit_policy.as_str().to_string(),
-        audit: audit.audit_status(),
+        audit: Some(audit.status()),
     }))
 }

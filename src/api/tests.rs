@@ -59,6 +59,12 @@ async fn harness() -> Harness {
         trusted_proxies: Arc::from(Vec::new()),
         cipher: crate::clusters::credential_cipher::CredentialCipher::from_secret("handler tests"),
     };
+    // Audit disabled: the layer that records events is not part of these routes.
+    let audit = crate::audit::audit_service::AuditService::start(
+        crate::audit::audit_service::AuditSettings::new(AuditPolicy::Disabled, None),
+        std::path::Path::new("/nonexistent"),
+    )
+    .expect("a disabled audit service starts without touching the disk");
     let kube = Arc::new(crate::kube::kube_routes::KubeContext {
         pools: Arc::new(crate::kube::apiserver_pools::ApiserverPools::new(
             Arc::new(crate::kube::kube_metrics::KubeMetrics::new(&state.metrics)),
@@ -68,8 +74,7 @@ async fn harness() -> Harness {
     });
     Harness {
         app: crate::http::with_session_guard(
-            resource_routes(state.clone(), Arc::new(crate::audit::LogAuditSink))
-                .merge(crate::kube::kube_routes::router(state.clone(), kube)),
+            resource_routes(state.clone(), audit).merge(crate::kube::kube_routes::router(state.clone(), kube)),
             state.clone(),
         ),
         state,
