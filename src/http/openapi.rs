@@ -86,3 +86,14 @@ impl Modify for BodyErrors {
         }
     }
 }
+
+/// The schema of a list of strings that each match `pattern`, with `min_items..=max_items` of them:
+/// for the handlers' list fields, whose items `#[schema(...)]` cannot constrain.
+pub fn string_list(pattern: &str, min_items: usize, max_items: usize) -> utoipa::openapi::Array {
+    use utoipa::openapi::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern)))
+        .min_items((min_items > 0).then_some(min_items))
+        .max_items(Some(max_items))
+        .build()
+}

@@ -20,23 +20,45 @@ const MAX_ENDPOINTS: usize = 16;
 const MAX_DESCRIPTION_CHARS: usize = 1024;
 const MAX_CREDENTIAL_BYTES: usize = 64 * 1024;
 
+/// The OpenAPI schema of the endpoint list, as [`check_settings`] accepts it.
+/// The pattern asks for a host name or IPv4 address, an optional port and path: narrower than the
+/// check (which takes any URL text without spaces), so that generated URLs are ones a client can
+/// parse.
+fn endpoint_urls() -> utoipa::openapi::Array {
+    crate::http::openapi::string_list(
+        r"^https?://[A-Za-z0-9.-]{1,200}(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]{0,40})?$",
+        1,
+        MAX_ENDPOINTS,
+    )
+}
+
 /// Credentials as sent by an administrator (write-only).
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialsInput {
+    #[schema(max_length = 65536)]
     pub token: Option<String>,
+    /// PEM; with `client_key`.
+    #[schema(max_length = 65536)]
     pub client_certificate: Option<String>,
+    /// PEM; with `client_certificate`.
+    #[schema(max_length = 65536)]
     pub client_key: Option<String>,
+    #[schema(max_length = 65536)]
     pub ca_certificate: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateClusterRequest {
+    /// 1-63 characters `[a-z0-9-]`, starting and ending with a letter or digit.
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: String,
-    /// Apiserver URLs, `https://host:port`.
+    /// 1 to 16 apiserver URLs, `https://host:port`.
+    #[schema(schema_with = endpoint_urls)]
     pub endpoints: Vec<String>,
     #[serde(default)]
     pub credentials: Option<CredentialsInput>,
@@ -47,7 +69,10 @@ pub struct CreateClusterRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateClusterRequest {
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: String,
+    /// 1 to 16 apiserver URLs, `https://host:port`.
+    #[schema(schema_with = endpoint_urls)]
     pub endpoints: Vec<String>,
     #[serde(default)]
     pub credentials: Option<CredentialsInput>,
@@ -189,7 +214,7 @@ pub async fn list_clusters(
 }
 
 /// One cluster (no credentials). Any logged-in user.
-#[utoipa::path(get, path = "/kuboard-api/clusters/{name}", tag = "clusters", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/kuboard-api/clusters/{name}", tag = "clusters", params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
     responses((status = 200, body = ClusterResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_cluster(
@@ -232,7 +257,7 @@ pub async fn create_cluster(
 
 /// Changes a cluster's description, endpoints and (when given) credentials.
 #[utoipa::path(put, path = "/kuboard-api/clusters/{name}", tag = "clusters", request_body = UpdateClusterRequest,
-    params(("name" = String, Path)),
+    params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
     responses((status = 200, body = ClusterResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -275,7 +300,7 @@ pub async fn update_cluster(
 }
 
 /// Removes a cluster from the registry.
-#[utoipa::path(delete, path = "/kuboard-api/clusters/{name}", tag = "clusters", params(("name" = String, Path)),
+#[utoipa::path(delete, path = "/kuboard-api/clusters/{name}", tag = "clusters", params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete_cluster(

@@ -105,8 +105,11 @@ async fn proxy_route(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportClusterRequest {
+    /// 1-63 characters `[a-z0-9-]`, starting and ending with a letter or digit.
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: String,
     /// A kubeconfig (YAML or JSON) with inline data.
     pub kubeconfig: Option<String>,
@@ -245,7 +248,7 @@ fn endpoint_view(status: EndpointStatus) -> EndpointStatusView {
 }
 
 /// The balancer's view of a cluster's apiservers on this replica. Any logged-in user.
-#[utoipa::path(get, path = "/kuboard-api/clusters/{name}/endpoints", tag = "clusters", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/kuboard-api/clusters/{name}/endpoints", tag = "clusters", params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
     responses((status = 200, body = ClusterEndpointsResponse), (status = 401, body = crate::http::api_error::ErrorBody),
         (status = 404, body = crate::http::api_error::ErrorBody)),
     security(("bearer" = [])))]
@@ -278,13 +281,15 @@ pub async fn cluster_endpoints(
 pub struct KubeconfigQuery {
     /// `access-key` (default): a new access key of the caller, valid `days` days; `session`: the
     /// token the caller presented, valid as long as its session.
+    #[param(pattern = "^(access-key|session)$")]
     pub credential: Option<String>,
+    #[param(minimum = 1, maximum = 365)]
     pub days: Option<u64>,
 }
 
 /// A kubeconfig for the caller to use kubectl on this cluster through Kuboard.
 #[utoipa::path(get, path = "/kuboard-api/clusters/{name}/kubeconfig", tag = "clusters",
-    params(("name" = String, Path), KubeconfigQuery),
+    params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), KubeconfigQuery),
     responses((status = 200, content_type = "application/yaml", body = String),
         (status = 401, body = crate::http::api_error::ErrorBody), (status = 404, body = crate::http::api_error::ErrorBody),
         (status = 422, body = crate::http::api_error::ErrorBody)),

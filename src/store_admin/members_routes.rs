@@ -71,14 +71,22 @@ pub struct MembersView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMemberRequest {
+    #[schema(minimum = 1)]
     pub id: u64,
     /// `host:port` of the new member's Raft peer listener.
+    #[schema(
+        pattern = r"^([A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$"
+    )]
     pub address: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceMemberRequest {
+    /// `host:port` of the fresh member's Raft peer listener.
+    #[schema(
+        pattern = r"^([A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$"
+    )]
     pub address: String,
 }
 
@@ -310,7 +318,7 @@ async fn add_member(
 }
 
 /// Removes a member (administrators).
-#[utoipa::path(delete, path = "/kuboard-api/system/members/{id}", tag = "system", params(("id" = u64, Path)),
+#[utoipa::path(delete, path = "/kuboard-api/system/members/{id}", tag = "system", params(("id" = u64, Path, minimum = 1)),
     responses((status = 200, body = MembersView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody)),
@@ -343,7 +351,7 @@ async fn remove_member(
 
 /// Replaces a member by a fresh one at an address (administrators).
 #[utoipa::path(put, path = "/kuboard-api/system/members/{id}", tag = "system", request_body = ReplaceMemberRequest,
-    params(("id" = u64, Path)),
+    params(("id" = u64, Path, minimum = 1)),
     responses((status = 200, body = MembersView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
