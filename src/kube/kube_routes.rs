@@ -250,7 +250,8 @@ fn endpoint_view(status: EndpointStatus) -> EndpointStatusView {
 /// The balancer's view of a cluster's apiservers on this replica. Any logged-in user.
 #[utoipa::path(get, path = "/kuboard-api/clusters/{name}/endpoints", tag = "clusters", params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
     responses((status = 200, body = ClusterEndpointsResponse), (status = 401, body = crate::http::api_error::ErrorBody),
-        (status = 404, body = crate::http::api_error::ErrorBody)),
+        (status = 404, body = crate::http::api_error::ErrorBody),
+        (status = 502, description = "The cluster's settings are not usable", body = crate::http::api_error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn cluster_endpoints(
     State(state): State<AppState>,
@@ -269,7 +270,16 @@ pub async fn cluster_endpoints(
             ))
         }
         Err(PoolLookupError::Registry(error)) => return Err(error.into()),
-        Err(error @ PoolLookupError::Connection { .. }) => return Err(ApiError::internal(error)),
+        Err(error @ PoolLookupError::Connection { .. }) => {
+            // As the proxy answers: the registered settings (a CA or client certificate that does
+            // not parse) are the cluster's fault, not the server's.
+            tracing::error!(%error, "a registered cluster cannot be connected");
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "cluster_not_usable",
+                "this cluster's connection settings are not usable; an administrator must fix them",
+            ));
+        }
     };
     Ok(Json(ClusterEndpointsResponse {
         cluster: name,
@@ -290,7 +300,7 @@ pub struct KubeconfigQuery {
 /// A kubeconfig for the caller to use kubectl on this cluster through Kuboard.
 #[utoipa::path(get, path = "/kuboard-api/clusters/{name}/kubeconfig", tag = "clusters",
     params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), KubeconfigQuery),
-    responses((status = 200, content_type = "application/yaml", body = String),
+    responses((status = 200, description = "A kubeconfig", content_type = "application/yaml", body = Object),
         (status = 401, body = crate::http::api_error::ErrorBody), (status = 404, body = crate::http::api_error::ErrorBody),
         (status = 422, body = crate::http::api_error::ErrorBody)),
     security(("bearer" = [])))]
