@@ -678,3 +678,44 @@ async fn roles_bindings_and_identity_through_the_api() {
         "user_disabled",
     );
 }
+
+#[tokio::test]
+async fn a_cluster_that_cannot_be_connected_is_refused_and_not_stored() {
+    let h = harness().await;
+    let first = h.token(DEFAULT_PASSWORD).await;
+    let changed = h
+        .post(
+            "/kuboard-api/auth/password",
+            Some(&first),
+            &json!({"current_password": DEFAULT_PASSWORD, "new_password": "Changed-Pass-1"}),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    let admin = h.token("Changed-Pass-1").await;
+    for (body, code) in [
+        (
+            json!({"name": "no-ca", "endpoints": ["https://10.0.0.1:6443"], "credentials": {"token": "t"}}),
+            "missing_ca_certificate",
+        ),
+        (
+            json!({"name": "bad-ca", "endpoints": ["https://10.0.0.1:6443"],
+                "credentials": {"token": "t", "ca_certificate": "not a certificate"}}),
+            "invalid_cluster_settings",
+        ),
+    ] {
+        let answer = h.post("/kuboard-api/clusters", Some(&admin), &body).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.text);
+        assert_eq!(answer.json["code"], code, "{}", answer.text);
+        let name = body["name"].as_str().expect("a name");
+        let stored = h.get(&format!("/kuboard-api/clusters/{name}"), Some(&admin)).await;
+        assert_eq!(stored.status, StatusCode::NOT_FOUND, "{}", stored.text);
+    }
+    let plain = h
+        .post(
+            "/kuboard-api/clusters",
+            Some(&admin),
+            &json!({"name": "plain", "endpoints": ["http://10.0.0.1:8080"], "credentials": {"token": "t"}}),
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::CREATED, "{}", plain.text);
+}

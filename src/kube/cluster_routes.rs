@@ -15,6 +15,7 @@ use crate::http::api_error::{ApiError, ErrorBody};
 use crate::http::api_json::ApiJson;
 use crate::http::caller::Caller;
 use crate::http::AppState;
+use crate::kube::cluster_connection::{ClusterConnection, ConnectionError};
 
 const MAX_ENDPOINTS: usize = 16;
 const MAX_DESCRIPTION_CHARS: usize = 1024;
@@ -126,6 +127,7 @@ pub async fn store_new_cluster(
 ) -> Result<ClusterRecord, ApiError> {
     let now = state.clock.now_unix();
     let record = cluster_registry::seal_record(&state.cipher, name, description, endpoints, credentials, now, now);
+    check_connectable(&record, credentials)?;
     if !cluster_registry::write_cluster(&state.store, &record, None).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -134,6 +136,24 @@ pub async fn store_new_cluster(
         ));
     }
     Ok(record)
+}
+
+/// Refuses settings the balancer could not connect with (a URL it cannot read, an https apiserver
+/// without a CA, a certificate or key that does not parse), as a cluster import does: a stored
+/// cluster can always be reached through the proxy.
+fn check_connectable(record: &ClusterRecord, credentials: &ClusterCredentials) -> Result<(), ApiError> {
+    let checked = ClusterConnection::from_record(record, credentials)
+        .and_then(|connection| connection.tls_client_config().map(|_| ()));
+    checked.map_err(|error| match error {
+        ConnectionError::MissingCa => invalid(
+            "missing_ca_certificate",
+            "an https apiserver needs credentials.ca_certificate to verify it",
+        ),
+        other => invalid(
+            "invalid_cluster_settings",
+            &format!("the cluster cannot be connected with these settings: {other}"),
+        ),
+    })
 }
 
 fn invalid(code: &'static str, message: &str) -> ApiError {
@@ -290,6 +310,8 @@ pub async fn update_cluster(
             ..stored.record.clone()
         },
     };
+    let opened = cluster_registry::open_credentials(&state.cipher, &record)?;
+    check_connectable(&record, &opened)?;
     if !cluster_registry::write_cluster(&state.store, &record, Some(stored.mod_revision)).await? {
         return Err(ApiError::conflict(
             "the cluster was changed by another request meanwhile; retry",
