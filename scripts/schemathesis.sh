@@ -3,7 +3,8 @@
 # PyPI into target/schemathesis-venv (once), starts one replica on loopback, logs in as admin
 # (changing the default password first) and runs `schemathesis run` with the bearer token, failing
 # on any 5xx or any answer that does not match the document. Bounded by SCHEMATHESIS_MAX_TIME
-# seconds (default 90).
+# seconds (default 90). KUBOARD_SCHEMATHESIS_BINARY runs a given kuboard binary instead of building
+# the debug one (to measure another build against the same checks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,9 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
     "$venv/bin/pip" install --quiet 'schemathesis>=4.30,<5'
 fi
 
-cargo build -p kuboard --quiet
+if [ -z "${KUBOARD_SCHEMATHESIS_BINARY:-}" ]; then
+    cargo build -p kuboard --quiet
+fi
 
 # The fuzzer reaches routes that make the server dial addresses taken from the request (cluster
 # imports probe apiserver URLs). Everything below runs in a network namespace of its own with only
@@ -28,7 +31,7 @@ if [ "${KUBOARD_SCHEMATHESIS_ISOLATED:-}" != 1 ]; then
 fi
 ip link set lo up
 
-binary=target/debug/kuboard
+binary=${KUBOARD_SCHEMATHESIS_BINARY:-target/debug/kuboard}
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 raft_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

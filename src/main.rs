@@ -17,6 +17,7 @@
 
 mod admin;
 mod allocator;
+mod api;
 mod app_store;
 mod audit;
 mod auth;
@@ -33,6 +34,7 @@ mod memory_store;
 mod metrics;
 mod server;
 mod singleton;
+mod store_admin;
 mod store_backend;
 mod version;
 

@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::config::{EtcdApiSettings, Secret, ServeConfig, StoreSelection};
 use crate::etcd_api::{cluster_id_from_peers, EtcdApiConfig, EtcdApiIdentity, EtcdApiTls, SnapshotSource};
 use crate::http::tls_listener::{load_server_config, TlsListener};
-use crate::http::{self, AppState};
+use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::store_backend::StoreBackend;
 
@@ -43,42 +43,356 @@ pub async fn serve(config: ServeConfig) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let replica_id = match &config.store {
-        StoreSelection::Raft(raft) => raft.node_id,
-        StoreSelection::Etcd(_) => 0,
+    let mut replica = match Replica::start(&config).await {
+        Ok(replica) => replica,
+        Err(exit_code) => return exit_code,
     };
-    let (backend_name, raft_listen, peers) = match &config.store {
-        StoreSelection::Raft(raft) => ("raft", raft.listen_addr.to_string(), raft.peers.len()),
-        StoreSelection::Etcd(_) => ("etcd", String::new(), 0),
-    };
-    tracing::info!(
-        version = crate::version::VERSION,
-        commit = crate::version::GIT_COMMIT,
-        replica_id,
-        backend = backend_name,
-        http = %config.http.listen_addr,
-        raft_peer_listen = %raft_listen,
-        raft_members = peers,
-        agent_port = config.agent.tcp_port,
-        data_dir = %config.data_dir.display(),
-        audit_policy = config.audit.policy.as_str(),
-        "starting kuboard"
-    );
-    // Off the runtime's threads, while the store opens.
-    tokio::task::spawn_blocking(crate::auth::password::prepare_dummy_hash);
-    let tls_config = match config.http.tls.as_ref().map(load_server_config).transpose() {
-        Ok(tls_config) => tls_config,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return EXIT_CONFIG;
-        }
-    };
+    let (exit_code, started_shutdown) = replica.run_until_stopped(&mut signals).await;
+    tokio::spawn(async move {
+        let signal = signals.recv().await;
+        tracing::warn!(signal, "second signal during shutdown: exiting at once");
+        std::process::exit(i32::from(EXIT_FAILURE));
+    });
+    replica.shut_down(exit_code, started_shutdown).await
+}
 
-    // Before the store opens: a replica that cannot seal cluster credentials must not start.
-    let credential_secret = match crate::clusters::credential_secret::resolve(
-        config.auth.sso_client_secret.as_ref(),
-        &config.data_dir,
-    ) {
+/// The parts of a running replica: built once by [`Replica::start`], run until a signal (or the
+/// failure of a part) by [`Replica::run_until_stopped`], stopped in order within the deadlines by
+/// [`Replica::shut_down`].
+struct Replica {
+    backend: Arc<StoreBackend>,
+    audit: Arc<crate::audit::audit_service::AuditService>,
+    /// Set to `true` at shutdown: the listeners stop accepting, the background work ends.
+    shutdown_sender: watch::Sender<bool>,
+    server_task: JoinHandle<std::io::Result<()>>,
+    etcd_api_task: Option<JoinHandle<anyhow::Result<()>>>,
+    bootstrap: JoinHandle<()>,
+    throttle_purge: JoinHandle<()>,
+}
+
+impl Replica {
+    /// Opens the store, binds the listeners, starts the audit service, the background work and the
+    /// servers. On failure, returns the exit code after printing why.
+    async fn start(config: &ServeConfig) -> Result<Replica, u8> {
+        let replica_id = match &config.store {
+            StoreSelection::Raft(raft) => raft.node_id,
+            StoreSelection::Etcd(_) => 0,
+        };
+        let (backend_name, raft_listen, peers) = match &config.store {
+            StoreSelection::Raft(raft) => ("raft", raft.listen_addr.to_string(), raft.peers.len()),
+            StoreSelection::Etcd(_) => ("etcd", String::new(), 0),
+        };
+        tracing::info!(
+            version = crate::version::VERSION,
+            commit = crate::version::GIT_COMMIT,
+            replica_id,
+            backend = backend_name,
+            http = %config.http.listen_addr,
+            raft_peer_listen = %raft_listen,
+            raft_members = peers,
+            agent_port = config.agent.tcp_port,
+            data_dir = %config.data_dir.display(),
+            audit_policy = config.audit.policy.as_str(),
+            "starting kuboard"
+        );
+        // Off the runtime's threads, while the store opens.
+        tokio::task::spawn_blocking(crate::auth::password::prepare_dummy_hash);
+        let tls_config = match config.http.tls.as_ref().map(load_server_config).transpose() {
+            Ok(tls_config) => tls_config,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return Err(EXIT_CONFIG);
+            }
+        };
+
+        // Before the store opens: a replica that cannot seal cluster credentials must not start.
+        let credential_secret = resolve_credential_secret(config)?;
+
+        let backend = match StoreBackend::open(&config.store, &config.data_dir).await {
+            Ok(backend) => Arc::new(backend),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return Err(if error.is_configuration_error() {
+                    EXIT_CONFIG
+                } else {
+                    EXIT_FAILURE
+                });
+            }
+        };
+        match &config.store {
+            StoreSelection::Raft(_) => tracing::info!(backend = backend.kind().as_str(), "store open"),
+            // The replica serves (not ready) while the connection is made; see store_backend::etcd_backend.
+            StoreSelection::Etcd(etcd) => tracing::info!(
+                backend = backend.kind().as_str(),
+                endpoints = %etcd.endpoints.join(","),
+                prefix = %etcd.prefix,
+                tls = etcd.ca_cert.is_some() || etcd.cert.is_some(),
+                auth = etcd.username.is_some(),
+                "connecting to the external etcd in the background"
+            ),
+        }
+
+        let listener = match TcpListener::bind(config.http.listen_addr).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!(
+                    "error: listen on {} (KUBOARD_SERVER_PORT): {error}",
+                    config.http.listen_addr
+                );
+                if let Err(error) = backend.shutdown().await {
+                    tracing::warn!(%error, "store shutdown after the failed start failed");
+                }
+                return Err(EXIT_FAILURE);
+            }
+        };
+
+        // Bound before anything is served, so that a taken port stops the start with a clear error.
+        let etcd_api = match bind_etcd_api(config, &backend).await {
+            Ok(etcd_api) => etcd_api,
+            Err(error) => {
+                eprintln!("error: {error}");
+                if let Err(error) = backend.shutdown().await {
+                    tracing::warn!(%error, "store shutdown after the failed start failed");
+                }
+                return Err(error.exit_code());
+            }
+        };
+
+        let metrics = Arc::new(Metrics::new(replica_id));
+        if let StoreBackend::Raft(raft) = &*backend {
+            let raft = raft.clone();
+            metrics.register_raft_source(move || raft.metrics());
+        }
+        let store = AppStore::new(backend.clone(), metrics.clone());
+        let admin_ready = Arc::new(AtomicBool::new(false));
+        let clock = Clock::system();
+        let audit = match crate::audit::audit_service::AuditService::start(
+            crate::audit::audit_service::AuditSettings::from_config(
+                &config.audit,
+                match &config.store {
+                    StoreSelection::Raft(raft) => raft.peers.len() > 1,
+                    StoreSelection::Etcd(_) => true,
+                },
+            ),
+            &config.data_dir,
+        ) {
+            Ok(audit) => audit,
+            Err(error) => {
+                eprintln!("error: audit: {error:#}");
+                return Err(EXIT_FAILURE);
+            }
+        };
+        let state = AppState {
+            store: store.clone(),
+            metrics,
+            clock: clock.clone(),
+            replica_id,
+            session_ttl: config.auth.session_ttl,
+            secure_cookies: config.http.tls.is_some(),
+            audit_policy: config.audit.policy,
+            admin_ready: admin_ready.clone(),
+            login: Arc::new(crate::http::LoginSettings {
+                remember_ttl: config.auth.remember_ttl,
+                throttle: crate::auth::throttle::ThrottleLimits {
+                    window_seconds: config.auth.login_failure_window.as_secs(),
+                    max_failures_per_user: config.auth.login_max_failures_per_user,
+                    max_failures_per_address: config.auth.login_max_failures_per_address,
+                },
+                default_password: config.auth.admin_default_password.clone(),
+            }),
+            trusted_proxies: Arc::from(config.auth.trusted_proxies.clone()),
+            cipher: crate::clusters::credential_cipher::CredentialCipher::from_secret(credential_secret.expose()),
+        };
+
+        let (shutdown_sender, shutdown_receiver) = watch::channel(false);
+        let throttle_purge = tokio::spawn(run_throttle_purge(
+            store.clone(),
+            replica_id,
+            config.auth.login_failure_window.as_secs(),
+            clock.clone(),
+            shutdown_receiver.clone(),
+        ));
+        let bootstrap = tokio::spawn(bootstrap_admin(
+            store,
+            state.cipher.clone(),
+            config.auth.admin_default_password.clone(),
+            clock,
+            admin_ready,
+            shutdown_receiver.clone(),
+        ));
+
+        let mut graceful = shutdown_receiver.clone();
+        let stop_accepting = async move {
+            let _ = graceful.wait_for(|stop| *stop).await;
+        };
+        let kube = Arc::new(crate::kube::kube_routes::KubeContext {
+            pools: Arc::new(crate::kube::apiserver_pool_registry::ApiserverPoolRegistry::new(
+                Arc::new(crate::kube::kube_metrics::KubeMetrics::new(&state.metrics)),
+                crate::kube::apiserver_pool::PoolSettings::default(),
+            )),
+            public_endpoint: config.http.endpoint.clone(),
+        });
+        let app = crate::api::router(crate::api::ApiParts {
+            state,
+            audit: audit.clone(),
+            backend: backend.clone(),
+            kube,
+        })
+        .into_make_service_with_connect_info::<crate::http::client_address::PeerAddress>();
+        let server_task = match tls_config {
+            None => tokio::spawn(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop_accepting)
+                    .into_future(),
+            ),
+            Some(tls_config) => match TlsListener::new(listener, tls_config) {
+                Ok(tls_listener) => tokio::spawn(
+                    axum::serve(tls_listener, app)
+                        .with_graceful_shutdown(stop_accepting)
+                        .into_future(),
+                ),
+                Err(error) => {
+                    eprintln!("error: listen for HTTPS on {}: {error}", config.http.listen_addr);
+                    return Err(EXIT_FAILURE);
+                }
+            },
+        };
+        tracing::info!(address = %config.http.listen_addr, tls = config.http.tls.is_some(), "serving HTTP");
+        let etcd_api_task: Option<JoinHandle<anyhow::Result<()>>> = etcd_api.map(|etcd_api| {
+            let mut stop = shutdown_receiver.clone();
+            tokio::spawn(crate::etcd_api::serve(
+                etcd_api.store,
+                etcd_api.listener,
+                etcd_api.config,
+                async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                },
+            ))
+        });
+        Ok(Replica {
+            backend,
+            audit,
+            shutdown_sender,
+            server_task,
+            etcd_api_task,
+            bootstrap,
+            throttle_purge,
+        })
+    }
+
+    /// Serves until a signal, or until the HTTP server or the etcd API stops by itself (a failure);
+    /// returns the exit code so far and when the shutdown began.
+    async fn run_until_stopped(&mut self, signals: &mut StopSignals) -> (u8, Instant) {
+        let mut exit_code = EXIT_OK;
+        let mut etcd_api_ended = false;
+        let started_shutdown = tokio::select! {
+            signal = signals.recv() => {
+                tracing::info!(signal, "shutting down: no new connections, finishing requests in flight");
+                Instant::now()
+            }
+            result = &mut self.server_task => {
+                tracing::error!(?result, "the HTTP server stopped by itself");
+                exit_code = EXIT_FAILURE;
+                Instant::now()
+            }
+            result = task_end(&mut self.etcd_api_task) => {
+                match result {
+                    Ok(Err(error)) => tracing::error!(error = format!("{error:#}"), "the etcd v3 API stopped by itself"),
+                    other => tracing::error!(result = ?other, "the etcd v3 API stopped by itself"),
+                }
+                etcd_api_ended = true;
+                exit_code = EXIT_FAILURE;
+                Instant::now()
+            }
+        };
+        if etcd_api_ended {
+            // Its handle has completed and must not be awaited again.
+            self.etcd_api_task = None;
+        }
+        (exit_code, started_shutdown)
+    }
+
+    /// Stops accepting, drains requests in flight, flushes the audit queue, stops the background
+    /// work and closes the store, within [`SHUTDOWN_DEADLINE`] of `started_shutdown`.
+    async fn shut_down(self, exit_code: u8, started_shutdown: Instant) -> u8 {
+        let _ = self.shutdown_sender.send(true);
+        let mut server_task = self.server_task;
+        let mut exit_code = exit_code;
+
+        if exit_code == EXIT_OK {
+            match tokio::time::timeout(DRAIN_DEADLINE, &mut server_task).await {
+                Ok(Ok(Ok(()))) => tracing::info!("HTTP requests drained"),
+                Ok(Ok(Err(error))) => tracing::error!(%error, "the HTTP server failed while draining"),
+                Ok(Err(error)) => tracing::error!(%error, "the HTTP server task failed"),
+                Err(_) => {
+                    tracing::warn!(
+                        deadline_ms = DRAIN_DEADLINE.as_millis() as u64,
+                        "requests still in flight at the drain deadline; closing their connections"
+                    );
+                    server_task.abort();
+                }
+            }
+        }
+        if let Some(mut task) = self.etcd_api_task {
+            // The API ends its watch and keep-alive streams itself at the shutdown signal, so clients
+            // move to another replica; what remains gets what is left of the drain deadline.
+            let budget = DRAIN_DEADLINE
+                .saturating_sub(started_shutdown.elapsed())
+                .max(Duration::from_millis(200));
+            match tokio::time::timeout(budget, &mut task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => {
+                    tracing::error!(error = format!("{error:#}"), "the etcd v3 API failed while stopping")
+                }
+                Ok(Err(error)) => tracing::error!(%error, "the etcd v3 API task failed"),
+                Err(_) => {
+                    tracing::warn!("etcd v3 API calls still open at the drain deadline; closing their connections");
+                    task.abort();
+                }
+            }
+        }
+        // Events queued in memory (ignore-errors, strict's outcome events) get a moment to be written.
+        self.audit.flush(Duration::from_secs(2)).await;
+        self.bootstrap.abort();
+        // It saw the shutdown signal and gives up its election lease on its own; bounded all the same.
+        if tokio::time::timeout(Duration::from_millis(500), self.throttle_purge)
+            .await
+            .is_err()
+        {
+            tracing::debug!("the throttle purge did not stop in time");
+        }
+
+        let remaining = SHUTDOWN_DEADLINE
+            .saturating_sub(started_shutdown.elapsed())
+            .saturating_sub(EXIT_MARGIN);
+        match tokio::time::timeout(remaining, self.backend.shutdown()).await {
+            Ok(Ok(())) => tracing::info!("store flushed and closed"),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "store shutdown failed");
+                exit_code = EXIT_FAILURE;
+            }
+            Err(_) => {
+                tracing::error!(
+                    budget_ms = remaining.as_millis() as u64,
+                    "store shutdown did not finish in time"
+                );
+                exit_code = EXIT_FAILURE;
+            }
+        }
+        tracing::info!(
+            elapsed_ms = started_shutdown.elapsed().as_millis() as u64,
+            exit_code,
+            "stopped"
+        );
+        exit_code
+    }
+}
+
+/// The secret cluster credentials are sealed with: `KUBOARD_SSO_CLIENT_SECRET`, or one kept in the
+/// data directory. Resolved before the store opens: a replica that cannot seal cluster credentials
+/// must not start.
+fn resolve_credential_secret(config: &ServeConfig) -> Result<Secret, u8> {
+    match crate::clusters::credential_secret::resolve(config.auth.sso_client_secret.as_ref(), &config.data_dir) {
         Ok((secret, source)) => {
             use crate::clusters::credential_secret::SecretSource;
             match source {
@@ -100,293 +414,15 @@ pub async fn serve(config: ServeConfig) -> u8 {
                     }
                 }
             }
-            secret
+            Ok(secret)
         }
         Err(error) => {
             eprintln!(
                 "error: KUBOARD_SSO_CLIENT_SECRET is not set and the data directory's secret is unusable: {error:#}"
             );
-            return EXIT_FAILURE;
-        }
-    };
-
-    let backend = match StoreBackend::open(&config.store, &config.data_dir).await {
-        Ok(backend) => Arc::new(backend),
-        Err(error) => {
-            eprintln!("error: {error}");
-            return if error.is_configuration_error() {
-                EXIT_CONFIG
-            } else {
-                EXIT_FAILURE
-            };
-        }
-    };
-    match &config.store {
-        StoreSelection::Raft(_) => tracing::info!(backend = backend.kind().as_str(), "store open"),
-        // The replica serves (not ready) while the connection is made; see store_backend::etcd_backend.
-        StoreSelection::Etcd(etcd) => tracing::info!(
-            backend = backend.kind().as_str(),
-            endpoints = %etcd.endpoints.join(","),
-            prefix = %etcd.prefix,
-            tls = etcd.ca_cert.is_some() || etcd.cert.is_some(),
-            auth = etcd.username.is_some(),
-            "connecting to the external etcd in the background"
-        ),
-    }
-
-    let listener = match TcpListener::bind(config.http.listen_addr).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!(
-                "error: listen on {} (KUBOARD_SERVER_PORT): {error}",
-                config.http.listen_addr
-            );
-            if let Err(error) = backend.shutdown().await {
-                tracing::warn!(%error, "store shutdown after the failed start failed");
-            }
-            return EXIT_FAILURE;
-        }
-    };
-
-    // Bound before anything is served, so that a taken port stops the start with a clear error.
-    let etcd_api = match bind_etcd_api(&config, &backend).await {
-        Ok(etcd_api) => etcd_api,
-        Err(error) => {
-            eprintln!("error: {error}");
-            if let Err(error) = backend.shutdown().await {
-                tracing::warn!(%error, "store shutdown after the failed start failed");
-            }
-            return error.exit_code();
-        }
-    };
-
-    let metrics = Arc::new(Metrics::new(replica_id));
-    if let StoreBackend::Raft(raft) = &*backend {
-        let raft = raft.clone();
-        metrics.register_raft_source(move || raft.metrics());
-    }
-    let store = AppStore::new(backend.clone(), metrics.clone());
-    let admin_ready = Arc::new(AtomicBool::new(false));
-    let clock = Clock::system();
-    let audit = match crate::audit::audit_service::AuditService::start(
-        crate::audit::audit_service::AuditSettings::from_config(
-            &config.audit,
-            match &config.store {
-                StoreSelection::Raft(raft) => raft.peers.len() > 1,
-                StoreSelection::Etcd(_) => true,
-            },
-        ),
-        &config.data_dir,
-    ) {
-        Ok(audit) => audit,
-        Err(error) => {
-            eprintln!("error: audit: {error:#}");
-            return EXIT_FAILURE;
-        }
-    };
-    let state = AppState {
-        store: store.clone(),
-        metrics,
-        clock: clock.clone(),
-        replica_id,
-        session_ttl: config.auth.session_ttl,
-        secure_cookies: config.http.tls.is_some(),
-        audit_policy: config.audit.policy,
-        admin_ready: admin_ready.clone(),
-        api: Arc::new(crate::http::api_services::ApiServices {
-            remember_ttl: config.auth.remember_ttl,
-            trusted_proxies: config.auth.trusted_proxies.clone(),
-            throttle: crate::auth::throttle::ThrottleLimits {
-                window_seconds: config.auth.login_failure_window.as_secs(),
-                max_failures_per_user: config.auth.login_max_failures_per_user,
-                max_failures_per_address: config.auth.login_max_failures_per_address,
-            },
-            default_password: config.auth.admin_default_password.clone(),
-            audit: audit.clone(),
-            cipher: crate::clusters::credential_cipher::CredentialCipher::from_secret(credential_secret.expose()),
-        }),
-    };
-
-    let (shutdown_sender, shutdown_receiver) = watch::channel(false);
-    let throttle_purge = tokio::spawn(run_throttle_purge(
-        store.clone(),
-        replica_id,
-        config.auth.login_failure_window.as_secs(),
-        clock.clone(),
-        shutdown_receiver.clone(),
-    ));
-    let bootstrap = tokio::spawn(bootstrap_admin(
-        store,
-        state.api.cipher.clone(),
-        config.auth.admin_default_password.clone(),
-        clock,
-        admin_ready,
-        shutdown_receiver.clone(),
-    ));
-
-    let mut graceful = shutdown_receiver.clone();
-    let stop_accepting = async move {
-        let _ = graceful.wait_for(|stop| *stop).await;
-    };
-    let guard_state = state.clone();
-    let audit_state = crate::audit::audit_layer::AuditLayerState {
-        app: state.clone(),
-        service: audit.clone(),
-    };
-    let kube_context = Arc::new(crate::kube::kube_routes::KubeContext {
-        pools: Arc::new(crate::kube::apiserver_pool_registry::ApiserverPoolRegistry::new(
-            Arc::new(crate::kube::kube_metrics::KubeMetrics::new(&state.metrics)),
-            crate::kube::apiserver_pool::PoolSettings::default(),
-        )),
-        public_endpoint: config.http.endpoint.clone(),
-    });
-    let app = http::router(state.clone())
-        .merge(crate::kube::kube_routes::router(state.clone(), kube_context))
-        .merge(crate::admin::members_http::router(state.clone(), backend.clone()))
-        .merge(crate::admin::snapshot_http::router(state, backend.clone()));
-    // The audit layer runs inside the session guard, so it knows the caller.
-    let app = app.merge(crate::audit::audit_routes::router(audit.clone()).with_state(guard_state.clone()));
-    let app = app.layer(axum::middleware::from_fn_with_state(
-        audit_state.clone(),
-        crate::audit::audit_layer::audit_layer,
-    ));
-    // In front of the guard: its refusals are audited too.
-    let app = http::with_session_guard(app, guard_state)
-        .layer(axum::middleware::from_fn_with_state(
-            audit_state,
-            crate::audit::audit_layer::audit_guard_refusals,
-        ))
-        .into_make_service_with_connect_info::<crate::http::client_address::PeerAddress>();
-    let mut server_task = match tls_config {
-        None => tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop_accepting)
-                .into_future(),
-        ),
-        Some(tls_config) => match TlsListener::new(listener, tls_config) {
-            Ok(tls_listener) => tokio::spawn(
-                axum::serve(tls_listener, app)
-                    .with_graceful_shutdown(stop_accepting)
-                    .into_future(),
-            ),
-            Err(error) => {
-                eprintln!("error: listen for HTTPS on {}: {error}", config.http.listen_addr);
-                return EXIT_FAILURE;
-            }
-        },
-    };
-    tracing::info!(address = %config.http.listen_addr, tls = config.http.tls.is_some(), "serving HTTP");
-    let mut etcd_api_task: Option<JoinHandle<anyhow::Result<()>>> = etcd_api.map(|etcd_api| {
-        let mut stop = shutdown_receiver.clone();
-        tokio::spawn(crate::etcd_api::serve(
-            etcd_api.store,
-            etcd_api.listener,
-            etcd_api.config,
-            async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            },
-        ))
-    });
-
-    let mut exit_code = EXIT_OK;
-    let mut etcd_api_ended = false;
-    let started_shutdown = tokio::select! {
-        signal = signals.recv() => {
-            tracing::info!(signal, "shutting down: no new connections, finishing requests in flight");
-            Instant::now()
-        }
-        result = &mut server_task => {
-            tracing::error!(?result, "the HTTP server stopped by itself");
-            exit_code = EXIT_FAILURE;
-            Instant::now()
-        }
-        result = task_end(&mut etcd_api_task) => {
-            match result {
-                Ok(Err(error)) => tracing::error!(error = format!("{error:#}"), "the etcd v3 API stopped by itself"),
-                other => tracing::error!(result = ?other, "the etcd v3 API stopped by itself"),
-            }
-            etcd_api_ended = true;
-            exit_code = EXIT_FAILURE;
-            Instant::now()
-        }
-    };
-    if etcd_api_ended {
-        // Its handle has completed and must not be awaited again.
-        etcd_api_task = None;
-    }
-    tokio::spawn(async move {
-        let signal = signals.recv().await;
-        tracing::warn!(signal, "second signal during shutdown: exiting at once");
-        std::process::exit(i32::from(EXIT_FAILURE));
-    });
-    let _ = shutdown_sender.send(true);
-
-    if exit_code == EXIT_OK {
-        match tokio::time::timeout(DRAIN_DEADLINE, &mut server_task).await {
-            Ok(Ok(Ok(()))) => tracing::info!("HTTP requests drained"),
-            Ok(Ok(Err(error))) => tracing::error!(%error, "the HTTP server failed while draining"),
-            Ok(Err(error)) => tracing::error!(%error, "the HTTP server task failed"),
-            Err(_) => {
-                tracing::warn!(
-                    deadline_ms = DRAIN_DEADLINE.as_millis() as u64,
-                    "requests still in flight at the drain deadline; closing their connections"
-                );
-                server_task.abort();
-            }
+            Err(EXIT_FAILURE)
         }
     }
-    if let Some(mut task) = etcd_api_task {
-        // The API ends its watch and keep-alive streams itself at the shutdown signal, so clients
-        // move to another replica; what remains gets what is left of the drain deadline.
-        let budget = DRAIN_DEADLINE
-            .saturating_sub(started_shutdown.elapsed())
-            .max(Duration::from_millis(200));
-        match tokio::time::timeout(budget, &mut task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(error))) => {
-                tracing::error!(error = format!("{error:#}"), "the etcd v3 API failed while stopping")
-            }
-            Ok(Err(error)) => tracing::error!(%error, "the etcd v3 API task failed"),
-            Err(_) => {
-                tracing::warn!("etcd v3 API calls still open at the drain deadline; closing their connections");
-                task.abort();
-            }
-        }
-    }
-    // Events queued in memory (ignore-errors, strict's outcome events) get a moment to be written.
-    audit.flush(Duration::from_secs(2)).await;
-    bootstrap.abort();
-    // It saw the shutdown signal and gives up its election lease on its own; bounded all the same.
-    if tokio::time::timeout(Duration::from_millis(500), throttle_purge)
-        .await
-        .is_err()
-    {
-        tracing::debug!("the throttle purge did not stop in time");
-    }
-
-    let remaining = SHUTDOWN_DEADLINE
-        .saturating_sub(started_shutdown.elapsed())
-        .saturating_sub(EXIT_MARGIN);
-    match tokio::time::timeout(remaining, backend.shutdown()).await {
-        Ok(Ok(())) => tracing::info!("store flushed and closed"),
-        Ok(Err(error)) => {
-            tracing::error!(%error, "store shutdown failed");
-            exit_code = EXIT_FAILURE;
-        }
-        Err(_) => {
-            tracing::error!(
-                budget_ms = remaining.as_millis() as u64,
-                "store shutdown did not finish in time"
-            );
-            exit_code = EXIT_FAILURE;
-        }
-    }
-    tracing::info!(
-        elapsed_ms = started_shutdown.elapsed().as_millis() as u64,
-        exit_code,
-        "stopped"
-    );
-    exit_code
 }
 
 /// SIGTERM and SIGINT, listened for from the start of `serve` so that a signal arriving while the
@@ -603,7 +639,7 @@ fn snapshot_source(store: kuboard_raft::RaftStore) -> SnapshotSource {
         let store = store.clone();
         Box::pin(async move {
             let now = Clock::system().now_unix();
-            let snapshot = crate::admin::snapshot_store::take_snapshot(
+            let snapshot = crate::store_admin::snapshot_store::take_snapshot(
                 &store,
                 kuboard_storage::BackendKind::Raft,
                 "embedded",

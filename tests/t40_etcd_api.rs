@@ -16,8 +16,8 @@ mod etcd_api;
 #[path = "../src/version.rs"]
 mod version;
 #[allow(dead_code)]
-#[path = "../src/admin"]
-mod admin {
+#[path = "../src/store_admin"]
+mod store_admin {
     pub mod snapshot_file;
     pub mod snapshot_store;
 }
@@ -145,7 +145,8 @@ fn snapshot_source(store: RaftStore) -> SnapshotSource {
         let store = store.clone();
         Box::pin(async move {
             let snapshot =
-                admin::snapshot_store::take_snapshot(&store, kuboard_storage::BackendKind::Raft, "embedded", 0).await?;
+                store_admin::snapshot_store::take_snapshot(&store, kuboard_storage::BackendKind::Raft, "embedded", 0)
+                    .await?;
             snapshot.encode()
         })
     })
@@ -1002,7 +1003,7 @@ async fn etcdctl_snapshot_save_writes_a_kuboard_snapshot_that_restores() {
     let end = body.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
     let snapshot = (end.saturating_sub(32)..=end)
         .rev()
-        .find_map(|candidate| admin::snapshot_file::Snapshot::decode(&body[..candidate]).ok())
+        .find_map(|candidate| store_admin::snapshot_file::Snapshot::decode(&body[..candidate]).ok())
         .expect("a valid kuboard snapshot before the padding");
     assert_eq!(snapshot.header.revision, 301);
     assert_eq!(snapshot.entries.len(), 300);
@@ -1010,7 +1011,7 @@ async fn etcdctl_snapshot_save_writes_a_kuboard_snapshot_that_restores() {
 
     tracing::info!("--- it restores into an empty store");
     let target = EmbeddedApi::start(None).await;
-    let report = admin::snapshot_store::restore_snapshot(&target.store, &snapshot)
+    let report = store_admin::snapshot_store::restore_snapshot(&target.store, &snapshot)
         .await
         .expect("restore");
     assert_eq!(report.restored, 300);

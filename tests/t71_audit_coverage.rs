@@ -84,6 +84,27 @@ async fn logins_refusals_proxy_changes_and_exec_sessions_are_audited() {
             "{expected:?} in {seen:?}"
         );
     }
+    // What only the login handler knows travels with its answer and is in the event: the
+    // resource it acted on and why it decided so.
+    for (status, message) in [
+        (200, "logged in"),
+        (401, "wrong user name or password"),
+        (429, "too many failed logins"),
+    ] {
+        let event = logins
+            .iter()
+            .find(|event| event.status_code == status)
+            .unwrap_or_else(|| panic!("a login answered {status} in {seen:?}"));
+        assert_eq!(
+            (
+                event.resource.as_str(),
+                event.message.as_str(),
+                event.request_uri.as_str()
+            ),
+            ("sessions", message, "/kuboard-api/auth/login"),
+            "{event:?}"
+        );
+    }
     let malformed_event = logins
         .iter()
         .find(|event| event.status_code == 400)

@@ -9,9 +9,9 @@ use anyhow::Context;
 use reqwest::Method;
 
 use super::admin_client::{describe_error, run_command, AdminClient, CommandError};
-use super::member_spec::{parse_member_id, parse_member_spec};
-use super::members_http::{MembersView, MEMBERS_PATH};
 use crate::cli::{MemberChangeArgs, MemberRemoveArgs, MembersListArgs, ServerArgs};
+use crate::store_admin::member_spec::{parse_member_id, parse_member_spec};
+use crate::store_admin::members_routes::{MembersView, MEMBERS_PATH};
 
 /// Bound on a list.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -177,7 +177,7 @@ fn render(view: &MembersView) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::system_routes::MemberView;
+    use crate::store_admin::members_routes::MemberView;
 
     fn member(id: u64, role: &str, healthy: bool) -> MemberView {
         MemberView {

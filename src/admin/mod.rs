@@ -2,33 +2,21 @@
 //!
 //! # Layout
 //!
-//! - [`snapshot_file`]: the snapshot file format (versioned, checksummed) and its atomic write.
-//! - [`snapshot_store`]: taking a consistent snapshot of any store, restoring into an empty one.
-//! - [`snapshot_http`]: `GET /kuboard-api/system/snapshot`, served by every replica for admins.
 //! - `snapshot_command`: `kuboard admin snapshot save|restore` for both backends.
-//! - [`members_http`]: `/kuboard-api/system/members`, listing and changing the members of the
-//!   embedded Raft group on any replica.
-//! - `members_command`: `kuboard admin members list|add|remove|replace`, through that API.
+//! - `members_command`: `kuboard admin members list|add|remove|replace`, through the members API.
 //! - `reset_password_command`: `kuboard admin reset-password USER`, through a replica or offline.
-//! - [`member_spec`]: member ids and peer addresses as operators write them (`4=10.0.0.4:10082`).
 //! - [`admin_client`]: the authenticated HTTP client of a running replica and the exit codes that
 //!   every command shares.
 //!
-//! Architecture Invariant: snapshots go through the `Store` contract only, so the embedded store and
-//! an external etcd are saved and restored with one meaning.
+//! The server's side of these commands (the members and snapshot routes, the snapshot format, the
+//! member address checks) is in `crate::store_admin`; this folder holds the operator commands only.
 //!
-//! Architecture Invariant: membership changes are performed by the store on the leader; the
-//! commands hold no state and may ask any replica.
+//! Architecture Invariant: the commands hold no state and may ask any replica.
 
 pub mod admin_client;
-pub mod member_spec;
 mod members_command;
-pub mod members_http;
 mod reset_password_command;
 pub mod snapshot_command;
-pub mod snapshot_file;
-pub mod snapshot_http;
-pub mod snapshot_store;
 
 use clap::ArgMatches;
 

@@ -15,12 +15,12 @@ use kuboard_storage::BackendKind;
 use sha2::{Digest, Sha256};
 
 use super::admin_client::{describe_error, exit_code, AdminClient, CommandError};
-use super::snapshot_file::{write_atomically, Snapshot};
-use super::snapshot_http::SNAPSHOT_PATH;
-use super::snapshot_store::{restore_snapshot, take_snapshot, RestoreReport};
 use super::{EXIT_FAILURE, EXIT_USAGE};
 use crate::cli::{RawSettings, SnapshotRestoreArgs, SnapshotSaveArgs};
 use crate::config::{self, LogConfig, RaftConfig, ServeConfig, StoreSelection};
+use crate::store_admin::snapshot_file::{write_atomically, Snapshot};
+use crate::store_admin::snapshot_routes::SNAPSHOT_PATH;
+use crate::store_admin::snapshot_store::{restore_snapshot, take_snapshot, RestoreReport};
 use crate::store_backend::etcd_backend::store_config;
 use crate::store_backend::raft_store_config;
 

@@ -9,9 +9,10 @@
 //! - under `strict`, a `pending` event (status 0) is written before the handler runs, and the
 //!   outcome follows as a second event with the same `audit_id`. If the database fails between the
 //!   two, the outcome event is dropped and counted; the `pending` event already proves the attempt;
-//! - a handler that records its own, more precise event (login, logout) marks its answer with
-//!   [`RecordedByHandler`], and the middleware does not record the request a second time; a login
-//!   refused before its handler ran (a malformed body) has no mark and is recorded here;
+//! - a handler that knows more than the request shows (login: the user who tried, and why it was
+//!   refused; logout: the session it ended) attaches an [`AuditNote`] to its answer, and the event
+//!   recorded here carries those facts; a login refused before its handler ran (a malformed body)
+//!   has no note and is recorded as refused before it was checked;
 //! - an exec, attach or port-forward session has an event when it opens (status 101) and a second
 //!   one, with the same `audit_id` and the session's duration, when it ends ([`SessionAudit`]);
 //! - requests the session guard refuses (CSRF, password change first) never reach this layer;
@@ -26,7 +27,7 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::audit::audit_row::AuditRow;
+use crate::audit::audit_event::AuditEvent;
 use crate::audit::audit_service::AuditService;
 use crate::auth::sessions;
 use crate::http::api_error::ApiError;
@@ -46,9 +47,19 @@ pub struct AuditLayerState {
     pub service: Arc<AuditService>,
 }
 
-/// Marks an answer whose handler recorded the request's audit event itself.
-#[derive(Debug, Clone, Copy)]
-pub struct RecordedByHandler;
+/// The facts of a request's audit event that only its handler knows, attached to its answer's
+/// extensions; [`audit_layer`] records the event with them.
+#[derive(Debug, Clone)]
+pub struct AuditNote {
+    /// The user the request acted for (a login's: the name tried, or `<invalid>`).
+    pub username: String,
+    /// Overrides the client the request's credentials show (a login is always `api`).
+    pub client: Option<&'static str>,
+    /// What the request acted on, e.g. `sessions`.
+    pub resource: &'static str,
+    /// Why, for humans (never a secret).
+    pub message: String,
+}
 
 /// The caller as the Kubernetes proxy authenticated it (the session guard does not cover
 /// `/k8s-api/`, so the middleware learns the user from the proxy through this slot).
@@ -82,7 +93,7 @@ pub enum SessionOutcome {
 #[derive(Clone)]
 pub struct SessionAudit {
     service: Arc<AuditService>,
-    row: AuditRow,
+    row: AuditEvent,
     caller: AuditCaller,
     started: Instant,
 }
@@ -106,7 +117,7 @@ impl SessionAudit {
             // A peer that closes without a TLS close_notify ends the session all the same.
             SessionOutcome::Failed(reason) => format!("session ended: {reason}"),
         };
-        self.service.record_row(row).await;
+        self.service.record(row).await;
     }
 }
 
@@ -167,9 +178,8 @@ pub async fn audit_layer(State(layer): State<AuditLayerState>, mut request: Requ
     let response = next.run(request).await;
     let status = response.status();
     let denied = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
-    if response.extensions().get::<RecordedByHandler>().is_some()
-        || !(changes || denied || is_login || service.audit_reads())
-    {
+    let note = response.extensions().get::<AuditNote>().cloned();
+    if note.is_none() && !(changes || denied || is_login || service.audit_reads()) {
         return response;
     }
     if let Some((username, groups)) = caller.and_then(|caller| caller.get()) {
@@ -185,11 +195,22 @@ pub async fn audit_layer(State(layer): State<AuditLayerState>, mut request: Requ
         "allow"
     }
     .into();
-    row.message = if session && status == StatusCode::SWITCHING_PROTOCOLS {
-        "session opened".into()
-    } else if is_login {
+    if is_login {
         // The query could carry anything a client typed; a login's event keeps the path only.
         row.request_uri = LOGIN_PATH.into();
+    }
+    row.message = if let Some(note) = note {
+        row.username = note.username;
+        if let Some(client) = note.client {
+            row.client = client.into();
+        }
+        row.resource = note.resource.into();
+        row.name = String::new();
+        row.subresource = String::new();
+        note.message
+    } else if session && status == StatusCode::SWITCHING_PROTOCOLS {
+        "session opened".into()
+    } else if is_login {
         format!(
             "login refused before it was checked: {}",
             status.canonical_reason().unwrap_or("")
@@ -197,7 +218,7 @@ pub async fn audit_layer(State(layer): State<AuditLayerState>, mut request: Requ
     } else {
         status.canonical_reason().unwrap_or("").into()
     };
-    service.record_row(row).await;
+    service.record(row).await;
     response
 }
 
@@ -225,12 +246,12 @@ pub async fn audit_guard_refusals(State(layer): State<AuditLayerState>, request:
     row.duration_ms = started.elapsed().as_millis() as i64;
     row.decision = "deny".into();
     row.message = format!("refused by the session guard: {}", refusal.code);
-    layer.service.record_row(row).await;
+    layer.service.record(row).await;
     response
 }
 
 /// An exec, attach or port-forward request of a pod through the Kubernetes proxy.
-fn is_session(row: &AuditRow) -> bool {
+fn is_session(row: &AuditEvent) -> bool {
     !row.cluster.is_empty() && row.resource == "pods" && SESSION_SUBRESOURCES.contains(&row.subresource.as_str())
 }
 
@@ -242,7 +263,7 @@ fn now_micros() -> i64 {
 }
 
 /// The event's fields known before the handler runs.
-fn describe(app: &AppState, request: &Request) -> AuditRow {
+fn describe(app: &AppState, request: &Request) -> AuditEvent {
     let headers = request.headers();
     let peer = request
         .extensions()
@@ -266,7 +287,7 @@ fn describe(app: &AppState, request: &Request) -> AuditRow {
         (&Method::DELETE, _) => "delete",
         _ => "get",
     };
-    AuditRow {
+    AuditEvent {
         ts_micros: now_micros(),
         audit_id: uuid::Uuid::new_v4().to_string(),
         replica: app.replica_id as i64,
@@ -281,7 +302,7 @@ fn describe(app: &AppState, request: &Request) -> AuditRow {
             "ui"
         }
         .into(),
-        source_ip: client_ip(headers, peer, &app.api.trusted_proxies),
+        source_ip: client_ip(headers, peer, &app.trusted_proxies),
         user_agent: headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|value| value.to_str().ok())
@@ -384,27 +405,32 @@ mod tests {
         );
         for sub in SESSION_SUBRESOURCES {
             let t = parse_target(&format!("/k8s-api/prod/api/v1/namespaces/web/pods/shell/{sub}"));
-            let row = AuditRow {
+            let row = AuditEvent {
                 cluster: t.cluster,
                 resource: t.resource,
                 subresource: t.subresource,
-                ..AuditRow::from(crate::audit::AuditEvent {
-                    ts: 0,
+                ..AuditEvent {
+                    ts_micros: 0,
                     audit_id: String::new(),
                     replica: 1,
-                    cluster: None,
+                    cluster: String::new(),
                     username: String::new(),
-                    client: "api",
+                    groups: String::new(),
+                    client: "api".into(),
                     source_ip: String::new(),
                     user_agent: String::new(),
                     verb: String::new(),
+                    api_group: String::new(),
                     resource: String::new(),
-                    name: None,
+                    subresource: String::new(),
+                    namespace: String::new(),
+                    name: String::new(),
                     request_uri: String::new(),
                     status_code: 0,
-                    decision: "allow",
+                    duration_ms: 0,
+                    decision: "allow".into(),
                     message: String::new(),
-                })
+                }
             };
             assert!(is_session(&row), "{sub}");
         }

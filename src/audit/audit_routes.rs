@@ -11,7 +11,7 @@ use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::types::ToSql;
 
-use crate::audit::audit_row::AuditRow;
+use crate::audit::audit_event::AuditEvent;
 use crate::audit::audit_service::{AuditService, AuditStatus};
 use crate::audit::dialect::{COLUMNS, TABLE};
 use crate::audit::local_log::{EventFilter, LocalLog};
@@ -22,6 +22,11 @@ use crate::http::AppState;
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
+
+/// The OpenAPI paths of the audit routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_events, audit_status))]
+pub struct AuditApi;
 
 pub fn router(service: Arc<AuditService>) -> Router<AppState> {
     Router::new()
@@ -47,7 +52,7 @@ pub struct AuditQuery {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
-    pub events: Vec<AuditRow>,
+    pub events: Vec<AuditEvent>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
     pub next_cursor: Option<String>,
 }
@@ -211,11 +216,11 @@ fn parse_cursor(text: &str) -> Option<(i64, String)> {
     Some((ts.parse().ok()?, id.to_string()))
 }
 
-fn row_of(row: &tokio_postgres::Row) -> Result<AuditRow, tokio_postgres::Error> {
+fn row_of(row: &tokio_postgres::Row) -> Result<AuditEvent, tokio_postgres::Error> {
     let text = |index: usize| -> Result<String, tokio_postgres::Error> {
         Ok(row.try_get::<_, Option<String>>(index)?.unwrap_or_default())
     };
-    Ok(AuditRow {
+    Ok(AuditEvent {
         ts_micros: row.try_get::<_, PgTimestamp>(0)?.unix_micros(),
         audit_id: text(1)?,
         replica: row.try_get::<_, Option<i64>>(2)?.unwrap_or_default(),

@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 
-use crate::audit::audit_row::AuditRow;
-use crate::audit::audit_sink::{AuditEvent, AuditSink};
+use crate::audit::audit_event::AuditEvent;
 use crate::audit::dialect::Dialect;
 use crate::audit::local_log::LocalLog;
 use crate::audit::pg_writer::PgWriter;
@@ -99,7 +98,7 @@ pub struct AuditService {
     settings: AuditSettings,
     writer: Option<tokio::sync::Mutex<PgWriter>>,
     local: Option<Arc<LocalLog>>,
-    queue: Option<mpsc::Sender<AuditRow>>,
+    queue: Option<mpsc::Sender<AuditEvent>>,
     spool: Option<Arc<Spool>>,
     spool_notify: Notify,
     counters: Counters,
@@ -220,7 +219,7 @@ impl AuditService {
     }
 
     /// Writes rows to the database or the local log (fsync'd there when `sync`).
-    async fn store(&self, rows: &[AuditRow], sync: bool) -> Result<(), String> {
+    async fn store(&self, rows: &[AuditEvent], sync: bool) -> Result<(), String> {
         if let Some(writer) = &self.writer {
             return writer.lock().await.write(rows).await.map_err(|error| error.to_string());
         }
@@ -270,7 +269,7 @@ impl AuditService {
     }
 
     /// Strict: writes the event now; an error pauses the replica and refuses the request.
-    pub async fn accept(&self, row: AuditRow) -> Result<(), AuditUnavailable> {
+    pub async fn accept(&self, row: AuditEvent) -> Result<(), AuditUnavailable> {
         if self.paused.load(Ordering::Acquire) {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
             return Err(AuditUnavailable(self.last_error().unwrap_or_default()));
@@ -294,7 +293,7 @@ impl AuditService {
     }
 
     /// Records an event under the policy; for `buffered` it is on disk when this returns.
-    pub async fn record_row(self: &Arc<Self>, row: AuditRow) {
+    pub async fn record(self: &Arc<Self>, row: AuditEvent) {
         if self.local_buffered() {
             match self.store(std::slice::from_ref(&row), true).await {
                 Ok(()) => self.note_written(1),
@@ -319,7 +318,7 @@ impl AuditService {
         self.local.is_some() && self.queue.is_none() && self.enabled()
     }
 
-    fn spool_row(&self, row: &AuditRow) {
+    fn spool_row(&self, row: &AuditEvent) {
         let Some(spool) = &self.spool else { return };
         match spool.append(row) {
             Ok(()) => {
@@ -337,7 +336,7 @@ impl AuditService {
         }
     }
 
-    fn enqueue(&self, row: AuditRow) {
+    fn enqueue(&self, row: AuditEvent) {
         if !self.enabled() {
             return;
         }
@@ -467,51 +466,18 @@ impl AuditService {
     }
 }
 
-impl AuditSink for AuditService {
-    fn record(&self, event: AuditEvent) {
-        if !self.enabled() {
-            return;
-        }
-        if self.writer.is_none() && self.local.is_none() {
-            crate::audit::LogAuditSink.record(event);
-            return;
-        }
-        let row = AuditRow::from(event);
-        if self.local_buffered() {
-            // As with the spool: login attempts are rare, a short fsync on this thread keeps them durable.
-            log_row(&row);
-            let written = self
-                .local
-                .as_ref()
-                .map(|local| local.append(std::slice::from_ref(&row), true));
-            match written {
-                Some(Ok(())) => self.note_written(1),
-                Some(Err(error)) => {
-                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    self.note_error(&format!("the local audit log cannot be written: {error}"));
-                }
-                None => {}
-            }
-        } else if self.spool.is_some() {
-            // Login attempts are rare; a short fsync on this thread keeps them durable too.
-            self.spool_row(&row);
-        } else {
-            self.enqueue(row);
-        }
-    }
-
-    fn paused_reason(&self) -> Option<String> {
+/// What the health, status and metrics routes read of the pipeline.
+impl AuditService {
+    /// Why audited requests are paused (a strict policy with its database down), if they are.
+    pub fn paused_reason(&self) -> Option<String> {
         self.paused().then(|| {
             self.last_error()
                 .unwrap_or_else(|| "the audit database does not answer".into())
         })
     }
 
-    fn audit_status(&self) -> Option<AuditStatus> {
-        Some(self.status())
-    }
-
-    fn prometheus_text(&self) -> String {
+    /// The pipeline's figures in the Prometheus text format (appended to `/metrics`).
+    pub fn prometheus_text(&self) -> String {
         if self.enabled() {
             self.metrics_text()
         } else {
@@ -521,7 +487,7 @@ impl AuditSink for AuditService {
 }
 
 /// One event as a structured log line (target `kuboard::audit`).
-fn log_row(row: &AuditRow) {
+fn log_row(row: &AuditEvent) {
     tracing::info!(
         target: "kuboard::audit",
         audit_id = %row.audit_id,
@@ -546,7 +512,7 @@ fn log_row(row: &AuditRow) {
 }
 
 /// Takes events off the queue in batches (bounded by count and by time) and writes them.
-async fn run_queue_writer(service: std::sync::Weak<AuditService>, mut receiver: mpsc::Receiver<AuditRow>) {
+async fn run_queue_writer(service: std::sync::Weak<AuditService>, mut receiver: mpsc::Receiver<AuditEvent>) {
     let mut retry_after: Option<Instant> = None;
     while let Some(first) = receiver.recv().await {
         let Some(service) = service.upgrade() else { return };

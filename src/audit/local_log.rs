@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 
-use crate::audit::audit_row::AuditRow;
+use crate::audit::audit_event::AuditEvent;
 
 const PREFIX: &str = "audit-";
 const SUFFIX: &str = ".jsonl";
@@ -42,7 +42,7 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    pub fn matches(&self, row: &AuditRow) -> bool {
+    pub fn matches(&self, row: &AuditEvent) -> bool {
         let same = |wanted: &Option<String>, value: &str| wanted.as_deref().is_none_or(|wanted| wanted == value);
         self.from.is_none_or(|from| row.ts_micros >= from)
             && self.to.is_none_or(|to| row.ts_micros < to)
@@ -144,7 +144,7 @@ impl LocalLog {
         }
         let mut current_range = TimeRange::EMPTY;
         for line in content[..whole as usize].split(|byte| *byte == b'\n') {
-            if let Ok(row) = serde_json::from_slice::<AuditRow>(line) {
+            if let Ok(row) = serde_json::from_slice::<AuditEvent>(line) {
                 current_range.add(row.ts_micros);
             }
         }
@@ -171,7 +171,7 @@ impl LocalLog {
     /// Appends the rows (one JSON line each); with `sync` they are on disk when this returns. A
     /// batch larger than a segment is spread over several, so that every segment but one holding a
     /// single oversized line stays within the segment size and the bound holds.
-    pub fn append(&self, rows: &[AuditRow], sync: bool) -> std::io::Result<()> {
+    pub fn append(&self, rows: &[AuditEvent], sync: bool) -> std::io::Result<()> {
         let mut segments = self.segments.lock().expect("no panics while holding the lock");
         let mut pending: Vec<u8> = Vec::new();
         let mut pending_ts: Vec<i64> = Vec::new();
@@ -269,7 +269,7 @@ impl LocalLog {
     }
 
     /// The newest `limit` events matching `filter`, newest first, and whether older ones remain.
-    pub fn query(&self, filter: &EventFilter, limit: usize) -> std::io::Result<(Vec<AuditRow>, bool)> {
+    pub fn query(&self, filter: &EventFilter, limit: usize) -> std::io::Result<(Vec<AuditEvent>, bool)> {
         let seqs: Vec<(u64, Option<TimeRange>)> = {
             let segments = self.segments.lock().expect("no panics while holding the lock");
             segments
@@ -302,7 +302,7 @@ impl LocalLog {
             };
             for line in BufReader::new(file).split(b'\n') {
                 let line = line?;
-                let Ok(row) = serde_json::from_slice::<AuditRow>(&line) else {
+                let Ok(row) = serde_json::from_slice::<AuditEvent>(&line) else {
                     continue;
                 };
                 seen.add(row.ts_micros);
@@ -323,7 +323,7 @@ impl LocalLog {
                 }
             }
         }
-        let mut rows: Vec<AuditRow> = newest.into_iter().map(|entry| entry.0 .0).collect();
+        let mut rows: Vec<AuditEvent> = newest.into_iter().map(|entry| entry.0 .0).collect();
         rows.sort_unstable_by(|a, b| (b.ts_micros, &b.audit_id).cmp(&(a.ts_micros, &a.audit_id)));
         let more = rows.len() > limit;
         rows.truncate(limit);
@@ -332,7 +332,7 @@ impl LocalLog {
 }
 
 /// Orders events by `(ts, audit_id)`, the order of the cursor.
-struct Newest(AuditRow);
+struct Newest(AuditEvent);
 
 impl PartialEq for Newest {
     fn eq(&self, other: &Self) -> bool {
@@ -358,8 +358,8 @@ impl Ord for Newest {
 mod tests {
     use super::*;
 
-    fn row(ts: i64, verb: &str) -> AuditRow {
-        AuditRow {
+    fn row(ts: i64, verb: &str) -> AuditEvent {
+        AuditEvent {
             ts_micros: ts,
             audit_id: format!("id-{ts:08}"),
             replica: 1,
@@ -390,7 +390,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temp dir");
         let bound = 64 * 1024;
         let log = LocalLog::open(dir.path(), bound).expect("open");
-        let rows: Vec<AuditRow> = (1..=600).map(|ts| row(ts, "create")).collect();
+        let rows: Vec<AuditEvent> = (1..=600).map(|ts| row(ts, "create")).collect();
         log.append(&rows, false).expect("append");
         assert!(log.bytes() <= bound, "{} bytes held", log.bytes());
         let on_disk: u64 = std::fs::read_dir(dir.path())

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
-use crate::audit::audit_row::AuditRow;
+use crate::audit::audit_event::AuditEvent;
 use crate::audit::dialect::{Dialect, COLUMN_COUNT, MAX_PARAMS};
 use crate::audit::pg_timestamp::PgTimestamp;
 
@@ -107,7 +107,7 @@ impl PgWriter {
     /// Writes the rows in order, one multi-row INSERT (one transaction, one flush) per
     /// [`CHUNK_ROWS`]; rows already stored stay once, so a batch that failed part-way may be
     /// written again whole.
-    pub async fn write(&mut self, rows: &[AuditRow]) -> Result<(), WriteError> {
+    pub async fn write(&mut self, rows: &[AuditEvent]) -> Result<(), WriteError> {
         let dialect = self.dialect;
         let result = async {
             let connected = self.connect().await?;

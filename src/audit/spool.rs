@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 
-use crate::audit::audit_row::AuditRow;
+use crate::audit::audit_event::AuditEvent;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -37,7 +37,7 @@ pub struct Spool {
 
 /// Lines read from the spool and the offset to commit once they are stored.
 pub struct SpoolBatch {
-    pub rows: Vec<AuditRow>,
+    pub rows: Vec<AuditEvent>,
     pub end_offset: u64,
 }
 
@@ -82,7 +82,7 @@ impl Spool {
     }
 
     /// Appends one event durably. Blocking: call from `spawn_blocking`.
-    pub fn append(&self, row: &AuditRow) -> Result<(), SpoolError> {
+    pub fn append(&self, row: &AuditEvent) -> Result<(), SpoolError> {
         let mut line = serde_json::to_vec(row).map_err(|error| SpoolError::Io(error.into()))?;
         line.push(b'\n');
         let mut files = self.files.lock().expect("no panics while holding the spool lock");
@@ -122,7 +122,7 @@ impl Spool {
                 break;
             }
             offset += read as u64;
-            match serde_json::from_str::<AuditRow>(line.trim_end()) {
+            match serde_json::from_str::<AuditEvent>(line.trim_end()) {
                 Ok(row) => rows.push(row),
                 Err(error) => tracing::error!(%error, offset, "skipping an unreadable audit spool line"),
             }
@@ -161,8 +161,8 @@ impl Spool {
 mod tests {
     use super::*;
 
-    fn row(n: i64) -> AuditRow {
-        AuditRow {
+    fn row(n: i64) -> AuditEvent {
+        AuditEvent {
             ts_micros: n,
             audit_id: format!("id-{n}"),
             replica: 1,

@@ -122,11 +122,10 @@ mod tests {
     }
 }
 
-/// Who is calling, for throttling and audit: the client address and its user agent.
+/// Who is calling, for login throttling: the client address.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
     pub ip: String,
-    pub user_agent: String,
 }
 
 impl axum::extract::FromRequestParts<crate::http::AppState> for ClientInfo {
@@ -140,17 +139,8 @@ impl axum::extract::FromRequestParts<crate::http::AppState> for ClientInfo {
             .extensions
             .get::<axum::extract::ConnectInfo<PeerAddress>>()
             .map(|info| info.0 .0);
-        let user_agent = parts
-            .headers
-            .get(axum::http::header::USER_AGENT)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("")
-            .chars()
-            .take(256)
-            .collect();
         Ok(ClientInfo {
-            ip: client_ip(&parts.headers, peer, &state.api.trusted_proxies),
-            user_agent,
+            ip: client_ip(&parts.headers, peer, &state.trusted_proxies),
         })
     }
 }

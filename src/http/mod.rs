@@ -1,52 +1,47 @@
-//! The HTTP surface of one replica.
+//! The HTTP plumbing of one replica: the state every handler shares, errors, extractors, the
+//! session guard and the listener. No handler lives here: the routes are in their feature folders
+//! and are assembled in `crate::api`.
 //!
 //! # Layout
 //!
+//! - [`AppState`] (this file): what every handler may use, with the settings of logins.
 //! - [`api_error`]: [`ApiError`], the JSON error of every failed request.
 //! - [`api_json`]: the JSON body extractor mapping every rejection to an `ApiError`.
 //! - [`request_context`]: request ids, tracing spans and HTTP metrics.
 //! - [`caller`]: the authenticated user of a request.
 //! - [`session_guard`]: in front of every API route: password change first, CSRF for cookies.
 //! - [`client_address`]: the client's address (peer, or `X-Forwarded-For` of trusted proxies).
-//! - [`api_services`]: settings and collaborators of the handlers (audit sink, cipher, limits).
-//! - [`auth_routes`], [`access_key_routes`], [`user_routes`], [`role_binding_routes`],
-//!   [`cluster_routes`], [`system_routes`], [`health_routes`]: the handlers.
-//! - [`openapi`]: the OpenAPI document generated from the handlers and wire types.
+//! - [`openapi`]: the parts of the OpenAPI document every feature shares (title, tags, security,
+//!   the errors of the body extractor).
 //! - [`tls_listener`]: HTTPS on the web port.
+//!
+//! Architecture Invariant: `http` imports no feature folder (`api`, `audit`, `kube`,
+//! `store_admin`); they import it. It depends only on the domain below it (`auth`, `clusters`,
+//! `app_store`, `config`).
 //!
 //! Architecture Invariant: handlers keep nothing between requests that another replica would need;
 //! everything lives in the store.
 
-pub mod access_key_routes;
 pub mod api_error;
 pub mod api_json;
-pub mod api_services;
-pub mod auth_routes;
 pub mod caller;
 pub mod client_address;
-pub mod cluster_routes;
-pub mod health_routes;
 pub mod openapi;
 pub mod request_context;
-pub mod role_binding_routes;
 pub mod session_guard;
-pub mod system_routes;
-#[cfg(test)]
-mod tests;
 pub mod tls_listener;
-pub mod user_routes;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::app_store::AppStore;
+use crate::auth::throttle::ThrottleLimits;
 use crate::clock::Clock;
-use crate::config::AuditPolicy;
+use crate::clusters::credential_cipher::CredentialCipher;
+use crate::config::{AuditPolicy, IpNetwork, Secret};
 use crate::metrics::Metrics;
 pub use api_error::ApiError;
 
@@ -63,69 +58,36 @@ pub struct AppState {
     pub audit_policy: AuditPolicy,
     /// Set once the first-start `admin` user is known to exist.
     pub admin_ready: Arc<AtomicBool>,
-    pub api: Arc<api_services::ApiServices>,
+    pub login: Arc<LoginSettings>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<[IpNetwork]>,
+    /// Seals and opens cluster credentials.
+    pub cipher: CredentialCipher,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health_routes::healthz))
-        .route("/readyz", get(health_routes::readyz))
-        .route("/metrics", get(health_routes::metrics))
-        .route("/kuboard-api/auth/login", post(auth_routes::login))
-        .route("/kuboard-api/auth/logout", post(auth_routes::logout))
-        .route("/kuboard-api/auth/me", get(auth_routes::me))
-        .route("/kuboard-api/auth/password", post(auth_routes::change_password))
-        .route("/kuboard-api/system/status", get(system_routes::status))
-        .route("/kuboard-api/openapi.json", get(openapi::openapi_json))
-        .route(
-            "/kuboard-api/auth/access-keys",
-            get(access_key_routes::list_access_keys).post(access_key_routes::create_access_key),
-        )
-        .route(
-            "/kuboard-api/auth/access-keys/{id}",
-            delete(access_key_routes::delete_access_key),
-        )
-        .route(
-            "/kuboard-api/users",
-            get(user_routes::list_users).post(user_routes::create_user),
-        )
-        .route(
-            "/kuboard-api/users/{username}",
-            get(user_routes::get_user)
-                .patch(user_routes::update_user)
-                .delete(user_routes::delete_user),
-        )
-        .route(
-            "/kuboard-api/users/{username}/password",
-            post(user_routes::reset_password),
-        )
-        .route("/kuboard-api/users/{username}/identity", get(user_routes::identity))
-        .route(
-            "/kuboard-api/role-bindings",
-            get(role_binding_routes::list_role_bindings).post(role_binding_routes::create_role_binding),
-        )
-        .route(
-            "/kuboard-api/role-bindings/{id}",
-            delete(role_binding_routes::delete_role_binding),
-        )
-        .route(
-            "/kuboard-api/clusters",
-            get(cluster_routes::list_clusters).post(cluster_routes::create_cluster),
-        )
-        .route(
-            "/kuboard-api/clusters/{name}",
-            get(cluster_routes::get_cluster)
-                .put(cluster_routes::update_cluster)
-                .delete(cluster_routes::delete_cluster),
-        )
-        .fallback(|| async { ApiError::not_found() })
-        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .layer(DefaultBodyLimit::max(api_json::BODY_LIMIT_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            request_context::request_context,
-        ))
-        .with_state(state)
+/// The settings of logins and passwords.
+pub struct LoginSettings {
+    /// Lifetime of a session logged in with `"remember": true`.
+    pub remember_ttl: Duration,
+    pub throttle: ThrottleLimits,
+    /// The first-start admin password, which the password policy refuses as a new password.
+    pub default_password: Secret,
+}
+
+impl LoginSettings {
+    /// Settings for handler tests: the defaults.
+    #[cfg(test)]
+    pub fn for_tests() -> Arc<LoginSettings> {
+        Arc::new(LoginSettings {
+            remember_ttl: Duration::from_secs(7 * 24 * 3600),
+            throttle: ThrottleLimits {
+                window_seconds: 300,
+                max_failures_per_user: 10,
+                max_failures_per_address: 50,
+            },
+            default_password: Secret::new(crate::config::DEFAULT_ADMIN_PASSWORD),
+        })
+    }
 }
 
 /// Puts the session guard in front of `app` (the whole API, every module's routes merged).

@@ -1,5 +1,7 @@
 //! The HTTP routes of Kubernetes access:
 //!
+//! - `/kuboard-api/clusters` and `/kuboard-api/clusters/{name}`: the cluster registry
+//!   ([`crate::kube::cluster_routes`]);
 //! - `POST /kuboard-api/cluster-imports`: import a cluster from a kubeconfig or a token
 //!   (administrators); every URL is probed first unless `skip_probe`; `dry_run` only checks;
 //! - `GET /kuboard-api/clusters/{name}/endpoints`: the balancer's state of every apiserver;
@@ -19,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::access_keys;
-use crate::clusters::cluster_registry::{self, is_valid_cluster_name};
+use crate::clusters::cluster_registry;
 use crate::http::api_error::ApiError;
 use crate::http::api_json::{ApiJson, BODY_LIMIT_BYTES};
 use crate::http::caller::{presented_token, Caller};
@@ -27,6 +29,7 @@ use crate::http::request_context::request_context;
 use crate::http::AppState;
 use crate::kube::apiserver_pool::EndpointStatus;
 use crate::kube::apiserver_pool_registry::{ApiserverPoolRegistry, PoolLookupError};
+use crate::kube::cluster_routes::{self, check_cluster_name, store_new_cluster};
 use crate::kube::kubeconfig_import::{self, ImportError, ImportedCluster, ProbeReport};
 use crate::kube::user_kubeconfig::user_kubeconfig;
 
@@ -48,8 +51,33 @@ pub struct KubeRoutesState {
     pub pools: Arc<ApiserverPoolRegistry>,
 }
 
+/// The OpenAPI paths of the cluster registry, import, endpoints and kubeconfig routes (the proxy passes the
+/// Kubernetes API through and is not described).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    cluster_routes::list_clusters,
+    cluster_routes::get_cluster,
+    cluster_routes::create_cluster,
+    cluster_routes::update_cluster,
+    cluster_routes::delete_cluster,
+    import_cluster,
+    cluster_endpoints,
+    download_kubeconfig
+))]
+pub struct KubeApi;
+
 pub fn router(app: AppState, context: Arc<KubeContext>) -> Router {
     Router::new()
+        .route(
+            "/kuboard-api/clusters",
+            get(cluster_routes::list_clusters).post(cluster_routes::create_cluster),
+        )
+        .route(
+            "/kuboard-api/clusters/{name}",
+            get(cluster_routes::get_cluster)
+                .put(cluster_routes::update_cluster)
+                .delete(cluster_routes::delete_cluster),
+        )
         .route("/kuboard-api/cluster-imports", post(import_cluster))
         .route("/kuboard-api/clusters/{name}/endpoints", get(cluster_endpoints))
         .route("/kuboard-api/clusters/{name}/kubeconfig", get(download_kubeconfig))
@@ -77,8 +105,11 @@ async fn proxy_route(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportClusterRequest {
+    /// 1-63 characters `[a-z0-9-]`, starting and ending with a letter or digit.
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: String,
     /// A kubeconfig (YAML or JSON) with inline data.
     pub kubeconfig: Option<String>,
@@ -140,13 +171,7 @@ pub async fn import_cluster(
     ApiJson(request): ApiJson<ImportClusterRequest>,
 ) -> Result<Response, ApiError> {
     caller.require_administrator(&state).await?;
-    if !is_valid_cluster_name(&request.name) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_cluster_name",
-            "expected a name of 1-63 characters [a-z0-9-], starting and ending with a letter or digit",
-        ));
-    }
+    check_cluster_name(&request.name)?;
     if request.description.chars().count() > 1024 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -176,23 +201,14 @@ pub async fn import_cluster(
     if request.dry_run {
         return Ok((StatusCode::OK, Json(response)).into_response());
     }
-    let now = state.clock.now_unix();
-    let record = cluster_registry::seal_record(
-        &state.api.cipher,
+    let record = store_new_cluster(
+        &state,
         &request.name,
         request.description,
         response.endpoints.clone(),
         credentials,
-        now,
-        now,
-    );
-    if !cluster_registry::write_cluster(&state.store, &record, None).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "cluster_exists",
-            "a cluster with this name exists",
-        ));
-    }
+    )
+    .await?;
     tracing::info!(cluster = %record.name, endpoints = record.endpoints.len(), by = caller.username(), "cluster imported");
     response.stored = true;
     Ok((StatusCode::CREATED, Json(response)).into_response())
@@ -232,9 +248,10 @@ fn endpoint_view(status: EndpointStatus) -> EndpointStatusView {
 }
 
 /// The balancer's view of a cluster's apiservers on this replica. Any logged-in user.
-#[utoipa::path(get, path = "/kuboard-api/clusters/{name}/endpoints", tag = "clusters", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/kuboard-api/clusters/{name}/endpoints", tag = "clusters", params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
     responses((status = 200, body = ClusterEndpointsResponse), (status = 401, body = crate::http::api_error::ErrorBody),
-        (status = 404, body = crate::http::api_error::ErrorBody)),
+        (status = 404, body = crate::http::api_error::ErrorBody),
+        (status = 502, description = "The cluster's settings are not usable", body = crate::http::api_error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn cluster_endpoints(
     State(state): State<AppState>,
@@ -243,7 +260,7 @@ pub async fn cluster_endpoints(
     Path(name): Path<String>,
 ) -> Result<Json<ClusterEndpointsResponse>, ApiError> {
     caller.user(&state).await?;
-    let pool = match context.pools.pool_for(&state.store, &state.api.cipher, &name).await {
+    let pool = match context.pools.pool_for(&state.store, &state.cipher, &name).await {
         Ok(Some(pool)) => pool,
         Ok(None) => {
             return Err(ApiError::new(
@@ -253,7 +270,16 @@ pub async fn cluster_endpoints(
             ))
         }
         Err(PoolLookupError::Registry(error)) => return Err(error.into()),
-        Err(error @ PoolLookupError::Connection { .. }) => return Err(ApiError::internal(error)),
+        Err(error @ PoolLookupError::Connection { .. }) => {
+            // As the proxy answers: the registered settings (a CA or client certificate that does
+            // not parse) are the cluster's fault, not the server's.
+            tracing::error!(%error, "a registered cluster cannot be connected");
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "cluster_not_usable",
+                "this cluster's connection settings are not usable; an administrator must fix them",
+            ));
+        }
     };
     Ok(Json(ClusterEndpointsResponse {
         cluster: name,
@@ -265,14 +291,16 @@ pub async fn cluster_endpoints(
 pub struct KubeconfigQuery {
     /// `access-key` (default): a new access key of the caller, valid `days` days; `session`: the
     /// token the caller presented, valid as long as its session.
+    #[param(pattern = "^(access-key|session)$")]
     pub credential: Option<String>,
+    #[param(minimum = 1, maximum = 365)]
     pub days: Option<u64>,
 }
 
 /// A kubeconfig for the caller to use kubectl on this cluster through Kuboard.
 #[utoipa::path(get, path = "/kuboard-api/clusters/{name}/kubeconfig", tag = "clusters",
-    params(("name" = String, Path), KubeconfigQuery),
-    responses((status = 200, content_type = "application/yaml", body = String),
+    params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), KubeconfigQuery),
+    responses((status = 200, description = "A kubeconfig", content_type = "application/yaml", body = Object),
         (status = 401, body = crate::http::api_error::ErrorBody), (status = 404, body = crate::http::api_error::ErrorBody),
         (status = 422, body = crate::http::api_error::ErrorBody)),
     security(("bearer" = [])))]

@@ -20,7 +20,10 @@
 //! - [`kube_status`]: Kubernetes-style `Status` error responses.
 //! - [`proxy`]: `/k8s-api/{cluster}/{*path}`, streaming, websocket upgrades, impersonation.
 //! - [`user_kubeconfig`]: the kubeconfig a user downloads to use kubectl through the proxy.
-//! - [`kube_routes`]: the HTTP routes (import, endpoint states, kubeconfig download, proxy).
+//! - [`cluster_routes`]: the cluster registry over HTTP, and [`cluster_routes::store_new_cluster`],
+//!   the one place a cluster is created (field by field or imported).
+//! - [`kube_routes`]: the HTTP routes (registry, import, endpoint states, kubeconfig download,
+//!   proxy) and their OpenAPI paths.
 //!
 //! Architecture Invariant: the proxy never forwards the caller's own credentials or
 //! impersonation headers; the apiserver sees only the cluster's credential and the identity
@@ -33,6 +36,7 @@ pub mod apiserver_pool;
 pub mod apiserver_pool_registry;
 pub mod apiserver_url;
 pub mod cluster_connection;
+pub mod cluster_routes;
 pub mod endpoint_connector;
 pub mod endpoint_state;
 pub mod kube_metrics;

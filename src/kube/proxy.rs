@@ -241,7 +241,7 @@ async fn forward(state: KubeRoutesState, mut request: Request) -> Result<Respons
 
     let pool = match state
         .pools
-        .pool_for(&state.app.store, &state.app.api.cipher, &cluster)
+        .pool_for(&state.app.store, &state.app.cipher, &cluster)
         .await
     {
         Ok(Some(pool)) => pool,

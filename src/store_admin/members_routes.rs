@@ -25,13 +25,14 @@ use axum::{Json, Router};
 use kuboard_raft::RaftStore;
 use kuboard_storage::{Member, MemberRole, Store, StoreError};
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use super::member_spec::{check_peer_address, parse_member_id};
 use crate::auth::sessions::{self, Session};
+use crate::http::api_error::ErrorBody;
 use crate::http::api_json::ApiJson;
 use crate::http::caller::{presented_token, Caller};
 use crate::http::request_context::request_context;
-use crate::http::system_routes::MemberView;
 use crate::http::{ApiError, AppState};
 use crate::store_backend::StoreBackend;
 
@@ -41,8 +42,18 @@ pub const MEMBER_PATH: &str = "/kuboard-api/system/members/{id}";
 /// A list never waits longer than this for the store's status.
 const LIST_DEADLINE: Duration = Duration::from_secs(10);
 
+/// One member of the store's group, as the answering replica sees it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MemberView {
+    pub id: u64,
+    pub address: String,
+    /// leader, follower, learner or unknown.
+    pub role: String,
+    pub healthy: bool,
+}
+
 /// What every members endpoint answers: the membership after the request.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MembersView {
     /// The replica that answered.
     pub replica_id: u64,
@@ -57,16 +68,25 @@ pub struct MembersView {
     pub members: Vec<MemberView>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMemberRequest {
+    #[schema(minimum = 1)]
     pub id: u64,
+    /// `host:port` of the new member's Raft peer listener.
+    #[schema(
+        pattern = r"^([A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$"
+    )]
     pub address: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceMemberRequest {
+    /// `host:port` of the fresh member's Raft peer listener.
+    #[schema(
+        pattern = r"^([A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$"
+    )]
     pub address: String,
 }
 
@@ -77,6 +97,11 @@ struct MembersRouteState {
 }
 
 /// The members routes, with the same request-context layer as the rest of the API.
+/// The OpenAPI paths of the members routes.
+#[derive(OpenApi)]
+#[openapi(paths(list_members, add_member, replace_member, remove_member))]
+pub struct MembersApi;
+
 pub fn router(app: AppState, backend: Arc<StoreBackend>) -> Router {
     Router::new()
         .route(MEMBERS_PATH, get(list_members).post(add_member))
@@ -236,6 +261,10 @@ async fn view(state: &MembersRouteState, from_leader: Option<Vec<Member>>) -> Re
     })
 }
 
+/// The members of the embedded store's group, as this replica sees them.
+#[utoipa::path(get, path = "/kuboard-api/system/members", tag = "system",
+    responses((status = 200, body = MembersView), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
 async fn list_members(
     State(state): State<MembersRouteState>,
     _caller: Authenticated,
@@ -243,6 +272,12 @@ async fn list_members(
     Ok(Json(view(&state, None).await?))
 }
 
+/// Adds a member (administrators); it catches up as a learner, then votes.
+#[utoipa::path(post, path = "/kuboard-api/system/members", tag = "system", request_body = AddMemberRequest,
+    responses((status = 200, body = MembersView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
 async fn add_member(
     State(state): State<MembersRouteState>,
     Authenticated(session): Authenticated,
@@ -282,6 +317,12 @@ async fn add_member(
     Ok(Json(view(&state, Some(members)).await?))
 }
 
+/// Removes a member (administrators).
+#[utoipa::path(delete, path = "/kuboard-api/system/members/{id}", tag = "system", params(("id" = u64, Path, minimum = 1)),
+    responses((status = 200, body = MembersView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
 async fn remove_member(
     State(state): State<MembersRouteState>,
     Path(id): Path<String>,
@@ -308,6 +349,13 @@ async fn remove_member(
     Ok(Json(view(&state, Some(members)).await?))
 }
 
+/// Replaces a member by a fresh one at an address (administrators).
+#[utoipa::path(put, path = "/kuboard-api/system/members/{id}", tag = "system", request_body = ReplaceMemberRequest,
+    params(("id" = u64, Path, minimum = 1)),
+    responses((status = 200, body = MembersView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
 async fn replace_member(
     State(state): State<MembersRouteState>,
     Path(id): Path<String>,
@@ -407,7 +455,9 @@ mod tests {
             secure_cookies: false,
             audit_policy: AuditPolicy::IgnoreErrors,
             admin_ready: Arc::new(AtomicBool::new(true)),
-            api: crate::http::api_services::ApiServices::for_tests(),
+            login: crate::http::LoginSettings::for_tests(),
+            trusted_proxies: Arc::from(Vec::new()),
+            cipher: crate::clusters::credential_cipher::CredentialCipher::from_secret("handler tests"),
         };
         Harness {
             app: router(state, Arc::new(backend)),

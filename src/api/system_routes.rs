@@ -1,21 +1,16 @@
 //! `/kuboard-api/system/...`: the replica's and the store's state, for operators and the UI.
 
+use std::sync::Arc;
+
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::audit_service::AuditService;
 use crate::http::api_error::ApiError;
 use crate::http::caller::Caller;
 use crate::http::AppState;
-
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct MemberView {
-    pub id: u64,
-    pub address: String,
-    /// leader, follower, learner or unknown.
-    pub role: String,
-    pub healthy: bool,
-}
+use crate::store_admin::members_routes::MemberView;
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SystemStatus {
@@ -40,7 +35,11 @@ pub struct SystemStatus {
     responses((status = 200, body = SystemStatus), (status = 401, body = crate::http::api_error::ErrorBody),
         (status = 403, body = crate::http::api_error::ErrorBody), (status = 503, body = crate::http::api_error::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn status(State(state): State<AppState>, _caller: Caller) -> Result<Json<SystemStatus>, ApiError> {
+pub async fn status(
+    State(state): State<AppState>,
+    Extension(audit): Extension<Arc<AuditService>>,
+    _caller: Caller,
+) -> Result<Json<SystemStatus>, ApiError> {
     let status = state.store.status().await?;
     Ok(Json(SystemStatus {
         replica_id: state.replica_id,
@@ -62,6 +61,6 @@ pub async fn status(State(state): State<AppState>, _caller: Caller) -> Result<Js
         raft_term: status.raft_term,
         healthy: status.healthy,
         audit_policy: state.audit_policy.as_str().to_string(),
-        audit: state.api.audit.audit_status(),
+        audit: Some(audit.status()),
     }))
 }

@@ -1,4 +1,5 @@
-//! Handler tests against the in-process store: the whole router, called as a tower service.
+//! Handler tests against the in-process store: this folder's routes and the cluster routes behind
+//! the session guard, called as a tower service.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,11 +11,12 @@ use axum::Router;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use crate::api::resource_routes;
 use crate::app_store::AppStore;
 use crate::auth::users::{self, FirstStartAdmin};
 use crate::clock::Clock;
 use crate::config::AuditPolicy;
-use crate::http::{router, AppState};
+use crate::http::AppState;
 use crate::memory_store::MemoryStore;
 use crate::metrics::Metrics;
 use crate::store_backend::StoreBackend;
@@ -53,10 +55,28 @@ async fn harness() -> Harness {
         secure_cookies: false,
         audit_policy: AuditPolicy::IgnoreErrors,
         admin_ready: Arc::new(AtomicBool::new(true)),
-        api: crate::http::api_services::ApiServices::for_tests(),
+        login: crate::http::LoginSettings::for_tests(),
+        trusted_proxies: Arc::from(Vec::new()),
+        cipher: crate::clusters::credential_cipher::CredentialCipher::from_secret("handler tests"),
     };
+    // Audit disabled: the layer that records events is not part of these routes.
+    let audit = crate::audit::audit_service::AuditService::start(
+        crate::audit::audit_service::AuditSettings::new(AuditPolicy::Disabled, None),
+        std::path::Path::new("/nonexistent"),
+    )
+    .expect("a disabled audit service starts without touching the disk");
+    let kube = Arc::new(crate::kube::kube_routes::KubeContext {
+        pools: Arc::new(crate::kube::apiserver_pool_registry::ApiserverPoolRegistry::new(
+            Arc::new(crate::kube::kube_metrics::KubeMetrics::new(&state.metrics)),
+            crate::kube::apiserver_pool::PoolSettings::default(),
+        )),
+        public_endpoint: None,
+    });
     Harness {
-        app: crate::http::with_session_guard(router(state.clone()), state.clone()),
+        app: crate::http::with_session_guard(
+            resource_routes(state.clone(), audit).merge(crate::kube::kube_routes::router(state.clone(), kube)),
+            state.clone(),
+        ),
         state,
         memory,
     }
@@ -246,8 +266,8 @@ async fn wrong_credentials_and_missing_sessions_are_refused() {
 #[tokio::test]
 async fn failures_from_one_address_throttle_every_user_name() {
     let h = harness().await;
-    let limit = h.state.api.throttle.max_failures_per_address;
-    assert!(limit > h.state.api.throttle.max_failures_per_user);
+    let limit = h.state.login.throttle.max_failures_per_address;
+    assert!(limit > h.state.login.throttle.max_failures_per_user);
     for guess in 0..limit {
         assert_error(
             &h.login(&format!("guess-{guess}"), "wrong").await,
@@ -657,4 +677,45 @@ async fn roles_bindings_and_identity_through_the_api() {
         StatusCode::FORBIDDEN,
         "user_disabled",
     );
+}
+
+#[tokio::test]
+async fn a_cluster_that_cannot_be_connected_is_refused_and_not_stored() {
+    let h = harness().await;
+    let first = h.token(DEFAULT_PASSWORD).await;
+    let changed = h
+        .post(
+            "/kuboard-api/auth/password",
+            Some(&first),
+            &json!({"current_password": DEFAULT_PASSWORD, "new_password": "Changed-Pass-1"}),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    let admin = h.token("Changed-Pass-1").await;
+    for (body, code) in [
+        (
+            json!({"name": "no-ca", "endpoints": ["https://10.0.0.1:6443"], "credentials": {"token": "t"}}),
+            "missing_ca_certificate",
+        ),
+        (
+            json!({"name": "bad-ca", "endpoints": ["https://10.0.0.1:6443"],
+                "credentials": {"token": "t", "ca_certificate": "not a certificate"}}),
+            "invalid_cluster_settings",
+        ),
+    ] {
+        let answer = h.post("/kuboard-api/clusters", Some(&admin), &body).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.text);
+        assert_eq!(answer.json["code"], code, "{}", answer.text);
+        let name = body["name"].as_str().expect("a name");
+        let stored = h.get(&format!("/kuboard-api/clusters/{name}"), Some(&admin)).await;
+        assert_eq!(stored.status, StatusCode::NOT_FOUND, "{}", stored.text);
+    }
+    let plain = h
+        .post(
+            "/kuboard-api/clusters",
+            Some(&admin),
+            &json!({"name": "plain", "endpoints": ["http://10.0.0.1:8080"], "credentials": {"token": "t"}}),
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::CREATED, "{}", plain.text);
 }

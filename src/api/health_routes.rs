@@ -1,15 +1,17 @@
 //! `/healthz`, `/readyz` and `/metrics`: for load balancers, orchestrators and Prometheus.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
 
 use crate::app_store::error_kind;
+use crate::audit::audit_service::AuditService;
 use crate::http::api_error::ApiError;
 use crate::http::AppState;
 
@@ -26,7 +28,10 @@ pub async fn healthz() -> &'static str {
 /// Ready: the store has a leader with a quorum and the first-start setup is done.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Not ready", body = crate::http::api_error::ErrorBody)))]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn readyz(
+    State(state): State<AppState>,
+    Extension(audit): Extension<Arc<AuditService>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let not_ready = |code, message: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
     let status = match tokio::time::timeout(STATUS_DEADLINE, state.store.status()).await {
         Ok(Ok(status)) => status,
@@ -39,7 +44,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
     if !status.healthy {
         return Err(not_ready("store_unhealthy", "the store has no leader with a quorum"));
     }
-    if let Some(reason) = state.api.audit.paused_reason() {
+    if let Some(reason) = audit.paused_reason() {
         tracing::debug!(%reason, "readiness: audit paused");
         return Err(not_ready(
             "audit_paused",
@@ -60,7 +65,10 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
 /// Prometheus metrics of this replica.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(
+    State(state): State<AppState>,
+    Extension(audit): Extension<Arc<AuditService>>,
+) -> impl IntoResponse {
     match tokio::time::timeout(STATUS_DEADLINE, state.store.status()).await {
         Ok(Ok(status)) => state.metrics.observe_store_status(Ok(&status)),
         Ok(Err(error)) => state.metrics.observe_store_status(Err(error_kind(&error))),
@@ -68,6 +76,6 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render() + &state.api.audit.prometheus_text(),
+        state.metrics.render() + &audit.prometheus_text(),
     )
 }

@@ -14,6 +14,7 @@ use kuboard_storage::BackendKind;
 
 use super::snapshot_store::{take_snapshot, SnapshotError};
 use crate::auth::sessions;
+use crate::http::api_error::ErrorBody;
 use crate::http::caller::{presented_token, Caller};
 use crate::http::request_context::request_context;
 use crate::http::{ApiError, AppState};
@@ -30,6 +31,11 @@ struct SnapshotRouteState {
 }
 
 /// The snapshot route, with the same request-context layer as the rest of the API.
+/// The OpenAPI path of the snapshot route.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(snapshot))]
+pub struct SnapshotApi;
+
 pub fn router(app: AppState, backend: Arc<StoreBackend>) -> Router {
     Router::new()
         .route(SNAPSHOT_PATH, get(snapshot))
@@ -37,6 +43,11 @@ pub fn router(app: AppState, backend: Arc<StoreBackend>) -> Router {
         .with_state(SnapshotRouteState { app, backend })
 }
 
+/// A consistent snapshot of the store, in kuboard's snapshot file format (administrators).
+#[utoipa::path(get, path = "/kuboard-api/system/snapshot", tag = "system",
+    responses((status = 200, description = "The snapshot file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
 async fn snapshot(State(state): State<SnapshotRouteState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let now = state.app.clock.now_unix();
     let token = presented_token(&headers).ok_or_else(ApiError::unauthenticated)?;

@@ -15,28 +15,51 @@ use crate::http::api_error::{ApiError, ErrorBody};
 use crate::http::api_json::ApiJson;
 use crate::http::caller::Caller;
 use crate::http::AppState;
+use crate::kube::cluster_connection::{ClusterConnection, ConnectionError};
 
 const MAX_ENDPOINTS: usize = 16;
 const MAX_DESCRIPTION_CHARS: usize = 1024;
 const MAX_CREDENTIAL_BYTES: usize = 64 * 1024;
 
+/// The OpenAPI schema of the endpoint list, as [`check_settings`] accepts it.
+/// The pattern asks for a host name or IPv4 address, an optional port and path: narrower than the
+/// check (which takes any URL text without spaces), so that generated URLs are ones a client can
+/// parse.
+fn endpoint_urls() -> utoipa::openapi::Array {
+    crate::http::openapi::string_list(
+        r"^https?://[A-Za-z0-9.-]{1,200}(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]{0,40})?$",
+        1,
+        MAX_ENDPOINTS,
+    )
+}
+
 /// Credentials as sent by an administrator (write-only).
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialsInput {
+    #[schema(max_length = 65536)]
     pub token: Option<String>,
+    /// PEM; with `client_key`.
+    #[schema(max_length = 65536)]
     pub client_certificate: Option<String>,
+    /// PEM; with `client_certificate`.
+    #[schema(max_length = 65536)]
     pub client_key: Option<String>,
+    #[schema(max_length = 65536)]
     pub ca_certificate: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateClusterRequest {
+    /// 1-63 characters `[a-z0-9-]`, starting and ending with a letter or digit.
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: String,
-    /// Apiserver URLs, `https://host:port`.
+    /// 1 to 16 apiserver URLs, `https://host:port`.
+    #[schema(schema_with = endpoint_urls)]
     pub endpoints: Vec<String>,
     #[serde(default)]
     pub credentials: Option<CredentialsInput>,
@@ -47,7 +70,10 @@ pub struct CreateClusterRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateClusterRequest {
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: String,
+    /// 1 to 16 apiserver URLs, `https://host:port`.
+    #[schema(schema_with = endpoint_urls)]
     pub endpoints: Vec<String>,
     #[serde(default)]
     pub credentials: Option<CredentialsInput>,
@@ -76,6 +102,58 @@ fn view(record: &ClusterRecord) -> ClusterResponse {
         created_at: format_rfc3339(record.created_at),
         updated_at: format_rfc3339(record.updated_at),
     }
+}
+
+/// Refuses a name the registry does not accept.
+pub fn check_cluster_name(name: &str) -> Result<(), ApiError> {
+    if is_valid_cluster_name(name) {
+        return Ok(());
+    }
+    Err(invalid(
+        "invalid_cluster_name",
+        "expected a name of 1-63 characters [a-z0-9-], starting and ending with a letter or digit",
+    ))
+}
+
+/// Creates a cluster in the registry, its credentials sealed: the one way a cluster is added,
+/// whether described field by field (`POST /kuboard-api/clusters`) or imported from a kubeconfig or
+/// a token (`POST /kuboard-api/cluster-imports`). A cluster of the same name is never replaced.
+pub async fn store_new_cluster(
+    state: &AppState,
+    name: &str,
+    description: String,
+    endpoints: Vec<String>,
+    credentials: &ClusterCredentials,
+) -> Result<ClusterRecord, ApiError> {
+    let now = state.clock.now_unix();
+    let record = cluster_registry::seal_record(&state.cipher, name, description, endpoints, credentials, now, now);
+    check_connectable(&record, credentials)?;
+    if !cluster_registry::write_cluster(&state.store, &record, None).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cluster_exists",
+            "a cluster with this name exists",
+        ));
+    }
+    Ok(record)
+}
+
+/// Refuses settings the balancer could not connect with (a URL it cannot read, an https apiserver
+/// without a CA, a certificate or key that does not parse), as a cluster import does: a stored
+/// cluster can always be reached through the proxy.
+fn check_connectable(record: &ClusterRecord, credentials: &ClusterCredentials) -> Result<(), ApiError> {
+    let checked = ClusterConnection::from_record(record, credentials)
+        .and_then(|connection| connection.tls_client_config().map(|_| ()));
+    checked.map_err(|error| match error {
+        ConnectionError::MissingCa => invalid(
+            "missing_ca_certificate",
+            "an https apiserver needs credentials.ca_certificate to verify it",
+        ),
+        other => invalid(
+            "invalid_cluster_settings",
+            &format!("the cluster cannot be connected with these settings: {other}"),
+        ),
+    })
 }
 
 fn invalid(code: &'static str, message: &str) -> ApiError {
@@ -156,7 +234,7 @@ pub async fn list_clusters(
 }
 
 /// One cluster (no credentials). Any logged-in user.
-#[utoipa::path(get, path = "/kuboard-api/clusters/{name}", tag = "clusters", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/kuboard-api/clusters/{name}", tag = "clusters", params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
     responses((status = 200, body = ClusterResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_cluster(
@@ -182,38 +260,24 @@ pub async fn create_cluster(
     ApiJson(request): ApiJson<CreateClusterRequest>,
 ) -> Result<Response, ApiError> {
     caller.require_administrator(&state).await?;
-    if !is_valid_cluster_name(&request.name) {
-        return Err(invalid(
-            "invalid_cluster_name",
-            "expected a name of 1-63 characters [a-z0-9-], starting and ending with a letter or digit",
-        ));
-    }
+    check_cluster_name(&request.name)?;
     check_settings(&request.description, &request.endpoints)?;
     let credentials = credentials(request.credentials.unwrap_or_default())?;
-    let now = state.clock.now_unix();
-    let record = cluster_registry::seal_record(
-        &state.api.cipher,
+    let record = store_new_cluster(
+        &state,
         &request.name,
         request.description,
         request.endpoints,
         &credentials,
-        now,
-        now,
-    );
-    if !cluster_registry::write_cluster(&state.store, &record, None).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "cluster_exists",
-            "a cluster with this name exists",
-        ));
-    }
+    )
+    .await?;
     tracing::info!(cluster = %record.name, by = caller.username(), "cluster created");
     Ok((StatusCode::CREATED, Json(view(&record))).into_response())
 }
 
 /// Changes a cluster's description, endpoints and (when given) credentials.
 #[utoipa::path(put, path = "/kuboard-api/clusters/{name}", tag = "clusters", request_body = UpdateClusterRequest,
-    params(("name" = String, Path)),
+    params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
     responses((status = 200, body = ClusterResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -231,7 +295,7 @@ pub async fn update_cluster(
     let now = state.clock.now_unix();
     let record = match request.credentials {
         Some(input) => cluster_registry::seal_record(
-            &state.api.cipher,
+            &state.cipher,
             &name,
             request.description,
             request.endpoints,
@@ -246,6 +310,8 @@ pub async fn update_cluster(
             ..stored.record.clone()
         },
     };
+    let opened = cluster_registry::open_credentials(&state.cipher, &record)?;
+    check_connectable(&record, &opened)?;
     if !cluster_registry::write_cluster(&state.store, &record, Some(stored.mod_revision)).await? {
         return Err(ApiError::conflict(
             "the cluster was changed by another request meanwhile; retry",
@@ -256,7 +322,7 @@ pub async fn update_cluster(
 }
 
 /// Removes a cluster from the registry.
-#[utoipa::path(delete, path = "/kuboard-api/clusters/{name}", tag = "clusters", params(("name" = String, Path)),
+#[utoipa::path(delete, path = "/kuboard-api/clusters/{name}", tag = "clusters", params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete_cluster(

@@ -22,8 +22,10 @@ use crate::http::AppState;
 pub struct CreateRoleBindingRequest {
     pub subject: Subject,
     /// A cluster name, or `*` for every cluster.
+    #[schema(pattern = r"^(\*|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$")]
     pub cluster: String,
     /// Absent: the whole cluster.
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub namespace: Option<String>,
     pub role: ClusterRole,
 }
@@ -115,7 +117,7 @@ pub async fn create_role_binding(
 }
 
 /// Removes a role binding.
-#[utoipa::path(delete, path = "/kuboard-api/role-bindings/{id}", tag = "roles", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/kuboard-api/role-bindings/{id}", tag = "roles", params(("id" = String, Path, pattern = "^[0-9a-f]{16}$")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete_role_binding(

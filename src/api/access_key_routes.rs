@@ -22,9 +22,11 @@ const MAX_LIFETIME_SECONDS: u64 = 10 * 365 * 24 * 3600;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccessKeyRequest {
-    /// What the key is for (1-128 characters).
+    /// What the key is for (1-128 characters, no control characters).
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     pub name: String,
     /// Absent: the key never expires.
+    #[schema(minimum = 1, maximum = 315_360_000)]
     pub expires_in_seconds: Option<u64>,
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::audit::audit_layer::RecordedByHandler;
+use crate::audit::audit_layer::AuditNote;
 use crate::auth::password::MAX_PASSWORD_BYTES;
 use crate::auth::password_policy::{check_new_password, PasswordPolicyViolation};
 use crate::auth::roles::GlobalRole;
@@ -19,7 +19,6 @@ use crate::auth::users::{self, UserRecord};
 use crate::clock::format_rfc3339;
 use crate::http::api_error::{ApiError, ErrorBody};
 use crate::http::api_json::ApiJson;
-use crate::http::api_services::AuditRecord;
 use crate::http::caller::{presented_token, token_from_bearer, Caller, SESSION_COOKIE};
 use crate::http::client_address::ClientInfo;
 use crate::http::AppState;
@@ -30,7 +29,10 @@ pub const CSRF_COOKIE: &str = "kuboard_csrf";
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// Any text is checked against the users (a name no user can have is refused like a wrong one).
+    #[schema(max_length = 64)]
     pub username: String,
+    #[schema(max_length = 1024)]
     pub password: String,
     /// "Stay logged in": the session lasts the longer remember TTL.
     #[serde(default)]
@@ -65,7 +67,10 @@ pub struct MeResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
+    #[schema(max_length = 1024)]
     pub current_password: String,
+    /// 8 characters to 1024 bytes, not the first-start password.
+    #[schema(min_length = 8, max_length = 1024)]
     pub new_password: String,
 }
 
@@ -86,9 +91,15 @@ fn cookie(state: &AppState, name: &str, value: &str, http_only: bool, max_age_se
     .expect("base64url tokens make valid header values")
 }
 
-/// Marks an answer whose audit event the handler recorded, so the audit layer does not record it again.
-fn recorded(mut response: Response) -> Response {
-    response.extensions_mut().insert(RecordedByHandler);
+/// Attaches what only the handler knows of the request's audit event (the user, the client the
+/// session was made for, why) to its answer; the audit layer records the event.
+fn noted(mut response: Response, username: &str, client: &'static str, message: &str) -> Response {
+    response.extensions_mut().insert(AuditNote {
+        username: username.to_string(),
+        client: Some(client),
+        resource: "sessions",
+        message: message.to_string(),
+    });
     response
 }
 
@@ -131,29 +142,11 @@ pub async fn login(
     } else {
         "<invalid>"
     };
-    let limits = state.api.throttle;
+    let limits = state.login.throttle;
     let mut subjects = vec![ThrottleSubject::Address(client.ip.clone())];
     if valid_name {
         subjects.push(ThrottleSubject::User(request.username.clone()));
     }
-    let audit = |status: StatusCode, allowed: bool, message: &str| {
-        state.api.audit(
-            state.replica_id,
-            now,
-            &client,
-            AuditRecord {
-                username: shown_name,
-                via_api: true,
-                verb: "login",
-                resource: "sessions",
-                name: None,
-                request_uri: "/kuboard-api/auth/login",
-                status_code: status.as_u16(),
-                allowed,
-                message,
-            },
-        )
-    };
 
     let mut wait = None;
     for subject in &subjects {
@@ -162,7 +155,6 @@ pub async fn login(
         }
     }
     if let Some(seconds) = wait {
-        audit(StatusCode::TOO_MANY_REQUESTS, false, "too many failed logins");
         tracing::info!(username = shown_name, source_ip = %client.ip, retry_after = seconds, "login refused: too many failed attempts");
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -171,7 +163,7 @@ pub async fn login(
         )
         .into_response();
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
-        return Ok(recorded(response));
+        return Ok(noted(response, shown_name, "api", "too many failed logins"));
     }
 
     let user = if request.password.len() > MAX_PASSWORD_BYTES {
@@ -188,21 +180,27 @@ pub async fn login(
                 tracing::warn!(%error, "counting a failed login failed");
             }
         }
-        audit(StatusCode::UNAUTHORIZED, false, "wrong user name or password");
         tracing::info!(username = shown_name, source_ip = %client.ip, "login refused: wrong user name or password");
-        return Ok(recorded(ApiError::invalid_credentials().into_response()));
+        return Ok(noted(
+            ApiError::invalid_credentials().into_response(),
+            shown_name,
+            "api",
+            "wrong user name or password",
+        ));
     };
     if user.record.disabled {
-        audit(StatusCode::FORBIDDEN, false, "user disabled");
-        return Ok(recorded(
+        return Ok(noted(
             ApiError::new(StatusCode::FORBIDDEN, "user_disabled", "this user is disabled").into_response(),
+            shown_name,
+            "api",
+            "user disabled",
         ));
     }
     if let Err(error) = throttle::reset(&state.store, &ThrottleSubject::User(user.record.username.clone())).await {
         tracing::warn!(%error, "resetting the failed-login counter failed");
     }
     let ttl = if request.remember {
-        state.api.remember_ttl.as_secs()
+        state.login.remember_ttl.as_secs()
     } else {
         state.session_ttl.as_secs()
     };
@@ -217,7 +215,6 @@ pub async fn login(
         &csrf_hash,
     )
     .await?;
-    audit(StatusCode::OK, true, "logged in");
     tracing::info!(username = %user.record.username, source_ip = %client.ip, remember = request.remember, "login");
     let body = LoginResponse {
         token: token.clone(),
@@ -232,7 +229,7 @@ pub async fn login(
     let headers = response.headers_mut();
     headers.append(SET_COOKIE, cookie(&state, SESSION_COOKIE, &token, true, ttl));
     headers.append(SET_COOKIE, cookie(&state, CSRF_COOKIE, &csrf_token, false, ttl));
-    Ok(recorded(response))
+    Ok(noted(response, shown_name, "api", "logged in"))
 }
 
 /// Ends the presented session on every replica. Idempotent: without a live session it still
@@ -248,41 +245,25 @@ pub async fn login(
     ),
     security((), ("bearer" = []))
 )]
-pub async fn logout(
-    State(state): State<AppState>,
-    client: ClientInfo,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let mut audited = false;
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let mut ended = None;
     if let Some(token) = presented_token(&headers) {
         let now = state.clock.now_unix();
         if let Some(session) = sessions::find_session(&state.store, &token, now).await? {
-            audited = true;
             sessions::delete_session(&state.store, &session.token_hash, session.record.lease).await?;
             tracing::info!(username = %session.record.username, "logout");
-            state.api.audit(
-                state.replica_id,
-                now,
-                &client,
-                AuditRecord {
-                    username: &session.record.username,
-                    via_api: token_from_bearer(&headers).is_some(),
-                    verb: "logout",
-                    resource: "sessions",
-                    name: None,
-                    request_uri: "/kuboard-api/auth/logout",
-                    status_code: 204,
-                    allowed: true,
-                    message: "logged out",
-                },
-            );
+            ended = Some(session.record.username);
         }
     }
+    let via_api = token_from_bearer(&headers).is_some();
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();
     headers.append(SET_COOKIE, cookie(&state, SESSION_COOKIE, "", true, 0));
     headers.append(SET_COOKIE, cookie(&state, CSRF_COOKIE, "", false, 0));
-    Ok(if audited { recorded(response) } else { response })
+    if let Some(username) = ended {
+        response = noted(response, &username, if via_api { "api" } else { "ui" }, "logged out");
+    }
+    Ok(response)
 }
 
 /// The logged-in user.
@@ -333,7 +314,7 @@ pub async fn change_password(
     check_new_password(
         caller.username(),
         &request.new_password,
-        state.api.default_password.expose(),
+        state.login.default_password.expose(),
     )
     .map_err(policy_error)?;
     if request.new_password == request.current_password {

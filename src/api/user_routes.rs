@@ -8,6 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::api::auth_routes::policy_error;
 use crate::auth::password_policy::check_new_password;
 use crate::auth::role_bindings;
 use crate::auth::roles::{kubernetes_identity, GlobalRole, UserView};
@@ -16,11 +17,27 @@ use crate::auth::{access_keys, sessions};
 use crate::clock::format_rfc3339;
 use crate::http::api_error::{ApiError, ErrorBody};
 use crate::http::api_json::ApiJson;
-use crate::http::auth_routes::policy_error;
 use crate::http::caller::Caller;
 use crate::http::AppState;
 
 const MAX_GROUPS: usize = 64;
+
+/// The OpenAPI schema of a list of group names, as [`check_groups`] accepts it.
+fn group_names() -> utoipa::openapi::Array {
+    crate::http::openapi::string_list(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", 0, MAX_GROUPS)
+}
+
+/// [`group_names`], or `null` (no change).
+fn group_names_or_null() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{OneOfBuilder, Schema, Type};
+    use utoipa::openapi::ObjectBuilder;
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(group_names())
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .build(),
+    )
+}
 
 /// A user as the API shows it (never the password hash).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -49,12 +66,17 @@ fn view(record: &UserRecord) -> UserResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
+    /// 1-64 characters: letters, digits, `.`, `_`, `-`, starting with a letter or digit.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub username: String,
-    /// The first password; the user must change it at first login.
+    /// The first password (8 characters to 1024 bytes); the user must change it at first login.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     #[serde(default)]
     pub role: GlobalRole,
+    /// At most 64 group names, each written like a user name.
     #[serde(default)]
+    #[schema(max_items = 64, schema_with = group_names)]
     pub groups: Vec<String>,
 }
 
@@ -63,6 +85,8 @@ pub struct CreateUserRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
     pub role: Option<GlobalRole>,
+    /// At most 64 group names, each written like a user name.
+    #[schema(schema_with = group_names_or_null)]
     pub groups: Option<Vec<String>>,
     pub disabled: Option<bool>,
 }
@@ -70,7 +94,8 @@ pub struct UpdateUserRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetPasswordRequest {
-    /// The new password; the user must change it at next login.
+    /// The new password (8 characters to 1024 bytes); the user must change it at next login.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
 }
 
@@ -84,7 +109,9 @@ pub struct ResetPasswordResponse {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityQuery {
+    #[param(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub cluster: String,
+    #[param(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub namespace: Option<String>,
 }
 
@@ -124,7 +151,7 @@ pub async fn list_users(State(state): State<AppState>, caller: Caller) -> Result
 
 /// One user.
 #[utoipa::path(get, path = "/kuboard-api/users/{username}", tag = "users",
-    params(("username" = String, Path)),
+    params(("username" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
     responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_user(
@@ -161,7 +188,7 @@ pub async fn create_user(
     check_new_password(
         &request.username,
         &request.password,
-        state.api.default_password.expose(),
+        state.login.default_password.expose(),
     )
     .map_err(policy_error)?;
     let now = state.clock.now_unix();
@@ -188,7 +215,7 @@ pub async fn create_user(
 
 /// Changes a user's role, groups or enabled state. Disabling ends the user's sessions.
 #[utoipa::path(patch, path = "/kuboard-api/users/{username}", tag = "users", request_body = UpdateUserRequest,
-    params(("username" = String, Path)),
+    params(("username" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
     responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -231,7 +258,7 @@ pub async fn update_user(
 
 /// Deletes a user with their sessions and access keys.
 #[utoipa::path(delete, path = "/kuboard-api/users/{username}", tag = "users",
-    params(("username" = String, Path)),
+    params(("username" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -260,7 +287,7 @@ pub async fn delete_user(
 
 /// Sets a new password for a user (who must change it at next login) and ends their sessions.
 #[utoipa::path(post, path = "/kuboard-api/users/{username}/password", tag = "users", request_body = ResetPasswordRequest,
-    params(("username" = String, Path)),
+    params(("username" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
     responses((status = 200, body = ResetPasswordResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -274,7 +301,7 @@ pub async fn reset_password(
     let user = users::get_user(&state.store, &username)
         .await?
         .ok_or_else(no_such_user)?;
-    check_new_password(&username, &request.password, state.api.default_password.expose()).map_err(policy_error)?;
+    check_new_password(&username, &request.password, state.login.default_password.expose()).map_err(policy_error)?;
     let record = UserRecord {
         password_hash: users::hash_password_blocking(request.password).await?,
         must_change_password: true,
@@ -302,7 +329,7 @@ pub async fn reset_password(
 
 /// The Kubernetes identity (impersonated user and groups) a user reaches a cluster with.
 #[utoipa::path(get, path = "/kuboard-api/users/{username}/identity", tag = "users",
-    params(("username" = String, Path), IdentityQuery),
+    params(("username" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"), IdentityQuery),
     responses((status = 200, body = IdentityResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
