@@ -246,6 +246,7 @@ pub async fn serve(config: ServeConfig) -> u8 {
         .merge(crate::admin::snapshot_http::router(state, backend.clone()));
     // The audit layer runs inside the session guard, so it knows the caller.
     let app = app.merge(crate::audit::audit_routes::router(audit.clone()).with_state(guard_state.clone()));
+    let app = crate::console::with_console(app);
     let app = app.layer(axum::middleware::from_fn_with_state(
         audit_state.clone(),
         crate::audit::audit_layer::audit_layer,
