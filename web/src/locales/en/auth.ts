@@ -1,0 +1,51 @@
+export default {
+  auth: {
+    login: {
+      title: 'Log in',
+      subtitle: 'Kubernetes multi-cluster management',
+      username: 'User name',
+      password: 'Password',
+      remember: 'Stay logged in for 7 days',
+      submit: 'Log in',
+      wrongCredentials: 'Wrong user name or password.',
+      throttled: 'Too many failed logins. Try again in {seconds} s.',
+    },
+    password: {
+      title: 'Change password',
+      required: 'You must change your password before using Kuboard.',
+      done: 'Your password has been changed.',
+      policy:
+        'At least 8 characters, at most 1024 bytes; it must not contain your user name or be the default password.',
+      current: 'Current password',
+      new: 'New password',
+      confirm: 'New password again',
+      submit: 'Change password',
+      errors: {
+        currentRequired: 'Enter your current password.',
+        wrongCurrent: 'The current password is wrong.',
+        tooShort: 'The new password needs at least 8 characters.',
+        tooLong: 'The new password must be at most 1024 bytes.',
+        containsUsername: 'The new password must not contain your user name.',
+        isDefault: 'The new password must not be the default password.',
+        unchanged: 'The new password must differ from the current one.',
+        mismatch: 'The two new passwords differ.',
+      },
+    },
+    accessKeys: {
+      title: 'My access keys',
+      explain:
+        'Access keys let scripts and kubectl use Kuboard as you: send one as "Authorization: Bearer <key>". A key is shown once, when it is created.',
+      create: 'Create access key',
+      empty: 'You have no access keys.',
+      name: 'Name',
+      expiresAt: 'Expires',
+      never: 'Never',
+      expiresInDays: 'Valid for (days)',
+      zeroNever: '0 = never expires',
+      shownTitle: 'Your new access key',
+      shownOnce: 'Copy the key now: it is not shown again.',
+      deleteTitle: 'Delete access key',
+      deleteMessage: 'Delete the access key "{name}"? Anything using it stops working at once.',
+    },
+  },
+};

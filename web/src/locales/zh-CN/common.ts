@@ -1,0 +1,53 @@
+export default {
+  common: {
+    productName: 'Kuboard',
+    retry: '重试',
+    empty: '暂无数据',
+    cancel: '取消',
+    confirm: '确定',
+    create: '创建',
+    save: '保存',
+    edit: '编辑',
+    delete: '删除',
+    close: '关闭',
+    copy: '复制',
+    copied: '已复制',
+    dismiss: '关闭提示',
+    search: '查询',
+    reset: '重置',
+    next: '下一步',
+    actions: '操作',
+    createdAt: '创建时间',
+    updatedAt: '更新时间',
+    error: {
+      unreachable: '没有 Kuboard 副本应答。请检查网络或负载均衡器后重试。',
+      requestId: '请求 ID：',
+    },
+    banner: {
+      auditPaused: '变更已暂停：审计策略为严格模式，而审计数据库当前不接收事件。查看功能不受影响。',
+      reconnecting:
+        '正在重新连接：上一次变更没有收到应答，且不会自动重试。已填写的内容会保留，待 Kuboard 恢复应答后请再次提交。',
+    },
+    notFound: {
+      title: '页面不存在',
+      explain: '此地址没有对应的页面。',
+      back: '返回集群列表',
+    },
+  },
+  nav: {
+    label: '主导航',
+    clusters: '集群',
+    users: '用户与角色',
+    audit: '审计日志',
+    system: '高可用 / 系统',
+    accessKeys: '我的访问密钥',
+    userMenu: '用户菜单',
+    changePassword: '修改密码',
+    logout: '退出登录',
+  },
+  language: {
+    label: '语言',
+    zhCN: '中文',
+    en: 'English',
+  },
+};
