@@ -34,6 +34,11 @@ if [ "$what" = test ]; then
     "/usr/lib/postgresql/15/bin/postgres postgresql"
     # scripts/schemathesis.sh makes a venv for schemathesis from PyPI.
     "python3 python3-venv"
+    # scripts/test-console.sh: the console's end-to-end suite drives Debian's Chromium (playwright-core,
+    # no browser download) against three replicas behind nginx. Node 20 and npm, which build the
+    # console, come with the machine: Debian 12's nodejs (18) is too old for the console's Vite.
+    "chromium chromium"
+    "/usr/sbin/nginx nginx"
   )
 fi
 

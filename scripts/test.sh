@@ -20,7 +20,22 @@ cargo test --workspace --all-features --no-fail-fast 2>&1 | tee target/cargo-tes
 echo "== schemathesis against the OpenAPI document (about 2 minutes)"
 scripts/schemathesis.sh
 
-# One closing line for the whole run: the totals of every cargo test binary (schemathesis printed its
-# own figures above).
-awk '/^test result:/ { passed += $4; failed += $6 } END { printf "summary: %d passed, %d failed\n", passed, failed }' \
+# Built once and shared by the suites that run against the release binary (the console's browser
+# suite here); build.rs builds the console (npm) into it.
+echo "== cargo build --release --bins"
+cargo build --release --bins
+
+echo "== the web console: Vitest, lint, typecheck, end-to-end in Chromium (about 5 minutes)"
+console_status=0
+rm -f target/console-counts
+KUBOARD_BIN=target/release/kuboard scripts/test-console.sh || console_status=$?
+
+# One closing line for the whole run: the totals of every cargo test binary plus the console's
+# (schemathesis printed its own figures above). A console run that left no counts counts as failed.
+console_counts=(0 1)
+if [ -f target/console-counts ]; then read -r -a console_counts < target/console-counts; fi
+awk -v console_passed="${console_counts[0]}" -v console_failed="${console_counts[1]}" \
+  '/^test result:/ { passed += $4; failed += $6 }
+   END { printf "summary: %d passed, %d failed\n", passed + console_passed, failed + console_failed }' \
   target/cargo-test.log
+[ "$console_status" -eq 0 ]
