@@ -23,7 +23,7 @@ import { SystemPage } from './pages/system-page.mjs';
 import { UsersPage } from './pages/users-page.mjs';
 
 const DEFAULT_PASSWORD = 'Kuboard123';
-const ADMIN_PASSWORD = 'e2e-Admin-Passw0rd';
+const ADMIN_PASSWORD = 'Kb-e2e-Passw0rd-7';
 const CLUSTER = 'fake-ha';
 const USER = 'alice';
 const NAMESPACE = 'team-a';
@@ -62,30 +62,45 @@ after(async () => {
   await environment?.stop();
 });
 
-/** The checks every page gets: axe-core, the CSP, no script error. */
+/**
+ * The checks every page gets: axe-core, the CSP, no script error. Findings are kept per page and
+ * asserted by the last test, so that one page's finding does not hide what the later steps show.
+ */
+const pageFindings = {};
 async function checkPage(name) {
   visitedPages.add(name);
-  const violations = await seriousAccessibilityViolations(page);
-  assert.deepEqual(violations, [], `serious or critical accessibility violations on ${name}`);
-  assert.deepEqual(await cspViolations(page), [], `Content-Security-Policy violations on ${name}`);
-  assert.deepEqual(context.pageErrors, [], `script errors on ${name}`);
+  const findings = {
+    accessibility: await seriousAccessibilityViolations(page),
+    csp: await cspViolations(page),
+    scriptErrors: [...context.pageErrors],
+  };
+  context.pageErrors.length = 0;
+  if (findings.accessibility.length + findings.csp.length + findings.scriptErrors.length > 0) {
+    pageFindings[name] = findings;
+  }
 }
 
 test('the login page is interactive in under 1 s and passes axe', async () => {
-  // A browser that never saw the console: nothing cached.
-  const cold = await newContext(browser, { locale: 'zh-CN' });
-  const coldPage = await cold.newPage();
-  const started = Date.now();
-  await coldPage.goto(`${environment.url}/login`, { waitUntil: 'commit' });
-  await coldPage.locator('[data-testid="login-submit"]').waitFor({ state: 'visible' });
-  await coldPage.locator('[data-testid="login-username"]').first().waitFor({ state: 'visible' });
-  assert.ok(await coldPage.locator('[data-testid="login-username"]').first().isEditable());
-  const interactiveMs = Date.now() - started;
-  console.log(`login page interactive: ${interactiveMs} ms (limit ${LOGIN_INTERACTIVE_LIMIT_MS} ms)`);
-  await cold.close();
-  assert.ok(interactiveMs < LOGIN_INTERACTIVE_LIMIT_MS, `login page interactive in ${interactiveMs} ms`);
   await pages.login.open();
   await checkPage('login');
+  // Three browsers that never saw the console (nothing cached); the median is the figure.
+  const timings = [];
+  for (let run = 0; run < 3; run += 1) {
+    const cold = await newContext(browser, { locale: 'zh-CN' });
+    const coldPage = await cold.newPage();
+    const started = Date.now();
+    await coldPage.goto(`${environment.url}/login`, { waitUntil: 'commit' });
+    await coldPage.locator('[data-testid="login-submit"]').waitFor({ state: 'visible' });
+    await coldPage.locator('[data-testid="login-username"]').first().waitFor({ state: 'visible' });
+    assert.ok(await coldPage.locator('[data-testid="login-username"]').first().isEditable());
+    timings.push(Date.now() - started);
+    await cold.close();
+  }
+  const median = [...timings].sort((a, b) => a - b)[1];
+  console.log(
+    `login page interactive: median ${median} ms of ${timings.join(', ')} ms (limit ${LOGIN_INTERACTIVE_LIMIT_MS} ms)`,
+  );
+  assert.ok(median < LOGIN_INTERACTIVE_LIMIT_MS, `login page interactive in ${median} ms`);
 });
 
 test("the shell's JavaScript is at most 300 KB gzipped", async () => {
@@ -116,7 +131,7 @@ test('first login forces the password change, with policy errors inline', async 
   await pages.password.visible('password-error-new');
   await pages.password.change(DEFAULT_PASSWORD, ADMIN_PASSWORD);
   await waitFor('leaving the password page', () => pages.password.path() !== '/password');
-  assert.equal(await pages.shell.userName(), 'admin');
+  assert.match(await pages.shell.userName(), /\badmin\b/);
 });
 
 test('a cluster imported with three comma-separated apiserver URLs shows each endpoint state', async () => {
@@ -142,8 +157,9 @@ test('a cluster imported with three comma-separated apiserver URLs shows each en
 });
 
 test('a user bound to the cluster gets the Kubernetes identity the page shows', async () => {
+  await pages.shell.goto('/clusters');
   await pages.shell.navigate('users');
-  await pages.users.createUser({ username: USER, password: 'alice-Passw0rd-1' });
+  await pages.users.createUser({ username: USER, password: 'Kb-user-Passw0rd-3' });
   await checkPage('users');
   const binding = await pages.users.bindUser({
     username: USER,
@@ -158,25 +174,28 @@ test('a user bound to the cluster gets the Kubernetes identity the page shows', 
 });
 
 test('the audit rows of these changes are found by filter', async () => {
+  await pages.shell.goto('/clusters');
   await pages.shell.navigate('audit');
   await pages.audit.visible('audit-policy');
   await checkPage('audit');
-  const clusterRows = await pages.audit.search({ user: 'admin', cluster: CLUSTER });
-  assert.ok(clusterRows.length > 0, 'no audit row for the cluster import');
-  assert.ok(
-    clusterRows.every((row) => row.includes('admin')),
-    JSON.stringify(clusterRows),
-  );
-  const userRows = await pages.audit.search({ user: 'admin', resource: 'users' });
-  assert.ok(
-    userRows.some((row) => row.includes(USER)),
-    `no audit row names ${USER}: ${JSON.stringify(userRows)}`,
-  );
-  const bindingRows = await pages.audit.search({ user: 'admin', resource: 'role-bindings' });
-  assert.ok(bindingRows.length > 0, 'no audit row for the role binding');
+  // Each change made above is found by filtering on its user and resource, and the filter keeps
+  // only rows of that resource.
+  for (const resource of ['cluster-imports', 'users', 'role-bindings']) {
+    const rows = await pages.audit.search({ user: 'admin', resource });
+    assert.ok(rows.length > 0, `no audit row for ${resource}`);
+    assert.ok(
+      rows.every((row) => row.includes(resource) && row.includes('admin')),
+      `rows outside the filter for ${resource}: ${JSON.stringify(rows)}`,
+    );
+    assert.ok(
+      rows.some((row) => / 20[01] /.test(row)),
+      `no successful change of ${resource}: ${JSON.stringify(rows)}`,
+    );
+  }
 });
 
 test('the HA page shows three members and the leader; kill -9 of the replica that served it keeps the user in', async () => {
+  await pages.shell.goto('/clusters');
   await pages.shell.navigate('system');
   const members = await waitFor('three members', async () => {
     const current = await pages.system.members();
@@ -198,7 +217,7 @@ test('the HA page shows three members and the leader; kill -9 of the replica tha
   await pages.shell.navigate('clusters');
   await pages.clusters.row(CLUSTER).first().waitFor({ state: 'visible' });
   assert.equal(pages.clusters.path(), '/clusters');
-  assert.equal(await pages.shell.userName(), 'admin');
+  assert.match(await pages.shell.userName(), /\badmin\b/);
 
   await pages.shell.navigate('system');
   const newServer = await waitFor('the HA page from another replica', async () => {
@@ -209,6 +228,7 @@ test('the HA page shows three members and the leader; kill -9 of the replica tha
 });
 
 test('English and back to Chinese with no untranslated key on any page', async () => {
+  await pages.shell.goto('/clusters');
   const english = await localeKeys('en');
   const chinese = await localeKeys('zh-CN');
   const routes = ['clusters', 'users', 'audit', 'system'];
@@ -253,6 +273,7 @@ test('English and back to Chinese with no untranslated key on any page', async (
 });
 
 test('my access keys: a new key is shown once', async () => {
+  await pages.shell.goto('/clusters');
   await pages.shell.click('user-menu');
   await pages.shell.click('user-menu-access-keys');
   const key = await pages.accessKeys.create('e2e-key');
@@ -295,5 +316,10 @@ test('the cluster list with 200 clusters renders in under 1 s', async () => {
   );
   assert.ok(renderMs < CLUSTER_LIST_LIMIT_MS, `cluster list rendered in ${renderMs} ms`);
   await checkPage(`clusters (${MANY_CLUSTERS})`);
-  console.log(`pages checked with axe-core and the CSP: ${[...visitedPages].join(', ')}`);
+});
+
+test('every page: no serious or critical axe-core violation, no CSP violation, no script error', () => {
+  console.log(`pages checked: ${[...visitedPages].join(', ')}`);
+  assert.ok(visitedPages.size >= 8, `only ${visitedPages.size} pages were checked`);
+  assert.deepEqual(pageFindings, {}, JSON.stringify(pageFindings, null, 2));
 });

@@ -13,7 +13,7 @@ import { PasswordPage } from './pages/password-page.mjs';
 import { Shell } from './pages/shell.mjs';
 
 const OUT = join(REPO_ROOT, 'docs', 'ui');
-const PASSWORD = 'screens-Admin-Passw0rd';
+const PASSWORD = 'Kb-screens-Passw0rd-7';
 const CLUSTER = 'production';
 
 /** The API as the logged-in page: its cookies, and the CSRF header for changes. */
@@ -61,7 +61,7 @@ async function main() {
     });
     await apiPost(page, context, `${url}/kuboard-api/users`, {
       username: 'alice',
-      password: 'alice-Passw0rd-1',
+      password: 'Kb-user-Passw0rd-3',
       role: 'viewer',
       groups: ['developers'],
     });

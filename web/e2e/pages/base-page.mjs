@@ -48,6 +48,26 @@ export class BasePage {
     await option.click();
   }
 
+  /**
+   * After a dialog's submit: waits until `resultId` shows (or the dialog closes when `resultId` is
+   * null); fails with the dialog's text (its API error) when it stays open instead.
+   */
+  async settled(resultId, dialogId, timeout = TIMEOUT_MS) {
+    const deadline = Date.now() + timeout;
+    while (Date.now() < deadline) {
+      if (resultId && (await this.byTestId(resultId).first().isVisible())) return;
+      if (!resultId && !(await this.byTestId(dialogId).first().isVisible())) return;
+      await this.page.waitForTimeout(100);
+    }
+    const dialog = (
+      await this.byTestId(dialogId)
+        .first()
+        .innerText()
+        .catch(() => '')
+    ).replace(/\s+/g, ' ');
+    throw new Error(`${resultId ?? `closing ${dialogId}`} did not happen; the dialog shows: ${dialog}`);
+  }
+
   async goto(path) {
     await this.page.goto(`${this.baseUrl}${path}`);
   }

@@ -9,7 +9,7 @@ export class UsersPage extends BasePage {
     await this.fill('user-create-password', password);
     if (role) await this.choose('user-create-role', role);
     await this.click('user-create-submit');
-    await this.visible(`user-row-${username}`);
+    await this.settled(`user-row-${username}`, 'user-create-dialog');
   }
 
   /** Binds a user to a cluster and namespace with a role (labels as the page shows them). */
@@ -23,7 +23,8 @@ export class UsersPage extends BasePage {
     await this.fill('binding-namespace', namespace);
     await this.choose('binding-role', roleLabel);
     await this.click('binding-submit');
-    const row = this.page.locator(`[data-testid^="binding-row-"][data-subject="${username}"]`).first();
+    await this.settled(null, 'binding-dialog');
+    const row = this.page.locator(`[data-testid^="binding-row-"][data-subject="user:${username}"]`).first();
     await row.waitFor({ state: 'visible' });
     return row;
   }
