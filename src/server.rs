@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app_store::AppStore;
-use crate::auth::users::{self, AdminBootstrap};
+use crate::auth::users::{self, FirstStartAdmin};
 use crate::clock::Clock;
 use crate::config::{EtcdApiSettings, Secret, ServeConfig, StoreSelection};
 use crate::etcd_api::{cluster_id_from_peers, EtcdApiConfig, EtcdApiIdentity, EtcdApiTls, SnapshotSource};
@@ -234,7 +234,7 @@ pub async fn serve(config: ServeConfig) -> u8 {
         service: audit.clone(),
     };
     let kube_context = Arc::new(crate::kube::kube_routes::KubeContext {
-        pools: Arc::new(crate::kube::apiserver_pools::ApiserverPools::new(
+        pools: Arc::new(crate::kube::apiserver_pool_registry::ApiserverPoolRegistry::new(
             Arc::new(crate::kube::kube_metrics::KubeMetrics::new(&state.metrics)),
             crate::kube::apiserver_pool::PoolSettings::default(),
         )),
@@ -429,13 +429,13 @@ async fn bootstrap_admin(
     loop {
         attempts += 1;
         match users::ensure_admin(&store, default_password.expose(), clock.now_unix()).await {
-            Ok(AdminBootstrap::Created) => {
+            Ok(FirstStartAdmin::Created) => {
                 tracing::info!("created user admin with the default password; it must be changed at first login");
                 ready.store(true, Ordering::Release);
                 check_cluster_credentials(&store, &cipher).await;
                 return;
             }
-            Ok(AdminBootstrap::AlreadyPresent) => {
+            Ok(FirstStartAdmin::AlreadyPresent) => {
                 tracing::debug!("user admin exists");
                 ready.store(true, Ordering::Release);
                 check_cluster_credentials(&store, &cipher).await;

@@ -12,7 +12,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use kuboard_storage::{Compare, CompareResult, CompareTarget, PutRequest, StoreError, TxnOp, TxnRequest};
+use kuboard_storage::{PutRequest, StoreError};
 use tokio::sync::watch;
 
 use crate::app_store::AppStore;
@@ -52,25 +52,12 @@ impl Singleton {
         let ttl = i64::try_from(self.lease_ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let lease = self.store.lease_grant(ttl).await?.id;
         let key = self.key();
-        let response = self
-            .store
-            .txn(TxnRequest {
-                compare: vec![Compare::new(
-                    key.clone(),
-                    CompareResult::Equal,
-                    CompareTarget::CreateRevision(0),
-                )],
-                success: vec![TxnOp::Put(PutRequest {
-                    key: key.into_bytes(),
-                    value: self.holder.clone().into_bytes(),
-                    lease,
-                    prev_kv: false,
-                })],
-                failure: vec![],
-            })
-            .await;
-        match response {
-            Ok(response) if response.succeeded => Ok(Some(lease)),
+        let put = PutRequest {
+            lease,
+            ..PutRequest::new(key, self.holder.clone())
+        };
+        match self.store.create_if_absent(put).await {
+            Ok(true) => Ok(Some(lease)),
             other => {
                 // Lost (or failed): the lease has nothing attached and must not linger.
                 let _ = self.store.lease_revoke(lease).await;

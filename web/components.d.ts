@@ -52,7 +52,6 @@ declare module 'vue' {
     ElTabPane: typeof import('element-plus/es')['ElTabPane']
     ElTabs: typeof import('element-plus/es')['ElTabs']
     ElTag: typeof import('element-plus/es')['ElTag']
-    ElTooltip: typeof import('element-plus/es')['ElTooltip']
     GroupList: typeof import('./src/components/users/GroupList.vue')['default']
     IdentityPanel: typeof import('./src/components/users/IdentityPanel.vue')['default']
     KubeconfigDialog: typeof import('./src/components/KubeconfigDialog.vue')['default']

@@ -1,33 +1,45 @@
-//! What the leader does for [`LeaderOp`]s, whether they come from this member's callers or are
-//! forwarded by another member: proposing commands, keeping lease deadlines, answering read
-//! indexes, changing the membership.
+//! [`Leader`]: what this member does while it leads, for [`LeaderOp`]s from its own callers or
+//! forwarded by another member: proposing commands through the log, answering read indexes,
+//! granting, renewing and revoking leases, and the lease clock that revokes expired ones.
+//! Membership changes are in `membership`.
 //!
 //! Every path answers [`OpError::NotLeader`] only when nothing was proposed, so that the router
 //! may safely try again elsewhere.
 
-use std::collections::BTreeSet;
+use std::sync::Weak;
 use std::time::{Duration, Instant as StdInstant};
 
 use kuboard_storage::*;
 use openraft::async_runtime::WatchReceiver;
-use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
-use openraft::{ChangeMembers, ReadPolicy};
+use openraft::error::{LinearizableReadError, RaftError};
+use openraft::{ReadPolicy, ServerState};
 use tokio::time::Instant;
 
 use crate::command::{Command, CommandResponse};
-use crate::forwarding::{LeaderOp, LeaderReply, OpError};
-use crate::raft_store::{internal, Parts, RaftStore};
-use crate::types::{NodeId, PeerNode, TypeConfig};
+use crate::member::{internal, MemberState, Parts};
+use crate::member_messages::{LeaderOp, LeaderReply, OpError};
+use crate::membership::MembershipChanges;
 
 /// How many times a grant with a store-chosen id draws a new id after a collision.
 const LEASE_ID_ATTEMPTS: u32 = 5;
+/// How often the leader looks for expired leases.
+const LEASE_TICK: Duration = Duration::from_millis(250);
 
-type WriteError = RaftError<TypeConfig, ClientWriteError<TypeConfig>>;
+/// This member acting as the leader of the group. Every operation first makes sure it still leads
+/// (openraft refuses a proposal or a read index on a follower) and answers `NotLeader` otherwise.
+pub(crate) struct Leader<'a> {
+    member: &'a MemberState,
+}
 
-impl RaftStore {
+impl<'a> Leader<'a> {
+    pub(crate) fn new(member: &'a MemberState) -> Self {
+        Leader { member }
+    }
+
     /// Perform `op` as the leader, finishing before `deadline`.
     pub(crate) async fn perform(&self, op: LeaderOp, deadline: Instant) -> Result<LeaderReply, OpError> {
         let parts = self
+            .member
             .parts()
             .map_err(|_| OpError::NotPerformed("the member is shutting down".into()))?;
         match op {
@@ -38,7 +50,7 @@ impl RaftStore {
             LeaderOp::LeaseGrant(request) => self.grant(&parts, request, deadline).await,
             LeaderOp::LeaseRevoke(id) => {
                 let response = self.propose(&parts, Command::LeaseRevoke { id }, deadline).await?;
-                self.lock_deadlines().map_err(OpError::Store)?.remove(&id);
+                self.member.lock_deadlines().map_err(OpError::Store)?.remove(&id);
                 match response {
                     CommandResponse::LeaseRevoke(r) => Ok(LeaderReply::LeaseRevoke(r)),
                     _ => Err(OpError::Store(wrong_response())),
@@ -47,8 +59,12 @@ impl RaftStore {
             LeaderOp::LeaseKeepAlive(id) => self.keep_alive(&parts, id, deadline).await,
             LeaderOp::LeaseTimeToLive { id, with_keys } => self.time_to_live(&parts, id, with_keys, deadline).await,
             LeaderOp::ReadIndex => self.read_index(&parts, deadline).await.map(LeaderReply::ReadIndex),
-            LeaderOp::AddMember { id, addr } => self.add_member_as_leader(&parts, id, addr, deadline).await,
-            LeaderOp::RemoveMember { id } => self.remove_member_as_leader(&parts, id, deadline).await,
+            LeaderOp::AddMember { id, addr } => {
+                MembershipChanges::new(self.member)
+                    .add(&parts, id, addr, deadline)
+                    .await
+            }
+            LeaderOp::RemoveMember { id } => MembershipChanges::new(self.member).remove(&parts, id, deadline).await,
         }
     }
 
@@ -65,7 +81,7 @@ impl RaftStore {
     }
 
     /// Propose `command` through the log; answer the state machine's answer and the entry's index.
-    async fn propose_at(
+    pub(crate) async fn propose_at(
         &self,
         parts: &Parts,
         command: Command,
@@ -73,49 +89,29 @@ impl RaftStore {
     ) -> Result<(CommandResponse, u64), OpError> {
         let result = tokio::time::timeout_at(deadline, parts.raft.client_write(command))
             .await
-            .map_err(|_| OpError::Store(self.timeout_error()))?;
+            .map_err(|_| OpError::Store(self.member.timeout_error()))?;
         match result {
             Ok(response) => match response.data {
                 CommandResponse::Error(e) => Err(OpError::Store(e)),
                 other => Ok((other, response.log_id.index)),
             },
-            Err(e) => Err(self.write_error(e)),
-        }
-    }
-
-    fn write_error(&self, e: WriteError) -> OpError {
-        match e {
-            // Refused before the entry was appended: nothing to undo, safe to send elsewhere.
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => OpError::NotLeader(f.leader_id),
-            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => OpError::Store(StoreError::Unavailable(
-                "the leader changed while the request was in flight; it may or may not have been applied".into(),
-            )),
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-                OpError::Store(StoreError::Unavailable(format!("membership change refused: {e}")))
-            }
-            RaftError::APIError(other) => OpError::Store(internal(other)),
-            RaftError::Fatal(fatal) => {
-                if !self.is_shutting_down() {
-                    tracing::error!(error = %fatal, "raft member stopped");
-                }
-                OpError::Store(self.stopped_error())
-            }
+            Err(e) => Err(self.member.write_error(e)),
         }
     }
 
     /// Confirm leadership (ReadIndex: a heartbeat round with a quorum) and answer the log index
     /// every linearizable read started now must see applied.
-    async fn read_index(&self, parts: &Parts, deadline: Instant) -> Result<u64, OpError> {
+    pub(crate) async fn read_index(&self, parts: &Parts, deadline: Instant) -> Result<u64, OpError> {
         let result = tokio::time::timeout_at(deadline, parts.raft.get_read_linearizer(ReadPolicy::ReadIndex))
             .await
-            .map_err(|_| OpError::Store(self.timeout_error()))?;
+            .map_err(|_| OpError::Store(self.member.timeout_error()))?;
         match result {
             Ok(linearizer) => Ok(linearizer.read_log_id().index()),
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => Err(OpError::NotLeader(f.leader_id)),
             Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q))) => {
                 Err(OpError::Store(StoreError::Unavailable(format!("no quorum: {q}"))))
             }
-            Err(RaftError::Fatal(_)) => Err(OpError::Store(self.stopped_error())),
+            Err(RaftError::Fatal(_)) => Err(OpError::Store(self.member.stopped_error())),
         }
     }
 
@@ -123,7 +119,10 @@ impl RaftStore {
     /// index requires, so its local lease records are current.
     async fn confirm_leadership(&self, parts: &Parts, deadline: Instant) -> Result<(), OpError> {
         let index = self.read_index(parts, deadline).await?;
-        self.wait_applied(parts, index, deadline).await.map_err(OpError::Store)
+        self.member
+            .wait_applied(parts, index, deadline)
+            .await
+            .map_err(OpError::Store)
     }
 
     async fn grant(
@@ -153,7 +152,8 @@ impl RaftStore {
         let CommandResponse::LeaseGrant(response) = response else {
             return Err(OpError::Store(wrong_response()));
         };
-        self.lock_deadlines()
+        self.member
+            .lock_deadlines()
             .map_err(OpError::Store)?
             .insert(id, StdInstant::now() + Duration::from_secs(request.ttl.max(0) as u64));
         Ok(LeaderReply::LeaseGrant(response))
@@ -168,11 +168,12 @@ impl RaftStore {
             .lease(id)
             .map_err(|e| OpError::Store(internal(e)))?
             .ok_or(OpError::Store(StoreError::LeaseNotFound(id)))?;
-        self.lock_deadlines()
+        self.member
+            .lock_deadlines()
             .map_err(OpError::Store)?
             .insert(id, StdInstant::now() + Duration::from_secs(ttl.max(0) as u64));
         Ok(LeaderReply::LeaseKeepAlive(LeaseKeepAliveResponse {
-            header: self.header(&parts.kv),
+            header: self.member.header(&parts.kv),
             id,
             ttl,
         }))
@@ -186,7 +187,7 @@ impl RaftStore {
         deadline: Instant,
     ) -> Result<LeaderReply, OpError> {
         self.confirm_leadership(parts, deadline).await?;
-        let header = self.header(&parts.kv);
+        let header = self.member.header(&parts.kv);
         let Some((granted_ttl, keys)) = parts.kv.lease(id).map_err(|e| OpError::Store(internal(e)))? else {
             return Ok(LeaderReply::LeaseTimeToLive(LeaseTimeToLiveResponse {
                 header,
@@ -196,7 +197,7 @@ impl RaftStore {
                 keys: Vec::new(),
             }));
         };
-        let deadline = self.lock_deadlines().map_err(OpError::Store)?.get(&id).copied();
+        let deadline = self.member.lock_deadlines().map_err(OpError::Store)?.get(&id).copied();
         let ttl = deadline.map_or(granted_ttl, |d| remaining_secs(d, StdInstant::now()));
         let keys = if with_keys { keys } else { Vec::new() };
         Ok(LeaderReply::LeaseTimeToLive(LeaseTimeToLiveResponse {
@@ -207,162 +208,81 @@ impl RaftStore {
             keys,
         }))
     }
+}
 
-    /// Add member `id` at `addr`: as a learner first, which the leader brings up to date (by
-    /// snapshot if the log it needs is purged), then as a voter.
-    async fn add_member_as_leader(
-        &self,
-        parts: &Parts,
-        id: NodeId,
-        addr: String,
-        deadline: Instant,
-    ) -> Result<LeaderReply, OpError> {
-        if id == 0 {
-            return Err(OpError::Store(StoreError::InvalidArgument(
-                "member id must be at least 1".into(),
-            )));
+/// The leader's lease clock: keeps the term for headers, gives every lease a deadline when this
+/// member becomes leader (extended by an election timeout, as etcd does, so a failover does not
+/// expire live leases), and proposes the revocation of expired leases.
+pub(crate) async fn keep_lease_clock(member: Weak<MemberState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut was_leader = false;
+    let mut ticker = tokio::time::interval(LEASE_TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
         }
-        if addr.trim().is_empty() {
-            return Err(OpError::Store(StoreError::InvalidArgument(
-                "the new member's peer address must not be empty".into(),
-            )));
-        }
-        self.require_leader(parts)?;
-        let (voters, existing_addr) = {
+        let Some(member) = member.upgrade() else { return };
+        let Ok(parts) = member.parts() else { return };
+        let (term, is_leader) = {
             let metrics = parts.raft.metrics();
-            let metrics = WatchReceiver::borrow_watched(&metrics);
-            let membership = metrics.membership_config.membership();
-            (
-                membership.voter_ids().collect::<BTreeSet<_>>(),
-                membership.get_node(&id).map(|n| n.addr.clone()),
-            )
+            let m = metrics.borrow_watched();
+            (m.current_term, m.state == ServerState::Leader)
         };
-        if let Some(existing) = existing_addr {
-            if existing != addr {
-                return Err(OpError::Store(StoreError::InvalidArgument(format!(
-                    "member {id} is already known at {existing}; replace it to move it to {addr}"
-                ))));
+        member.set_term(term);
+        if !is_leader {
+            if was_leader {
+                member.lock_deadlines().map(|mut d| d.clear()).ok();
             }
-            if voters.contains(&id) {
-                tracing::info!(member = id, "member is already a voter; nothing to add");
-                return Ok(LeaderReply::Members(self.members_now()?));
-            }
+            was_leader = false;
+            continue;
         }
-        tracing::info!(member = id, %addr, "adding a member as a learner; it catches up before it votes");
-        let node = PeerNode { addr };
-        let added = tokio::time::timeout_at(deadline, parts.raft.add_learner(id, node, true))
-            .await
-            .map_err(|_| OpError::Store(self.timeout_error()))?;
-        let added = added.map_err(|e| self.write_error(e))?;
-        // openraft's blocking add returns once the learner is within its replication lag
-        // threshold, which a small log always is; a voter should hold the log first.
-        self.wait_replicated_to(parts, id, added.log_id.index, deadline).await?;
-        tracing::info!(member = id, "the new member caught up; making it a voter");
-        let promoted = tokio::time::timeout_at(
-            deadline,
-            parts
-                .raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false),
-        )
-        .await
-        .map_err(|_| OpError::Store(self.timeout_error()))?;
-        promoted.map_err(|e| self.write_error(e))?;
-        tracing::info!(member = id, "member added");
-        Ok(LeaderReply::Members(self.members_now()?))
-    }
-
-    async fn remove_member_as_leader(
-        &self,
-        parts: &Parts,
-        id: NodeId,
-        deadline: Instant,
-    ) -> Result<LeaderReply, OpError> {
-        self.require_leader(parts)?;
-        let (voters, known) = {
-            let metrics = parts.raft.metrics();
-            let metrics = WatchReceiver::borrow_watched(&metrics);
-            let membership = metrics.membership_config.membership();
-            (
-                membership.voter_ids().collect::<BTreeSet<_>>(),
-                membership.get_node(&id).is_some(),
-            )
-        };
-        if !known {
-            return Err(OpError::Store(StoreError::InvalidArgument(format!(
-                "there is no member {id}"
-            ))));
-        }
-        let change = if voters.contains(&id) {
-            if voters.len() == 1 {
-                return Err(OpError::Store(StoreError::InvalidArgument(format!(
-                    "member {id} is the only voter; the group cannot remove it"
-                ))));
+        let leases = match parts.kv.leases() {
+            Ok(leases) => leases,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list leases; expiry is retried");
+                continue;
             }
-            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-        } else {
-            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        tracing::info!(member = id, "removing a member");
-        let removed = tokio::time::timeout_at(deadline, parts.raft.change_membership(change, false))
-            .await
-            .map_err(|_| OpError::Store(self.timeout_error()))?;
-        removed.map_err(|e| self.write_error(e))?;
-        tracing::info!(member = id, "member removed");
-        Ok(LeaderReply::Members(self.members_now()?))
-    }
-
-    /// Wait until member `id` has acknowledged the log up to `index` to this leader.
-    async fn wait_replicated_to(
-        &self,
-        parts: &Parts,
-        id: NodeId,
-        index: u64,
-        deadline: Instant,
-    ) -> Result<(), OpError> {
-        let mut metrics = parts.raft.metrics();
-        loop {
-            let (matched, leading) = {
-                let m = WatchReceiver::borrow_watched(&metrics);
-                let matched = m
-                    .replication
-                    .as_ref()
-                    .and_then(|replication| replication.get(&id).copied().flatten())
-                    .map(|log_id| log_id.index);
-                (matched, m.current_leader == Some(self.inner.node_id))
+        let now = StdInstant::now();
+        let expired: Vec<i64> = {
+            let Ok(mut deadlines) = member.lock_deadlines() else {
+                return;
             };
-            if matched.is_some_and(|matched| matched >= index) {
-                return Ok(());
+            if !was_leader {
+                deadlines.clear();
             }
-            if !leading {
-                return Err(OpError::Store(StoreError::Unavailable(format!(
-                    "leadership moved while member {id} was catching up; it is a learner now, add it again"
-                ))));
+            // Leases this member has no deadline for (all of them right after it became leader)
+            // get a full ttl plus an election timeout.
+            deadlines.retain(|id, _| leases.iter().any(|(lease, _)| lease == id));
+            for (id, ttl) in &leases {
+                deadlines
+                    .entry(*id)
+                    .or_insert_with(|| now + Duration::from_secs((*ttl).max(0) as u64) + member.election_timeout);
             }
-            match tokio::time::timeout_at(deadline, metrics.changed()).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(_)) => return Err(OpError::Store(self.stopped_error())),
-                Err(_) => {
-                    return Err(OpError::Store(StoreError::Timeout {
-                        millis: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
-                    }))
+            deadlines
+                .iter()
+                .filter(|(_, deadline)| **deadline <= now)
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        was_leader = true;
+        for id in expired {
+            let deadline = tokio::time::Instant::now() + member.request_timeout();
+            match Leader::new(&member)
+                .propose(&parts, Command::LeaseRevoke { id }, deadline)
+                .await
+            {
+                Ok(_) | Err(OpError::Store(StoreError::LeaseNotFound(_))) => {
+                    tracing::debug!(lease = id, "lease expired and revoked");
+                    member.lock_deadlines().map(|mut d| d.remove(&id)).ok();
+                }
+                Err(e) => {
+                    tracing::warn!(lease = id, error = ?e, "cannot revoke expired lease; retrying");
+                    break;
                 }
             }
         }
-    }
-
-    /// Refuse early (with nothing proposed) when this member does not lead.
-    fn require_leader(&self, parts: &Parts) -> Result<(), OpError> {
-        let metrics = parts.raft.metrics();
-        let leader = WatchReceiver::borrow_watched(&metrics).current_leader;
-        if leader == Some(self.inner.node_id) {
-            Ok(())
-        } else {
-            Err(OpError::NotLeader(leader))
-        }
-    }
-
-    fn members_now(&self) -> Result<Vec<Member>, OpError> {
-        self.member_list().map_err(OpError::Store)
     }
 }
 

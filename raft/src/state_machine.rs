@@ -32,6 +32,9 @@ use crate::command::CommandResponse;
 use crate::mvcc::KvStateMachine;
 use crate::types::{EntryPayload, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
 
+/// openraft's core of this group, over this state machine.
+pub(crate) type Raft = openraft::Raft<TypeConfig, StateMachineStore>;
+
 type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
 
 /// The data of a snapshot as openraft hands it around: an open snapshot file, read from its start.

@@ -31,7 +31,6 @@ openraft::declare_raft_types!(
 );
 
 pub(crate) type NodeId = u64;
-pub(crate) type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachineStore>;
 pub(crate) type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
 pub(crate) type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
 pub(crate) type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;

@@ -151,7 +151,7 @@ pub async fn delete_session(store: &AppStore, token_hash: &str, lease: i64) -> R
 }
 
 /// Clears the must-change-password flag of a session after its user chose a new password. A
-/// session that vanished meanwhile is left alone.
+/// session that vanished or changed since it was read is left alone.
 pub async fn clear_must_change_password(store: &AppStore, session: &Session) -> Result<(), StoreError> {
     if session.record.access_key {
         return Ok(());
@@ -165,22 +165,11 @@ pub async fn clear_must_change_password(store: &AppStore, session: &Session) -> 
     };
     record.must_change_password = false;
     let value = serde_json::to_vec(&record).expect("a session record always serializes");
-    store
-        .txn(kuboard_storage::TxnRequest {
-            compare: vec![kuboard_storage::Compare::new(
-                key.clone(),
-                kuboard_storage::CompareResult::Equal,
-                kuboard_storage::CompareTarget::ModRevision(kv.mod_revision),
-            )],
-            success: vec![kuboard_storage::TxnOp::Put(PutRequest {
-                key: key.into_bytes(),
-                value,
-                lease: record.lease,
-                prev_kv: false,
-            })],
-            failure: vec![],
-        })
-        .await?;
+    let put = PutRequest {
+        lease: record.lease,
+        ..PutRequest::new(key, value)
+    };
+    store.replace_if_unchanged(kv.mod_revision, put).await?;
     Ok(())
 }
 

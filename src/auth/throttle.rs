@@ -5,10 +5,10 @@
 //! count starts again) one window after its first failure. While a counter is at its limit, logins
 //! for that user or from that address are refused before the password is checked.
 
-use kuboard_storage::{Compare, CompareResult, CompareTarget, PutRequest, StoreError, TxnOp, TxnRequest};
+use kuboard_storage::{PutRequest, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::app_store::AppStore;
+use crate::app_store::{AppStore, KeyExpectation};
 
 pub const THROTTLE_PREFIX: &str = "throttle/";
 /// Concurrent failures race on one counter; each retry reads it again. Bounded: a counter lost to
@@ -83,7 +83,8 @@ pub async fn record_failure(
     let key = subject.key();
     for _ in 0..MAX_INCREMENT_ATTEMPTS {
         let existing = store.get(&key).await?;
-        let (counter, lease, compare) = match existing.as_ref().and_then(|kv| {
+        let expected = KeyExpectation::from_read(existing.as_ref());
+        let (counter, lease) = match existing.as_ref().and_then(|kv| {
             serde_json::from_slice::<FailureCounter>(&kv.value)
                 .ok()
                 .map(|c| (kv, c))
@@ -94,42 +95,28 @@ pub async fn record_failure(
                     window_start: counter.window_start,
                 },
                 kv.lease,
-                CompareTarget::ModRevision(kv.mod_revision),
             ),
             // No counter, or one whose window is over (its lease not yet expired): start afresh.
             _ => {
                 let ttl = i64::try_from(limits.window_seconds).unwrap_or(i64::MAX);
                 let lease = store.lease_grant(ttl).await?.id;
-                let compare = match &existing {
-                    Some(kv) => CompareTarget::ModRevision(kv.mod_revision),
-                    None => CompareTarget::CreateRevision(0),
-                };
                 (
                     FailureCounter {
                         failures: 1,
                         window_start: now,
                     },
                     lease,
-                    compare,
                 )
             }
         };
         let value = serde_json::to_vec(&counter).expect("a counter always serializes");
-        let response = store
-            .txn(TxnRequest {
-                compare: vec![Compare::new(key.clone(), CompareResult::Equal, compare)],
-                success: vec![TxnOp::Put(PutRequest {
-                    key: key.clone().into_bytes(),
-                    value,
-                    lease,
-                    prev_kv: false,
-                })],
-                failure: vec![],
-            })
-            .await;
-        match response {
-            Ok(response) if response.succeeded => return Ok(counter.failures),
-            Ok(_) => continue,
+        let put = PutRequest {
+            lease,
+            ..PutRequest::new(key.clone(), value)
+        };
+        match store.put_if(expected, put).await {
+            Ok(true) => return Ok(counter.failures),
+            Ok(false) => continue,
             // The counter's lease expired between the read and the write: read again.
             Err(StoreError::LeaseNotFound(_)) => continue,
             Err(error) => return Err(error),
@@ -156,18 +143,7 @@ pub async fn purge_stale_counters(store: &AppStore, window_seconds: u64, now: u6
         };
         if stale {
             let key = String::from_utf8_lossy(&kv.key).into_owned();
-            let response = store
-                .txn(TxnRequest {
-                    compare: vec![Compare::new(
-                        key.clone(),
-                        CompareResult::Equal,
-                        CompareTarget::ModRevision(kv.mod_revision),
-                    )],
-                    success: vec![TxnOp::DeleteRange(kuboard_storage::DeleteRangeRequest::key(key))],
-                    failure: vec![],
-                })
-                .await?;
-            if response.succeeded {
+            if store.delete_if_unchanged(&key, kv.mod_revision).await? {
                 purged += 1;
             }
         }

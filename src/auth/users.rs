@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use kuboard_storage::{Compare, CompareResult, CompareTarget, KeyValue, PutRequest, StoreError, TxnOp, TxnRequest};
+use kuboard_storage::{KeyValue, PutRequest, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::app_store::AppStore;
@@ -132,20 +132,20 @@ pub async fn verify_password_blocking(password: String, phc: Option<String>) -> 
     .map_err(|error| UserError::Task(error.to_string()))
 }
 
-/// What [`ensure_admin`] found.
+/// What [`ensure_admin`] found on start: the first-start `admin` user created now, or already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminBootstrap {
+pub enum FirstStartAdmin {
     Created,
     AlreadyPresent,
 }
 
-/// Creates the `admin` user with the default password unless it already exists. The create is a
-/// transaction "only if absent", so replicas starting together cannot overwrite each other and a
+/// Creates the `admin` user with the default password unless it already exists. The create is
+/// [`AppStore::create_if_absent`], so replicas starting together cannot overwrite each other and a
 /// restart never resets a changed password.
-pub async fn ensure_admin(store: &AppStore, default_password: &str, now: u64) -> Result<AdminBootstrap, UserError> {
+pub async fn ensure_admin(store: &AppStore, default_password: &str, now: u64) -> Result<FirstStartAdmin, UserError> {
     let key = user_key(ADMIN_USERNAME);
     if store.get(&key).await?.is_some() {
-        return Ok(AdminBootstrap::AlreadyPresent);
+        return Ok(FirstStartAdmin::AlreadyPresent);
     }
     let record = UserRecord {
         username: ADMIN_USERNAME.to_string(),
@@ -158,21 +158,10 @@ pub async fn ensure_admin(store: &AppStore, default_password: &str, now: u64) ->
         disabled: false,
     };
     let value = serde_json::to_vec(&record).expect("a user record always serializes");
-    let response = store
-        .txn(TxnRequest {
-            compare: vec![Compare::new(
-                key.clone(),
-                CompareResult::Equal,
-                CompareTarget::CreateRevision(0),
-            )],
-            success: vec![TxnOp::Put(PutRequest::new(key, value))],
-            failure: vec![],
-        })
-        .await?;
-    Ok(if response.succeeded {
-        AdminBootstrap::Created
+    Ok(if store.create_if_absent(PutRequest::new(key, value)).await? {
+        FirstStartAdmin::Created
     } else {
-        AdminBootstrap::AlreadyPresent
+        FirstStartAdmin::AlreadyPresent
     })
 }
 
@@ -180,36 +169,16 @@ pub async fn ensure_admin(store: &AppStore, default_password: &str, now: u64) ->
 pub async fn replace_user(store: &AppStore, read: &StoredUser, record: &UserRecord) -> Result<bool, UserError> {
     let key = user_key(&record.username);
     let value = serde_json::to_vec(record).expect("a user record always serializes");
-    let response = store
-        .txn(TxnRequest {
-            compare: vec![Compare::new(
-                key.clone(),
-                CompareResult::Equal,
-                CompareTarget::ModRevision(read.mod_revision),
-            )],
-            success: vec![TxnOp::Put(PutRequest::new(key, value))],
-            failure: vec![],
-        })
-        .await?;
-    Ok(response.succeeded)
+    Ok(store
+        .replace_if_unchanged(read.mod_revision, PutRequest::new(key, value))
+        .await?)
 }
 
 /// Creates a user unless the name is taken. Returns false when it is.
 pub async fn create_user(store: &AppStore, record: &UserRecord) -> Result<bool, UserError> {
     let key = user_key(&record.username);
     let value = serde_json::to_vec(record).expect("a user record always serializes");
-    let response = store
-        .txn(TxnRequest {
-            compare: vec![Compare::new(
-                key.clone(),
-                CompareResult::Equal,
-                CompareTarget::CreateRevision(0),
-            )],
-            success: vec![TxnOp::Put(PutRequest::new(key, value))],
-            failure: vec![],
-        })
-        .await?;
-    Ok(response.succeeded)
+    Ok(store.create_if_absent(PutRequest::new(key, value)).await?)
 }
 
 /// Every user, by name. A record that does not decode is skipped with a warning.
@@ -227,18 +196,7 @@ pub async fn list_users(store: &AppStore) -> Result<Vec<UserRecord>, UserError> 
 /// Deletes the user if nobody changed it since it was read. Returns false when someone did.
 pub async fn delete_user(store: &AppStore, read: &StoredUser) -> Result<bool, UserError> {
     let key = user_key(&read.record.username);
-    let response = store
-        .txn(TxnRequest {
-            compare: vec![Compare::new(
-                key.clone(),
-                CompareResult::Equal,
-                CompareTarget::ModRevision(read.mod_revision),
-            )],
-            success: vec![TxnOp::DeleteRange(kuboard_storage::DeleteRangeRequest::key(key))],
-            failure: vec![],
-        })
-        .await?;
-    Ok(response.succeeded)
+    Ok(store.delete_if_unchanged(&key, read.mod_revision).await?)
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 
 use std::fmt;
 
-use kuboard_storage::{Compare, CompareResult, CompareTarget, PutRequest, StoreError, TxnOp, TxnRequest};
+use kuboard_storage::{PutRequest, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::app_store::AppStore;
+use crate::app_store::{AppStore, KeyExpectation};
 use crate::clusters::credential_cipher::{CredentialCipher, OpenError, SealedBox};
 
 const CLUSTERS_PREFIX: &str = "clusters/";
@@ -163,19 +163,12 @@ pub async fn write_cluster(
     expected_mod_revision: Option<i64>,
 ) -> Result<bool, ClusterError> {
     let key = cluster_key(&record.name);
-    let target = match expected_mod_revision {
-        None => CompareTarget::CreateRevision(0),
-        Some(revision) => CompareTarget::ModRevision(revision),
+    let expected = match expected_mod_revision {
+        None => KeyExpectation::Absent,
+        Some(revision) => KeyExpectation::UnchangedSince(revision),
     };
     let value = serde_json::to_vec(record).expect("a cluster record always serializes");
-    let response = store
-        .txn(TxnRequest {
-            compare: vec![Compare::new(key.clone(), CompareResult::Equal, target)],
-            success: vec![TxnOp::Put(PutRequest::new(key, value))],
-            failure: vec![],
-        })
-        .await?;
-    Ok(response.succeeded)
+    Ok(store.put_if(expected, PutRequest::new(key, value)).await?)
 }
 
 pub async fn delete_cluster(store: &AppStore, name: &str) -> Result<bool, ClusterError> {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use crate::app_store::AppStore;
-use crate::auth::users::{self, AdminBootstrap};
+use crate::auth::users::{self, FirstStartAdmin};
 use crate::clock::Clock;
 use crate::config::AuditPolicy;
 use crate::http::{router, AppState};
@@ -43,7 +43,7 @@ async fn harness() -> Harness {
     let outcome = users::ensure_admin(&store, DEFAULT_PASSWORD, NOW)
         .await
         .expect("admin bootstrap");
-    assert_eq!(outcome, AdminBootstrap::Created);
+    assert_eq!(outcome, FirstStartAdmin::Created);
     let state = AppState {
         store,
         metrics,
@@ -411,7 +411,7 @@ async fn password_change_rules_and_effects() {
         users::ensure_admin(&h.state.store, DEFAULT_PASSWORD, NOW)
             .await
             .expect("bootstrap"),
-        AdminBootstrap::AlreadyPresent
+        FirstStartAdmin::AlreadyPresent
     );
     h.token("long-enough-1").await;
 }

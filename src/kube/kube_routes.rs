@@ -26,7 +26,7 @@ use crate::http::caller::{presented_token, Caller};
 use crate::http::request_context::request_context;
 use crate::http::AppState;
 use crate::kube::apiserver_pool::EndpointStatus;
-use crate::kube::apiserver_pools::{ApiserverPools, PoolLookupError};
+use crate::kube::apiserver_pool_registry::{ApiserverPoolRegistry, PoolLookupError};
 use crate::kube::kubeconfig_import::{self, ImportError, ImportedCluster, ProbeReport};
 use crate::kube::user_kubeconfig::user_kubeconfig;
 
@@ -36,7 +36,7 @@ const DEFAULT_KUBECONFIG_DAYS: u64 = 30;
 
 /// What the Kubernetes routes share beyond [`AppState`].
 pub struct KubeContext {
-    pub pools: Arc<ApiserverPools>,
+    pub pools: Arc<ApiserverPoolRegistry>,
     /// `KUBOARD_ENDPOINT`: the public URL written into downloaded kubeconfigs.
     pub public_endpoint: Option<String>,
 }
@@ -45,7 +45,7 @@ pub struct KubeContext {
 #[derive(Clone)]
 pub struct KubeRoutesState {
     pub app: AppState,
-    pub pools: Arc<ApiserverPools>,
+    pub pools: Arc<ApiserverPoolRegistry>,
 }
 
 pub fn router(app: AppState, context: Arc<KubeContext>) -> Router {

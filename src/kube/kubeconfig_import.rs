@@ -5,9 +5,13 @@
 //! per apiserver), which the balancer then serves. Only what can be stored and used by every
 //! replica is accepted: inline data, never file paths (they name files on the administrator's
 //! machine), no exec plugins or auth providers (they run programs or need a browser).
+//!
+//! The kubeconfig itself is read with kube's types (`kube::config::Kubeconfig`), the same the
+//! agent will use for its in-cluster configuration; this file decides what of it is accepted.
 
 use std::time::{Duration, Instant};
 
+use ::kube::config::{AuthInfo, Cluster, Kubeconfig, KubeconfigError};
 use base64::Engine;
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -15,6 +19,7 @@ use http::{Method, Request};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::clusters::cluster_registry::ClusterCredentials;
@@ -129,82 +134,14 @@ fn describe(reports: &[ProbeReport]) -> String {
         .join("; ")
 }
 
-// The parts of a kubeconfig that matter here; everything else is ignored as kubectl ignores it.
-#[derive(Deserialize, Default)]
-struct Kubeconfig {
-    #[serde(default)]
-    clusters: Vec<NamedCluster>,
-    #[serde(default)]
-    users: Vec<NamedUser>,
-    #[serde(default)]
-    contexts: Vec<NamedContext>,
-    #[serde(rename = "current-context", default)]
-    current_context: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct NamedCluster {
-    name: String,
-    #[serde(default)]
-    cluster: ClusterEntry,
-}
-
-#[derive(Deserialize, Default)]
-struct ClusterEntry {
-    server: Option<String>,
-    #[serde(rename = "certificate-authority-data")]
-    certificate_authority_data: Option<String>,
-    #[serde(rename = "certificate-authority")]
-    certificate_authority: Option<String>,
-    #[serde(rename = "insecure-skip-tls-verify", default)]
-    insecure_skip_tls_verify: bool,
-    #[serde(rename = "proxy-url")]
-    proxy_url: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct NamedUser {
-    name: String,
-    #[serde(default)]
-    user: UserEntry,
-}
-
-#[derive(Deserialize, Default)]
-struct UserEntry {
-    token: Option<String>,
-    #[serde(rename = "tokenFile")]
-    token_file: Option<String>,
-    #[serde(rename = "client-certificate-data")]
-    client_certificate_data: Option<String>,
-    #[serde(rename = "client-key-data")]
-    client_key_data: Option<String>,
-    #[serde(rename = "client-certificate")]
-    client_certificate: Option<String>,
-    #[serde(rename = "client-key")]
-    client_key: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    exec: Option<serde_yaml::Value>,
-    #[serde(rename = "auth-provider")]
-    auth_provider: Option<serde_yaml::Value>,
-}
-
-#[derive(Deserialize)]
-struct NamedContext {
-    name: String,
-    context: ContextEntry,
-}
-
-#[derive(Deserialize)]
-struct ContextEntry {
-    cluster: String,
-    user: String,
-}
-
-/// Reads a kubeconfig (YAML or JSON) and picks `context`, else its current context, else its only
-/// context.
+/// Reads a kubeconfig (YAML or JSON; several YAML documents are merged as kubectl merges files)
+/// with kube's own types, and picks `context`, else its current context, else its only context.
 pub fn parse_kubeconfig(text: &str, context: Option<&str>) -> Result<ImportedCluster, ImportError> {
-    let config: Kubeconfig = serde_yaml::from_str(text).map_err(|error| ImportError::InvalidYaml(error.to_string()))?;
+    let config = Kubeconfig::from_yaml(text).map_err(|error| match error {
+        // The message and line, without the excerpt of the text that may hold a credential.
+        KubeconfigError::Parse(error) => ImportError::InvalidYaml(error.without_snippet().to_string()),
+        other => ImportError::InvalidYaml(other.to_string()),
+    })?;
     let wanted = match (
         context,
         config.current_context.as_deref().filter(|name| !name.is_empty()),
@@ -217,21 +154,65 @@ pub fn parse_kubeconfig(text: &str, context: Option<&str>) -> Result<ImportedClu
         .contexts
         .iter()
         .find(|candidate| candidate.name == wanted)
+        .and_then(|named| named.context.as_ref())
         .ok_or_else(|| ImportError::ContextNotFound(wanted.clone()))?;
-    let cluster = &config
+    let no_cluster = || ImportError::ClusterNotFound(context.cluster.clone());
+    let cluster = config
         .clusters
         .iter()
-        .find(|candidate| candidate.name == context.context.cluster)
-        .ok_or_else(|| ImportError::ClusterNotFound(context.context.cluster.clone()))?
-        .cluster;
-    let user = &config
-        .users
+        .find(|candidate| candidate.name == context.cluster)
+        .ok_or_else(no_cluster)?
+        .cluster
+        .clone()
+        .unwrap_or_default();
+    // A context without a user names the user "" as kubectl reads it: only a user of that name fits.
+    let user_name = context.user.clone().unwrap_or_default();
+    let user = config
+        .auth_infos
         .iter()
-        .find(|candidate| candidate.name == context.context.user)
-        .ok_or_else(|| ImportError::UserNotFound(context.context.user.clone()))?
-        .user;
+        .find(|candidate| candidate.name == user_name)
+        .ok_or_else(|| ImportError::UserNotFound(user_name.clone()))?
+        .auth_info
+        .clone()
+        .unwrap_or_default();
+    check_supported(&cluster, &user)?;
 
-    if cluster.insecure_skip_tls_verify {
+    let endpoints = parse_servers(cluster.server.as_deref().unwrap_or(""))?;
+    let credentials = ClusterCredentials {
+        token: user
+            .token
+            .as_ref()
+            .map(|token| check_token(token.expose_secret()))
+            .transpose()?,
+        client_certificate: user
+            .client_certificate_data
+            .as_deref()
+            .map(|data| decode_pem_data("client-certificate-data", data))
+            .transpose()?,
+        client_key: user
+            .client_key_data
+            .as_ref()
+            .map(|data| decode_pem_data("client-key-data", data.expose_secret()))
+            .transpose()?,
+        ca_certificate: cluster
+            .certificate_authority_data
+            .as_deref()
+            .map(|data| decode_pem_data("certificate-authority-data", data))
+            .transpose()?,
+    };
+    let imported = ImportedCluster {
+        context: Some(wanted),
+        endpoints,
+        credentials,
+    };
+    check_complete(&imported)?;
+    Ok(imported)
+}
+
+/// Refuses what cannot be stored and used by every replica: file paths, plugins that run programs
+/// or need a browser, basic auth, skipped TLS verification, proxies.
+fn check_supported(cluster: &Cluster, user: &AuthInfo) -> Result<(), ImportError> {
+    if cluster.insecure_skip_tls_verify == Some(true) {
         return Err(ImportError::InsecureSkipVerify);
     }
     if cluster.proxy_url.as_deref().is_some_and(|url| !url.is_empty()) {
@@ -252,11 +233,7 @@ pub fn parse_kubeconfig(text: &str, context: Option<&str>) -> Result<ImportedClu
         }
     }
     if let Some(exec) = &user.exec {
-        let command = exec
-            .get("command")
-            .and_then(serde_yaml::Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let command = exec.command.clone().unwrap_or_default();
         return Err(ImportError::ExecPlugin { command });
     }
     if user.auth_provider.is_some() {
@@ -265,32 +242,7 @@ pub fn parse_kubeconfig(text: &str, context: Option<&str>) -> Result<ImportedClu
     if user.username.is_some() || user.password.is_some() {
         return Err(ImportError::BasicAuth);
     }
-    let endpoints = parse_servers(cluster.server.as_deref().unwrap_or(""))?;
-    let credentials = ClusterCredentials {
-        token: user.token.as_deref().map(check_token).transpose()?,
-        client_certificate: user
-            .client_certificate_data
-            .as_deref()
-            .map(|data| decode_pem_data("client-certificate-data", data))
-            .transpose()?,
-        client_key: user
-            .client_key_data
-            .as_deref()
-            .map(|data| decode_pem_data("client-key-data", data))
-            .transpose()?,
-        ca_certificate: cluster
-            .certificate_authority_data
-            .as_deref()
-            .map(|data| decode_pem_data("certificate-authority-data", data))
-            .transpose()?,
-    };
-    let imported = ImportedCluster {
-        context: Some(wanted),
-        endpoints,
-        credentials,
-    };
-    check_complete(&imported)?;
-    Ok(imported)
+    Ok(())
 }
 
 /// A token import: `server` (comma-separated URLs), `token`, and for https the CA certificate
@@ -707,6 +659,71 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    fn real_ca() -> String {
+        let key = rcgen::KeyPair::generate().expect("generate a key");
+        rcgen::CertificateParams::new(vec!["apiserver".to_string()])
+            .expect("certificate parameters")
+            .self_signed(&key)
+            .expect("self-sign")
+            .pem()
+    }
+
+    /// A good kubeconfig in each accepted shape gives the context's servers and credential.
+    #[test]
+    fn good_kubeconfigs() {
+        let ca = real_ca();
+        let ca_line = format!("    certificate-authority-data: {}\n", b64(&ca));
+        let check = |what: &str, text: &str, context: Option<&str>, expected_context: &str, servers: usize| {
+            let imported = parse_kubeconfig(text, context).unwrap_or_else(|error| panic!("{what}: {error}"));
+            assert_eq!(imported.context.as_deref(), Some(expected_context), "{what}");
+            assert_eq!(imported.endpoints.len(), servers, "{what}");
+            assert_eq!(imported.credentials.token.as_deref(), Some("abc"), "{what}");
+            assert_eq!(
+                imported.credentials.ca_certificate.as_deref(),
+                Some(ca.as_str()),
+                "{what}"
+            );
+        };
+        let single = kubeconfig("https://10.0.0.1:6443", &ca_line, "    token: abc\n", "");
+        check("the only context", &single, None, "ctx", 1);
+        check("a named context", &single, Some("ctx"), "ctx", 1);
+        let two = kubeconfig(
+            "https://10.0.0.1:6443,https://10.0.0.2:6443",
+            &ca_line,
+            "    token: abc\n",
+            "current-context: ctx\n",
+        );
+        check("comma-separated servers", &two, None, "ctx", 2);
+        let json = serde_json::json!({
+            "apiVersion": "v1",
+            "clusters": [{"name": "c", "cluster": {"server": "https://a:6443", "certificate-authority-data": b64(&ca)}}],
+            "users": [{"name": "u", "user": {"token": "abc"}}],
+            "contexts": [{"name": "j", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "j",
+        })
+        .to_string();
+        check("JSON", &json, None, "j", 1);
+        // Two YAML documents are merged as kubectl merges two files: the first to name a thing wins.
+        let split = format!(
+            "{}---\nclusters:\n- name: c\n  cluster:\n    server: https://ignored:6443\n",
+            kubeconfig("https://a:6443", &ca_line, "    token: abc\n", "")
+        );
+        check("two documents", &split, None, "ctx", 1);
+    }
+
+    /// The error for bad YAML names the problem, not the text around it (which may hold a token).
+    #[test]
+    fn a_yaml_error_does_not_echo_the_kubeconfig() {
+        let text = "users:\n- name: u\n  user:\n    token: SECRET-TOKEN-VALUE\n    exec: [\n";
+        let error = parse_kubeconfig(text, None).expect_err("bad YAML is refused");
+        assert_eq!(error.code(), "invalid_kubeconfig");
+        assert!(
+            error.to_string().starts_with("the kubeconfig is not valid YAML: "),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("SECRET-TOKEN-VALUE"), "{error}");
     }
 
     /// Bad token imports with the code each must get.

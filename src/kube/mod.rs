@@ -13,8 +13,9 @@
 //!   from outside (the failover closes every connection to a failed server).
 //! - [`apiserver_pool`]: [`apiserver_pool::ApiserverPool`], one per cluster: a pooled client per endpoint, active
 //!   health checks on `/readyz`, try order, failover, per-endpoint status and metrics.
-//! - [`apiserver_pools`]: the pools of this replica, built lazily from the registry and rebuilt
-//!   when a cluster record changes.
+//! - [`apiserver_pool_registry`]: [`apiserver_pool_registry::ApiserverPoolRegistry`], every pool of
+//!   this replica (one per cluster), built lazily from the cluster registry and rebuilt when a
+//!   cluster record changes.
 //! - [`kube_metrics`]: the `kuboard_apiserver_*` Prometheus metrics.
 //! - [`kube_status`]: Kubernetes-style `Status` error responses.
 //! - [`proxy`]: `/k8s-api/{cluster}/{*path}`, streaming, websocket upgrades, impersonation.
@@ -29,7 +30,7 @@
 //! another replica; each replica health-checks and balances on its own.
 
 pub mod apiserver_pool;
-pub mod apiserver_pools;
+pub mod apiserver_pool_registry;
 pub mod apiserver_url;
 pub mod cluster_connection;
 pub mod endpoint_connector;

@@ -33,7 +33,7 @@ use crate::auth::users;
 use crate::http::caller::{presented_token, token_from_bearer};
 use crate::http::session_guard::CSRF_HEADER;
 use crate::kube::apiserver_pool::{PoolError, UpstreamRequest};
-use crate::kube::apiserver_pools::PoolLookupError;
+use crate::kube::apiserver_pool_registry::PoolLookupError;
 use crate::kube::kube_routes::KubeRoutesState;
 use crate::kube::kube_status::KubeStatus;
 

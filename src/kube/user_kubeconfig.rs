@@ -20,7 +20,7 @@ pub fn user_kubeconfig(base_url: &str, cluster: &str, username: &str, token: &st
         "contexts": [{"name": context, "context": {"cluster": cluster, "user": user}}],
         "current-context": context,
     });
-    serde_yaml::to_string(&config).expect("a JSON value always serializes to YAML")
+    serde_norway::to_string(&config).expect("a JSON value always serializes to YAML")
 }
 
 #[cfg(test)]

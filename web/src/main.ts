@@ -18,6 +18,11 @@ app.use(router);
 const session = useSessionStore(pinia);
 const connection = useConnectionStore(pinia);
 apiEvents.unauthorized = () => {
+  // The first session check answers 401 for anyone not logged in yet; the router guard sends them
+  // to the login page with the page they asked for.
+  if (!session.checked) {
+    return;
+  }
   session.forget();
   const current = router.currentRoute.value;
   if (current.name !== 'login') {

@@ -8,11 +8,11 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::config::PeerConfig;
 use super::connection::{MuxConnection, RequestError};
 use super::handshake::client_handshake;
 use super::stats::PeerStats;
 use super::wire::{RemoteFailure, RequestBody};
-use super::PeerConfig;
 
 /// Connections are kept per peer and per lane, so that a snapshot being streamed does not delay
 /// heartbeats and log replication behind its chunks.

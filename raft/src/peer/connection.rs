@@ -13,9 +13,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::frame::{decode_payload, encode_frame, read_frame, FrameError};
 use super::stats::PeerStats;
 use super::wire::{RemoteFailure, RequestBody, RequestFrame, ResponseFrame};
+use crate::framing::{decode_payload, encode_frame, read_frame, FrameError};
 
 /// Frames queued for the writer before callers wait.
 const OUTGOING_QUEUE: usize = 1024;

@@ -19,13 +19,13 @@
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::frame::{encode_frame, read_record, FrameError};
+use super::config::PeerConfig;
 use super::wire::{
     ClientHello, ClientReply, Refusal, ServerHello, Verdict, HANDSHAKE_MAX_FRAME, NONCE_BYTES, PROTOCOL_VERSION,
 };
-use super::PeerConfig;
+use crate::framing::{read_record, write_record, FrameError};
 
 /// Separates these proofs from any other use of the same secret.
 const PROOF_DOMAIN: &[u8] = b"kuboard-peer-handshake-v1";
@@ -105,10 +105,7 @@ fn fresh_nonce() -> [u8; NONCE_BYTES] {
 }
 
 async fn send<T: serde::Serialize, S: AsyncWrite + Unpin>(stream: &mut S, value: &T) -> Result<(), HandshakeError> {
-    let frame = encode_frame(value, HANDSHAKE_MAX_FRAME)?;
-    stream.write_all(&frame).await?;
-    stream.flush().await?;
-    Ok(())
+    Ok(write_record(stream, value, HANDSHAKE_MAX_FRAME).await?)
 }
 
 /// Run the dialling side of the handshake with the server that should be node `target`.

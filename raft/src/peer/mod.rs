@@ -3,8 +3,9 @@
 //!
 //! # Layout
 //!
-//! - `frame`: length-prefixed frames with a bounded size; the payload of every frame is a codec
-//!   record.
+//! - `config`: [`PeerConfig`], the transport's settings, and [`ClusterSecret`].
+//! - framing: length-prefixed frames with a bounded size, the payload of every frame a codec
+//!   record, in the crate's public [`crate::framing`] (shared with other transports).
 //! - `wire`: the records exchanged on a connection (handshake messages, request and response
 //!   envelopes, snapshot chunks).
 //! - `handshake`: the mutual challenge-response proof of `KUBOARD_CLUSTER_SECRET` run on every new
@@ -13,11 +14,12 @@
 //! - `client`: [`PeerClient`], the per-peer connection pool with reconnect backoff and the
 //!   application request path ([`PeerClient::app_request`]).
 //! - `network`: [`PeerNetworkFactory`] and [`PeerConnection`], openraft's network traits on top
-//!   of [`PeerClient`].
+//!   of [`PeerClient`]: the group's only network factory.
 //! - `server`: [`PeerServer`], the listener that authenticates peers and dispatches their requests
 //!   to a [`RaftRpcHandler`] (implemented for `openraft::Raft`) and an [`AppRequestHandler`].
 //! - `snapshot`: how snapshot data is streamed ([`SnapshotSend`] on the sender,
 //!   [`SnapshotReceive`] on the receiver).
+//! - `blocked_peers`: [`BlockedPeers`], the test-only switch that drops traffic to chosen peers.
 //! - `stats`: [`PeerStats`], the counters an operator graphs (refused peers, broken frames, failed
 //!   RPCs).
 //!
@@ -29,9 +31,10 @@
 // crate build would flag the parts only the tests reach.
 #![allow(dead_code, unused_imports)]
 
+mod blocked_peers;
 mod client;
+mod config;
 mod connection;
-mod frame;
 mod handshake;
 mod network;
 mod server;
@@ -42,113 +45,11 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
-use std::time::Duration;
-
+pub use blocked_peers::BlockedPeers;
 pub use client::{PeerClient, PeerError};
+pub use config::{ClusterSecret, EmptySecret, PeerAddress, PeerConfig};
 pub use network::{PeerConnection, PeerNetworkFactory};
 pub use server::{AppRequestHandler, NoAppRequests, PeerServer, PeerServerHandle, RaftRpcHandler};
 pub use snapshot::{FileSnapshotReceiver, InMemorySnapshotReceiver, SnapshotReceive, SnapshotSend};
 pub use stats::{PeerCounters, PeerStats};
 pub use wire::RemoteFailure;
-
-/// The shared secret every replica of a group holds (`KUBOARD_CLUSTER_SECRET`). Its `Debug` output
-/// is redacted so that it cannot reach a log by accident.
-#[derive(Clone)]
-pub struct ClusterSecret(Vec<u8>);
-
-/// The secret was empty: an empty key would let anyone who knows the protocol pass the handshake.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the cluster secret must not be empty")]
-pub struct EmptySecret;
-
-impl ClusterSecret {
-    pub fn new(secret: impl Into<Vec<u8>>) -> Result<Self, EmptySecret> {
-        let secret = secret.into();
-        if secret.is_empty() {
-            return Err(EmptySecret);
-        }
-        Ok(Self(secret))
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ClusterSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClusterSecret(<redacted>)")
-    }
-}
-
-/// Settings of the peer transport, shared by the client and the server side of one replica.
-#[derive(Debug, Clone)]
-pub struct PeerConfig {
-    /// This replica's node id; sent in the handshake and bound into its proof.
-    pub node_id: u64,
-    /// Name of the group; both ends must agree, so that two groups sharing a secret by mistake
-    /// still refuse each other.
-    pub cluster: String,
-    pub secret: ClusterSecret,
-    /// Time a new connection has to complete the handshake, on either side.
-    pub handshake_timeout: Duration,
-    /// Time to establish the TCP connection to a peer (bounded further by the RPC's own timeout).
-    pub connect_timeout: Duration,
-    /// Largest frame accepted from an authenticated peer; a larger one closes the connection.
-    pub max_frame_bytes: usize,
-    /// Largest snapshot chunk sent; openraft's `snapshot_max_chunk_size` may ask for less.
-    pub snapshot_chunk_bytes: usize,
-    /// Largest snapshot a receiver accepts in total.
-    pub max_snapshot_bytes: u64,
-    /// Time the receiver may take to install a completely received snapshot. openraft's
-    /// `install_snapshot_timeout` is meant for one chunk and is far too short for installing.
-    pub snapshot_install_timeout: Duration,
-    /// Requests one connection may have in progress on the server; more wait (backpressure).
-    pub max_inflight_per_connection: usize,
-    /// Connections the server holds at once, authenticated or not.
-    pub max_connections: usize,
-    /// First delay before redialling a peer that could not be reached; doubles up to
-    /// `reconnect_backoff_max`.
-    pub reconnect_backoff_min: Duration,
-    pub reconnect_backoff_max: Duration,
-}
-
-impl PeerConfig {
-    /// Settings with defaults suited to replicas on one LAN.
-    pub fn new(node_id: u64, cluster: impl Into<String>, secret: ClusterSecret) -> Self {
-        Self {
-            node_id,
-            cluster: cluster.into(),
-            secret,
-            handshake_timeout: Duration::from_secs(3),
-            connect_timeout: Duration::from_secs(2),
-            max_frame_bytes: crate::codec::DEFAULT_DECODE_LIMIT,
-            snapshot_chunk_bytes: 1024 * 1024,
-            max_snapshot_bytes: 16 * 1024 * 1024 * 1024,
-            snapshot_install_timeout: Duration::from_secs(60),
-            max_inflight_per_connection: 256,
-            max_connections: 256,
-            reconnect_backoff_min: Duration::from_millis(50),
-            reconnect_backoff_max: Duration::from_secs(1),
-        }
-    }
-}
-
-/// Where a member's peer listener is reached, read from openraft's node record of the member.
-pub trait PeerAddress {
-    /// `host:port` of the member's peer listener.
-    fn peer_address(&self) -> String;
-}
-
-impl PeerAddress for crate::types::PeerNode {
-    fn peer_address(&self) -> String {
-        self.addr.clone()
-    }
-}
-
-impl PeerAddress for openraft::BasicNode {
-    fn peer_address(&self) -> String {
-        self.addr.clone()
-    }
-}

@@ -1,6 +1,11 @@
 //! openraft's network traits on top of [`PeerClient`]: every Raft RPC becomes one request on the
 //! target's reused connection; a snapshot becomes a sequence of acknowledged chunks on a separate
-//! connection.
+//! connection. This is the group's only network factory.
+//!
+//! Two cases answer "unreachable" without sending anything, which openraft treats as a member to
+//! back off from, never as a reason to stop: a peer blocked by the test-only [`BlockedPeers`]
+//! switch, and any peer of a one-member group without a cluster secret, which has no transport at
+//! all (there is nobody to talk to and nothing to authenticate with).
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -15,10 +20,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::blocked_peers::BlockedPeers;
 use super::client::{Lane, PeerClient, PeerError};
+use super::config::PeerAddress;
 use super::snapshot::SnapshotSend;
 use super::wire::{RequestBody, SnapshotChunk};
-use super::PeerAddress;
 use crate::codec;
 
 /// Smallest snapshot chunk sent, whatever openraft asks for, so that a tiny configured chunk size
@@ -36,26 +42,30 @@ pub(super) struct SnapshotFinish<C: RaftTypeConfig> {
 /// openraft's network factory for a group whose members talk through [`PeerClient`]. `D` is the
 /// state machine's snapshot data type.
 pub struct PeerNetworkFactory<C, D> {
-    client: PeerClient,
+    /// This member's id, for error messages.
+    node_id: u64,
+    /// `None` for a one-member group without a cluster secret.
+    client: Option<PeerClient>,
+    blocked: BlockedPeers,
     _types: PhantomData<fn() -> (C, D)>,
 }
 
 impl<C, D> PeerNetworkFactory<C, D> {
-    pub fn new(client: PeerClient) -> Self {
+    /// The network of member `node_id`, talking through `client` (none without a cluster secret)
+    /// except to the peers `blocked` names.
+    pub fn new(node_id: u64, client: Option<PeerClient>, blocked: BlockedPeers) -> Self {
         Self {
+            node_id,
             client,
+            blocked,
             _types: PhantomData,
         }
-    }
-
-    pub fn client(&self) -> &PeerClient {
-        &self.client
     }
 }
 
 impl<C, D> Clone for PeerNetworkFactory<C, D> {
     fn clone(&self) -> Self {
-        Self::new(self.client.clone())
+        Self::new(self.node_id, self.client.clone(), self.blocked.clone())
     }
 }
 
@@ -65,11 +75,17 @@ where
     C::Node: PeerAddress,
 {
     fn connection(&self, target: u64, node: &C::Node, lane: Lane) -> PeerConnection<C, D> {
-        // Membership is the authority on addresses: a member that moved is reached at its new one.
-        self.client.set_peer_address(target, node.peer_address());
+        let addr = node.peer_address();
+        if let Some(client) = &self.client {
+            // Membership is the authority on addresses: a member that moved is reached at its new one.
+            client.set_peer_address(target, addr.clone());
+        }
         PeerConnection {
+            from: self.node_id,
             client: self.client.clone(),
+            blocked: self.blocked.clone(),
             target,
+            addr,
             lane,
             _types: PhantomData,
         }
@@ -96,8 +112,11 @@ where
 /// openraft's handle for talking to one member. Connections belong to the shared [`PeerClient`],
 /// so dropping and recreating this handle costs no reconnect.
 pub struct PeerConnection<C, D> {
-    client: PeerClient,
+    from: u64,
+    client: Option<PeerClient>,
+    blocked: BlockedPeers,
     target: u64,
+    addr: String,
     lane: Lane,
     _types: PhantomData<fn() -> (C, D)>,
 }
@@ -106,23 +125,40 @@ impl<C, D> PeerConnection<C, D>
 where
     C: RaftTypeConfig<NodeId = u64>,
 {
+    /// The client to send through, or why nothing can be sent to the target now.
+    fn client(&self) -> Result<&PeerClient, Unreachable<C>> {
+        if self.blocked.is_blocked(self.target) {
+            return Err(Unreachable::from_string(format!(
+                "member {} is blocked from member {} (fault injection)",
+                self.from, self.target
+            )));
+        }
+        self.client.as_ref().ok_or_else(|| {
+            Unreachable::from_string(format!(
+                "member {} cannot reach member {} at {}: no cluster secret is configured, so this member has no \
+                 peer transport",
+                self.from, self.target, self.addr
+            ))
+        })
+    }
+
     async fn typed_call<Resp: DeserializeOwned>(
         &self,
         action: RPCTypes,
         body: RequestBody,
         timeout: Duration,
     ) -> Result<Resp, RPCError<C>> {
-        let bytes = self
-            .client
+        let client = self.client().map_err(RPCError::Unreachable)?;
+        let bytes = client
             .call(self.target, self.lane, body, timeout)
             .await
             .map_err(|e| self.rpc_error(action, e))?;
-        self.decode_response(&bytes)
+        self.decode_response(client, &bytes)
     }
 
-    fn decode_response<Resp: DeserializeOwned>(&self, bytes: &[u8]) -> Result<Resp, RPCError<C>> {
-        codec::decode_with_limit(bytes, self.client.config().max_frame_bytes).map_err(|e| {
-            self.client.stats().rpc_error();
+    fn decode_response<Resp: DeserializeOwned>(&self, client: &PeerClient, bytes: &[u8]) -> Result<Resp, RPCError<C>> {
+        codec::decode_with_limit(bytes, client.config().max_frame_bytes).map_err(|e| {
+            client.stats().rpc_error();
             RPCError::Network(NetworkError::from_string(format!(
                 "undecodable response from peer {}: {e}",
                 self.target
@@ -140,7 +176,7 @@ where
         match error {
             PeerError::Timeout { target, timeout } => RPCError::Timeout(Timeout {
                 action,
-                id: self.client.config().node_id,
+                id: self.from,
                 target,
                 timeout,
             }),
@@ -183,8 +219,9 @@ where
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
+        let client = self.client().map_err(StreamingError::Unreachable)?;
         let mut cancel = std::pin::pin!(cancel);
-        let config = self.client.config().clone();
+        let config = client.config().clone();
         let chunk_size = option
             .snapshot_chunk_size()
             .unwrap_or(config.snapshot_chunk_bytes)
@@ -224,9 +261,7 @@ where
             } else {
                 option.hard_ttl()
             };
-            let call = self
-                .client
-                .call(self.target, self.lane, RequestBody::SnapshotChunk(chunk), timeout);
+            let call = client.call(self.target, self.lane, RequestBody::SnapshotChunk(chunk), timeout);
             let reply = tokio::select! {
                 closed = &mut cancel => return Err(StreamingError::Closed(closed)),
                 reply = call => reply,
@@ -234,7 +269,7 @@ where
             let bytes = reply.map_err(|e| StreamingError::from(self.rpc_error(RPCTypes::InstallSnapshot, e)))?;
             offset += data_len;
             if last {
-                return self.decode_response(&bytes).map_err(StreamingError::from);
+                return self.decode_response(client, &bytes).map_err(StreamingError::from);
             }
         }
     }

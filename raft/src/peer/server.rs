@@ -20,14 +20,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::frame::{decode_payload, encode_frame, read_frame, FrameError};
+use super::config::PeerConfig;
 use super::handshake::{server_handshake, HandshakeError};
 use super::network::SnapshotFinish;
 use super::snapshot::SnapshotReceive;
 use super::stats::PeerStats;
 use super::wire::{RemoteFailure, RequestBody, RequestFrame, ResponseFrame, SnapshotChunk};
-use super::PeerConfig;
 use crate::codec;
+use crate::framing::{decode_payload, encode_frame, read_frame, FrameError};
 
 /// The raft core as the server sees it. Implemented for `openraft::Raft`; tests implement it with
 /// a fake. Every method answers a request from an authenticated peer.

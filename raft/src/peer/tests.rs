@@ -16,13 +16,13 @@ use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::frame::{encode_frame, read_record, FrameError};
 use super::handshake::{client_handshake, server_handshake};
 use super::wire::{
     ClientHello, ClientReply, Refusal, RequestBody, RequestFrame, ResponseFrame, ServerHello, Verdict,
     HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
 };
 use super::*;
+use crate::framing::{encode_frame, read_record, FrameError};
 
 openraft::declare_raft_types!(
     pub(crate) TestConfig:
@@ -138,7 +138,7 @@ async fn start_server(secret: &str, addr: SocketAddr) -> (PeerServerHandle, Fake
 }
 
 async fn network(client: &PeerClient, addr: SocketAddr) -> Network {
-    let mut factory = Factory::new(client.clone());
+    let mut factory = Factory::new(CLIENT_NODE, Some(client.clone()), BlockedPeers::default());
     factory.new_client(SERVER_NODE, &BasicNode::new(addr.to_string())).await
 }
 
@@ -421,7 +421,7 @@ async fn t15_client_reconnects_after_the_server_restarts() {
 async fn t15_snapshots_stream_in_chunks_and_install() {
     let (server, raft) = start_server(SECRET, loopback()).await;
     let client = PeerClient::new(config(CLIENT_NODE, SECRET));
-    let mut factory = Factory::new(client.clone());
+    let mut factory = Factory::new(CLIENT_NODE, Some(client.clone()), BlockedPeers::default());
     let node = BasicNode::new(server.local_addr().to_string());
     let mut net = factory.new_snapshot_client(SERVER_NODE, &node).await;
 
@@ -695,7 +695,11 @@ async fn start_real_member(id: u64, dir: &std::path::Path) -> RealMember {
     // Purging right behind a snapshot makes a new member need the snapshot, not the log.
     raft_config.max_in_snapshot_log_to_keep = 0;
     let raft_config = Arc::new(raft_config.validate().expect("valid raft config"));
-    let network = PeerNetworkFactory::<TypeConfig, SnapshotData>::new(PeerClient::new(config(id, SECRET)));
+    let network = PeerNetworkFactory::<TypeConfig, SnapshotData>::new(
+        id,
+        Some(PeerClient::new(config(id, SECRET))),
+        BlockedPeers::default(),
+    );
     let raft = openraft::Raft::new(id, raft_config, network, log, sm)
         .await
         .expect("start raft");

@@ -4,5 +4,5 @@ import { formatTime } from '@/format';
 /** `formatTime` in the language the user chose. */
 export function useFormatTime() {
   const { locale } = useI18n();
-  return (value: string | number | null | undefined) => formatTime(value, locale.value);
+  return (value: string | number | Date | null | undefined) => formatTime(value, locale.value);
 }

@@ -49,12 +49,16 @@ export const useUsersStore = defineStore('users', () => {
     await load();
   }
 
-  async function setDisabled(username: string, disabled: boolean): Promise<void> {
+  async function update(username: string, body: Schemas['UpdateUserRequest']): Promise<void> {
     const api = useApi();
     const updated = await api.call(
-      api.raw.PATCH('/kuboard-api/users/{username}', { params: { path: { username } }, body: { disabled } }),
+      api.raw.PATCH('/kuboard-api/users/{username}', { params: { path: { username } }, body }),
     );
     users.value = users.value.map((user) => (user.username === username ? updated : user));
+  }
+
+  async function setDisabled(username: string, disabled: boolean): Promise<void> {
+    await update(username, { disabled });
   }
 
   async function resetPassword(username: string, password: string) {
@@ -97,6 +101,7 @@ export const useUsersStore = defineStore('users', () => {
     error,
     load,
     create,
+    update,
     setDisabled,
     resetPassword,
     remove,

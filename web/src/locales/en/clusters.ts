@@ -34,7 +34,7 @@ export default {
       byToken: 'Token + CA',
       nameHint: '1-63 characters: lower-case letters, digits and "-".',
       kubeconfig: 'kubeconfig (YAML or JSON, credentials inline)',
-      fromFile: 'Or load a file:',
+      fromFile: 'Or load a file…',
       context: 'Context (the current context when empty)',
       server: 'Apiserver URLs (comma-separated)',
       serverPlaceholder: 'https://10.0.0.1:6443,https://10.0.0.2:6443,https://10.0.0.3:6443',

@@ -32,6 +32,9 @@ export default {
       passwordHint: 'The user must change it at the first login.',
       groupsHint: 'Comma-separated, e.g. dev,ops',
     },
+    edit: {
+      title: 'Edit user {name}',
+    },
     reset: {
       open: 'Reset password',
       title: 'Reset the password of {name}',

@@ -34,7 +34,7 @@ export default {
       byToken: '令牌 + CA',
       nameHint: '1-63 个字符：小写字母、数字和 "-"。',
       kubeconfig: 'kubeconfig（YAML 或 JSON，凭据内联）',
-      fromFile: '或从文件读取：',
+      fromFile: '或从文件读取…',
       context: '上下文（为空时使用当前上下文）',
       server: 'Apiserver 地址（用逗号分隔）',
       serverPlaceholder: 'https://10.0.0.1:6443,https://10.0.0.2:6443,https://10.0.0.3:6443',

@@ -32,6 +32,9 @@ export default {
       passwordHint: '用户首次登录时必须修改该密码。',
       groupsHint: '用逗号分隔，例如 dev,ops',
     },
+    edit: {
+      title: '编辑用户 {name}',
+    },
     reset: {
       open: '重置密码',
       title: '重置 {name} 的密码',

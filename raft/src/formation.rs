@@ -36,11 +36,12 @@ use std::time::Duration;
 use openraft::errors::Fatal;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 
-use crate::forwarding::{ProbeReply, ReplicationView};
+use crate::codec;
+use crate::member::MemberState;
+use crate::member_messages::{AppRequest, AppResponse, ProbeReply, ReplicationView, MAX_APP_MESSAGE_BYTES};
 use crate::peer::RaftRpcHandler;
-use crate::raft_store::{Inner, RaftStore};
-use crate::state_machine::SnapshotData;
-use crate::types::{NodeId, PeerNode, Raft, TypeConfig, Vote};
+use crate::state_machine::{Raft, SnapshotData};
+use crate::types::{NodeId, PeerNode, TypeConfig, Vote};
 
 /// Time a probe of one peer may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -121,27 +122,26 @@ enum Round {
 }
 
 /// Run until this member belongs to a group or the store stops.
-pub(crate) async fn form_group(store: Weak<Inner>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn form_group(member: Weak<MemberState>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut logged_exists = false;
     let mut logged_wiped = false;
     let mut logged_mismatch = false;
     let mut waiting_since = tokio::time::Instant::now();
     let mut advised_at: Option<tokio::time::Instant> = None;
     loop {
-        let Some(inner) = store.upgrade() else { return };
-        let store_now = RaftStore { inner };
-        let id = store_now.inner.node_id;
-        let interval = PROBE_INTERVAL_MIN.max(store_now.inner.heartbeat * 4);
-        match probe_round(&store_now).await {
+        let Some(member) = member.upgrade() else { return };
+        let id = member.node_id;
+        let interval = PROBE_INTERVAL_MIN.max(member.heartbeat * 4);
+        match probe_round(&member).await {
             Round::Joined => {
-                store_now.inner.joining.store(false, Ordering::SeqCst);
-                store_now.inner.admitted.store(true, Ordering::SeqCst);
+                member.joining.store(false, Ordering::SeqCst);
+                member.admitted.store(true, Ordering::SeqCst);
                 tracing::info!(node_id = id, "this member has received the group's state");
                 return;
             }
             Round::FormNow => {
-                store_now.inner.admitted.store(true, Ordering::SeqCst);
-                initialise(&store_now).await;
+                member.admitted.store(true, Ordering::SeqCst);
+                initialise(&member).await;
                 return;
             }
             Round::GroupExists {
@@ -149,11 +149,11 @@ pub(crate) async fn form_group(store: Weak<Inner>, mut stop: tokio::sync::watch:
                 leader,
                 leader_view,
             } => {
-                store_now.inner.joining.store(true, Ordering::SeqCst);
+                member.joining.store(true, Ordering::SeqCst);
                 if !logged_exists {
                     logged_exists = true;
                     waiting_since = tokio::time::Instant::now();
-                    store_now.inner.initialize_refusals.fetch_add(1, Ordering::SeqCst);
+                    member.initialize_refusals.fetch_add(1, Ordering::SeqCst);
                     tracing::info!(
                         node_id = id,
                         ?holders,
@@ -162,7 +162,7 @@ pub(crate) async fn form_group(store: Weak<Inner>, mut stop: tokio::sync::watch:
                          group and waits for the leader to send it the log"
                     );
                 }
-                let addr = store_now.inner.peers.get(&id).cloned().unwrap_or_default();
+                let addr = member.peers.get(&id).cloned().unwrap_or_default();
                 let advice = format!(
                     "run on a running member: `kuboard admin members replace {id} {addr}` (or `kuboard admin \
                      members remove {id}` then `kuboard admin members add {id} {addr}`)"
@@ -171,7 +171,7 @@ pub(crate) async fn form_group(store: Weak<Inner>, mut stop: tokio::sync::watch:
                     Some(ReplicationView::Acknowledged(index)) => {
                         // The leader remembers log entries this member no longer has: its data
                         // was lost. Answering the leader now would report a log going backwards.
-                        store_now.inner.admitted.store(false, Ordering::SeqCst);
+                        member.admitted.store(false, Ordering::SeqCst);
                         if !logged_wiped {
                             logged_wiped = true;
                             advised_at = Some(tokio::time::Instant::now());
@@ -190,10 +190,10 @@ pub(crate) async fn form_group(store: Weak<Inner>, mut stop: tokio::sync::watch:
                     {
                         // No leader now: whoever is elected next starts without memory of this
                         // member's old log.
-                        store_now.inner.admitted.store(true, Ordering::SeqCst);
+                        member.admitted.store(true, Ordering::SeqCst);
                     }
                     Some(ReplicationView::NothingAcknowledged) => {
-                        if !store_now.inner.admitted.swap(true, Ordering::SeqCst) && logged_wiped {
+                        if !member.admitted.swap(true, Ordering::SeqCst) && logged_wiped {
                             tracing::info!(
                                 node_id = id,
                                 "the leader has forgotten this member's lost log: it takes part again"
@@ -239,7 +239,7 @@ pub(crate) async fn form_group(store: Weak<Inner>, mut stop: tokio::sync::watch:
                 );
             }
         }
-        drop(store_now);
+        drop(member);
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
@@ -247,16 +247,16 @@ pub(crate) async fn form_group(store: Weak<Inner>, mut stop: tokio::sync::watch:
     }
 }
 
-async fn probe_round(store: &RaftStore) -> Round {
-    let Ok(parts) = store.parts() else {
+async fn probe_round(member: &MemberState) -> Round {
+    let Ok(parts) = member.parts() else {
         return Round::Waiting { fresh: 0, answered: 0 };
     };
     if parts.raft.is_initialized().await.unwrap_or(false) {
         return Round::Joined;
     }
-    let me = store.inner.node_id;
-    let others: Vec<NodeId> = store.inner.peers.keys().copied().filter(|id| *id != me).collect();
-    let probes = others.iter().map(|peer| store.probe(*peer, PROBE_TIMEOUT));
+    let me = member.node_id;
+    let others: Vec<NodeId> = member.peers.keys().copied().filter(|id| *id != me).collect();
+    let probes = others.iter().map(|peer| probe(member, *peer, PROBE_TIMEOUT));
     let replies: Vec<ProbeReply> = futures::future::join_all(probes)
         .await
         .into_iter()
@@ -276,7 +276,7 @@ async fn probe_round(store: &RaftStore) -> Round {
         if reply.has_state {
             holders.push(reply.member);
             leader = leader.or(reply.leader);
-        } else if reply.configured_peers != store.inner.peers {
+        } else if reply.configured_peers != member.peers {
             return Round::PeerListMismatch { peer: reply.member };
         } else {
             fresh += 1;
@@ -299,7 +299,7 @@ async fn probe_round(store: &RaftStore) -> Round {
             leader_view,
         };
     }
-    if fresh > store.inner.peers.len() / 2 {
+    if fresh > member.peers.len() / 2 {
         return Round::FormNow;
     }
     Round::Waiting {
@@ -308,16 +308,15 @@ async fn probe_round(store: &RaftStore) -> Round {
     }
 }
 
-async fn initialise(store: &RaftStore) {
-    let Ok(parts) = store.parts() else { return };
-    let members: BTreeMap<NodeId, PeerNode> = store
-        .inner
+async fn initialise(member: &MemberState) {
+    let Ok(parts) = member.parts() else { return };
+    let members: BTreeMap<NodeId, PeerNode> = member
         .peers
         .iter()
         .map(|(id, addr)| (*id, PeerNode { addr: addr.clone() }))
         .collect();
     tracing::info!(
-        node_id = store.inner.node_id,
+        node_id = member.node_id,
         members = members.len(),
         "a majority of the configured members is fresh: initialising the raft group"
     );
@@ -328,29 +327,50 @@ async fn initialise(store: &RaftStore) {
     }
 }
 
-impl RaftStore {
-    /// What this member holds, for peer `asking` that is forming or joining the group.
-    pub(crate) async fn probe_reply(&self, asking: NodeId) -> Result<ProbeReply, kuboard_storage::StoreError> {
-        let parts = self.parts()?;
-        let has_state = parts.raft.is_initialized().await.map_err(|_| self.stopped_error())?;
-        let (leader, replication_to_you) = {
-            let metrics = parts.raft.metrics();
-            let metrics = openraft::async_runtime::WatchReceiver::borrow_watched(&metrics);
-            let view = match &metrics.replication {
-                None => ReplicationView::NotLeader,
-                Some(replication) => match replication.get(&asking).copied().flatten() {
-                    Some(matched) => ReplicationView::Acknowledged(matched.index),
-                    None => ReplicationView::NothingAcknowledged,
-                },
-            };
-            (metrics.current_leader, view)
-        };
-        Ok(ProbeReply {
-            member: self.inner.node_id,
-            has_state,
-            configured_peers: self.inner.peers.clone(),
-            leader,
-            replication_to_you,
-        })
+/// Ask member `target` what it holds.
+async fn probe(member: &MemberState, target: NodeId, timeout: Duration) -> Result<ProbeReply, String> {
+    let Some(client) = &member.peer_client else {
+        return Err("no peer transport".into());
+    };
+    if member.blocked_peers.is_blocked(target) {
+        return Err(format!("member {target} is blocked (fault injection)"));
     }
+    let bytes = codec::encode(&AppRequest::Probe).map_err(|e| e.to_string())?;
+    let answer = client
+        .app_request(target, bytes, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    match codec::decode_with_limit::<AppResponse>(&answer, MAX_APP_MESSAGE_BYTES) {
+        Ok(AppResponse::Probe(reply)) => Ok(reply),
+        Ok(AppResponse::Leader(_)) => Err("answered a probe with a leader reply".into()),
+        Err(e) => Err(format!("undecodable probe reply: {e}")),
+    }
+}
+
+/// What this member holds, for peer `asking` that is forming or joining the group.
+pub(crate) async fn probe_reply(
+    member: &MemberState,
+    asking: NodeId,
+) -> Result<ProbeReply, kuboard_storage::StoreError> {
+    let parts = member.parts()?;
+    let has_state = parts.raft.is_initialized().await.map_err(|_| member.stopped_error())?;
+    let (leader, replication_to_you) = {
+        let metrics = parts.raft.metrics();
+        let metrics = openraft::async_runtime::WatchReceiver::borrow_watched(&metrics);
+        let view = match &metrics.replication {
+            None => ReplicationView::NotLeader,
+            Some(replication) => match replication.get(&asking).copied().flatten() {
+                Some(matched) => ReplicationView::Acknowledged(matched.index),
+                None => ReplicationView::NothingAcknowledged,
+            },
+        };
+        (metrics.current_leader, view)
+    };
+    Ok(ProbeReply {
+        member: member.node_id,
+        has_state,
+        configured_peers: member.peers.clone(),
+        leader,
+        replication_to_you,
+    })
 }

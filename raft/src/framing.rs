@@ -1,22 +1,30 @@
 //! Length-prefixed frames: `[u32 big-endian payload length][payload]`, where the payload is one
-//! codec record. The length is checked against a limit before anything is allocated, so a peer
-//! cannot make the reader allocate more than the limit by lying about the length.
+//! codec record ([`crate::codec`]). The length is checked against a limit before anything is
+//! allocated, so a peer cannot make the reader allocate more than the limit by lying about the
+//! length; an empty frame is refused.
+//!
+//! This is the framing of the peer transport between members, public so that other transports of
+//! the product (the agent tunnel) speak the same frames instead of a second copy. A stream of
+//! records is written with [`write_record`] (or [`encode_frame`] and a write of one's own) and read
+//! with [`read_record`] (or [`read_frame`] then [`decode_payload`]); both ends pass the same limit.
+//! Changing anything here changes the peer protocol's bytes.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::codec::{self, CodecError};
 
 /// Bytes of the length prefix.
-pub(super) const LENGTH_PREFIX_BYTES: usize = 4;
+pub const LENGTH_PREFIX_BYTES: usize = 4;
 
+/// Why a frame could not be written or read.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum FrameError {
+pub enum FrameError {
     /// The peer closed the connection between two frames: the normal end of a connection.
     #[error("connection closed")]
     Closed,
-    #[error("read frame: {0}")]
+    #[error("frame i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
     TooLarge { len: usize, limit: usize },
@@ -28,7 +36,7 @@ pub(super) enum FrameError {
 
 impl FrameError {
     /// Whether the peer sent something malformed (as opposed to the connection ending or failing).
-    pub(super) fn is_malformed(&self) -> bool {
+    pub fn is_malformed(&self) -> bool {
         matches!(
             self,
             FrameError::TooLarge { .. } | FrameError::Empty | FrameError::Decode(_)
@@ -38,7 +46,7 @@ impl FrameError {
 
 /// Encode `value` as a complete frame, length prefix included, refusing to build one the peer
 /// would reject as too large.
-pub(super) fn encode_frame<T: Serialize>(value: &T, limit: usize) -> Result<Vec<u8>, FrameError> {
+pub fn encode_frame<T: Serialize>(value: &T, limit: usize) -> Result<Vec<u8>, FrameError> {
     let record = codec::encode(value)?;
     if record.len() > limit || record.len() > u32::MAX as usize {
         return Err(FrameError::TooLarge {
@@ -52,8 +60,20 @@ pub(super) fn encode_frame<T: Serialize>(value: &T, limit: usize) -> Result<Vec<
     Ok(frame)
 }
 
+/// Write `value` as one frame and flush it.
+pub async fn write_record<T: Serialize, W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    value: &T,
+    limit: usize,
+) -> Result<(), FrameError> {
+    let frame = encode_frame(value, limit)?;
+    writer.write_all(&frame).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
 /// Read one frame's payload of at most `limit` bytes.
-pub(super) async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, limit: usize) -> Result<Vec<u8>, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, limit: usize) -> Result<Vec<u8>, FrameError> {
     let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
     match reader.read_exact(&mut prefix).await {
         Ok(_) => {}
@@ -73,12 +93,12 @@ pub(super) async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, limit: usiz
 }
 
 /// Decode a frame's payload; the limit is the same one the frame was read with.
-pub(super) fn decode_payload<T: DeserializeOwned>(payload: &[u8], limit: usize) -> Result<T, FrameError> {
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8], limit: usize) -> Result<T, FrameError> {
     Ok(codec::decode_with_limit(payload, limit)?)
 }
 
 /// Read one frame and decode it.
-pub(super) async fn read_record<T: DeserializeOwned, R: AsyncRead + Unpin>(
+pub async fn read_record<T: DeserializeOwned, R: AsyncRead + Unpin>(
     reader: &mut R,
     limit: usize,
 ) -> Result<T, FrameError> {

@@ -1,5 +1,5 @@
-//! [`ApiserverPools`]: this replica's balancers, one per cluster, made on first use from the
-//! registry and remade when the cluster's record changes (its mod revision moves).
+//! [`ApiserverPoolRegistry`]: every apiserver pool of this replica, one per cluster, made on first
+//! use from the cluster registry and remade when the cluster's record changes (its mod revision moves).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,7 @@ struct CachedPool {
     pool: Arc<ApiserverPool>,
 }
 
-pub struct ApiserverPools {
+pub struct ApiserverPoolRegistry {
     pools: Mutex<HashMap<String, CachedPool>>,
     pub metrics: Arc<KubeMetrics>,
     pub settings: PoolSettings,
@@ -30,9 +30,9 @@ pub enum PoolLookupError {
     Connection { name: String, source: ConnectionError },
 }
 
-impl ApiserverPools {
-    pub fn new(metrics: Arc<KubeMetrics>, settings: PoolSettings) -> ApiserverPools {
-        ApiserverPools {
+impl ApiserverPoolRegistry {
+    pub fn new(metrics: Arc<KubeMetrics>, settings: PoolSettings) -> ApiserverPoolRegistry {
+        ApiserverPoolRegistry {
             pools: Mutex::new(HashMap::new()),
             metrics,
             settings,
