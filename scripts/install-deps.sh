@@ -45,6 +45,12 @@ if [ "$what" = test ]; then
     "debootstrap debootstrap"
     "unzip unzip"
     "npm npm"
+    # scripts/test-console.sh: the console's end-to-end suite drives Debian's Chromium (playwright-core,
+    # no browser download) against three replicas behind nginx. Node 20 and npm, which build the
+    # console, come with the machine: Debian 12's nodejs (18) is too old for the console's Vite.
+    "chromium chromium"
+    # A CJK font, so that the Chinese console renders (and its screenshots show) characters, not boxes.
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc fonts-wqy-microhei"
   )
 fi
 

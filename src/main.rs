@@ -7,6 +7,7 @@
 //!   set of store backends; [`app_store`]: the metered store client the handlers use.
 //! - [`admin`]: `kuboard admin …`, operator tools (store snapshots).
 //! - [`etcd_api`]: the etcd v3 gRPC API of the embedded store (`KUBOARD_ETCD_API_PORT`).
+//! - [`console`]: the web console (`web/`), embedded and served next to the API.
 //! - [`http`]: the REST API, health and metrics endpoints; [`auth`]: users and sessions in the store.
 //! - [`clusters`]: the cluster registry, credentials encrypted at rest.
 //! - [`kube`]: Kubernetes access: cluster import, the per-cluster apiserver balancer, the
@@ -25,6 +26,7 @@ mod cli;
 mod clock;
 mod clusters;
 mod config;
+mod console;
 mod etcd_api;
 mod http;
 mod kube;

@@ -232,12 +232,14 @@ impl Replica {
             )),
             public_endpoint: config.http.endpoint.clone(),
         });
-        let app = crate::api::router(crate::api::ApiParts {
+        // The console answers its own GET/HEAD paths in front of the API (static files need no
+        // session and are not audited) and adds the security headers to every response.
+        let app = crate::console::with_console(crate::api::router(crate::api::ApiParts {
             state,
             audit: audit.clone(),
             backend: backend.clone(),
             kube,
-        })
+        }))
         .into_make_service_with_connect_info::<crate::http::client_address::PeerAddress>();
         let server_task = match tls_config {
             None => tokio::spawn(
