@@ -5,6 +5,7 @@
 use std::sync::Weak;
 use std::time::Duration;
 
+use kuboard_storage::StoreError;
 use tokio::time::Instant;
 
 use crate::codec;
@@ -33,13 +34,36 @@ impl AppRequestHandler for AppHandler {
             },
             Some(member) => match request {
                 AppRequest::Leader { op, timeout_ms } => {
-                    tracing::debug!(from, op = op.kind(), "performing a forwarded request");
+                    let kind = op.kind();
+                    tracing::debug!(from, op = kind, "performing a forwarded request");
                     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-                    AppResponse::Leader(Leader::new(&member).perform(op, deadline).await)
+                    let response = AppResponse::Leader(Leader::new(&member).perform(op, deadline).await);
+                    return encode_answer(&response, kind);
                 }
                 AppRequest::Probe => AppResponse::Probe(probe_reply(&member, from).await.map_err(|e| e.to_string())?),
             },
         };
         codec::encode(&response).map_err(|e| e.to_string())
     }
+}
+
+/// Encode the answer to a forwarded operation. One larger than any member reads cannot be sent;
+/// the caller is then told plainly that the operation was performed (or attempted) and its answer
+/// lost, never that it was refused.
+fn encode_answer(response: &AppResponse, kind: &str) -> Result<Vec<u8>, String> {
+    let bytes = codec::encode(response).map_err(|e| e.to_string())?;
+    if bytes.len() <= MAX_APP_MESSAGE_BYTES {
+        return Ok(bytes);
+    }
+    tracing::warn!(
+        op = kind,
+        bytes = bytes.len(),
+        "the answer to a forwarded request is too large to send"
+    );
+    let lost = AppResponse::Leader(Err(OpError::Store(StoreError::Internal(format!(
+        "the {kind} was performed, but its answer of {} bytes exceeds the {MAX_APP_MESSAGE_BYTES} bytes members \
+         send each other; send it to the leader",
+        bytes.len()
+    )))));
+    codec::encode(&lost).map_err(|e| e.to_string())
 }

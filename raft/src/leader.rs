@@ -163,15 +163,36 @@ impl<'a> Leader<'a> {
         // Only the leader keeps deadlines; confirming leadership also makes the lease lookup
         // below see every grant and revoke acknowledged before this call.
         self.confirm_leadership(parts, deadline).await?;
+        let term = parts.raft.metrics().borrow_watched().current_term;
         let (ttl, _keys) = parts
             .kv
             .lease(id)
             .map_err(|e| OpError::Store(internal(e)))?
             .ok_or(OpError::Store(StoreError::LeaseNotFound(id)))?;
-        self.member
-            .lock_deadlines()
-            .map_err(OpError::Store)?
-            .insert(id, StdInstant::now() + Duration::from_secs(ttl.max(0) as u64));
+        let expired = {
+            let mut deadlines = self.member.lock_deadlines().map_err(OpError::Store)?;
+            let now = StdInstant::now();
+            // Deadlines count only once the lease clock has set them up for this term.
+            let kept_this_term = self.member.lease_term() == term;
+            if kept_this_term && deadlines.get(&id).is_some_and(|due| *due <= now) {
+                true
+            } else {
+                deadlines.insert(id, now + Duration::from_secs(ttl.max(0) as u64));
+                false
+            }
+        };
+        if expired {
+            // A lease whose time is up is not renewed (etcd answers "requested lease not found");
+            // its revocation, due at the clock's next tick, is made now so that every later call
+            // sees it gone.
+            match self.propose(parts, Command::LeaseRevoke { id }, deadline).await {
+                Ok(_) | Err(OpError::Store(StoreError::LeaseNotFound(_))) => {
+                    self.member.lock_deadlines().map_err(OpError::Store)?.remove(&id);
+                }
+                Err(e) => return Err(e),
+            }
+            return Err(OpError::Store(StoreError::LeaseNotFound(id)));
+        }
         Ok(LeaderReply::LeaseKeepAlive(LeaseKeepAliveResponse {
             header: self.member.header(&parts.kv),
             id,
@@ -211,30 +232,51 @@ impl<'a> Leader<'a> {
 }
 
 /// The leader's lease clock: keeps the term for headers, gives every lease a deadline when this
-/// member becomes leader (extended by an election timeout, as etcd does, so a failover does not
-/// expire live leases), and proposes the revocation of expired leases.
+/// member starts a term of leadership (extended by an election timeout, as etcd does, so a
+/// failover does not expire live leases), and proposes the revocation of expired leases.
+///
+/// Leadership is followed by term from openraft's metrics, not only sampled at each tick: a member
+/// that lost leadership and won it again between two ticks starts afresh, because leases may have
+/// been renewed through another leader meanwhile.
 pub(crate) async fn keep_lease_clock(member: Weak<MemberState>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut was_leader = false;
+    let Some(mut metrics) = member
+        .upgrade()
+        .and_then(|member| member.parts().ok())
+        .map(|parts| parts.raft.metrics())
+    else {
+        return;
+    };
+    let mut last_seen = None;
     let mut ticker = tokio::time::interval(LEASE_TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
+        let ticked = tokio::select! {
+            _ = ticker.tick() => true,
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                false
+            }
             _ = stop.changed() => return,
-        }
-        let Some(member) = member.upgrade() else { return };
-        let Ok(parts) = member.parts() else { return };
+        };
         let (term, is_leader) = {
-            let metrics = parts.raft.metrics();
             let m = metrics.borrow_watched();
             (m.current_term, m.state == ServerState::Leader)
         };
+        // Metrics change with every applied entry; only a change of term or role matters here.
+        if !ticked && last_seen == Some((term, is_leader)) {
+            continue;
+        }
+        last_seen = Some((term, is_leader));
+        let Some(member) = member.upgrade() else { return };
+        let Ok(parts) = member.parts() else { return };
         member.set_term(term);
         if !is_leader {
-            if was_leader {
-                member.lock_deadlines().map(|mut d| d.clear()).ok();
+            if let Ok(mut deadlines) = member.lock_deadlines() {
+                deadlines.clear();
+                member.set_lease_term(0);
             }
-            was_leader = false;
             continue;
         }
         let leases = match parts.kv.leases() {
@@ -249,8 +291,9 @@ pub(crate) async fn keep_lease_clock(member: Weak<MemberState>, mut stop: tokio:
             let Ok(mut deadlines) = member.lock_deadlines() else {
                 return;
             };
-            if !was_leader {
+            if member.lease_term() != term {
                 deadlines.clear();
+                member.set_lease_term(term);
             }
             // Leases this member has no deadline for (all of them right after it became leader)
             // get a full ttl plus an election timeout.
@@ -266,7 +309,6 @@ pub(crate) async fn keep_lease_clock(member: Weak<MemberState>, mut stop: tokio:
                 .map(|(id, _)| *id)
                 .collect()
         };
-        was_leader = true;
         for id in expired {
             let deadline = tokio::time::Instant::now() + member.request_timeout();
             match Leader::new(&member)
@@ -294,4 +336,73 @@ fn wrong_response() -> StoreError {
 fn remaining_secs(deadline: StdInstant, now: StdInstant) -> i64 {
     let left = deadline.saturating_duration_since(now);
     (left.as_millis().div_ceil(1000)) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant as StdInstant};
+
+    use crate::raft_store::RaftStore;
+    use crate::RaftStoreConfig;
+    use kuboard_storage::*;
+
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    fn one_member(dir: &std::path::Path) -> RaftStoreConfig {
+        RaftStoreConfig {
+            node_id: 1,
+            data_dir: dir.to_owned(),
+            peers: BTreeMap::from([(1, "127.0.0.1:10082".to_owned())]),
+            peer_listen_addr: "127.0.0.1:0".parse().expect("literal address"),
+            cluster_secret: None,
+            heartbeat_ms: 20,
+            election_timeout_ms: 100,
+            snapshot_threshold: 1000,
+        }
+    }
+
+    /// Wait until the lease clock runs as the leader's: a lease of one second gets revoked.
+    async fn wait_for_the_lease_clock(store: &RaftStore) {
+        let short = store
+            .lease_grant(LeaseGrantRequest { ttl: 1, id: 0 })
+            .await
+            .expect("grant a short lease");
+        let started = std::time::Instant::now();
+        while store.lease_time_to_live(short.id, false).await.expect("ttl").ttl != -1 {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the lease clock never revoked an expired lease"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A keep-alive that reached the leader after a lease's deadline, before the lease clock had
+    /// revoked the lease, renewed it: an expired lease came back to life. etcd refuses it
+    /// ("requested lease not found").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keep_alive_of_an_expired_lease_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = RaftStore::open(one_member(dir.path()))
+            .await
+            .expect("open a one-member store");
+        wait_for_the_lease_clock(&store).await;
+
+        // The lease's time is up (as if its ttl had passed since the last renewal); the clock has
+        // not revoked it yet.
+        store
+            .lease_grant(LeaseGrantRequest { ttl: 60, id: 77 })
+            .await
+            .expect("grant lease 77");
+        store
+            .member
+            .lock_deadlines()
+            .expect("lease deadlines")
+            .insert(77, StdInstant::now() - Duration::from_secs(1));
+        assert_eq!(store.lease_keep_alive(77).await, Err(StoreError::LeaseNotFound(77)));
+        let ttl = store.lease_time_to_live(77, false).await.expect("ttl of lease 77");
+        assert_eq!(ttl.ttl, -1, "the expired lease is gone, not renewed: {ttl:?}");
+        store.shutdown().await.expect("shut down");
+    }
 }

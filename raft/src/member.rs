@@ -55,6 +55,9 @@ pub(crate) struct MemberState {
     term: AtomicU64,
     /// Lease id -> deadline; filled only while this member leads.
     lease_deadlines: Mutex<HashMap<i64, Instant>>,
+    /// The term of leadership the lease deadlines were set up for by the lease clock, 0 for none.
+    /// Changed only while holding `lease_deadlines`.
+    lease_term: AtomicU64,
     stop_tx: tokio::sync::watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The client side of the peer transport; `None` without a cluster secret.
@@ -101,6 +104,7 @@ impl MemberState {
             shutting_down: AtomicBool::new(false),
             term: AtomicU64::new(0),
             lease_deadlines: Mutex::new(HashMap::new()),
+            lease_term: AtomicU64::new(0),
             stop_tx,
             tasks: Mutex::new(Vec::new()),
             peer_client: start.peer_client,
@@ -326,6 +330,18 @@ impl MemberState {
     /// The leader's lease deadlines (lease id -> when it expires).
     pub(crate) fn lock_deadlines(&self) -> Result<MutexGuard<'_, HashMap<i64, Instant>>, StoreError> {
         self.lease_deadlines.lock().map_err(|_| internal("lease lock poisoned"))
+    }
+
+    /// The term of leadership the lease deadlines belong to (0: none); read it while holding
+    /// [`Self::lock_deadlines`].
+    pub(crate) fn lease_term(&self) -> u64 {
+        self.lease_term.load(Ordering::Relaxed)
+    }
+
+    /// Record which term of leadership the lease deadlines belong to; call it while holding
+    /// [`Self::lock_deadlines`].
+    pub(crate) fn set_lease_term(&self, term: u64) {
+        self.lease_term.store(term, Ordering::Relaxed);
     }
 }
 

@@ -11,8 +11,15 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Command, CommandResponse};
 use crate::types::NodeId;
 
-/// Upper bound of an application request or answer on the wire.
-pub(crate) const MAX_APP_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Upper bound of an application request or answer on the wire: what one peer frame carries once
+/// the response frame's own bytes are counted. The member that answers and the member that decodes
+/// use this one limit, so that an answer that is sent is also read (an operation performed by the
+/// leader is never reported to the caller as failed because its answer was judged too large).
+pub(crate) const MAX_APP_MESSAGE_BYTES: usize = crate::codec::DEFAULT_DECODE_LIMIT - APP_FRAME_OVERHEAD;
+
+/// Bytes a response frame adds around an application answer (version byte, request id, result
+/// variant and length), with room to spare.
+const APP_FRAME_OVERHEAD: usize = 1024;
 
 /// An operation only the leader performs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -52,7 +52,7 @@ const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(120);
 /// A handle on this replica's member of the embedded group. Cheap to clone.
 #[derive(Clone)]
 pub struct RaftStore {
-    member: Arc<MemberState>,
+    pub(crate) member: Arc<MemberState>,
 }
 
 impl RaftStore {

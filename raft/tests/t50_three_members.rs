@@ -61,3 +61,37 @@ async fn three_members_form_a_group_and_serve_through_any_member() {
     println!("follower metrics after the suite: {metrics:?}");
     cluster.shutdown().await;
 }
+
+/// A forwarded write whose answer was larger than the limit the forwarding member decoded answers
+/// with (8 MiB, below the 64 MiB frame limit) was applied by the leader yet reported to the caller
+/// as an error. The answer must reach the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_to_a_forwarded_write_is_not_reported_as_an_error() {
+    init_tracing();
+    // 144 values of 64 KiB: an answer of about 9 MiB.
+    const KEYS: usize = 144;
+    let cluster = Cluster::start(3, 1000).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.followers_of(leader)[0];
+    let value = "v".repeat(64 * 1024);
+    for i in 0..KEYS {
+        put_retrying(cluster.store(leader), &format!("t50/big/{i:03}"), &value).await;
+    }
+
+    tracing::info!("--- a delete returning about 9 MiB of previous values, sent to a follower");
+    let request = DeleteRangeRequest {
+        prev_kv: true,
+        ..DeleteRangeRequest::prefix("t50/big/")
+    };
+    let response = cluster
+        .store(follower)
+        .delete_range(request)
+        .await
+        .unwrap_or_else(|e| panic!("the delete forwarded by member {follower} failed: {e}"));
+    assert_eq!(response.deleted, KEYS as i64);
+    assert_eq!(response.prev_kvs.len(), KEYS);
+    assert!(response.prev_kvs.iter().all(|kv| kv.value == value.as_bytes()));
+    let left = cluster.wait_converged("t50/big/").await;
+    assert!(left.is_empty(), "{} keys survived the delete", left.len());
+    cluster.shutdown().await;
+}

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use openraft::entry::RaftEntry;
 use openraft::errors::{ErrorSource, NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
 use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
@@ -30,6 +31,18 @@ use crate::codec;
 /// Smallest snapshot chunk sent, whatever openraft asks for, so that a tiny configured chunk size
 /// does not turn a snapshot into millions of round trips.
 const MIN_SNAPSHOT_CHUNK: usize = 4096;
+
+/// Bytes a request frame adds around an encoded Raft request: the record's version byte, the
+/// request id, the body's variant and the payload's length, with room to spare.
+const REQUEST_FRAME_OVERHEAD: usize = 64;
+
+/// Largest encoded length of a varint.
+const VARINT_MAX_BYTES: usize = 10;
+
+/// Largest encoded append-entries request that still fits in a frame of `max_frame_bytes`.
+fn append_request_limit(max_frame_bytes: usize) -> usize {
+    max_frame_bytes.saturating_sub(REQUEST_FRAME_OVERHEAD)
+}
 
 /// What the last chunk of a snapshot carries besides data.
 #[derive(Serialize, Deserialize)]
@@ -166,6 +179,39 @@ where
         })
     }
 
+    /// How many of `rpc`'s first entries fit in an encoded request of at most `limit` bytes; at
+    /// least one, or an error naming the entry that can never be sent.
+    fn entries_within(&self, rpc: &mut AppendEntriesRequest<C>, limit: usize) -> Result<usize, RPCError<C>> {
+        let entries = std::mem::take(&mut rpc.entries);
+        let base = self.encode_request(&*rpc);
+        rpc.entries = entries;
+        // The entries' count is a varint that grows by at most this many bytes.
+        let mut used = base?.len() + VARINT_MAX_BYTES;
+        let mut keep = 0;
+        for entry in &rpc.entries {
+            // Each entry encodes as the record's body without the record's version byte.
+            let size = self.encode_request(entry)?.len() - 1;
+            if used + size > limit {
+                break;
+            }
+            used += size;
+            keep += 1;
+        }
+        if keep == 0 {
+            let first = rpc
+                .entries
+                .first()
+                .map(|entry| entry.log_id().to_string())
+                .unwrap_or_default();
+            return Err(RPCError::Network(NetworkError::from_string(format!(
+                "log entry {first} alone exceeds the peer frame limit of {limit} bytes; it cannot be replicated to \
+                 member {}",
+                self.target
+            ))));
+        }
+        Ok(keep)
+    }
+
     fn encode_request<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, RPCError<C>> {
         codec::encode(value).map_err(|e| RPCError::Network(NetworkError::new(&e)))
     }
@@ -195,11 +241,31 @@ where
 
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<C>,
+        mut rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        let body = RequestBody::AppendEntries(self.encode_request(&rpc)?);
-        self.typed_call(RPCTypes::AppendEntries, body, option.hard_ttl()).await
+        let mut encoded = self.encode_request(&rpc)?;
+        // A batch too large for one frame is cut to the prefix that fits and reported as a partial
+        // success: openraft then sends the rest from there. Sending it whole would fail the same
+        // way on every retry and stall replication to this member for good.
+        let mut cut_at = None;
+        if let Some(client) = &self.client {
+            let limit = append_request_limit(client.config().max_frame_bytes);
+            if encoded.len() > limit {
+                let keep = self.entries_within(&mut rpc, limit)?;
+                rpc.entries.truncate(keep);
+                cut_at = rpc.entries.last().map(|entry| entry.log_id());
+                encoded = self.encode_request(&rpc)?;
+            }
+        }
+        let body = RequestBody::AppendEntries(encoded);
+        let response = self
+            .typed_call(RPCTypes::AppendEntries, body, option.hard_ttl())
+            .await?;
+        Ok(match (cut_at, response) {
+            (Some(last), AppendEntriesResponse::Success) => AppendEntriesResponse::PartialSuccess(Some(last)),
+            (_, response) => response,
+        })
     }
 
     async fn vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {

@@ -807,3 +807,65 @@ async fn t15_real_raft_members_elect_replicate_and_ship_snapshots_over_the_trans
         member.server.shutdown().await;
     }
 }
+
+/// A batch of entries whose request exceeds the frame limit used to fail to encode on every
+/// attempt, and openraft resent the same batch forever. It must go out as a prefix that fits,
+/// reported as a partial success, so that each call makes progress.
+#[tokio::test]
+async fn t15_append_batch_over_the_frame_limit_is_not_resent_forever() {
+    use openraft::entry::RaftEntry;
+
+    const LIMIT: usize = 64 * 1024;
+    const ENTRIES: u64 = 40;
+    let small = |node| {
+        let mut config = config(node, SECRET);
+        config.max_frame_bytes = LIMIT;
+        config
+    };
+    let raft = FakeRaft::default();
+    let server = PeerServer::new(small(SERVER_NODE), raft.clone(), InMemorySnapshotReceiver, EchoHandler)
+        .start(loopback())
+        .await
+        .expect("bind the peer listener");
+    let client = PeerClient::new(small(CLIENT_NODE));
+    let mut net = network(&client, server.local_addr()).await;
+
+    // 40 entries of 4 KiB each: 160 KiB in one batch, more than twice the frame limit.
+    let all: Vec<_> = (1..=ENTRIES)
+        .map(|i| {
+            let log_id = openraft::testing::log_id::<TestConfig>(1, CLIENT_NODE, i);
+            <TestConfig as openraft::RaftTypeConfig>::Entry::new_normal(log_id, "x".repeat(4096))
+        })
+        .collect();
+    let mut prev_log_id = None;
+    let mut calls = 0;
+    while raft.appended_entries.load(Ordering::SeqCst) < ENTRIES as usize {
+        calls += 1;
+        assert!(calls <= ENTRIES, "no progress after {ENTRIES} calls");
+        let sent = raft.appended_entries.load(Ordering::SeqCst);
+        let request = AppendEntriesRequest {
+            vote: TestVote::new(1, CLIENT_NODE),
+            prev_log_id,
+            entries: all[sent..].to_vec(),
+            leader_commit: None,
+        };
+        let response = net
+            .append_entries(request, option())
+            .await
+            .unwrap_or_else(|e| panic!("call {calls} with {} entries failed: {e}", ENTRIES as usize - sent));
+        let delivered = raft.appended_entries.load(Ordering::SeqCst);
+        assert!(delivered > sent, "call {calls} delivered nothing: {response:?}");
+        let expected_last = all[delivered - 1].log_id();
+        match response {
+            AppendEntriesResponse::Success => assert_eq!(delivered, ENTRIES as usize, "success before the end"),
+            AppendEntriesResponse::PartialSuccess(Some(last)) => assert_eq!(last, expected_last),
+            other => panic!("unexpected answer {other:?}"),
+        }
+        prev_log_id = Some(expected_last);
+    }
+    assert!(
+        calls > 2,
+        "the batch cannot fit in fewer than 3 frames, yet took {calls} calls"
+    );
+    server.shutdown().await;
+}
