@@ -5,6 +5,8 @@
 //! - [`EtcdStoreConfig`], [`EtcdConnectError`]: endpoints, TLS, auth, key prefix, timeouts.
 //! - [`EtcdStore`]: the store; every request is confined to the key prefix.
 //! - `prefix`: the translation of relative keys and ranges to absolute ones.
+//! - `error_class`: etcd-client's errors sorted into the cases callers tell apart.
+//! - `connect_options`: the configuration checked, its TLS files read.
 //!
 //! # What the prefix does not cover
 //!
@@ -20,6 +22,8 @@
 //!   `lease_time_to_live` lists only the attached keys inside the prefix.
 
 mod config;
+mod connect_options;
+mod error_class;
 mod prefix;
 mod store;
 

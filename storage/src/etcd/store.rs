@@ -2,16 +2,14 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::Path;
 use std::time::Duration;
 
 use etcd_client as etcd;
 use futures::StreamExt;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tonic::Code;
 
 use super::config::{EtcdConnectError, EtcdStoreConfig};
+use super::connect_options::{tls_options, validate};
+use super::error_class::{classify, connection_broke, is_auth_error, is_unavailable, never_sent, Classified};
 use super::prefix::KeyPrefix;
 use crate::error::StoreError;
 use crate::store::{Store, WatchStream};
@@ -21,9 +19,6 @@ use crate::types::*;
 const MEMBER_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the compaction-point probe waits for etcd to cancel its watch.
 const COMPACT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// etcd's own deadline for a proposal with default settings (5 s + 2 election timeouts of 1 s), after
-/// which it answers "request timed out".
-const ETCD_SERVER_REQUEST_TIMEOUT_MILLIS: u64 = 7000;
 /// How many times a request is tried when no member could take it, and the pause between tries; the
 /// request timeout bounds them as a whole. The balanced channel can pick a member that just died
 /// several times in a row before it notices.
@@ -822,197 +817,9 @@ fn first_read_revision(request: &TxnRequest) -> i64 {
         .unwrap_or(0)
 }
 
-enum Classified {
-    Compacted,
-    FutureRevision,
-    LeaseNotFound,
-    LeaseExists,
-    Other(StoreError),
-}
-
-/// Sort an etcd error into the cases callers tell apart, by etcd's stable error messages first
-/// (several cases share a gRPC code) and by gRPC code otherwise.
-fn classify(error: &etcd::Error) -> Classified {
-    let status = match error {
-        etcd::Error::GRpcStatus(status) => status,
-        etcd::Error::LeaseKeepAliveError(message) if message.contains("not found") => return Classified::LeaseNotFound,
-        etcd::Error::TransportError(_) | etcd::Error::IoError(_) => {
-            return Classified::Other(StoreError::Unavailable(error.to_string()))
-        }
-        etcd::Error::InvalidArgs(message) => return Classified::Other(StoreError::InvalidArgument(message.clone())),
-        other => return Classified::Other(StoreError::Internal(other.to_string())),
-    };
-    let message = status.message();
-    if message.contains("required revision has been compacted") {
-        return Classified::Compacted;
-    }
-    if message.contains("required revision is a future revision") {
-        return Classified::FutureRevision;
-    }
-    if message.contains("requested lease not found") {
-        return Classified::LeaseNotFound;
-    }
-    if message.contains("lease already exists") {
-        return Classified::LeaseExists;
-    }
-    if message.contains("request timed out") {
-        // etcd gave up waiting for the proposal (for example, the leader died with it): it may or may
-        // not have been applied, which is what `Timeout` says and `Unavailable` does not.
-        return Classified::Other(StoreError::Timeout {
-            millis: ETCD_SERVER_REQUEST_TIMEOUT_MILLIS,
-        });
-    }
-    if is_auth_message(message) {
-        return Classified::Other(StoreError::Internal(format!("etcd refused the request: {message}")));
-    }
-    if connection_broke(error) {
-        return Classified::Other(StoreError::Interrupted(message.to_string()));
-    }
-    Classified::Other(match status.code() {
-        Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted => {
-            StoreError::InvalidArgument(message.trim_start_matches("etcdserver: ").to_string())
-        }
-        Code::Unavailable | Code::Cancelled | Code::Aborted => StoreError::Unavailable(message.to_string()),
-        Code::DeadlineExceeded => StoreError::Unavailable(format!("etcd deadline exceeded: {message}")),
-        _ => StoreError::Internal(format!("etcd: {status}")),
-    })
-}
-
-/// True when the request could not even be sent: no connection to a member could be opened. Such a
-/// request is safe to send again whatever it does.
-fn never_sent(error: &etcd::Error) -> bool {
-    match error {
-        etcd::Error::GRpcStatus(status) => {
-            status.code() == Code::Unavailable && status.message().contains("connect error")
-        }
-        _ => false,
-    }
-}
-
-/// True when the connection broke while the request was in flight (the member died or closed it):
-/// the request may have been applied.
-fn connection_broke(error: &etcd::Error) -> bool {
-    match error {
-        etcd::Error::GRpcStatus(status) => {
-            status.code() == Code::Unknown && status.message().contains("transport error")
-        }
-        _ => false,
-    }
-}
-
-/// True when the request failed because no member could serve it now.
-fn is_unavailable(error: &etcd::Error) -> bool {
-    matches!(classify(error), Classified::Other(StoreError::Unavailable(_)))
-}
-
-fn is_auth_message(message: &str) -> bool {
-    [
-        "authentication failed",
-        "permission denied",
-        "invalid auth token",
-        "user name is empty",
-        "auth management",
-    ]
-    .iter()
-    .any(|fragment| message.contains(fragment))
-}
-
-fn is_auth_error(error: &etcd::Error) -> bool {
-    match error {
-        etcd::Error::GRpcStatus(status) => {
-            is_auth_message(status.message()) || matches!(status.code(), Code::Unauthenticated | Code::PermissionDenied)
-        }
-        _ => false,
-    }
-}
-
-/// Check the configuration and return the endpoints to dial.
-fn validate(config: &EtcdStoreConfig) -> Result<Vec<String>, EtcdConnectError> {
-    let invalid = |message: String| Err(EtcdConnectError::InvalidConfig(message));
-    let endpoints: Vec<String> = config
-        .endpoints
-        .iter()
-        .map(|endpoint| endpoint.trim().to_string())
-        .filter(|endpoint| !endpoint.is_empty())
-        .collect();
-    if endpoints.is_empty() {
-        return invalid("no endpoint given".into());
-    }
-    for endpoint in &endpoints {
-        if config.uses_tls() && endpoint.starts_with("http://") {
-            return invalid(format!(
-                "endpoint {endpoint} is plain http but TLS files are configured"
-            ));
-        }
-        if !config.uses_tls() && endpoint.starts_with("https://") {
-            return invalid(format!(
-                "endpoint {endpoint} is https but no CA certificate is configured"
-            ));
-        }
-    }
-    if config.client_cert.is_some() != config.client_key.is_some() {
-        return invalid("a client certificate and its key go together".into());
-    }
-    if config.username.is_some() != config.password.is_some() {
-        return invalid("a user name and its password go together".into());
-    }
-    if config.connect_timeout.is_zero() || config.request_timeout.is_zero() {
-        return invalid("timeouts must be above zero".into());
-    }
-    Ok(endpoints)
-}
-
-fn tls_options(config: &EtcdStoreConfig) -> Result<etcd::TlsOptions, EtcdConnectError> {
-    let mut tls = etcd::TlsOptions::new();
-    if let Some(path) = &config.ca_cert {
-        let pem = read_certificates(path, "CA certificate")?;
-        tls = tls.ca_certificate(etcd::Certificate::from_pem(pem));
-    }
-    if let (Some(cert_path), Some(key_path)) = (&config.client_cert, &config.client_key) {
-        let cert = read_certificates(cert_path, "client certificate")?;
-        let key = read_file(key_path, "client key")?;
-        if let Err(error) = PrivateKeyDer::from_pem_slice(&key) {
-            return Err(EtcdConnectError::BadPem {
-                what: "client key",
-                path: key_path.clone(),
-                reason: error.to_string(),
-            });
-        }
-        tls = tls.identity(etcd::Identity::from_pem(cert, key));
-    }
-    Ok(tls)
-}
-
-fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, EtcdConnectError> {
-    std::fs::read(path).map_err(|source| EtcdConnectError::ReadFile {
-        what,
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// Read a PEM file and check that it holds at least one well-formed certificate.
-fn read_certificates(path: &Path, what: &'static str) -> Result<Vec<u8>, EtcdConnectError> {
-    let pem = read_file(path, what)?;
-    let bad = |reason: String| EtcdConnectError::BadPem {
-        what,
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut count = 0;
-    for certificate in CertificateDer::pem_slice_iter(&pem) {
-        certificate.map_err(|error| bad(error.to_string()))?;
-        count += 1;
-    }
-    if count == 0 {
-        return Err(bad("no CERTIFICATE block found".into()));
-    }
-    Ok(pem)
-}
-
 #[cfg(test)]
 mod tests {
-    use tonic::Status;
+    use tonic::{Code, Status};
 
     use super::*;
 
