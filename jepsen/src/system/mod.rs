@@ -7,6 +7,7 @@
 mod audit_db;
 mod cluster;
 mod http;
+mod member_layout;
 
 pub use audit_db::AUDIT_DB_PORT;
 pub use cluster::{
