@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one kuboard replica on the embedded store (a one-member Raft group on local disk), from a
-# fresh clone. The API on http://127.0.0.1:8080/kuboard-api/ (log in as admin / Kuboard123; the web UI
-# is not built yet).
+# fresh clone. The console on http://127.0.0.1:8080/ and the API under /kuboard-api/ (log in as
+# admin / Kuboard123); the release build builds the console into the binary when Node 20 is present.
 #
 # Every KUBOARD_* variable that `kuboard serve --help` lists may be set to override the defaults below.
 set -euo pipefail
