@@ -22,6 +22,17 @@ export default {
     error: {
       unreachable: 'No Kuboard replica answered. Check the network or the load balancer, then try again.',
       requestId: 'Request id:',
+      codes: {
+        password_too_short: 'The password needs at least 8 characters.',
+        password_too_long: 'The password must be at most 1024 bytes.',
+        password_contains_username: 'The password must not contain the user name.',
+        password_is_default: 'The password must not be the default password.',
+        password_unchanged: 'The new password must differ from the current one.',
+        wrong_password: 'The current password is wrong.',
+        user_disabled: 'This user is disabled.',
+        missing_ca_certificate: 'An https apiserver needs a CA certificate to verify it.',
+        conflict: 'Someone else changed this meanwhile. Reload and try again.',
+      },
     },
     banner: {
       auditPaused:

@@ -22,6 +22,17 @@ export default {
     error: {
       unreachable: '没有 Kuboard 副本应答。请检查网络或负载均衡器后重试。',
       requestId: '请求 ID：',
+      codes: {
+        password_too_short: '密码至少需要 8 个字符。',
+        password_too_long: '密码最多 1024 字节。',
+        password_contains_username: '密码不能包含用户名。',
+        password_is_default: '密码不能是默认密码。',
+        password_unchanged: '新密码必须与当前密码不同。',
+        wrong_password: '当前密码错误。',
+        user_disabled: '该用户已被禁用。',
+        missing_ca_certificate: 'https 的 apiserver 需要 CA 证书来验证。',
+        conflict: '其他人同时修改了此内容。请刷新后重试。',
+      },
     },
     banner: {
       auditPaused: '变更已暂停：审计策略为严格模式，而审计数据库当前不接收事件。查看功能不受影响。',
