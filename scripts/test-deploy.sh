@@ -31,6 +31,11 @@ steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(lint helm local rolling image compose)
 
 export KUBOARD_BIN=${KUBOARD_BIN:-$root/target/release/kuboard}
+# Absolute, since it is written into the systemd unit and used from other working directories.
+case "$KUBOARD_BIN" in
+  /*) ;;
+  *) KUBOARD_BIN=$root/$KUBOARD_BIN ;;
+esac
 cache=$root/target/deploy-cache
 work=$root/target/deploy-test
 rm -rf "$work"

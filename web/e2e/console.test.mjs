@@ -67,8 +67,31 @@ after(async () => {
  * asserted by the last test, so that one page's finding does not hide what the later steps show.
  */
 const pageFindings = {};
+/**
+ * Lets the page come to rest before it is judged: the pointer off every control (a hovered button
+ * shows its hover colours) and no finite animation or transition running (a dialog fading in or out
+ * is half transparent, which axe measures as low contrast). Endless ones, such as a loading spinner,
+ * are not waited for.
+ */
+async function settle() {
+  await page.mouse.move(0, 0);
+  await page
+    .waitForFunction(
+      () =>
+        document
+          .getAnimations()
+          .every((animation) => animation.playState !== 'running' || animation.effect?.getTiming().iterations === Infinity),
+      null,
+      { timeout: 5000 },
+    )
+    .catch(() => {
+      console.log('# an animation was still running after 5 s; the page is checked as it is');
+    });
+}
+
 async function checkPage(name) {
   visitedPages.add(name);
+  await settle();
   const findings = {
     accessibility: await seriousAccessibilityViolations(page),
     csp: await cspViolations(page),
