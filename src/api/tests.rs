@@ -702,6 +702,11 @@ async fn a_cluster_that_cannot_be_connected_is_refused_and_not_stored() {
                 "credentials": {"token": "t", "ca_certificate": "not a certificate"}}),
             "invalid_cluster_settings",
         ),
+        (
+            json!({"name": "bad-token", "endpoints": ["http://10.0.0.1:8080"],
+                "credentials": {"token": "line\nbreak"}}),
+            "invalid_cluster_settings",
+        ),
     ] {
         let answer = h.post("/kuboard-api/clusters", Some(&admin), &body).await;
         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.text);

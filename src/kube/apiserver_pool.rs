@@ -134,15 +134,7 @@ impl ApiserverPool {
         metrics: Arc<KubeMetrics>,
     ) -> Result<Arc<ApiserverPool>, ConnectionError> {
         let tls = connection.tls_client_config()?;
-        let authorization = match &connection.token {
-            Some(token) => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-                    .map_err(|_| ConnectionError::Tls("the token is not a valid header value".into()))?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-            None => None,
-        };
+        let authorization = connection.authorization_header()?;
         let endpoints = connection
             .endpoints
             .iter()

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls;
@@ -63,6 +64,8 @@ pub enum ConnectionError {
     MissingCa,
     #[error("TLS set-up failed: {0}")]
     Tls(String),
+    #[error("the token is not a valid HTTP header value (control characters or line breaks)")]
+    Token,
 }
 
 impl ClusterConnection {
@@ -98,6 +101,26 @@ impl ClusterConnection {
             token: credentials.token.clone(),
             client_identity,
         })
+    }
+
+    /// The `Authorization` header sent with the cluster's token, or `None` without a token. A token
+    /// that cannot be a header value (a line break pasted with it) is refused here, so that the
+    /// registry can refuse it before it is stored.
+    pub fn authorization_header(&self) -> Result<Option<HeaderValue>, ConnectionError> {
+        let Some(token) = &self.token else {
+            return Ok(None);
+        };
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ConnectionError::Token)?;
+        value.set_sensitive(true);
+        Ok(Some(value))
+    }
+
+    /// Everything a pool needs from these settings, checked without connecting: what the registry
+    /// runs before it stores a cluster, so that a stored cluster can always be given a pool.
+    pub fn check_usable(&self) -> Result<(), ConnectionError> {
+        self.tls_client_config()?;
+        self.authorization_header()?;
+        Ok(())
     }
 
     /// The TLS client configuration for this cluster's apiservers: only its own CA is trusted

@@ -139,11 +139,10 @@ pub async fn store_new_cluster(
 }
 
 /// Refuses settings the balancer could not connect with (a URL it cannot read, an https apiserver
-/// without a CA, a certificate or key that does not parse), as a cluster import does: a stored
+/// without a CA, a certificate or key that does not parse, a token that cannot be a header value), as a cluster import does: a stored
 /// cluster can always be reached through the proxy.
 fn check_connectable(record: &ClusterRecord, credentials: &ClusterCredentials) -> Result<(), ApiError> {
-    let checked = ClusterConnection::from_record(record, credentials)
-        .and_then(|connection| connection.tls_client_config().map(|_| ()));
+    let checked = ClusterConnection::from_record(record, credentials).and_then(|connection| connection.check_usable());
     checked.map_err(|error| match error {
         ConnectionError::MissingCa => invalid(
             "missing_ca_certificate",
