@@ -29,6 +29,42 @@ pub enum Command {
     Version(VersionArgs),
     /// Operator tools: store snapshots and the members of the embedded group.
     Admin(AdminArgs),
+    /// Run the agent of a cluster the replicas cannot reach: it keeps a tunnel to every replica's
+    /// agent port and opens the replicas' connections to its apiserver.
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// A kubeconfig to reach the apiserver with; without it, the pod's service account
+    /// (`KUBERNETES_SERVICE_HOST`/`_PORT` and the token and CA under
+    /// /var/run/secrets/kubernetes.io/serviceaccount).
+    #[arg(long, env = "KUBOARD_AGENT_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context (its current context when not given).
+    #[arg(long, env = "KUBOARD_AGENT_CONTEXT")]
+    pub context: Option<String>,
+    /// Every replica's agent address, comma-separated (`kuboard1:10081,kuboard2:10081`); one
+    /// tunnel is kept to each. Kuboard's single `KUBOARD_AGENT_HOST` + `KUBOARD_AGENT_PORT` are
+    /// accepted when this is not given.
+    #[arg(long, env = "KUBOARD_AGENT_ENDPOINT", value_name = "HOST:PORT,...")]
+    pub endpoint: Option<String>,
+    #[arg(long, env = "KUBOARD_AGENT_HOST", hide = true)]
+    pub kuboard_agent_host: Option<String>,
+    #[arg(long, env = "KUBOARD_AGENT_PORT", hide = true)]
+    pub kuboard_agent_port: Option<String>,
+    /// The cluster's name in Kuboard (also read from Kuboard's `KUBOARD_K8S_CLUSTER_NAME`).
+    #[arg(long, env = "KUBOARD_AGENT_CLUSTER")]
+    pub cluster: Option<String>,
+    #[arg(long, env = "KUBOARD_K8S_CLUSTER_NAME", hide = true)]
+    pub kuboard_cluster_name: Option<String>,
+    /// The cluster's agent token, as Kuboard showed it when the cluster was created or its token
+    /// rotated. Read from the environment only, so that it does not show in the process list.
+    #[arg(skip)]
+    pub token: Option<String>,
+    /// Log format and level, as for `serve`.
+    #[arg(long, env = "KUBOARD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,8 @@
 //! - [`server`]: `kuboard serve`, the composition root of a replica; [`store_backend`]: the closed
 //!   set of store backends; [`app_store`]: the metered store client the handlers use.
 //! - [`admin`]: `kuboard admin …`, operator tools (store snapshots).
+//! - [`agent`]: `kuboard agent` (the tunnel from a cluster the replicas cannot reach) and the
+//!   replica's agent server.
 //! - [`etcd_api`]: the etcd v3 gRPC API of the embedded store (`KUBOARD_ETCD_API_PORT`).
 //! - [`console`]: the web console (`web/`), embedded and served next to the API.
 //! - [`http`]: the REST API, health and metrics endpoints; [`auth`]: users and sessions in the store.
@@ -17,6 +19,7 @@
 //! - [`metrics`], [`logging`], [`clock`], [`version`]: process plumbing.
 
 mod admin;
+mod agent;
 mod allocator;
 mod api;
 mod app_store;
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
                 .expect("clap matched the serve subcommand");
             ExitCode::from(run_serve(&RawSettings::from_serve_matches(serve_matches)))
         }
+        Command::Agent(args) => ExitCode::from(agent::agent_main::run(args)),
         Command::Admin(args) => {
             let admin_matches = matches
                 .subcommand_matches("admin")

@@ -225,10 +225,14 @@ impl Replica {
         let stop_accepting = async move {
             let _ = graceful.wait_for(|stop| *stop).await;
         };
+        let tunnels = start_agent_server(config, &state, shutdown_receiver.clone()).await;
         let kube = Arc::new(crate::kube::kube_routes::KubeContext {
             pools: Arc::new(crate::kube::apiserver_pool_registry::ApiserverPoolRegistry::new(
                 Arc::new(crate::kube::kube_metrics::KubeMetrics::new(&state.metrics)),
-                crate::kube::apiserver_pool::PoolSettings::default(),
+                crate::kube::apiserver_pool::PoolSettings {
+                    tunnels: Some(tunnels),
+                    ..crate::kube::apiserver_pool::PoolSettings::default()
+                },
             )),
             public_endpoint: config.http.endpoint.clone(),
         });
@@ -582,6 +586,37 @@ impl EtcdApiStartError {
 /// Raft group: the cluster id derives from the initial peers (alike on every replica), member ids
 /// are Raft member ids, and each member's client URL is its peer host with this replica's API
 /// port (hence every replica should use the same port).
+/// The agent server on `KUBOARD_AGENT_SERVER_TCP_PORT` (the web port's address). A port that
+/// cannot be bound is logged as an error and the replica serves on without it: agent clusters are
+/// then reached through the replicas that have their tunnels.
+async fn start_agent_server(
+    config: &ServeConfig,
+    state: &AppState,
+    shutdown: watch::Receiver<bool>,
+) -> Arc<crate::agent::hub::TunnelHub> {
+    let hub = Arc::new(crate::agent::hub::TunnelHub::new(Arc::new(
+        crate::agent::hub::AgentServerMetrics::new(&state.metrics),
+    )));
+    let address = SocketAddr::new(config.http.listen_addr.ip(), config.agent.tcp_port);
+    match TcpListener::bind(address).await {
+        Ok(listener) => {
+            tracing::info!(%address, "agent server listening (KUBOARD_AGENT_SERVER_TCP_PORT)");
+            let server = crate::agent::listener::AgentServer {
+                hub: hub.clone(),
+                store: state.store.clone(),
+                cipher: state.cipher.clone(),
+                clock: state.clock.clone(),
+                replica_id: state.replica_id,
+            };
+            tokio::spawn(server.run(listener, shutdown));
+        }
+        Err(error) => {
+            tracing::error!(%address, %error, "agent server: cannot listen (KUBOARD_AGENT_SERVER_TCP_PORT); agents cannot connect to this replica")
+        }
+    }
+    hub
+}
+
 async fn bind_etcd_api(
     config: &ServeConfig,
     backend: &StoreBackend,

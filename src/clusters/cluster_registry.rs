@@ -52,6 +52,19 @@ pub struct ClusterRecord {
     pub has_ca_certificate: bool,
     pub created_at: u64,
     pub updated_at: u64,
+    /// Present for a cluster reached through `kuboard agent`: its endpoints and credentials are
+    /// the ones its agent reported (empty until the agent first connects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentRegistration>,
+}
+
+/// What a replica checks an agent's token against. The token itself is shown once and not stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRegistration {
+    /// [`crate::agent::protocol::token_digest`] of the current token.
+    pub token_digest: String,
+    /// When the current token was made (creation or rotation).
+    pub token_created_at: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +120,7 @@ pub fn seal_record(
         has_ca_certificate: credentials.ca_certificate.is_some(),
         created_at,
         updated_at: now,
+        agent: None,
     }
 }
 

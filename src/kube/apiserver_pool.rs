@@ -36,6 +36,9 @@ pub struct PoolSettings {
     /// Consecutive failed checks that fail a server (a failed connect on the request path fails
     /// it at once).
     pub fail_after: u32,
+    /// This replica's agent tunnels, through which agent clusters are reached (`None` where no
+    /// agent server runs).
+    pub tunnels: Option<Arc<crate::agent::hub::TunnelHub>>,
 }
 
 impl Default for PoolSettings {
@@ -46,6 +49,7 @@ impl Default for PoolSettings {
             connect_timeout: Duration::from_secs(2),
             recover_after: 3,
             fail_after: 2,
+            tunnels: None,
         }
     }
 }
@@ -135,6 +139,14 @@ impl ApiserverPool {
     ) -> Result<Arc<ApiserverPool>, ConnectionError> {
         let tls = connection.tls_client_config()?;
         let authorization = connection.authorization_header()?;
+        let tunnel = match (connection.via_agent, &settings.tunnels) {
+            (false, _) => None,
+            (true, Some(hub)) => Some(crate::kube::endpoint_connector::TunnelRoute {
+                hub: hub.clone(),
+                cluster: connection.name.clone(),
+            }),
+            (true, None) => return Err(ConnectionError::NoTunnels),
+        };
         let endpoints = connection
             .endpoints
             .iter()
@@ -145,6 +157,7 @@ impl ApiserverPool {
                     tls: tls.clone(),
                     kill_switch: kill_switch.clone(),
                     connect_timeout: settings.connect_timeout,
+                    tunnel: tunnel.clone(),
                 };
                 let client = Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(90))

@@ -32,6 +32,8 @@ pub struct ClusterConnection {
     pub token: Option<String>,
     /// Presented in the TLS handshake.
     pub client_identity: Option<ClientIdentity>,
+    /// Reached through its agent's tunnel rather than dialled directly.
+    pub via_agent: bool,
 }
 
 impl fmt::Debug for ClusterConnection {
@@ -46,6 +48,7 @@ impl fmt::Debug for ClusterConnection {
             .field("ca", &self.ca_certificate_pem.is_some())
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("client_identity", &self.client_identity.as_ref().map(|_| "<redacted>"))
+            .field("via_agent", &self.via_agent)
             .finish()
     }
 }
@@ -56,6 +59,10 @@ pub enum ConnectionError {
     Url { url: String, reason: UrlError },
     #[error("no apiserver URL")]
     NoEndpoints,
+    #[error("its agent has not connected yet")]
+    AgentNotConnected,
+    #[error("it is reached through an agent, and agent tunnels are not served by this process")]
+    NoTunnels,
     #[error("the CA certificate is not valid PEM: {0}")]
     CaCertificate(String),
     #[error("the client certificate or key is not valid PEM: {0}")]
@@ -84,6 +91,9 @@ impl ClusterConnection {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if endpoints.is_empty() && record.agent.is_some() {
+            return Err(ConnectionError::AgentNotConnected);
+        }
         if endpoints.is_empty() {
             return Err(ConnectionError::NoEndpoints);
         }
@@ -100,6 +110,7 @@ impl ClusterConnection {
             ca_certificate_pem: credentials.ca_certificate.clone(),
             token: credentials.token.clone(),
             client_identity,
+            via_agent: record.agent.is_some(),
         })
     }
 

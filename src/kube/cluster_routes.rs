@@ -9,8 +9,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::agent::protocol;
 use crate::clock::format_rfc3339;
-use crate::clusters::cluster_registry::{self, is_valid_cluster_name, ClusterCredentials, ClusterRecord};
+use crate::clusters::cluster_registry::{
+    self, is_valid_cluster_name, AgentRegistration, ClusterCredentials, ClusterRecord,
+};
 use crate::http::api_error::{ApiError, ErrorBody};
 use crate::http::api_json::ApiJson;
 use crate::http::caller::Caller;
@@ -82,7 +85,11 @@ pub struct UpdateClusterRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ClusterResponse {
     pub name: String,
+    /// `direct` (the replicas dial its apiservers) or `agent` (reached through `kuboard agent`).
+    #[schema(pattern = "^(direct|agent)$")]
+    pub kind: String,
     pub description: String,
+    /// For an agent cluster, the apiservers its agent reported (empty until it first connects).
     pub endpoints: Vec<String>,
     pub has_token: bool,
     pub has_client_certificate: bool,
@@ -94,6 +101,7 @@ pub struct ClusterResponse {
 fn view(record: &ClusterRecord) -> ClusterResponse {
     ClusterResponse {
         name: record.name.clone(),
+        kind: if record.agent.is_some() { "agent" } else { "direct" }.to_string(),
         description: record.description.clone(),
         endpoints: record.endpoints.clone(),
         has_token: record.has_token,
@@ -309,6 +317,12 @@ pub async fn update_cluster(
             ..stored.record.clone()
         },
     };
+    if stored.record.agent.is_some() {
+        return Err(invalid(
+            "agent_cluster",
+            "an agent cluster's apiservers and credentials are the ones its agent reports; rotate its token instead",
+        ));
+    }
     let opened = cluster_registry::open_credentials(&state.cipher, &record)?;
     check_connectable(&record, &opened)?;
     if !cluster_registry::write_cluster(&state.store, &record, Some(stored.mod_revision)).await? {
@@ -335,4 +349,110 @@ pub async fn delete_cluster(
     }
     tracing::info!(cluster = %name, by = caller.username(), "cluster deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgentClusterRequest {
+    /// 1-63 characters `[a-z0-9-]`, starting and ending with a letter or digit.
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    pub name: String,
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub description: String,
+}
+
+/// The agent token, shown this once: only its digest is stored.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentTokenResponse {
+    pub cluster: ClusterResponse,
+    /// Given to `kuboard agent` as `KUBOARD_AGENT_TOKEN`.
+    pub agent_token: String,
+}
+
+/// Creates a cluster reached through `kuboard agent`; answers its agent token, once.
+#[utoipa::path(post, path = "/kuboard-api/agent-clusters", tag = "clusters", request_body = CreateAgentClusterRequest,
+    responses((status = 201, body = AgentTokenResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_agent_cluster(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<CreateAgentClusterRequest>,
+) -> Result<Response, ApiError> {
+    caller.require_administrator(&state).await?;
+    check_cluster_name(&request.name)?;
+    check_settings(&request.description, &["https://agent".to_string()])?;
+    let now = state.clock.now_unix();
+    let token = protocol::new_token();
+    let mut record = cluster_registry::seal_record(
+        &state.cipher,
+        &request.name,
+        request.description,
+        Vec::new(),
+        &ClusterCredentials::default(),
+        now,
+        now,
+    );
+    record.agent = Some(AgentRegistration {
+        token_digest: protocol::token_digest(&request.name, &token),
+        token_created_at: now,
+    });
+    if !cluster_registry::write_cluster(&state.store, &record, None).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cluster_exists",
+            "a cluster with this name exists",
+        ));
+    }
+    tracing::info!(cluster = %record.name, by = caller.username(), "agent cluster created");
+    let body = AgentTokenResponse {
+        cluster: view(&record),
+        agent_token: token,
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Replaces an agent cluster's token: the old one stops working, and the tunnels opened with it
+/// are closed within seconds on every replica.
+#[utoipa::path(post, path = "/kuboard-api/clusters/{name}/agent-token", tag = "clusters",
+    params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
+    responses((status = 200, body = AgentTokenResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn rotate_agent_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<AgentTokenResponse>, ApiError> {
+    caller.require_administrator(&state).await?;
+    let stored = cluster_registry::get_cluster(&state.store, &name)
+        .await?
+        .ok_or_else(no_such_cluster)?;
+    if stored.record.agent.is_none() {
+        return Err(invalid(
+            "not_an_agent_cluster",
+            "this cluster is reached directly and has no agent token",
+        ));
+    }
+    let now = state.clock.now_unix();
+    let token = protocol::new_token();
+    let record = ClusterRecord {
+        agent: Some(AgentRegistration {
+            token_digest: protocol::token_digest(&name, &token),
+            token_created_at: now,
+        }),
+        updated_at: now,
+        ..stored.record
+    };
+    if !cluster_registry::write_cluster(&state.store, &record, Some(stored.mod_revision)).await? {
+        return Err(ApiError::conflict(
+            "the cluster was changed by another request meanwhile; retry",
+        ));
+    }
+    tracing::info!(cluster = %name, by = caller.username(), "agent token rotated");
+    Ok(Json(AgentTokenResponse {
+        cluster: view(&record),
+        agent_token: token,
+    }))
 }

@@ -18,7 +18,16 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use crate::agent::hub::{DialError, TunnelHub};
+use crate::agent::tunnel_stream::TunnelStream;
 use crate::kube::apiserver_url::ApiserverUrl;
+
+/// Where the connections of an agent cluster are opened: through a tunnel of its agent.
+#[derive(Clone, Debug)]
+pub struct TunnelRoute {
+    pub hub: Arc<TunnelHub>,
+    pub cluster: String,
+}
 
 /// Closes every open connection of one endpoint on demand. Connections opened afterwards are
 /// unaffected.
@@ -57,6 +66,8 @@ pub struct EndpointConnector {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub kill_switch: Arc<KillSwitch>,
     pub connect_timeout: Duration,
+    /// Set for an agent cluster: dial through its tunnel instead of over TCP.
+    pub tunnel: Option<TunnelRoute>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +78,8 @@ pub enum ConnectError {
     Timeout { endpoint: String, timeout_ms: u64 },
     #[error("TLS handshake with {endpoint}: {source}")]
     Tls { endpoint: String, source: io::Error },
+    #[error("connect to {endpoint} through the agent: {source}")]
+    Tunnel { endpoint: String, source: DialError },
     #[error("{endpoint} is https but no TLS configuration was made")]
     NoTls { endpoint: String },
 }
@@ -75,6 +88,21 @@ impl EndpointConnector {
     pub async fn connect(&self) -> Result<KillableStream, ConnectError> {
         let endpoint = self.endpoint.to_string();
         let dial = async {
+            if let Some(route) = &self.tunnel {
+                let tunnelled = route
+                    .hub
+                    .dial(&route.cluster, &self.endpoint.authority(), self.connect_timeout)
+                    .await
+                    .map_err(|source| ConnectError::Tunnel {
+                        endpoint: endpoint.clone(),
+                        source,
+                    })?;
+                if !self.endpoint.https {
+                    return Ok(EndpointStream::Tunnel(tunnelled));
+                }
+                let tls = self.tls_over(tunnelled, &endpoint).await?;
+                return Ok(EndpointStream::TunnelTls(Box::new(tls)));
+            }
             let tcp = TcpStream::connect(self.endpoint.authority())
                 .await
                 .map_err(|source| ConnectError::Tcp {
@@ -86,20 +114,7 @@ impl EndpointConnector {
             if !self.endpoint.https {
                 return Ok(EndpointStream::Plain(tcp));
             }
-            let config = self.tls.clone().ok_or_else(|| ConnectError::NoTls {
-                endpoint: endpoint.clone(),
-            })?;
-            let server_name = ServerName::try_from(self.endpoint.host.clone()).map_err(|error| ConnectError::Tls {
-                endpoint: endpoint.clone(),
-                source: io::Error::new(io::ErrorKind::InvalidInput, error),
-            })?;
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(server_name, tcp)
-                .await
-                .map_err(|source| ConnectError::Tls {
-                    endpoint: endpoint.clone(),
-                    source,
-                })?;
+            let tls = self.tls_over(tcp, &endpoint).await?;
             Ok(EndpointStream::Tls(Box::new(tls)))
         };
         let stream = tokio::time::timeout(self.connect_timeout, dial)
@@ -109,6 +124,30 @@ impl EndpointConnector {
                 timeout_ms: self.connect_timeout.as_millis() as u64,
             })??;
         Ok(KillableStream::new(stream, &self.kill_switch))
+    }
+}
+
+impl EndpointConnector {
+    /// The TLS handshake with the endpoint over `io` (a TCP connection or a tunnel stream).
+    async fn tls_over<IO: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: IO,
+        endpoint: &str,
+    ) -> Result<tokio_rustls::client::TlsStream<IO>, ConnectError> {
+        let config = self.tls.clone().ok_or_else(|| ConnectError::NoTls {
+            endpoint: endpoint.to_string(),
+        })?;
+        let server_name = ServerName::try_from(self.endpoint.host.clone()).map_err(|error| ConnectError::Tls {
+            endpoint: endpoint.to_string(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, error),
+        })?;
+        tokio_rustls::TlsConnector::from(config)
+            .connect(server_name, io)
+            .await
+            .map_err(|source| ConnectError::Tls {
+                endpoint: endpoint.to_string(),
+                source,
+            })
     }
 }
 
@@ -130,6 +169,32 @@ impl tower::Service<http::Uri> for EndpointConnector {
 pub enum EndpointStream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Tunnel(TunnelStream),
+    TunnelTls(Box<tokio_rustls::client::TlsStream<TunnelStream>>),
+}
+
+/// Runs `$body` with `$stream` bound to the pinned inner stream of whichever kind `$inner` is.
+macro_rules! with_inner {
+    ($inner:expr, $stream:ident => $body:expr) => {
+        match $inner {
+            EndpointStream::Plain(s) => {
+                let $stream = Pin::new(s);
+                $body
+            }
+            EndpointStream::Tls(s) => {
+                let $stream = Pin::new(s.as_mut());
+                $body
+            }
+            EndpointStream::Tunnel(s) => {
+                let $stream = Pin::new(s);
+                $body
+            }
+            EndpointStream::TunnelTls(s) => {
+                let $stream = Pin::new(s.as_mut());
+                $body
+            }
+        }
+    };
 }
 
 /// A connection that fails every read and write once its endpoint's kill switch fired, which
@@ -177,10 +242,7 @@ impl AsyncRead for KillableStream {
     fn poll_read(self: Pin<&mut Self>, context: &mut Context<'_>, buffer: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.check_killed(context)?;
-        match &mut this.inner {
-            EndpointStream::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
-            EndpointStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
-        }
+        with_inner!(&mut this.inner, stream => stream.poll_read(context, buffer))
     }
 }
 
@@ -188,25 +250,16 @@ impl AsyncWrite for KillableStream {
     fn poll_write(self: Pin<&mut Self>, context: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.check_killed(context)?;
-        match &mut this.inner {
-            EndpointStream::Plain(stream) => Pin::new(stream).poll_write(context, data),
-            EndpointStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, data),
-        }
+        with_inner!(&mut this.inner, stream => stream.poll_write(context, data))
     }
 
     fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.check_killed(context)?;
-        match &mut this.inner {
-            EndpointStream::Plain(stream) => Pin::new(stream).poll_flush(context),
-            EndpointStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
-        }
+        with_inner!(&mut this.inner, stream => stream.poll_flush(context))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().inner {
-            EndpointStream::Plain(stream) => Pin::new(stream).poll_shutdown(context),
-            EndpointStream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(context),
-        }
+        with_inner!(&mut self.get_mut().inner, stream => stream.poll_shutdown(context))
     }
 }

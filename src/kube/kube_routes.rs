@@ -60,6 +60,8 @@ pub struct KubeRoutesState {
     cluster_routes::create_cluster,
     cluster_routes::update_cluster,
     cluster_routes::delete_cluster,
+    cluster_routes::create_agent_cluster,
+    cluster_routes::rotate_agent_token,
     import_cluster,
     cluster_endpoints,
     download_kubeconfig
@@ -79,6 +81,14 @@ pub fn router(app: AppState, context: Arc<KubeContext>) -> Router {
                 .delete(cluster_routes::delete_cluster),
         )
         .route("/kuboard-api/cluster-imports", post(import_cluster))
+        .route(
+            "/kuboard-api/agent-clusters",
+            post(cluster_routes::create_agent_cluster),
+        )
+        .route(
+            "/kuboard-api/clusters/{name}/agent-token",
+            post(cluster_routes::rotate_agent_token),
+        )
         .route("/kuboard-api/clusters/{name}/endpoints", get(cluster_endpoints))
         .route("/kuboard-api/clusters/{name}/kubeconfig", get(download_kubeconfig))
         .route("/k8s-api/{cluster}", any(proxy_route))

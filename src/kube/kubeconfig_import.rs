@@ -386,6 +386,7 @@ fn connection_of(name: &str, imported: &ImportedCluster) -> ClusterConnection {
             }),
             _ => None,
         },
+        via_agent: false,
     }
 }
 
@@ -419,6 +420,7 @@ pub async fn probe(imported: &ImportedCluster, timeout: Duration) -> Result<Vec<
             tls: tls.clone(),
             kill_switch: std::sync::Arc::new(KillSwitch::default()),
             connect_timeout: timeout,
+            tunnel: None,
         };
         probe_one(url.clone(), connector, connection.token.clone(), timeout)
     });

@@ -1,0 +1,329 @@
+//! `kuboard agent`: keeps one tunnel to every replica's agent port and, on each tunnel, serves the
+//! replica's requests to open a connection to this cluster's apiserver (and nothing else).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use kuboard_raft::framing;
+use rand::Rng as _;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::listener::{keepalive, CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::agent::protocol::{self, Hello, Report, Verdict, DIAL_REFUSED_HEADER};
+use crate::agent::tunnel_stream::TunnelStream;
+use crate::cli::AgentArgs;
+use crate::clusters::cluster_registry::ClusterCredentials;
+use crate::kube::kubeconfig_import;
+
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An apiserver connection with no byte either way for this long is closed (longer than the
+/// apiserver's own watch timeouts).
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(15);
+/// A tunnel that stayed up this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+const MAX_STREAMS: u32 = 4096;
+
+/// Everything the agent needs, checked before any tunnel is dialled.
+#[derive(Clone)]
+pub struct AgentSettings {
+    pub servers: Vec<String>,
+    pub cluster: String,
+    pub token: String,
+    pub report: Report,
+    /// `host:port` of every apiserver of the report: the only addresses dialled.
+    pub allowed: Arc<HashSet<String>>,
+}
+
+pub fn run(mut args: AgentArgs) -> u8 {
+    let filter = tracing_subscriber::EnvFilter::builder().parse_lossy(&args.log_level);
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
+    args.token = std::env::var("KUBOARD_AGENT_TOKEN").ok();
+    let settings = match settings(&args) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return 2;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: start the async runtime: {error}");
+            return 1;
+        }
+    };
+    runtime.block_on(async move {
+        let stop = CancellationToken::new();
+        let tasks = settings
+            .servers
+            .iter()
+            .map(|server| tokio::spawn(keep_tunnel(settings.clone(), server.clone(), stop.clone())))
+            .collect::<Vec<_>>();
+        let _ = wait_for_signal().await;
+        tracing::info!("stopping: closing every tunnel");
+        stop.cancel();
+        for task in tasks {
+            // The tunnels end on cancel without waiting on the network; bound it anyway.
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    0
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result,
+        _ = terminate.recv() => Ok(()),
+    }
+}
+
+fn non_empty(value: &Option<String>) -> Option<String> {
+    value.as_ref().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+/// The settings from the flags and environment, or what is wrong with them.
+pub fn settings(args: &AgentArgs) -> Result<AgentSettings, String> {
+    let servers = match (non_empty(&args.endpoint), non_empty(&args.kuboard_agent_host)) {
+        (Some(list), _) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| check_host_port(entry).map(|()| entry.to_string()))
+            .collect::<Result<Vec<_>, _>>()?,
+        (None, Some(host)) => {
+            let port = non_empty(&args.kuboard_agent_port).unwrap_or_else(|| "10081".into());
+            let entry = format!("{host}:{port}");
+            check_host_port(&entry)?;
+            vec![entry]
+        }
+        (None, None) => {
+            return Err("KUBOARD_AGENT_ENDPOINT is required: every replica's agent address, host:port,...".into())
+        }
+    };
+    if servers.is_empty() {
+        return Err("KUBOARD_AGENT_ENDPOINT lists no address".into());
+    }
+    let cluster = non_empty(&args.cluster)
+        .or_else(|| non_empty(&args.kuboard_cluster_name))
+        .ok_or("KUBOARD_AGENT_CLUSTER is required: the cluster's name in Kuboard")?;
+    if !crate::clusters::cluster_registry::is_valid_cluster_name(&cluster) {
+        return Err(format!("KUBOARD_AGENT_CLUSTER={cluster:?}: not a valid cluster name"));
+    }
+    let token = non_empty(&args.token).ok_or("KUBOARD_AGENT_TOKEN is required: the cluster's agent token")?;
+    let (endpoints, credentials) = match &args.kubeconfig {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|error| format!("read {}: {error}", path.display()))?;
+            let imported = kubeconfig_import::parse_kubeconfig(&text, args.context.as_deref())
+                .map_err(|error| format!("{}: {error}", path.display()))?;
+            (imported.endpoints, imported.credentials)
+        }
+        None => in_cluster()?,
+    };
+    let allowed = endpoints.iter().map(|url| url.authority()).collect::<HashSet<_>>();
+    let report = Report {
+        endpoints: endpoints.iter().map(ToString::to_string).collect(),
+        credentials,
+        agent_version: crate::version::VERSION.to_string(),
+    };
+    Ok(AgentSettings {
+        servers,
+        cluster,
+        token,
+        report,
+        allowed: Arc::new(allowed),
+    })
+}
+
+fn check_host_port(entry: &str) -> Result<(), String> {
+    match entry.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port > 0) => Ok(()),
+        _ => Err(format!("KUBOARD_AGENT_ENDPOINT entry {entry:?}: expected host:port")),
+    }
+}
+
+fn in_cluster() -> Result<(Vec<crate::kube::apiserver_url::ApiserverUrl>, ClusterCredentials), String> {
+    let host = std::env::var("KUBERNETES_SERVICE_HOST")
+        .map_err(|_| "neither --kubeconfig nor KUBERNETES_SERVICE_HOST (in-cluster) is given".to_string())?;
+    let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let url = crate::kube::apiserver_url::ApiserverUrl::parse(&format!("https://{host}:{port}"))
+        .map_err(|error| format!("KUBERNETES_SERVICE_HOST/PORT: {error}"))?;
+    let read = |name: &str| {
+        let path = format!("{SERVICE_ACCOUNT_DIR}/{name}");
+        std::fs::read_to_string(&path).map_err(|error| format!("read {path}: {error}"))
+    };
+    let credentials = ClusterCredentials {
+        token: Some(read("token")?.trim().to_string()),
+        client_certificate: None,
+        client_key: None,
+        ca_certificate: Some(read("ca.crt")?),
+    };
+    Ok((vec![url], credentials))
+}
+
+/// Keeps one tunnel to `server` until `stop`: redials with jittered exponential backoff.
+async fn keep_tunnel(settings: AgentSettings, server: String, stop: CancellationToken) {
+    let mut backoff = BACKOFF_FIRST;
+    loop {
+        let started = tokio::time::Instant::now();
+        let outcome = tokio::select! {
+            outcome = tunnel(&settings, &server) => outcome,
+            _ = stop.cancelled() => return,
+        };
+        if started.elapsed() >= STABLE_AFTER {
+            backoff = BACKOFF_FIRST;
+        }
+        // Full jitter over the upper half: agents restarted together do not redial in step.
+        let wait = backoff.mul_f64(rand::thread_rng().gen_range(0.5..1.0));
+        match outcome {
+            Ok(why) => tracing::warn!(server, why, retry_in_ms = wait.as_millis() as u64, "tunnel down"),
+            Err(error) => tracing::warn!(server, %error, retry_in_ms = wait.as_millis() as u64, "tunnel failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One tunnel's life: dial, handshake, serve streams until it fails. Returns why it ended.
+async fn tunnel(settings: &AgentSettings, server: &str) -> Result<String, String> {
+    let mut socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server))
+        .await
+        .map_err(|_| format!("connect: no answer within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|error| format!("connect: {error}"))?;
+    let _ = socket.set_nodelay(true);
+    let handshake = async {
+        let hello = Hello {
+            magic: protocol::MAGIC.into(),
+            version: protocol::VERSION,
+            cluster: settings.cluster.clone(),
+            token: settings.token.clone(),
+        };
+        framing::write_record(&mut socket, &hello, protocol::HELLO_LIMIT)
+            .await
+            .map_err(|error| format!("send the hello: {error}"))?;
+        let verdict: Verdict = framing::read_record(&mut socket, protocol::HELLO_LIMIT)
+            .await
+            .map_err(|error| format!("read the verdict (is this a Kuboard agent port?): {error}"))?;
+        let replica = match verdict {
+            Verdict::Accepted { replica } => replica,
+            Verdict::Refused { reason } => return Err(format!("refused by the server: {reason}")),
+        };
+        framing::write_record(&mut socket, &settings.report, protocol::REPORT_LIMIT)
+            .await
+            .map_err(|error| format!("send the report: {error}"))?;
+        Ok(replica)
+    };
+    let replica = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| format!("handshake: no answer within {HANDSHAKE_TIMEOUT:?}"))??;
+    let mut connection = h2::server::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_concurrent_streams(MAX_STREAMS)
+        .handshake::<_, Bytes>(socket)
+        .await
+        .map_err(|error| format!("HTTP/2 set-up: {error}"))?;
+    tracing::info!(server, replica, "tunnel up");
+    let ping_pong = connection.ping_pong();
+    let streams = CancellationToken::new();
+    let _streams_end = streams.clone().drop_guard();
+    let accept = async {
+        while let Some(accepted) = connection.accept().await {
+            match accepted {
+                Ok((request, respond)) => {
+                    let settings = settings.clone();
+                    let streams = streams.clone();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = serve_stream(&settings, request, respond) => {}
+                            _ = streams.cancelled() => {}
+                        }
+                    });
+                }
+                Err(error) => return format!("tunnel failed: {error}"),
+            }
+        }
+        "closed by the server".to_string()
+    };
+    // Ending here drops the connection and cancels every stream of this tunnel.
+    Ok(tokio::select! {
+        why = accept => why,
+        why = keepalive(ping_pong) => why,
+    })
+}
+
+async fn serve_stream(
+    settings: &AgentSettings,
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let refuse = |respond: &mut h2::server::SendResponse<Bytes>, status: StatusCode, reason: &str| {
+        let mut response = Response::builder().status(status);
+        if let Ok(value) = http::HeaderValue::from_str(reason) {
+            response = response.header(DIAL_REFUSED_HEADER, value);
+        }
+        if let Ok(response) = response.body(()) {
+            let _ = respond.send_response(response, true);
+        }
+    };
+    let authority = request
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str().to_string());
+    let authority = match (request.method(), authority) {
+        (&Method::CONNECT, Some(authority)) => authority,
+        _ => return refuse(&mut respond, StatusCode::METHOD_NOT_ALLOWED, "only CONNECT host:port"),
+    };
+    if !settings.allowed.contains(&authority) {
+        tracing::warn!(
+            authority,
+            "refused a connection to an address that is not an apiserver of this agent"
+        );
+        return refuse(&mut respond, StatusCode::FORBIDDEN, "not an apiserver of this agent");
+    }
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&authority)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(error)) => return refuse(&mut respond, StatusCode::BAD_GATEWAY, &format!("connect: {error}")),
+        Err(_) => return refuse(&mut respond, StatusCode::GATEWAY_TIMEOUT, "connect: timed out"),
+    };
+    let _ = tcp.set_nodelay(true);
+    let send = match Response::builder().status(StatusCode::OK).body(()) {
+        Ok(response) => match respond.send_response(response, false) {
+            Ok(send) => send,
+            Err(_) => return,
+        },
+        Err(_) => return,
+    };
+    let mut stream = TunnelStream::new(send, request.into_body());
+    let activity = stream.activity();
+    let mut tcp = tcp;
+    let idle = async {
+        loop {
+            tokio::time::sleep(STREAM_IDLE_TIMEOUT / 4).await;
+            if activity.idle_for() >= STREAM_IDLE_TIMEOUT {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream) => {}
+        _ = idle => tracing::debug!(authority, "idle apiserver connection closed"),
+    }
+}

@@ -1,0 +1,287 @@
+//! The agent server: `KUBOARD_AGENT_SERVER_TCP_PORT` of every replica. A connection must open with
+//! the agent handshake ([`crate::agent::protocol`]) within [`HANDSHAKE_TIMEOUT`]; anything else
+//! (HTTP, garbage, an oversize frame, a wrong token, a client too slow) is closed without an
+//! answer or with a refusal, counted by reason, and changes nothing. An accepted connection
+//! becomes an HTTP/2 connection on which this replica opens one stream per apiserver connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kuboard_raft::framing::{self, FrameError};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::agent::hub::TunnelHub;
+use crate::agent::protocol::{self, Hello, Report, Verdict};
+use crate::app_store::AppStore;
+use crate::clock::Clock;
+use crate::clusters::cluster_registry::{self, ClusterRecord};
+use crate::clusters::credential_cipher::CredentialCipher;
+use crate::kube::cluster_connection::ClusterConnection;
+
+/// From accepting a connection to reading the agent's report.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections in their handshake at once; more are closed at once (half-open floods stay bounded).
+pub const MAX_HANDSHAKES: usize = 256;
+/// Keepalive pings on every tunnel; a tunnel whose ping is not answered within this is closed.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a tunnel re-reads its cluster's record: a rotated token or a deleted cluster closes it.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// Flow-control windows of the tunnels (the receive side of this replica).
+pub const STREAM_WINDOW: u32 = 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+const MAX_ENDPOINTS: usize = 16;
+
+#[derive(Clone)]
+pub struct AgentServer {
+    pub hub: Arc<TunnelHub>,
+    pub store: AppStore,
+    pub cipher: CredentialCipher,
+    pub clock: Clock,
+    pub replica_id: u64,
+}
+
+#[derive(Debug)]
+enum Refusal {
+    /// Counted but not answered: not an agent.
+    Silent(&'static str),
+    /// Answered with a verdict: an agent with a wrong token or a cluster that does not take agents.
+    Answered(&'static str, String),
+}
+
+impl AgentServer {
+    /// Accepts agent connections until `shutdown` turns true.
+    pub async fn run(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            let (socket, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "agent port: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                self.count_refusal("too_many_handshakes");
+                drop(socket);
+                continue;
+            };
+            let server = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = socket.set_nodelay(true);
+                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, server.handshake(socket)).await;
+                drop(permit);
+                match handshake {
+                    Err(_) => server.count_refusal("timeout"),
+                    Ok(Err(refusal)) => {
+                        let reason = match &refusal {
+                            Refusal::Silent(reason) | Refusal::Answered(reason, _) => *reason,
+                        };
+                        tracing::info!(%peer, reason, "agent connection refused");
+                        server.count_refusal(reason);
+                    }
+                    Ok(Ok((socket, cluster, digest))) => {
+                        server.serve_tunnel(socket, peer, cluster, digest, shutdown).await
+                    }
+                }
+            });
+        }
+    }
+
+    fn count_refusal(&self, reason: &str) {
+        self.hub.metrics.handshake_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// Reads the hello, checks the token, answers, reads the report and records it. Returns the
+    /// socket, the cluster and the token digest that was accepted.
+    async fn handshake(&self, mut socket: TcpStream) -> Result<(TcpStream, String, String), Refusal> {
+        let hello: Hello = framing::read_record(&mut socket, protocol::HELLO_LIMIT)
+            .await
+            .map_err(|error| Refusal::Silent(frame_reason(&error)))?;
+        if hello.magic != protocol::MAGIC {
+            return Err(Refusal::Silent("bad_magic"));
+        }
+        let verdict = self.check_hello(&hello).await;
+        let answer = match &verdict {
+            Ok(_) => Verdict::Accepted {
+                replica: self.replica_id.to_string(),
+            },
+            Err(Refusal::Answered(_, message)) => Verdict::Refused {
+                reason: message.clone(),
+            },
+            Err(Refusal::Silent(_)) => Verdict::Refused {
+                reason: "internal error".into(),
+            },
+        };
+        framing::write_record(&mut socket, &answer, protocol::HELLO_LIMIT)
+            .await
+            .map_err(|_| Refusal::Silent("closed"))?;
+        let digest = verdict?;
+        let report: Report = framing::read_record(&mut socket, protocol::REPORT_LIMIT)
+            .await
+            .map_err(|error| Refusal::Silent(frame_reason(&error)))?;
+        self.record_report(&hello.cluster, &digest, &report).await?;
+        Ok((socket, hello.cluster, digest))
+    }
+
+    async fn check_hello(&self, hello: &Hello) -> Result<String, Refusal> {
+        if hello.version != protocol::VERSION {
+            return Err(Refusal::Answered(
+                "version",
+                format!(
+                    "protocol version {} is not supported (expected {})",
+                    hello.version,
+                    protocol::VERSION
+                ),
+            ));
+        }
+        let refused = || Refusal::Answered("wrong_token", "unknown cluster or wrong agent token".into());
+        let stored = cluster_registry::get_cluster(&self.store, &hello.cluster)
+            .await
+            .map_err(|_| Refusal::Silent("store"))?
+            .ok_or_else(refused)?;
+        let registration = stored.record.agent.as_ref().ok_or_else(refused)?;
+        if !protocol::token_matches(&hello.cluster, &hello.token, &registration.token_digest) {
+            return Err(refused());
+        }
+        Ok(registration.token_digest.clone())
+    }
+
+    /// Stores the apiservers and credentials the agent reported, when they differ from the
+    /// record's; the record must still carry the token digest that was accepted.
+    async fn record_report(&self, cluster: &str, digest: &str, report: &Report) -> Result<(), Refusal> {
+        let bad = |message: String| Refusal::Answered("bad_report", message);
+        if report.endpoints.is_empty() || report.endpoints.len() > MAX_ENDPOINTS {
+            return Err(bad("expected 1 to 16 apiserver URLs".into()));
+        }
+        for _ in 0..5 {
+            let stored = cluster_registry::get_cluster(&self.store, cluster)
+                .await
+                .map_err(|_| Refusal::Silent("store"))?
+                .ok_or(Refusal::Silent("cluster_deleted"))?;
+            if stored.record.agent.as_ref().map(|agent| agent.token_digest.as_str()) != Some(digest) {
+                return Err(Refusal::Silent("token_rotated"));
+            }
+            let current = cluster_registry::open_credentials(&self.cipher, &stored.record)
+                .map_err(|_| Refusal::Silent("store"))?;
+            if stored.record.endpoints == report.endpoints && current == report.credentials {
+                return Ok(());
+            }
+            let now = self.clock.now_unix();
+            let mut record: ClusterRecord = cluster_registry::seal_record(
+                &self.cipher,
+                cluster,
+                stored.record.description.clone(),
+                report.endpoints.clone(),
+                &report.credentials,
+                stored.record.created_at,
+                now,
+            );
+            record.agent = stored.record.agent.clone();
+            ClusterConnection::from_record(&record, &report.credentials)
+                .and_then(|connection| connection.check_usable())
+                .map_err(|error| bad(format!("the reported apiservers cannot be used: {error}")))?;
+            if cluster_registry::write_cluster(&self.store, &record, Some(stored.mod_revision))
+                .await
+                .map_err(|_| Refusal::Silent("store"))?
+            {
+                tracing::info!(
+                    cluster,
+                    endpoints = report.endpoints.len(),
+                    "agent cluster's apiservers recorded"
+                );
+                return Ok(());
+            }
+        }
+        Err(Refusal::Silent("store_conflict"))
+    }
+
+    async fn serve_tunnel(
+        &self,
+        socket: TcpStream,
+        peer: SocketAddr,
+        cluster: String,
+        digest: String,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let handshake = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_concurrent_reset_streams(1024)
+            .handshake::<_, Bytes>(socket)
+            .await;
+        let (sender, mut connection) = match handshake {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::info!(%peer, cluster, %error, "agent tunnel: HTTP/2 set-up failed");
+                self.count_refusal("http2");
+                return;
+            }
+        };
+        let ping_pong = connection.ping_pong();
+        let id = self.hub.add(&cluster, sender);
+        self.hub.metrics.tunnel_connects.with_label_values(&[&cluster]).inc();
+        tracing::info!(%peer, cluster, tunnels = self.hub.tunnel_count(&cluster), "agent tunnel up");
+        let why = tokio::select! {
+            result = &mut connection => match result {
+                Ok(()) => "closed by the agent".to_string(),
+                Err(error) => format!("failed: {error}"),
+            },
+            reason = keepalive(ping_pong) => reason,
+            reason = self.watch_registration(&cluster, &digest) => reason,
+            _ = shutdown.wait_for(|stop| *stop) => "replica shutting down".to_string(),
+        };
+        self.hub.remove(&cluster, id);
+        // Dropping the connection closes the socket; nothing here waits on the agent.
+        drop(connection);
+        tracing::info!(%peer, cluster, why, "agent tunnel down");
+    }
+
+    async fn watch_registration(&self, cluster: &str, digest: &str) -> String {
+        loop {
+            tokio::time::sleep(RECHECK_INTERVAL).await;
+            match cluster_registry::get_cluster(&self.store, cluster).await {
+                Ok(None) => return "the cluster was deleted".into(),
+                Ok(Some(stored)) => {
+                    if stored.record.agent.as_ref().map(|agent| agent.token_digest.as_str()) != Some(digest) {
+                        return "the agent token was rotated".into();
+                    }
+                }
+                // The store being unavailable does not end working tunnels.
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// Pings every [`PING_INTERVAL`]; returns when a ping is not answered in time.
+pub async fn keepalive(ping_pong: Option<h2::PingPong>) -> String {
+    let Some(mut ping_pong) = ping_pong else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(PING_INTERVAL).await;
+        match tokio::time::timeout(PING_TIMEOUT, ping_pong.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return format!("keepalive failed: {error}"),
+            Err(_) => return format!("no keepalive answer within {PING_TIMEOUT:?}"),
+        }
+    }
+}
+
+fn frame_reason(error: &FrameError) -> &'static str {
+    match error {
+        FrameError::TooLarge { .. } => "oversize_frame",
+        FrameError::Empty | FrameError::Decode(_) => "malformed",
+        FrameError::Closed | FrameError::Io(_) => "closed",
+    }
+}

@@ -1,0 +1,543 @@
+//! The agent tunnel with real processes: a `kuboard serve` replica, `kuboard agent` as its own
+//! process, and a fake apiserver whose address only the agent is given. Requests through the
+//! replica's `/k8s-api/` proxy reach the cluster through the tunnel (get, create, watch, logs);
+//! a killed agent's tunnel comes back when it restarts; a rotated token closes the old tunnel and
+//! refuses the old token; garbage, HTTP, oversize frames, a wrong token, silent clients and a
+//! flood of half-open connections on the agent port are refused, counted, and leave the live
+//! tunnel serving.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, kuboard_binary, Replica};
+use kuboard_testkit::{certs, resources, Credential, FakeCluster, FakeClusterOptions, PolicyRule, Rbac, StateConfig};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const NEW_ADMIN_PASSWORD: &str = "t70-Agent-Passw0rd";
+const CLUSTER: &str = "edge";
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_test_writer()
+        .try_init();
+}
+
+/// One apiserver with Kuboard's administrators granted everything, and a pod whose log ends after
+/// three followed lines.
+async fn start_fake() -> FakeCluster {
+    let state = StateConfig {
+        log_follow_interval: Duration::from_millis(50),
+        log_follow_max_lines: 3,
+        ..StateConfig::default()
+    };
+    let options = FakeClusterOptions {
+        state,
+        ..FakeClusterOptions::default()
+    };
+    let cluster = FakeCluster::start_with(options).await.expect("the fake cluster starts");
+    let mut rbac = Rbac::default();
+    rbac.rules.push(PolicyRule::admin_group("kuboard:administrators"));
+    cluster.state.set_rbac(rbac);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shell", "namespace": "default"},
+        "spec": {"containers": [{"name": "main", "image": "busybox"}]}});
+    cluster.state.create_object(pod).expect("the pod is created");
+    cluster
+}
+
+/// `kuboard agent` as a child process, killed when dropped.
+struct Agent {
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl Agent {
+    fn start(kubeconfig: &Path, endpoints: &str, token: &str, log_path: &Path) -> Agent {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .expect("open the agent log");
+        let child = Command::new(kuboard_binary())
+            .arg("agent")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBOARD_AGENT_ENDPOINT", endpoints)
+            .env("KUBOARD_AGENT_CLUSTER", CLUSTER)
+            .env("KUBOARD_AGENT_TOKEN", token)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("kuboard agent starts");
+        Agent {
+            child,
+            log_path: log_path.to_path_buf(),
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    async fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "the agent logs {needle:?} within {timeout:?}; its log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+async fn send(
+    replica: &Replica,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut builder = replica.client.request(method, replica.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        builder = builder.json(body);
+    }
+    match builder.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        }
+        Err(error) => (0, Value::String(error.to_string())),
+    }
+}
+
+const PODS: &str = "/k8s-api/edge/api/v1/namespaces/default/pods";
+
+/// Waits until a pod list through the proxy answers `wanted` (200: the tunnel works; anything
+/// else: it does not); returns how long it took.
+async fn wait_proxy(replica: &Replica, token: &str, working: bool, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, body) = send(replica, reqwest::Method::GET, PODS, token, None).await;
+        if (status == 200) == working {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "the proxy {} within {timeout:?}; last answer {status} {body}; replica log:\n{}",
+            if working { "works" } else { "stops working" },
+            replica.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn metrics(replica: &Replica) -> String {
+    replica
+        .client
+        .get(replica.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
+fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A replica with an agent cluster, and its agent connected and serving.
+struct Setup {
+    cluster: FakeCluster,
+    replica: Replica,
+    token: String,
+    agent_port: u16,
+    /// The agent's `KUBOARD_AGENT_ENDPOINT`.
+    endpoints: String,
+    agent_token: String,
+    agent: Agent,
+    kubeconfig: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let cluster = start_fake().await;
+    let dir = tempfile::tempdir().expect("a test dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("the data dir");
+    let agent_port = free_port();
+    let mut replica = Replica::start_with(
+        &data,
+        dir.path(),
+        &[("KUBOARD_AGENT_SERVER_TCP_PORT", &agent_port.to_string())],
+    );
+    replica.wait_ready(Duration::from_secs(30)).await;
+    let token = replica.change_admin_password(NEW_ADMIN_PASSWORD).await;
+
+    // Only the agent is given the apiserver: its kubeconfig is a file the replica never sees.
+    let kubeconfig = dir.path().join("agent.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        certs::kubeconfig(
+            &cluster.urls().join(","),
+            &cluster.ca.cert_pem,
+            &Credential::ClientCertificate(cluster.admin.clone()),
+            None,
+        ),
+    )
+    .expect("write the agent's kubeconfig");
+
+    let (status, created) = send(
+        &replica,
+        reqwest::Method::POST,
+        "/kuboard-api/agent-clusters",
+        &token,
+        Some(&json!({"name": CLUSTER, "description": "behind NAT"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["cluster"]["kind"], "agent", "{created}");
+    assert_eq!(created["cluster"]["endpoints"], json!([]), "{created}");
+    let agent_token = created["agent_token"].as_str().expect("the token, once").to_string();
+    assert!(agent_token.len() >= 43, "a 256-bit token");
+    let (status, again) = send(
+        &replica,
+        reqwest::Method::POST,
+        "/kuboard-api/agent-clusters",
+        &token,
+        Some(&json!({"name": CLUSTER})),
+    )
+    .await;
+    assert_eq!(status, 409, "the same name twice: {again}");
+
+    // Before any agent connects, the cluster is listed but cannot be proxied.
+    let (status, body) = send(&replica, reqwest::Method::GET, PODS, &token, None).await;
+    assert_ne!(status, 200, "no agent yet: {body}");
+
+    let endpoints = format!("127.0.0.1:{agent_port}");
+    let agent = Agent::start(&kubeconfig, &endpoints, &agent_token, &dir.path().join("agent-1.log"));
+    let took = wait_proxy(&replica, &token, true, Duration::from_secs(20)).await;
+    tracing::info!(ms = took.as_millis() as u64, "first tunnel up and serving");
+    agent.wait_log("tunnel up", Duration::from_secs(5)).await;
+    Setup {
+        cluster,
+        replica,
+        token,
+        agent_port,
+        endpoints,
+        agent_token,
+        agent,
+        kubeconfig,
+        dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_behind_an_agent_is_served_through_the_proxy() {
+    init_tracing();
+    let Setup {
+        cluster,
+        mut replica,
+        token,
+        endpoints,
+        agent_token,
+        mut agent,
+        kubeconfig,
+        dir,
+        ..
+    } = setup().await;
+
+    let (status, view) = send(
+        &replica,
+        reqwest::Method::GET,
+        "/kuboard-api/clusters/edge",
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(
+        view["endpoints"],
+        json!(cluster.urls()),
+        "the apiservers the agent reported: {view}"
+    );
+    assert_eq!(view["has_client_certificate"], true, "{view}");
+
+    tracing::info!("phase: get, create, watch and logs through the tunnel");
+    let (status, pods) = send(&replica, reqwest::Method::GET, PODS, &token, None).await;
+    assert_eq!(status, 200, "{pods}");
+    assert_eq!(pods["items"][0]["metadata"]["name"], "shell", "{pods}");
+    let configmaps = "/k8s-api/edge/api/v1/namespaces/default/configmaps";
+    let (status, list) = send(&replica, reqwest::Method::GET, configmaps, &token, None).await;
+    assert_eq!(status, 200, "{list}");
+    let version = list["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("a version")
+        .to_string();
+    let mut watch = replica
+        .client
+        .get(replica.url(&format!("{configmaps}?watch=true&resourceVersion={version}")))
+        .bearer_auth(&token)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("the watch opens");
+    assert_eq!(watch.status().as_u16(), 200);
+    let (status, created) = send(
+        &replica,
+        reqwest::Method::POST,
+        configmaps,
+        &token,
+        Some(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "through-the-agent"}, "data": {"k": "v"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains("\"ADDED\"") || !seen.contains("through-the-agent") {
+        match tokio::time::timeout_at(deadline, watch.chunk()).await {
+            Ok(Ok(Some(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            other => panic!("the watch delivers the creation within 10 s: {other:?}; seen {seen}"),
+        }
+    }
+    assert!(
+        cluster
+            .state
+            .get(
+                resources::find("", "v1", "configmaps").expect("configmaps are served"),
+                Some("default"),
+                "through-the-agent"
+            )
+            .is_ok(),
+        "the object is in the cluster behind the agent"
+    );
+    let logs = replica
+        .client
+        .get(replica.url(&format!("{PODS}/shell/log?follow=true")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("logs answer");
+    assert_eq!(logs.status().as_u16(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(10), logs.text())
+        .await
+        .expect("a followed log ends (the fake ends it after 3 lines)")
+        .expect("the log body");
+    assert!(text.lines().count() >= 3, "log lines through the tunnel: {text:?}");
+    drop(watch);
+
+    tracing::info!("phase: the agent killed with SIGKILL and restarted");
+    agent.kill9();
+    let lost = wait_proxy(&replica, &token, false, Duration::from_secs(15)).await;
+    tracing::info!(ms = lost.as_millis() as u64, "the replica noticed the dead tunnel");
+    let restarted = Instant::now();
+    let mut agent = Agent::start(&kubeconfig, &endpoints, &agent_token, &dir.path().join("agent-2.log"));
+    let back = wait_proxy(&replica, &token, true, Duration::from_secs(15)).await;
+    tracing::info!(
+        ms = back.as_millis() as u64,
+        since_restart_ms = restarted.elapsed().as_millis() as u64,
+        "serving again through the restarted agent"
+    );
+    assert!(
+        back < Duration::from_secs(10),
+        "the tunnel is back within 10 s, took {back:?}"
+    );
+
+    tracing::info!("phase: the replica restarted under the agent: the agent redials");
+    replica.kill9();
+    replica.restart();
+    replica.wait_ready(Duration::from_secs(30)).await;
+    let back = wait_proxy(&replica, &token, true, Duration::from_secs(20)).await;
+    tracing::info!(
+        ms = back.as_millis() as u64,
+        "serving again after the replica's restart"
+    );
+
+    tracing::info!("phase: the token rotated: the old tunnel closes and the old token is refused");
+    let (status, rotated) = send(
+        &replica,
+        reqwest::Method::POST,
+        "/kuboard-api/clusters/edge/agent-token",
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_token = rotated["agent_token"].as_str().expect("a new token").to_string();
+    assert_ne!(new_token, agent_token);
+    let closed = wait_proxy(&replica, &token, false, Duration::from_secs(10)).await;
+    tracing::info!(ms = closed.as_millis() as u64, "the tunnel of the old token closed");
+    agent.wait_log("wrong agent token", Duration::from_secs(20)).await;
+    agent.kill9();
+    let _agent = Agent::start(&kubeconfig, &endpoints, &new_token, &dir.path().join("agent-3.log"));
+    wait_proxy(&replica, &token, true, Duration::from_secs(15)).await;
+
+    let (status, not_agent) = send(
+        &replica,
+        reqwest::Method::PUT,
+        "/kuboard-api/clusters/edge",
+        &token,
+        Some(&json!({"endpoints": ["https://10.0.0.1:6443"]})),
+    )
+    .await;
+    assert_eq!(status, 422, "an agent cluster's endpoints are its agent's: {not_agent}");
+
+    let log = replica.log();
+    for secret in [&agent_token, &new_token] {
+        assert!(!log.contains(secret.as_str()), "an agent token in the replica's log");
+    }
+    let metrics = metrics(&replica).await;
+    assert_eq!(
+        metric_value(&metrics, "kuboard_agent_tunnels{cluster=\"edge\"}"),
+        1.0,
+        "{metrics}"
+    );
+}
+
+/// Writes `bytes` to the agent port and expects the connection closed without one byte answered.
+async fn expect_closed_silently(port: u16, bytes: &[u8], within: Duration) {
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("the agent port accepts");
+    let _ = socket.write_all(bytes).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(within, socket.read_to_end(&mut answer)).await;
+    match read {
+        Ok(Ok(_)) | Ok(Err(_)) => assert!(
+            answer.is_empty(),
+            "nothing is answered to {:?}: got {:?}",
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(&answer)
+        ),
+        Err(_) => panic!(
+            "the connection sending {:?} is closed within {within:?}",
+            String::from_utf8_lossy(bytes)
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_on_the_agent_port_is_refused_counted_and_harmless() {
+    init_tracing();
+    let setup = setup().await;
+    let (replica, token, agent_port) = (&setup.replica, &setup.token, setup.agent_port);
+    let (_, before) = send(replica, reqwest::Method::GET, "/kuboard-api/clusters/edge", token, None).await;
+
+    let cases: &[(&str, &[u8], &str)] = &[
+        (
+            "HTTP, as curl sends it",
+            b"GET / HTTP/1.1\r\nHost: kuboard\r\nUser-Agent: curl/8\r\n\r\n",
+            "oversize_frame",
+        ),
+        (
+            "garbage in a small frame",
+            b"\x00\x00\x00\x08\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8",
+            "malformed",
+        ),
+        ("a frame over the limit", b"\x00\x10\x00\x00", "oversize_frame"),
+        ("an empty frame", b"\x00\x00\x00\x00", "malformed"),
+        (
+            "a TLS client hello",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            "oversize_frame",
+        ),
+    ];
+    for (name, bytes, reason) in cases {
+        let series = format!("kuboard_agent_handshake_failures_total{{reason=\"{reason}\"}}");
+        let counted_before = metric_value(&metrics(replica).await, &series);
+        tracing::info!(name, "bad input");
+        expect_closed_silently(agent_port, bytes, Duration::from_secs(3)).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while metric_value(&metrics(replica).await, &series) <= counted_before {
+            assert!(Instant::now() < deadline, "{name} is counted as {reason}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    tracing::info!("a client that says nothing is closed at the handshake deadline");
+    let started = Instant::now();
+    expect_closed_silently(agent_port, b"", Duration::from_secs(10)).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "closed at the deadline, not before"
+    );
+
+    tracing::info!("a wrong token is refused with a verdict and opens no tunnel");
+    let wrong = Agent::start(
+        &setup.kubeconfig,
+        &setup.endpoints,
+        "not-the-token-of-this-cluster",
+        &setup.dir.path().join("wrong.log"),
+    );
+    wrong
+        .wait_log("unknown cluster or wrong agent token", Duration::from_secs(10))
+        .await;
+    drop(wrong);
+    let counted = metric_value(
+        &metrics(replica).await,
+        "kuboard_agent_handshake_failures_total{reason=\"wrong_token\"}",
+    );
+    assert!(counted >= 1.0, "wrong tokens are counted");
+
+    tracing::info!("400 half-open connections: bounded, and the live tunnel serves on");
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        if let Ok(socket) = tokio::net::TcpStream::connect(("127.0.0.1", agent_port)).await {
+            idle.push(socket);
+        }
+    }
+    let started = Instant::now();
+    for _ in 0..20 {
+        let (status, body) = send(replica, reqwest::Method::GET, PODS, token, None).await;
+        assert_eq!(
+            status, 200,
+            "a request through the live tunnel during the flood: {body}"
+        );
+    }
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        "20 requests during the flood"
+    );
+    let metrics_now = metrics(replica).await;
+    assert!(
+        metric_value(
+            &metrics_now,
+            "kuboard_agent_handshake_failures_total{reason=\"too_many_handshakes\"}"
+        ) >= 1.0,
+        "connections beyond the handshake limit are refused at once: {metrics_now}"
+    );
+    drop(idle);
+
+    let (_, after) = send(replica, reqwest::Method::GET, "/kuboard-api/clusters/edge", token, None).await;
+    assert_eq!(before, after, "bad input changed the cluster");
+    assert_eq!(
+        metric_value(&metrics(replica).await, "kuboard_agent_tunnels{cluster=\"edge\"}"),
+        1.0
+    );
+}
