@@ -237,7 +237,20 @@ async fn setup() -> Setup {
 
     // Before any agent connects, the cluster is listed but cannot be proxied.
     let (status, body) = send(&replica, reqwest::Method::GET, PODS, &token, None).await;
-    assert_ne!(status, 200, "no agent yet: {body}");
+    assert_eq!(status, 503, "no agent yet: {body}");
+    let (status, body) = send(
+        &replica,
+        reqwest::Method::GET,
+        "/kuboard-api/clusters/edge/endpoints",
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["endpoints"]),
+        (200, &json!([])),
+        "no apiserver yet: {body}"
+    );
 
     let endpoints = format!("127.0.0.1:{agent_port}");
     let agent = Agent::start(&kubeconfig, &endpoints, &agent_token, &dir.path().join("agent-1.log"));
@@ -540,4 +553,81 @@ async fn bad_input_on_the_agent_port_is_refused_counted_and_harmless() {
         metric_value(&metrics(replica).await, "kuboard_agent_tunnels{cluster=\"edge\"}"),
         1.0
     );
+}
+
+/// One agent, three replicas: it holds a tunnel to each, every replica serves the cluster through
+/// its own, a killed replica does not disturb the others, and the restarted one has its tunnel back
+/// within 5 s of being ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_holds_a_tunnel_to_every_replica() {
+    init_tracing();
+    let cluster = start_fake().await;
+    let agent_ports = [free_port(), free_port(), free_port()];
+    let mut group = common::Group::start_with_env(3, &|index| {
+        vec![(
+            "KUBOARD_AGENT_SERVER_TCP_PORT".to_string(),
+            agent_ports[index].to_string(),
+        )]
+    });
+    group.wait_all_ready(Duration::from_secs(60)).await;
+    let token = group.replicas[0].change_admin_password(NEW_ADMIN_PASSWORD).await;
+    let (status, created) = send(
+        &group.replicas[1],
+        reqwest::Method::POST,
+        "/kuboard-api/agent-clusters",
+        &token,
+        Some(&json!({"name": CLUSTER})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let agent_token = created["agent_token"].as_str().expect("a token").to_string();
+    let dir = tempfile::tempdir().expect("a test dir");
+    let kubeconfig = dir.path().join("agent.kubeconfig");
+    let admin = Credential::ClientCertificate(cluster.admin.clone());
+    let text = certs::kubeconfig(&cluster.urls().join(","), &cluster.ca.cert_pem, &admin, None);
+    std::fs::write(&kubeconfig, text).expect("write the agent's kubeconfig");
+    let endpoints = agent_ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let agent = Agent::start(&kubeconfig, &endpoints, &agent_token, &dir.path().join("agent.log"));
+
+    let tunnels = "kuboard_agent_tunnels{cluster=\"edge\"}";
+    for replica in &group.replicas {
+        wait_proxy(replica, &token, true, Duration::from_secs(20)).await;
+        assert_eq!(
+            metric_value(&metrics(replica).await, tunnels),
+            1.0,
+            "one tunnel per replica"
+        );
+    }
+
+    tracing::info!("phase: replica 2 killed; the others serve on");
+    group.replicas[1].kill9();
+    for index in [0, 2] {
+        for _ in 0..10 {
+            let (status, body) = send(&group.replicas[index], reqwest::Method::GET, PODS, &token, None).await;
+            assert_eq!(status, 200, "replica {} with replica 2 down: {body}", index + 1);
+        }
+    }
+    // The agent's redials of the dead replica back off; let them grow before the restart.
+    tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(4)).await;
+    group.replicas[1].restart();
+    group.replicas[1].wait_ready(Duration::from_secs(60)).await;
+    let ready = Instant::now();
+    let deadline = ready + Duration::from_secs(5);
+    while metric_value(&metrics(&group.replicas[1]).await, tunnels) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted replica has its tunnel within 5 s of being ready; agent log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!(
+        ms = ready.elapsed().as_millis() as u64,
+        "tunnel back after the replica was ready"
+    );
+    wait_proxy(&group.replicas[1], &token, true, Duration::from_secs(10)).await;
 }

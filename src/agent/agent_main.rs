@@ -26,7 +26,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// apiserver's own watch timeouts).
 pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(15);
+/// Low enough that a replica back from a restart has its tunnels within seconds of listening; a
+/// refused dial costs the replica a closed socket (or one store read for a wrong token).
+const BACKOFF_MAX: Duration = Duration::from_secs(3);
 /// A tunnel that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 const MAX_STREAMS: u32 = 4096;
@@ -233,14 +235,23 @@ async fn tunnel(settings: &AgentSettings, server: &str) -> Result<String, String
     let replica = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
         .map_err(|_| format!("handshake: no answer within {HANDSHAKE_TIMEOUT:?}"))??;
+    tracing::info!(server, replica, "tunnel up");
+    serve_tunnel(settings, socket).await
+}
+
+/// Serves the replica's streams on one accepted connection until it fails or a keepalive ping goes
+/// unanswered. Returns why it ended; every stream of the tunnel ends with it.
+async fn serve_tunnel<IO>(settings: &AgentSettings, io: IO) -> Result<String, String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut connection = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_concurrent_streams(MAX_STREAMS)
-        .handshake::<_, Bytes>(socket)
+        .handshake::<_, Bytes>(io)
         .await
         .map_err(|error| format!("HTTP/2 set-up: {error}"))?;
-    tracing::info!(server, replica, "tunnel up");
     let ping_pong = connection.ping_pong();
     let streams = CancellationToken::new();
     let _streams_end = streams.clone().drop_guard();
@@ -325,5 +336,150 @@ async fn serve_stream(
     tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream) => {}
         _ = idle => tracing::debug!(authority, "idle apiserver connection closed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::agent::hub::{AgentServerMetrics, DialError, TunnelHub};
+
+    /// A replica's hub with one tunnel to an agent serving `allowed`, over an in-memory pipe.
+    async fn tunnel_to(allowed: &[String]) -> Arc<TunnelHub> {
+        let settings = AgentSettings {
+            servers: vec!["unused:1".into()],
+            cluster: "edge".into(),
+            token: "t".into(),
+            report: Report {
+                endpoints: Vec::new(),
+                credentials: ClusterCredentials::default(),
+                agent_version: "test".into(),
+            },
+            allowed: Arc::new(allowed.iter().cloned().collect()),
+        };
+        let (replica_side, agent_side) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move { serve_tunnel(&settings, agent_side).await });
+        let (sender, connection) = crate::agent::listener::tunnel_client()
+            .handshake::<_, Bytes>(replica_side)
+            .await
+            .expect("HTTP/2 over the pipe");
+        tokio::spawn(connection);
+        let hub = Arc::new(TunnelHub::new(Arc::new(AgentServerMetrics::unregistered())));
+        hub.add("edge", sender);
+        hub
+    }
+
+    /// A TCP server on loopback echoing what it reads; sends on `closed` when a connection ends.
+    async fn echo_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let (closed, closures) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let closed = closed.clone();
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    while let Ok(count) = socket.read(&mut buffer).await {
+                        if count == 0 || socket.write_all(&buffer[..count]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = closed.send(());
+                });
+            }
+        });
+        (address, closures)
+    }
+
+    /// A TCP server that writes up to 64 MiB to whoever connects, as fast as it is read.
+    async fn flood_server() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let chunk = vec![b'x'; 64 * 1024];
+                    for _ in 0..1024 {
+                        if socket.write_all(&chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn streams_reach_allowed_apiservers_only_and_close_with_their_end() {
+        let (echo, mut closures) = echo_server().await;
+        let hub = tunnel_to(std::slice::from_ref(&echo)).await;
+
+        let mut stream = hub.dial("edge", &echo, WAIT).await.expect("an allowed address");
+        assert_eq!(hub.metrics.streams_open.get(), 1);
+        stream.write_all(b"through the tunnel").await.expect("write");
+        let mut answer = [0u8; 18];
+        tokio::time::timeout(WAIT, stream.read_exact(&mut answer))
+            .await
+            .expect("the echo within 5 s")
+            .expect("read");
+        assert_eq!(&answer, b"through the tunnel");
+
+        // Dropping the stream on the replica's side closes the agent's connection to the apiserver.
+        drop(stream);
+        assert_eq!(hub.metrics.streams_open.get(), 0);
+        tokio::time::timeout(WAIT, closures.recv())
+            .await
+            .expect("the agent closes its TCP connection within 5 s");
+
+        for refused in ["127.0.0.1:1", "example.org:443", "10.0.0.1:6443"] {
+            match hub.dial("edge", refused, WAIT).await {
+                Err(DialError::Refused { status, .. }) => assert_eq!(status, StatusCode::FORBIDDEN, "{refused}"),
+                Err(other) => panic!("{refused}: refused with 403, got {other}"),
+                Ok(_) => panic!("{refused} is not an apiserver of the agent and must not be dialled"),
+            }
+        }
+        assert!(matches!(
+            hub.dial("other", &echo, WAIT).await,
+            Err(DialError::NoTunnel(_))
+        ));
+        assert_eq!(hub.metrics.streams_open.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_stream_nobody_reads_does_not_stall_the_others() {
+        let (echo, _closures) = echo_server().await;
+        let flood = flood_server().await;
+        let hub = tunnel_to(&[echo.clone(), flood.clone()]).await;
+
+        // More streams than the tunnel's window would hold if it were only a multiple of the
+        // stream window: each fills its own window and is never read again.
+        let mut stalled = Vec::new();
+        for _ in 0..24 {
+            let mut stream = hub.dial("edge", &flood, WAIT).await.expect("the flood");
+            let mut first = [0u8; 1024];
+            stream.read_exact(&mut first).await.expect("the flood starts");
+            stalled.push(stream);
+        }
+
+        let mut interactive = hub.dial("edge", &echo, WAIT).await.expect("the echo");
+        for round in 0..50u32 {
+            let message = format!("keystroke {round:04}");
+            interactive.write_all(message.as_bytes()).await.expect("write");
+            let mut answer = vec![0u8; message.len()];
+            tokio::time::timeout(Duration::from_secs(2), interactive.read_exact(&mut answer))
+                .await
+                .unwrap_or_else(|_| panic!("round {round} answered within 2 s while another stream is full"))
+                .expect("read");
+            assert_eq!(answer, message.as_bytes());
+        }
+        drop(stalled);
     }
 }

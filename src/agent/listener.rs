@@ -30,9 +30,23 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a tunnel re-reads its cluster's record: a rotated token or a deleted cluster closes it.
 pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
-/// Flow-control windows of the tunnels (the receive side of this replica).
-pub const STREAM_WINDOW: u32 = 1024 * 1024;
-pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+/// Flow-control window of each stream, both ways: what one stream may have in flight unread. A
+/// stream whose reader stops holds at most this much buffered, and holds back only itself.
+pub const STREAM_WINDOW: u32 = 512 * 1024;
+/// The tunnel's window is HTTP/2's largest, so that it never limits: unread data counts against the
+/// connection's window too, and a smaller one would let a few stalled streams stop every other.
+/// Memory stays bounded by [`STREAM_WINDOW`] per open stream.
+pub const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+
+/// The replica's side of a tunnel (the HTTP/2 client that opens the streams).
+pub fn tunnel_client() -> h2::client::Builder {
+    let mut builder = h2::client::Builder::new();
+    builder
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_concurrent_reset_streams(1024);
+    builder
+}
 const MAX_ENDPOINTS: usize = 16;
 
 #[derive(Clone)]
@@ -213,12 +227,7 @@ impl AgentServer {
         digest: String,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let handshake = h2::client::Builder::new()
-            .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_concurrent_reset_streams(1024)
-            .handshake::<_, Bytes>(socket)
-            .await;
+        let handshake = tunnel_client().handshake::<_, Bytes>(socket).await;
         let (sender, mut connection) = match handshake {
             Ok(pair) => pair,
             Err(error) => {

@@ -59,8 +59,6 @@ pub enum ConnectionError {
     Url { url: String, reason: UrlError },
     #[error("no apiserver URL")]
     NoEndpoints,
-    #[error("its agent has not connected yet")]
-    AgentNotConnected,
     #[error("it is reached through an agent, and agent tunnels are not served by this process")]
     NoTunnels,
     #[error("the CA certificate is not valid PEM: {0}")]
@@ -91,10 +89,9 @@ impl ClusterConnection {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if endpoints.is_empty() && record.agent.is_some() {
-            return Err(ConnectionError::AgentNotConnected);
-        }
-        if endpoints.is_empty() {
+        // An agent cluster has no apiserver until its agent first connects: its pool is empty
+        // (the balancer view lists nothing, the proxy answers that no apiserver is reachable).
+        if endpoints.is_empty() && record.agent.is_none() {
             return Err(ConnectionError::NoEndpoints);
         }
         let client_identity = match (&credentials.client_certificate, &credentials.client_key) {
