@@ -64,6 +64,9 @@ curl -sf -o /dev/null -H "authorization: Bearer $first" -H 'content-type: applic
 token=$(curl -sf -H "authorization: Bearer $first" -H 'content-type: application/json' -d '{"name":"schemathesis"}' \
     "$base/kuboard-api/auth/access-keys" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 
+# One worker: with two, the generator's threads occasionally trip CPython 3.11's AST recursion
+# check ("AST constructor recursion depth mismatch") inside Hypothesis, an error of the tool that
+# ends the run as failed although no request went wrong.
 # Excluded: revoking an access key might end the run's own authentication. Members changes are
 # refused on this one-member replica (it has no peer listener), so they are safe to fuzz.
 "$venv/bin/schemathesis" run "$base/kuboard-api/openapi.json" \
@@ -72,5 +75,5 @@ token=$(curl -sf -H "authorization: Bearer $first" -H 'content-type: application
     --exclude-path-regex '^/kuboard-api/auth/access-keys/' \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" \
     --max-time "${SCHEMATHESIS_MAX_TIME:-90}" \
-    --workers 2 \
+    --workers 1 \
     --suppress-health-check all

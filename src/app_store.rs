@@ -59,6 +59,11 @@ impl AppStore {
         AppStore { backend, metrics }
     }
 
+    /// Why the store stopped by itself (see [`StoreBackend::failure`]), or `None`.
+    pub fn failure(&self) -> Option<String> {
+        self.backend.failure()
+    }
+
     async fn timed<T>(
         &self,
         op: &'static str,

@@ -296,6 +296,16 @@ impl Replica {
                 tracing::info!(signal, "shutting down: no new connections, finishing requests in flight");
                 Instant::now()
             }
+            reason = self.backend.stopped_by_failure() => {
+                // Nothing acknowledged is lost: a write is acknowledged only once its log entry is
+                // on disk, and the entry that failed was not. A restart replays the log.
+                tracing::error!(
+                    error = %reason,
+                    "the store stopped after a disk error (full disk or failed fsync); exiting so that a supervisor restarts this replica"
+                );
+                exit_code = EXIT_FAILURE;
+                Instant::now()
+            }
             result = &mut self.server_task => {
                 tracing::error!(?result, "the HTTP server stopped by itself");
                 exit_code = EXIT_FAILURE;

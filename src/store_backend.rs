@@ -66,6 +66,26 @@ impl StoreBackend {
         }
     }
 
+    /// Why the store stopped by itself and cannot go on in this process (the embedded member's log
+    /// or state machine could not be written), or `None`. An external etcd never stops this way:
+    /// its outages are waited out.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            StoreBackend::Raft(store) => store.failure(),
+            StoreBackend::Etcd(_) => None,
+            #[cfg(test)]
+            StoreBackend::Memory(_) => None,
+        }
+    }
+
+    /// Resolves when the store stops by itself (see [`StoreBackend::failure`]), with the reason.
+    pub async fn stopped_by_failure(&self) -> String {
+        match self {
+            StoreBackend::Raft(store) => store.stopped_by_failure().await,
+            _ => std::future::pending().await,
+        }
+    }
+
     /// Finishes in-flight writes and flushes everything to disk.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         match self {

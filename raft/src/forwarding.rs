@@ -8,7 +8,7 @@
 //!   reached, or was shutting down before it started) is retried on the leader of the moment.
 //! - An operation whose outcome is unknown (the connection broke or the deadline passed after it
 //!   was sent) is retried only if it is idempotent (a read index, a lease keepalive, a lease
-//!   time-to-live). A write with an unknown outcome is answered `Timeout` or `Unavailable`, never
+//!   time-to-live). A write with an unknown outcome is answered `Timeout` or `Interrupted`, never
 //!   retried: a retry could apply it twice.
 
 use std::time::Duration;
@@ -176,19 +176,72 @@ impl<'a> Forwarder<'a> {
                 }
                 Err(e) => Attempt::Unknown(StoreError::Internal(format!("undecodable answer from the leader: {e}"))),
             },
-            Err(e) if e.is_unreachable() => Attempt::NotSent(e.to_string()),
-            Err(PeerError::RequestTooLarge { message, .. }) => Attempt::Failed(StoreError::InvalidArgument(message)),
-            Err(PeerError::Remote { failure, .. }) => {
-                // The leader refused the request before performing it (it could not decode it).
-                Attempt::Failed(StoreError::Internal(format!(
-                    "the leader refused the request: {failure}"
-                )))
-            }
-            Err(PeerError::Timeout { .. }) => Attempt::Unknown(self.member.timeout_error()),
-            Err(e) => Attempt::Unknown(StoreError::Unavailable(format!(
-                "{e}; the {} may or may not have been applied",
-                op.kind()
-            ))),
+            Err(e) => failed_forward(e, op.kind(), self.member.timeout_error()),
         }
+    }
+}
+
+/// What a forwarding failure of the peer transport says about the operation: not sent, refused,
+/// or sent with its outcome unknown. An unknown outcome is answered as one (`Timeout`,
+/// `Interrupted`), never as `Unavailable`, which tells the client that nothing was performed.
+fn failed_forward(error: PeerError, kind: &str, timeout: StoreError) -> Attempt {
+    match error {
+        e if e.is_unreachable() => Attempt::NotSent(e.to_string()),
+        PeerError::RequestTooLarge { message, .. } => Attempt::Failed(StoreError::InvalidArgument(message)),
+        PeerError::Remote { failure, .. } => {
+            // The leader refused the request before performing it (it could not decode it).
+            Attempt::Failed(StoreError::Internal(format!(
+                "the leader refused the request: {failure}"
+            )))
+        }
+        PeerError::Timeout { .. } => Attempt::Unknown(timeout),
+        e => Attempt::Unknown(StoreError::Interrupted(format!(
+            "{e}; the {kind} may or may not have been applied"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeout() -> StoreError {
+        StoreError::Timeout { millis: 10_000 }
+    }
+
+    /// A forwarded write whose connection broke after it was sent may have been applied by the
+    /// leader: the client must hear "unknown" (etcd's "request timed out"), not "no leader".
+    #[test]
+    fn a_forwarded_write_whose_connection_closes_after_sending_is_reported_as_unknown() {
+        let lost = PeerError::ConnectionLost {
+            target: 2,
+            message: "connection closed by the peer".into(),
+        };
+        match failed_forward(lost, "put", timeout()) {
+            Attempt::Unknown(StoreError::Interrupted(message)) => {
+                assert!(message.contains("may or may not have been applied"), "{message}")
+            }
+            Attempt::Unknown(other) => panic!("an unknown outcome answered as {other:?}"),
+            _ => panic!("a write sent before the connection broke was not treated as unknown"),
+        }
+        assert!(matches!(
+            failed_forward(
+                PeerError::Timeout {
+                    target: 2,
+                    timeout: Duration::from_secs(1)
+                },
+                "put",
+                timeout()
+            ),
+            Attempt::Unknown(StoreError::Timeout { .. })
+        ));
+        let backing_off = PeerError::BackingOff {
+            target: 2,
+            retry_in: Duration::from_millis(100),
+        };
+        assert!(matches!(
+            failed_forward(backing_off, "put", timeout()),
+            Attempt::NotSent(_)
+        ));
     }
 }

@@ -230,6 +230,45 @@ impl RaftStore {
         Ok(())
     }
 
+    /// Why this member stopped by itself (its log or state machine could not be written: a full
+    /// disk, an fsync error), or `None` while it runs or once it is being shut down on purpose. A
+    /// member stopped this way takes no further part in the group until its replica restarts, so
+    /// the replica must not look alive.
+    pub fn failure(&self) -> Option<String> {
+        if self.member.is_shutting_down() {
+            return None;
+        }
+        let parts = self.member.parts().ok()?;
+        let metrics = parts.raft.metrics();
+        let failure = match &metrics.borrow_watched().running_state {
+            Err(fatal) => Some(fatal.to_string()),
+            Ok(()) => None,
+        };
+        failure
+    }
+
+    /// Resolves when this member stops by itself, with the reason [`RaftStore::failure`] gives;
+    /// never resolves for a member that runs on or is shut down on purpose.
+    pub async fn stopped_by_failure(&self) -> String {
+        let Ok(parts) = self.member.parts() else {
+            return std::future::pending().await;
+        };
+        let mut metrics = parts.raft.metrics();
+        drop(parts);
+        loop {
+            if let Some(reason) = self.failure() {
+                return reason;
+            }
+            if metrics.changed().await.is_err() {
+                // The core is gone without a recorded error: only a shutdown on purpose ends it so.
+                if self.member.is_shutting_down() {
+                    return std::future::pending().await;
+                }
+                return self.failure().unwrap_or_else(|| "the raft member stopped".to_string());
+            }
+        }
+    }
+
     /// The address the peer listener is bound to; `None` when this member has no listener (a
     /// one-member group without a cluster secret).
     pub fn peer_listen_addr(&self) -> Option<SocketAddr> {

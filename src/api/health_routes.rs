@@ -18,11 +18,21 @@ use crate::http::AppState;
 /// A scrape or probe never waits longer than this for the store's status.
 const STATUS_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Alive: the process answers.
+/// Alive: the process answers and its store has not stopped by itself. A replica whose embedded
+/// member could not write its log (a full disk, an fsync error) answers 503 here until it exits,
+/// so that a supervisor restarts it rather than keep a replica that looks alive and is not.
 #[utoipa::path(get, path = "/healthz", tag = "health",
-    responses((status = 200, description = "Alive", content_type = "text/plain", body = String)))]
-pub async fn healthz() -> &'static str {
-    "ok"
+    responses((status = 200, description = "Alive", content_type = "text/plain", body = String),
+        (status = 503, description = "The store stopped by itself; the replica is exiting", body = crate::http::api_error::ErrorBody)))]
+pub async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    match state.store.failure() {
+        None => Ok("ok"),
+        Some(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_failed",
+            "the store stopped after a disk error; this replica is exiting so that it can be restarted",
+        )),
+    }
 }
 
 /// Ready: the store has a leader with a quorum and the first-start setup is done.
