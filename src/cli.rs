@@ -62,6 +62,10 @@ pub struct AgentArgs {
     /// rotated. Read from the environment only, so that it does not show in the process list.
     #[arg(skip)]
     pub token: Option<String>,
+    /// Where to serve `/healthz`, `/readyz` (200 while at least one tunnel is up) and `/metrics`
+    /// (`ip:port`, e.g. `0.0.0.0:10082` in a pod); not served when not given.
+    #[arg(long, env = "KUBOARD_AGENT_HEALTH_LISTEN", value_name = "IP:PORT")]
+    pub health_listen: Option<String>,
     /// Log format and level, as for `serve`.
     #[arg(long, env = "KUBOARD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

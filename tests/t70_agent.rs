@@ -57,6 +57,10 @@ struct Agent {
 
 impl Agent {
     fn start(kubeconfig: &Path, endpoints: &str, token: &str, log_path: &Path) -> Agent {
+        Agent::start_with(kubeconfig, endpoints, token, log_path, &[])
+    }
+
+    fn start_with(kubeconfig: &Path, endpoints: &str, token: &str, log_path: &Path, extra: &[(&str, &str)]) -> Agent {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -71,6 +75,7 @@ impl Agent {
             .env("KUBOARD_AGENT_ENDPOINT", endpoints)
             .env("KUBOARD_AGENT_CLUSTER", CLUSTER)
             .env("KUBOARD_AGENT_TOKEN", token)
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
             .stderr(log)
@@ -591,7 +596,14 @@ async fn an_agent_holds_a_tunnel_to_every_replica() {
         .map(|port| format!("127.0.0.1:{port}"))
         .collect::<Vec<_>>()
         .join(",");
-    let agent = Agent::start(&kubeconfig, &endpoints, &agent_token, &dir.path().join("agent.log"));
+    let health = format!("127.0.0.1:{}", free_port());
+    let agent = Agent::start_with(
+        &kubeconfig,
+        &endpoints,
+        &agent_token,
+        &dir.path().join("agent.log"),
+        &[("KUBOARD_AGENT_HEALTH_LISTEN", &health)],
+    );
 
     let tunnels = "kuboard_agent_tunnels{cluster=\"edge\"}";
     for replica in &group.replicas {
@@ -602,6 +614,23 @@ async fn an_agent_holds_a_tunnel_to_every_replica() {
             "one tunnel per replica"
         );
     }
+    let health_client = group.replicas[0].client.clone();
+    let agent_health = |path: &str| {
+        let url = format!("http://{health}{path}");
+        let client = health_client.clone();
+        async move {
+            let response = client.get(url).send().await.expect("the agent's health port answers");
+            (response.status().as_u16(), response.text().await.unwrap_or_default())
+        }
+    };
+    assert_eq!(agent_health("/healthz").await.0, 200);
+    assert_eq!(agent_health("/readyz").await.0, 200);
+    let agent_metrics = agent_health("/metrics").await.1;
+    assert_eq!(
+        metric_value(&agent_metrics, "kuboard_agent_tunnels_up"),
+        3.0,
+        "{agent_metrics}"
+    );
 
     tracing::info!("phase: replica 2 killed; the others serve on");
     group.replicas[1].kill9();
@@ -610,6 +639,14 @@ async fn an_agent_holds_a_tunnel_to_every_replica() {
             let (status, body) = send(&group.replicas[index], reqwest::Method::GET, PODS, &token, None).await;
             assert_eq!(status, 200, "replica {} with replica 2 down: {body}", index + 1);
         }
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric_value(&agent_health("/metrics").await.1, "kuboard_agent_tunnels_up") != 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the agent counts 2 tunnels up within 15 s of the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The agent's redials of the dead replica back off; let them grow before the restart.
     tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(4)).await;

@@ -12,6 +12,7 @@ use rand::Rng as _;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::agent_health::{self, AgentMetrics, TunnelUp};
 use crate::agent::listener::{keepalive, CONNECTION_WINDOW, STREAM_WINDOW};
 use crate::agent::protocol::{self, Hello, Report, Verdict, DIAL_REFUSED_HEADER};
 use crate::agent::tunnel_stream::TunnelStream;
@@ -42,6 +43,8 @@ pub struct AgentSettings {
     pub report: Report,
     /// `host:port` of every apiserver of the report: the only addresses dialled.
     pub allowed: Arc<HashSet<String>>,
+    pub health_listen: Option<std::net::SocketAddr>,
+    pub metrics: Arc<AgentMetrics>,
 }
 
 pub fn run(mut args: AgentArgs) -> u8 {
@@ -66,8 +69,20 @@ pub fn run(mut args: AgentArgs) -> u8 {
             return 1;
         }
     };
-    runtime.block_on(async move {
+    let exit_code = runtime.block_on(async move {
         let stop = CancellationToken::new();
+        if let Some(address) = settings.health_listen {
+            match agent_health::bind(address).await {
+                Ok(listener) => {
+                    tracing::info!(%address, "serving /healthz, /readyz and /metrics");
+                    tokio::spawn(agent_health::serve(listener, settings.metrics.clone(), stop.clone()));
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return 1;
+                }
+            }
+        }
         let tasks = settings
             .servers
             .iter()
@@ -80,9 +95,10 @@ pub fn run(mut args: AgentArgs) -> u8 {
             // The tunnels end on cancel without waiting on the network; bound it anyway.
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
+        0
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
-    0
+    exit_code
 }
 
 async fn wait_for_signal() -> std::io::Result<()> {
@@ -136,6 +152,13 @@ pub fn settings(args: &AgentArgs) -> Result<AgentSettings, String> {
         None => in_cluster()?,
     };
     let allowed = endpoints.iter().map(|url| url.authority()).collect::<HashSet<_>>();
+    let health_listen = match non_empty(&args.health_listen) {
+        None => None,
+        Some(text) => Some(
+            text.parse()
+                .map_err(|_| format!("KUBOARD_AGENT_HEALTH_LISTEN={text:?}: expected ip:port, e.g. 0.0.0.0:10082"))?,
+        ),
+    };
     let report = Report {
         endpoints: endpoints.iter().map(ToString::to_string).collect(),
         credentials,
@@ -147,6 +170,8 @@ pub fn settings(args: &AgentArgs) -> Result<AgentSettings, String> {
         token,
         report,
         allowed: Arc::new(allowed),
+        health_listen,
+        metrics: Arc::new(AgentMetrics::new()),
     })
 }
 
@@ -191,6 +216,7 @@ async fn keep_tunnel(settings: AgentSettings, server: String, stop: Cancellation
         }
         // Full jitter over the upper half: agents restarted together do not redial in step.
         let wait = backoff.mul_f64(rand::thread_rng().gen_range(0.5..1.0));
+        settings.metrics.tunnel_failures.with_label_values(&[&server]).inc();
         match outcome {
             Ok(why) => tracing::warn!(server, why, retry_in_ms = wait.as_millis() as u64, "tunnel down"),
             Err(error) => tracing::warn!(server, %error, retry_in_ms = wait.as_millis() as u64, "tunnel failed"),
@@ -236,6 +262,7 @@ async fn tunnel(settings: &AgentSettings, server: &str) -> Result<String, String
         .await
         .map_err(|_| format!("handshake: no answer within {HANDSHAKE_TIMEOUT:?}"))??;
     tracing::info!(server, replica, "tunnel up");
+    let _up = TunnelUp::new(&settings.metrics, server);
     serve_tunnel(settings, socket).await
 }
 
@@ -285,7 +312,15 @@ async fn serve_stream(
     request: http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
 ) {
+    let refusals = &settings.metrics.stream_refusals;
     let refuse = |respond: &mut h2::server::SendResponse<Bytes>, status: StatusCode, reason: &str| {
+        let label = match status {
+            StatusCode::FORBIDDEN => "not_allowed",
+            StatusCode::METHOD_NOT_ALLOWED => "method",
+            StatusCode::GATEWAY_TIMEOUT => "timeout",
+            _ => "connect",
+        };
+        refusals.with_label_values(&[label]).inc();
         let mut response = Response::builder().status(status);
         if let Ok(value) = http::HeaderValue::from_str(reason) {
             response = response.header(DIAL_REFUSED_HEADER, value);
@@ -322,7 +357,9 @@ async fn serve_stream(
         },
         Err(_) => return,
     };
-    let mut stream = TunnelStream::new(send, request.into_body());
+    let gauge = settings.metrics.streams_open.clone();
+    gauge.inc();
+    let mut stream = TunnelStream::new(send, request.into_body()).on_drop(move || gauge.dec());
     let activity = stream.activity();
     let mut tcp = tcp;
     let idle = async {
@@ -361,6 +398,8 @@ mod tests {
                 agent_version: "test".into(),
             },
             allowed: Arc::new(allowed.iter().cloned().collect()),
+            health_listen: None,
+            metrics: Arc::new(AgentMetrics::new()),
         };
         let (replica_side, agent_side) = tokio::io::duplex(64 * 1024);
         tokio::spawn(async move { serve_tunnel(&settings, agent_side).await });

@@ -7,8 +7,9 @@
 //!   per-stream flow control.
 //! - [`hub`]: this replica's live tunnels, by cluster; what the apiserver connector dials through.
 //! - [`listener`]: the agent server on `KUBOARD_AGENT_SERVER_TCP_PORT`.
-//! - [`agent_main`]: the `kuboard agent` process.
+//! - [`agent_main`]: the `kuboard agent` process; [`agent_health`]: its health and metrics endpoints.
 
+pub mod agent_health;
 pub mod agent_main;
 pub mod hub;
 pub mod listener;
