@@ -388,6 +388,14 @@ mod tests {
 
     /// A replica's hub with one tunnel to an agent serving `allowed`, over an in-memory pipe.
     async fn tunnel_to(allowed: &[String]) -> Arc<TunnelHub> {
+        let hub = Arc::new(TunnelHub::new(Arc::new(AgentServerMetrics::unregistered())));
+        add_tunnel(&hub, allowed).await;
+        hub
+    }
+
+    /// Adds a tunnel to an agent serving `allowed`; returns the agent's task (abort it to kill
+    /// the agent's end).
+    async fn add_tunnel(hub: &TunnelHub, allowed: &[String]) -> tokio::task::JoinHandle<Result<String, String>> {
         let settings = AgentSettings {
             servers: vec!["unused:1".into()],
             cluster: "edge".into(),
@@ -402,15 +410,14 @@ mod tests {
             metrics: Arc::new(AgentMetrics::new()),
         };
         let (replica_side, agent_side) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(async move { serve_tunnel(&settings, agent_side).await });
+        let agent = tokio::spawn(async move { serve_tunnel(&settings, agent_side).await });
         let (sender, connection) = crate::agent::listener::tunnel_client()
             .handshake::<_, Bytes>(replica_side)
             .await
             .expect("HTTP/2 over the pipe");
         tokio::spawn(connection);
-        let hub = Arc::new(TunnelHub::new(Arc::new(AgentServerMetrics::unregistered())));
         hub.add("edge", sender);
-        hub
+        agent
     }
 
     /// A TCP server on loopback echoing what it reads; sends on `closed` when a connection ends.
@@ -520,5 +527,26 @@ mod tests {
             assert_eq!(answer, message.as_bytes());
         }
         drop(stalled);
+    }
+
+    #[tokio::test]
+    async fn a_dead_newest_tunnel_falls_back_to_an_older_one() {
+        let (echo, _closures) = echo_server().await;
+        let hub = tunnel_to(std::slice::from_ref(&echo)).await;
+        let newest = add_tunnel(&hub, std::slice::from_ref(&echo)).await;
+        assert_eq!(hub.tunnel_count("edge"), 2);
+        newest.abort();
+        let _ = newest.await;
+        let mut stream = hub
+            .dial("edge", &echo, WAIT)
+            .await
+            .expect("the older tunnel serves when the newest is dead");
+        stream.write_all(b"ping").await.expect("write");
+        let mut answer = [0u8; 4];
+        tokio::time::timeout(WAIT, stream.read_exact(&mut answer))
+            .await
+            .expect("the echo within 5 s")
+            .expect("read");
+        assert_eq!(&answer, b"ping");
     }
 }

@@ -154,21 +154,28 @@ impl TunnelHub {
         self.lock().get(cluster).map_or(0, Vec::len)
     }
 
-    /// Opens a connection to `authority` (`host:port`, one of the agent's apiservers) through the
-    /// newest tunnel of `cluster`.
+    /// Opens a connection to `authority` (`host:port`, one of the agent's apiservers) through a
+    /// tunnel of `cluster`: the newest first, then older ones when a tunnel itself fails (one that
+    /// died and is not yet detected); an answer of the agent (a refusal) is final.
     pub async fn dial(&self, cluster: &str, authority: &str, timeout: Duration) -> Result<TunnelStream, DialError> {
-        let sender = self
+        let senders: Vec<SendRequest<Bytes>> = self
             .lock()
             .get(cluster)
-            .and_then(|list| list.last())
-            .map(|tunnel| tunnel.sender.clone())
-            .ok_or_else(|| DialError::NoTunnel(cluster.to_string()));
-        let result = match sender {
-            Ok(sender) => tokio::time::timeout(timeout, open_stream(sender, authority))
-                .await
-                .unwrap_or(Err(DialError::Timeout(timeout))),
-            Err(error) => Err(error),
+            .map(|list| list.iter().rev().map(|tunnel| tunnel.sender.clone()).collect())
+            .unwrap_or_default();
+        let attempts = async {
+            let mut last = DialError::NoTunnel(cluster.to_string());
+            for sender in senders {
+                match open_stream(sender, authority).await {
+                    Err(error @ DialError::Tunnel(_)) => last = error,
+                    other => return other,
+                }
+            }
+            Err(last)
         };
+        let result = tokio::time::timeout(timeout, attempts)
+            .await
+            .unwrap_or(Err(DialError::Timeout(timeout)));
         match result {
             Ok(stream) => {
                 let gauge = self.metrics.streams_open.clone();
