@@ -113,23 +113,15 @@ pub async fn get_user(store: &AppStore, username: &str) -> Result<Option<StoredU
 
 /// Hashes on a blocking thread: argon2 takes tens of milliseconds of CPU.
 pub async fn hash_password_blocking(password: String) -> Result<String, UserError> {
-    tokio::task::spawn_blocking(move || password::hash_password(&password))
-        .await
-        .map_err(|error| UserError::Task(error.to_string()))?
-        .map_err(|error| UserError::Hash(error.to_string()))
-}
-
-/// Verifies on a blocking thread; with no stored hash, spends the same time and answers false.
-pub async fn verify_password_blocking(password: String, phc: Option<String>) -> Result<bool, UserError> {
-    tokio::task::spawn_blocking(move || match phc {
-        Some(phc) => password::verify_password(&password, &phc),
-        None => {
-            password::verify_against_dummy(&password);
-            false
-        }
+    // A hashing slot bounds the memory of concurrent hashes (see `password::hashing_limit`).
+    let slot = password::hashing_slot().await;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        password::hash_password(&password)
     })
     .await
-    .map_err(|error| UserError::Task(error.to_string()))
+    .map_err(|error| UserError::Task(error.to_string()))?
+    .map_err(|error| UserError::Hash(error.to_string()))
 }
 
 /// What [`ensure_admin`] found on start: the first-start `admin` user created now, or already there.
