@@ -2,12 +2,14 @@
 
 use std::fmt;
 
-use kuboard_storage::{KeyValue, PutRequest, StoreError};
+use kuboard_storage::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, PutRequest, StoreError, TxnOp, TxnRequest,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::app_store::AppStore;
-use crate::auth::password;
 use crate::auth::roles::GlobalRole;
+use crate::auth::{password, role_bindings};
 
 pub const ADMIN_USERNAME: &str = "admin";
 const USERS_PREFIX: &str = "users/";
@@ -185,10 +187,24 @@ pub async fn list_users(store: &AppStore) -> Result<Vec<UserRecord>, UserError> 
     Ok(users)
 }
 
-/// Deletes the user if nobody changed it since it was read. Returns false when someone did.
+/// Deletes the user if nobody changed it since it was read, and in the same transaction the role
+/// bindings naming the user, so that a later user of the same name starts with none of them.
+/// Returns false, deleting nothing, when someone changed the user.
 pub async fn delete_user(store: &AppStore, read: &StoredUser) -> Result<bool, UserError> {
     let key = user_key(&read.record.username);
-    Ok(store.delete_if_unchanged(&key, read.mod_revision).await?)
+    let mut deletions = vec![TxnOp::DeleteRange(DeleteRangeRequest::key(key.as_str()))];
+    deletions.extend(role_bindings::user_binding_deletions(store, &read.record.username).await?);
+    let request = TxnRequest {
+        // The user's key is unchanged since it was read (as `AppStore::delete_if_unchanged`).
+        compare: vec![Compare::new(
+            key.into_bytes(),
+            CompareResult::Equal,
+            CompareTarget::ModRevision(read.mod_revision),
+        )],
+        success: deletions,
+        failure: vec![],
+    };
+    Ok(store.txn(request).await?.succeeded)
 }
 
 #[cfg(test)]
