@@ -36,8 +36,9 @@ pub(super) fn parse_etcd_api(
     store: &StoreSelection,
     server_port: u16,
 ) -> Result<Option<EtcdApiSettings>, ConfigError> {
-    const RELATED: [&str; 4] = [
+    const RELATED: [&str; 5] = [
         "KUBOARD_ETCD_API_ADDR",
+        "KUBOARD_ETCD_API_INSECURE_BIND",
         "KUBOARD_ETCD_API_CERT",
         "KUBOARD_ETCD_API_KEY",
         "KUBOARD_ETCD_API_CLIENT_CA",
@@ -133,7 +134,9 @@ pub(super) fn parse_etcd_api(
     // users are not served. Beyond this host only clients with a certificate the configured CA
     // signed may reach it (on loopback every local process can: see docs/etcd-api.md).
     let verifies_clients = tls.as_ref().is_some_and(|tls| tls.client_ca_path.is_some());
-    if !bind_ip.is_loopback() && !verifies_clients {
+    let insecure_bind = reader.bool("KUBOARD_ETCD_API_INSECURE_BIND")?.unwrap_or(false);
+    // With KUBOARD_ETCD_API_INSECURE_BIND the server warns at start (server.rs, bind_etcd_api).
+    if !bind_ip.is_loopback() && !verifies_clients && !insecure_bind {
         if let Some((label, value)) = reader.get("KUBOARD_ETCD_API_ADDR") {
             return Err(ConfigError::bad(
                 label,
@@ -296,6 +299,38 @@ mod tests {
             let api = config.etcd_api.expect("the etcd API is configured");
             assert_eq!(api.listen_addr.ip(), addr.parse::<IpAddr>().expect("an address"));
         }
+    }
+
+    /// The explicit opt-out for isolated test networks (the chaos suite's namespaces) lets a plain
+    /// non-loopback bind start; anything but a boolean is refused.
+    #[test]
+    fn an_insecure_bind_is_allowed_only_when_asked_for() {
+        let settings = |insecure: &str| {
+            parse(
+                &RawSettings::from_env_pairs(&[
+                    ("KUBOARD_ETCD_API_PORT", "2379"),
+                    ("KUBOARD_ETCD_API_ADDR", "198.18.0.1"),
+                    ("KUBOARD_ETCD_API_INSECURE_BIND", insecure),
+                ]),
+                None,
+            )
+        };
+        let config = settings("true").expect("an insecure bind asked for");
+        let api = config.etcd_api.expect("the etcd API is configured");
+        assert_eq!(api.listen_addr, "198.18.0.1:2379".parse().expect("literal address"));
+        assert!(api.tls.is_none());
+        let refused = settings("false")
+            .expect_err("an insecure bind not asked for")
+            .to_string();
+        assert!(
+            refused.starts_with("KUBOARD_ETCD_API_ADDR=\"198.18.0.1\": expected a loopback address"),
+            "{refused}"
+        );
+        let bad = settings("perhaps").expect_err("not a boolean").to_string();
+        assert_eq!(
+            bad,
+            "KUBOARD_ETCD_API_INSECURE_BIND=\"perhaps\": expected true or false"
+        );
     }
 
     /// The etcd API's TLS files are read at start; a bad one stops it naming the variable and file.
