@@ -30,6 +30,8 @@ if [ "$what" = test ]; then
     "ip iproute2"
     "iptables iptables"
     "curl curl"
+    # tests/t82_generated_secret_durability.rs watches a replica's renames and fsyncs.
+    "strace strace"
     # tests/t70_audit_*.rs start PostgreSQL 15 as the PG-wire stand-in for QuestDB.
     "/usr/lib/postgresql/15/bin/postgres postgresql"
     # scripts/schemathesis.sh makes a venv for schemathesis from PyPI.

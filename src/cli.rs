@@ -493,6 +493,16 @@ pub struct ServeArgs {
     )]
     pub etcd_api_client_ca: Option<String>,
 
+    /// true: serve the etcd v3 API on a non-loopback address without client certificates. Only for
+    /// isolated test networks (every client that reaches it can read and write every key).
+    #[arg(
+        long,
+        env = "KUBOARD_ETCD_API_INSECURE_BIND",
+        value_name = "BOOL",
+        help_heading = "Store settings"
+    )]
+    pub etcd_api_insecure_bind: Option<String>,
+
     /// CA certificate (PEM) to verify an external etcd.
     #[arg(
         long,

@@ -643,7 +643,7 @@ async fn bind_etcd_api(
     if tls.is_none() && !settings.listen_addr.ip().is_loopback() {
         tracing::warn!(
             address = %settings.listen_addr,
-            "the etcd v3 API is served without TLS beyond loopback: whoever reaches it can read and write every \
+            "the etcd v3 API is served without TLS beyond loopback (KUBOARD_ETCD_API_INSECURE_BIND): whoever reaches it can read and write every \
              key, password hashes included; set KUBOARD_ETCD_API_CERT, KUBOARD_ETCD_API_KEY and \
              KUBOARD_ETCD_API_CLIENT_CA"
         );

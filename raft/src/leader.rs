@@ -209,7 +209,12 @@ impl<'a> Leader<'a> {
     ) -> Result<LeaderReply, OpError> {
         self.confirm_leadership(parts, deadline).await?;
         let header = self.member.header(&parts.kv);
-        let Some((granted_ttl, keys)) = parts.kv.lease(id).map_err(|e| OpError::Store(internal(e)))? else {
+        let found = parts
+            .kv
+            .read_off_runtime(move |kv| kv.lease(id).map_err(internal))
+            .await
+            .map_err(OpError::Store)?;
+        let Some((granted_ttl, keys)) = found else {
             return Ok(LeaderReply::LeaseTimeToLive(LeaseTimeToLiveResponse {
                 header,
                 id,
@@ -279,7 +284,12 @@ pub(crate) async fn keep_lease_clock(member: Weak<MemberState>, mut stop: tokio:
             }
             continue;
         }
-        let leases = match parts.kv.leases() {
+        // Listed off the runtime while a long commit holds the state (see `read_off_runtime`).
+        let listed = parts
+            .kv
+            .read_off_runtime(|kv| kv.leases().map_err(|e| StoreError::Internal(e.to_string())))
+            .await;
+        let leases = match listed {
             Ok(leases) => leases,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list leases; expiry is retried");

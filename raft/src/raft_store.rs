@@ -436,7 +436,7 @@ impl Store for RaftStore {
         if request.consistency == ReadConsistency::Linearizable {
             self.read_barrier(&parts).await?;
         }
-        let mut response = parts.kv.range(&request)?;
+        let mut response = parts.kv.read_off_runtime(move |kv| kv.range(&request)).await?;
         response.header.member_id = self.member.node_id;
         response.header.raft_term = self.member.term();
         Ok(response)

@@ -448,42 +448,17 @@ pub(crate) fn set_apply_group_limit(limit: usize) {
 
 impl StateMachineStore {
     /// Apply consecutive entries, store the meta of the last one with them, then answer each
-    /// entry's client, in log order.
-    fn apply_group(&mut self, group: Vec<EntryResponder<TypeConfig>>) -> io::Result<()> {
-        let mut applied = self.applied.clone();
-        let mut items = Vec::with_capacity(group.len());
-        for (entry, _) in &group {
-            let log_id = entry.log_id();
-            applied.0 = Some(log_id);
-            if let Some(membership) = entry.get_membership() {
-                applied.1 = StoredMembership::new(Some(log_id), membership);
-            }
-            let command = match &entry.payload {
-                EntryPayload::Normal(command) => Some(command),
-                EntryPayload::Blank | EntryPayload::Membership(_) => None,
-            };
-            items.push((command, encode_meta(&applied)?));
-        }
-        let responses = {
-            let _guard = self
-                .shared
-                .apply_lock
-                .lock()
-                .map_err(|_| io::Error::other("apply lock poisoned"))?;
-            self.shared
-                .kv
-                .apply_group(&items)
-                .map_err(|e| io_err("apply commands", e))?
-        };
-        drop(items);
-        if responses.len() != group.len() {
-            // Every responder must be answered or its client waits forever; this cannot happen.
-            return Err(io::Error::other(format!(
-                "{} answers for {} applied entries",
-                responses.len(),
-                group.len()
-            )));
-        }
+    /// entry's client, in log order. The work on sled runs on a blocking thread: a large group (a
+    /// delete of thousands of keys, a long catch-up) holds the apply lock for as long as it takes,
+    /// and must not hold one of the runtime's workers meanwhile, where heartbeats, the lease clock
+    /// and every request are served.
+    async fn apply_group(&mut self, group: Vec<EntryResponder<TypeConfig>>) -> io::Result<()> {
+        let shared = self.shared.clone();
+        let applied = self.applied.clone();
+        let (group, applied, responses) =
+            tokio::task::spawn_blocking(move || apply_group_blocking(&shared, group, applied))
+                .await
+                .map_err(|e| io_err("apply task", e))??;
         self.applied = applied;
         for ((entry, responder), mut response) in group.into_iter().zip(responses) {
             fill_header(&mut response, self.node_id, entry.log_id().leader_id.term);
@@ -493,6 +468,47 @@ impl StateMachineStore {
         }
         Ok(())
     }
+}
+
+/// What [`apply_group_blocking`] hands back: the entries with their responders, the applied state
+/// after them, and one response per entry.
+type AppliedGroup = (Vec<EntryResponder<TypeConfig>>, AppliedState, Vec<CommandResponse>);
+
+fn apply_group_blocking(
+    shared: &Shared,
+    group: Vec<EntryResponder<TypeConfig>>,
+    mut applied: AppliedState,
+) -> io::Result<AppliedGroup> {
+    let mut items = Vec::with_capacity(group.len());
+    for (entry, _) in &group {
+        let log_id = entry.log_id();
+        applied.0 = Some(log_id);
+        if let Some(membership) = entry.get_membership() {
+            applied.1 = StoredMembership::new(Some(log_id), membership);
+        }
+        let command = match &entry.payload {
+            EntryPayload::Normal(command) => Some(command),
+            EntryPayload::Blank | EntryPayload::Membership(_) => None,
+        };
+        items.push((command, encode_meta(&applied)?));
+    }
+    let responses = {
+        let _guard = shared
+            .apply_lock
+            .lock()
+            .map_err(|_| io::Error::other("apply lock poisoned"))?;
+        shared.kv.apply_group(&items).map_err(|e| io_err("apply commands", e))?
+    };
+    drop(items);
+    if responses.len() != group.len() {
+        // Every responder must be answered or its client waits forever; this cannot happen.
+        return Err(io::Error::other(format!(
+            "{} answers for {} applied entries",
+            responses.len(),
+            group.len()
+        )));
+    }
+    Ok((group, applied, responses))
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
@@ -515,7 +531,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let ended = next.is_none();
             group.extend(next);
             if group.len() >= APPLY_GROUP_LIMIT.load(Ordering::Relaxed) || (ended && !group.is_empty()) {
-                self.apply_group(std::mem::take(&mut group))?;
+                self.apply_group(std::mem::take(&mut group)).await?;
             }
             if ended {
                 return Ok(());

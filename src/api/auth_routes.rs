@@ -10,11 +10,11 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::audit::audit_layer::AuditNote;
-use crate::auth::password::MAX_PASSWORD_BYTES;
+use crate::auth::password::{self, MAX_PASSWORD_BYTES};
 use crate::auth::password_policy::{check_new_password, PasswordPolicyViolation};
 use crate::auth::roles::GlobalRole;
 use crate::auth::sessions;
-use crate::auth::throttle::{self, ThrottleSubject};
+use crate::auth::throttle::{self, Attempt, ThrottleSubject};
 use crate::auth::users::{self, UserRecord};
 use crate::clock::format_rfc3339;
 use crate::http::api_error::{ApiError, ErrorBody};
@@ -111,6 +111,36 @@ pub fn policy_error(violation: PasswordPolicyViolation) -> ApiError {
     )
 }
 
+/// Gives back attempts counted for a login that was not tried or whose password was right.
+async fn refund_attempts(state: &AppState, counted: &[&ThrottleSubject], now: u64) {
+    for subject in counted {
+        if let Err(error) = throttle::refund_attempt(&state.store, subject, &state.login.throttle, now).await {
+            tracing::warn!(%error, "giving back a counted login attempt failed");
+        }
+    }
+}
+
+/// 503 with `Retry-After` when every password hashing slot stayed taken (or the hashing task
+/// failed): the password was not checked, so nothing is counted against the user.
+fn hashing_busy(error: password::HashingError) -> Response {
+    let mut response = match error {
+        password::HashingError::Busy(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!(
+                "too many passwords are being checked right now; retry in {} s",
+                password::HASHING_BUSY_RETRY_SECONDS
+            ),
+        )
+        .into_response(),
+        error @ password::HashingError::Task(_) => ApiError::internal(error).into_response(),
+    };
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(password::HASHING_BUSY_RETRY_SECONDS));
+    response
+}
+
 /// Logs in with a user name and password; answers a session token, sets the session and CSRF
 /// cookies. Failed attempts are counted per user and per client address in the store.
 #[utoipa::path(
@@ -127,7 +157,7 @@ pub fn policy_error(violation: PasswordPolicyViolation) -> ApiError {
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Wrong fields", body = ErrorBody),
         (status = 429, description = "Too many failed logins; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Store unavailable", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or every password hashing slot taken; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn login(
@@ -148,13 +178,25 @@ pub async fn login(
         subjects.push(ThrottleSubject::User(request.username.clone()));
     }
 
+    // Each attempt is counted before its password is verified, so parallel attempts cannot all
+    // pass the limit; a correct password gives it back below.
+    let mut counted: Vec<&ThrottleSubject> = Vec::new();
     let mut wait = None;
     for subject in &subjects {
-        if let Some(seconds) = throttle::retry_after(&state.store, subject, &limits, now).await? {
-            wait = Some(wait.map_or(seconds, |other: u64| other.max(seconds)));
+        match throttle::reserve_attempt(&state.store, subject, &limits, now).await {
+            Ok(Attempt::Allowed) => counted.push(subject),
+            Ok(Attempt::Refused { retry_after }) => {
+                wait = Some(retry_after);
+                break;
+            }
+            Err(error) => {
+                refund_attempts(&state, &counted, now).await;
+                return Err(error.into());
+            }
         }
     }
     if let Some(seconds) = wait {
+        refund_attempts(&state, &counted, now).await;
         tracing::info!(username = shown_name, source_ip = %client.ip, retry_after = seconds, "login refused: too many failed attempts");
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -169,17 +211,24 @@ pub async fn login(
     let user = if request.password.len() > MAX_PASSWORD_BYTES {
         None
     } else {
-        let user = users::get_user(&state.store, &request.username).await?;
+        let user = match users::get_user(&state.store, &request.username).await {
+            Ok(user) => user,
+            Err(error) => {
+                refund_attempts(&state, &counted, now).await;
+                return Err(error.into());
+            }
+        };
         let stored_hash = user.as_ref().map(|user| user.record.password_hash.clone());
-        let matches = users::verify_password_blocking(request.password, stored_hash).await?;
-        user.filter(|_| matches)
-    };
-    let Some(user) = user else {
-        for subject in &subjects {
-            if let Err(error) = throttle::record_failure(&state.store, subject, &limits, now).await {
-                tracing::warn!(%error, "counting a failed login failed");
+        match password::verify_bounded(request.password, stored_hash, password::HASHING_QUEUE_WAIT).await {
+            Ok(matches) => user.filter(|_| matches),
+            Err(error) => {
+                refund_attempts(&state, &counted, now).await;
+                tracing::warn!(%error, username = shown_name, source_ip = %client.ip, "login refused: password hashing is saturated");
+                return Ok(noted(hashing_busy(error), shown_name, "api", "password hashing busy"));
             }
         }
+    };
+    let Some(user) = user else {
         tracing::info!(username = shown_name, source_ip = %client.ip, "login refused: wrong user name or password");
         return Ok(noted(
             ApiError::invalid_credentials().into_response(),
@@ -188,6 +237,15 @@ pub async fn login(
             "wrong user name or password",
         ));
     };
+    // A correct password: the attempt is not a failure.
+    if let Err(error) = throttle::reset(&state.store, &ThrottleSubject::User(user.record.username.clone())).await {
+        tracing::warn!(%error, "resetting the failed-login counter failed");
+    }
+    let address_counted: Vec<&ThrottleSubject> = counted
+        .into_iter()
+        .filter(|subject| matches!(subject, ThrottleSubject::Address(_)))
+        .collect();
+    refund_attempts(&state, &address_counted, now).await;
     if user.record.disabled {
         return Ok(noted(
             ApiError::new(StatusCode::FORBIDDEN, "user_disabled", "this user is disabled").into_response(),
@@ -195,9 +253,6 @@ pub async fn login(
             "api",
             "user disabled",
         ));
-    }
-    if let Err(error) = throttle::reset(&state.store, &ThrottleSubject::User(user.record.username.clone())).await {
-        tracing::warn!(%error, "resetting the failed-login counter failed");
     }
     let ttl = if request.remember {
         state.login.remember_ttl.as_secs()
@@ -303,6 +358,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me
         (status = 403, description = "Wrong current password", body = ErrorBody),
         (status = 409, description = "Changed meanwhile", body = ErrorBody),
         (status = 422, description = "The new password breaks the policy", body = ErrorBody),
+        (status = 503, description = "Every password hashing slot taken; see Retry-After", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -310,7 +366,7 @@ pub async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(request): ApiJson<ChangePasswordRequest>,
-) -> Result<Json<ChangePasswordResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     check_new_password(
         caller.username(),
         &request.new_password,
@@ -327,8 +383,19 @@ pub async fn change_password(
     let user = users::get_user(&state.store, caller.username())
         .await?
         .ok_or_else(ApiError::unauthenticated)?;
-    let current_matches =
-        users::verify_password_blocking(request.current_password, Some(user.record.password_hash.clone())).await?;
+    let current_matches = match password::verify_bounded(
+        request.current_password,
+        Some(user.record.password_hash.clone()),
+        password::HASHING_QUEUE_WAIT,
+    )
+    .await
+    {
+        Ok(matches) => matches,
+        Err(error) => {
+            tracing::warn!(%error, username = %user.record.username, "password change refused: password hashing is saturated");
+            return Ok(hashing_busy(error));
+        }
+    };
     if !current_matches {
         tracing::info!(username = %user.record.username, "password change refused: wrong current password");
         return Err(ApiError::new(
@@ -368,5 +435,6 @@ pub async fn change_password(
         username: record.username,
         must_change_password: false,
         other_sessions_ended,
-    }))
+    })
+    .into_response())
 }

@@ -2,12 +2,14 @@
 
 use std::fmt;
 
-use kuboard_storage::{KeyValue, PutRequest, StoreError};
+use kuboard_storage::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, PutRequest, StoreError, TxnOp, TxnRequest,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::app_store::AppStore;
-use crate::auth::password;
 use crate::auth::roles::GlobalRole;
+use crate::auth::{password, role_bindings};
 
 pub const ADMIN_USERNAME: &str = "admin";
 const USERS_PREFIX: &str = "users/";
@@ -113,23 +115,15 @@ pub async fn get_user(store: &AppStore, username: &str) -> Result<Option<StoredU
 
 /// Hashes on a blocking thread: argon2 takes tens of milliseconds of CPU.
 pub async fn hash_password_blocking(password: String) -> Result<String, UserError> {
-    tokio::task::spawn_blocking(move || password::hash_password(&password))
-        .await
-        .map_err(|error| UserError::Task(error.to_string()))?
-        .map_err(|error| UserError::Hash(error.to_string()))
-}
-
-/// Verifies on a blocking thread; with no stored hash, spends the same time and answers false.
-pub async fn verify_password_blocking(password: String, phc: Option<String>) -> Result<bool, UserError> {
-    tokio::task::spawn_blocking(move || match phc {
-        Some(phc) => password::verify_password(&password, &phc),
-        None => {
-            password::verify_against_dummy(&password);
-            false
-        }
+    // A hashing slot bounds the memory of concurrent hashes (see `password::hashing_limit`).
+    let slot = password::hashing_slot().await;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        password::hash_password(&password)
     })
     .await
-    .map_err(|error| UserError::Task(error.to_string()))
+    .map_err(|error| UserError::Task(error.to_string()))?
+    .map_err(|error| UserError::Hash(error.to_string()))
 }
 
 /// What [`ensure_admin`] found on start: the first-start `admin` user created now, or already there.
@@ -193,10 +187,24 @@ pub async fn list_users(store: &AppStore) -> Result<Vec<UserRecord>, UserError> 
     Ok(users)
 }
 
-/// Deletes the user if nobody changed it since it was read. Returns false when someone did.
+/// Deletes the user if nobody changed it since it was read, and in the same transaction the role
+/// bindings naming the user, so that a later user of the same name starts with none of them.
+/// Returns false, deleting nothing, when someone changed the user.
 pub async fn delete_user(store: &AppStore, read: &StoredUser) -> Result<bool, UserError> {
     let key = user_key(&read.record.username);
-    Ok(store.delete_if_unchanged(&key, read.mod_revision).await?)
+    let mut deletions = vec![TxnOp::DeleteRange(DeleteRangeRequest::key(key.as_str()))];
+    deletions.extend(role_bindings::user_binding_deletions(store, &read.record.username).await?);
+    let request = TxnRequest {
+        // The user's key is unchanged since it was read (as `AppStore::delete_if_unchanged`).
+        compare: vec![Compare::new(
+            key.into_bytes(),
+            CompareResult::Equal,
+            CompareTarget::ModRevision(read.mod_revision),
+        )],
+        success: deletions,
+        failure: vec![],
+    };
+    Ok(store.txn(request).await?.succeeded)
 }
 
 #[cfg(test)]

@@ -62,6 +62,13 @@ fn generate(path: &PathBuf) -> anyhow::Result<Secret> {
         .and_then(|()| file.sync_all())
         .with_context(|| format!("write {}", temporary.display()))?;
     std::fs::rename(&temporary, path).with_context(|| format!("rename into {}", path.display()))?;
+    // The rename is durable only once the directory is: without this a power loss may bring back
+    // the directory without the file, and the next start would generate another secret that opens
+    // none of the credentials sealed with this one.
+    let directory = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(directory)
+        .and_then(|directory| directory.sync_all())
+        .with_context(|| format!("fsync the directory {}", directory.display()))?;
     Ok(Secret::new(secret))
 }
 

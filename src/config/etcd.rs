@@ -35,6 +35,16 @@ pub(super) fn parse_etcd(reader: &Reader<'_>, label: &str, value: &str) -> Resul
     let key = reader.get("KUBOARD_ETCD_KEY");
     // Kuboard's install guide writes bare `ip:2379` entries; with TLS files given they mean https.
     let uses_tls = ca_cert.is_some() || cert.is_some();
+    // Credentials written into an endpoint (`http://user:password@host:2379`) would be kept in the
+    // settings and echoed by every message that names the endpoints; etcd clients take them from
+    // the user and password settings only, so they are refused without showing the value.
+    if value.contains('@') {
+        return Err(ConfigError::bad_secret(
+            label,
+            "expected endpoints without user or password (user@host): set KUBOARD_ETCD_USERNAME and \
+             KUBOARD_ETCD_PASSWORD instead",
+        ));
+    }
     let mut endpoints = Vec::new();
     for entry in value.split(',').map(str::trim) {
         let url = if entry.contains("://") {

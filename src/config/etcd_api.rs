@@ -8,7 +8,8 @@ use crate::config::reader::Reader;
 use crate::config::store::StoreSelection;
 use crate::config::values::{check_key_matches_certificate, check_pem_file, ConfigError, PemKind};
 
-/// The etcd v3 API is reachable from this host only unless `KUBOARD_ETCD_API_ADDR` says otherwise.
+/// The etcd v3 API is reachable from this host only unless `KUBOARD_ETCD_API_ADDR` says otherwise
+/// (which needs client certificates: `KUBOARD_ETCD_API_CLIENT_CA`).
 pub const DEFAULT_ETCD_API_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Where and how the embedded store serves the etcd v3 API (only with the embedded store).
@@ -35,8 +36,9 @@ pub(super) fn parse_etcd_api(
     store: &StoreSelection,
     server_port: u16,
 ) -> Result<Option<EtcdApiSettings>, ConfigError> {
-    const RELATED: [&str; 4] = [
+    const RELATED: [&str; 5] = [
         "KUBOARD_ETCD_API_ADDR",
+        "KUBOARD_ETCD_API_INSECURE_BIND",
         "KUBOARD_ETCD_API_CERT",
         "KUBOARD_ETCD_API_KEY",
         "KUBOARD_ETCD_API_CLIENT_CA",
@@ -128,6 +130,23 @@ pub(super) fn parse_etcd_api(
             })
         }
     };
+    // Whoever reaches the API can read and write every key, forged sessions included; etcd-style
+    // users are not served. Beyond this host only clients with a certificate the configured CA
+    // signed may reach it (on loopback every local process can: see docs/etcd-api.md).
+    let verifies_clients = tls.as_ref().is_some_and(|tls| tls.client_ca_path.is_some());
+    let insecure_bind = reader.bool("KUBOARD_ETCD_API_INSECURE_BIND")?.unwrap_or(false);
+    // With KUBOARD_ETCD_API_INSECURE_BIND the server warns at start (server.rs, bind_etcd_api).
+    if !bind_ip.is_loopback() && !verifies_clients && !insecure_bind {
+        if let Some((label, value)) = reader.get("KUBOARD_ETCD_API_ADDR") {
+            return Err(ConfigError::bad(
+                label,
+                value,
+                "expected a loopback address (127.0.0.1, ::1) unless etcd clients must present certificates: \
+                 set KUBOARD_ETCD_API_CERT, KUBOARD_ETCD_API_KEY and KUBOARD_ETCD_API_CLIENT_CA (any client \
+                 reaching the etcd v3 API can read and write every key)",
+            ));
+        }
+    }
     Ok(Some(EtcdApiSettings {
         listen_addr: SocketAddr::new(bind_ip, port),
         tls,
@@ -157,9 +176,9 @@ mod tests {
             }),
         );
         check(
-            &[("KUBOARD_ETCD_API_PORT", "2379"), ("KUBOARD_ETCD_API_ADDR", "0.0.0.0")],
+            &[("KUBOARD_ETCD_API_PORT", "2379"), ("KUBOARD_ETCD_API_ADDR", "::1")],
             None,
-            Expected::Ok(|c| api(c).listen_addr == "0.0.0.0:2379".parse().expect("literal address")),
+            Expected::Ok(|c| api(c).listen_addr == "[::1]:2379".parse().expect("literal address")),
         );
         for (env, line) in [
             (
@@ -226,27 +245,106 @@ mod tests {
         }
     }
 
-    /// The etcd API's TLS files are read at start; a bad one stops it naming the variable and file.
-    #[test]
-    fn etcd_api_tls_files_are_checked_at_start() {
-        use rcgen::{CertificateParams, KeyPair};
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let write = |name: &str, text: String| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, text).expect("write test file");
-            path.display().to_string()
-        };
-        let key = KeyPair::generate().expect("generate a key");
-        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+    /// A self-signed certificate for 127.0.0.1 and its key, written as `api.pem` and `api-key.pem`
+    /// in `dir`; returns their paths.
+    fn write_self_signed(dir: &Path) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("generate a key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
             .expect("certificate parameters")
             .self_signed(&key)
             .expect("self-sign");
-        let cert_path = write("api.pem", cert.pem());
-        let key_path = write("api-key.pem", key.serialize_pem());
-        let other_key_path = write(
-            "other-key.pem",
-            KeyPair::generate().expect("generate a key").serialize_pem(),
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write test file");
+            path.display().to_string()
+        };
+        (write("api.pem", cert.pem()), write("api-key.pem", key.serialize_pem()))
+    }
+
+    /// Any client reaching the etcd API can read and write every key, sessions included: beyond
+    /// loopback it must verify client certificates.
+    #[test]
+    fn a_non_loopback_etcd_api_without_client_certificates_is_refused() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (cert_path, key_path) = write_self_signed(dir.path());
+        let settings = |addr: &str, tls: bool, client_ca: bool| {
+            let mut env = vec![("KUBOARD_ETCD_API_PORT", "2379"), ("KUBOARD_ETCD_API_ADDR", addr)];
+            if tls {
+                env.push(("KUBOARD_ETCD_API_CERT", cert_path.as_str()));
+                env.push(("KUBOARD_ETCD_API_KEY", key_path.as_str()));
+            }
+            if client_ca {
+                env.push(("KUBOARD_ETCD_API_CLIENT_CA", cert_path.as_str()));
+            }
+            parse(&RawSettings::from_env_pairs(&env), None)
+        };
+        for (addr, tls) in [("0.0.0.0", false), ("0.0.0.0", true), ("10.0.0.1", true), ("::", false)] {
+            let error = settings(addr, tls, false)
+                .expect_err("a reachable etcd API without client certificates is refused")
+                .to_string();
+            assert!(
+                error.starts_with(&format!("KUBOARD_ETCD_API_ADDR={addr:?}: expected a loopback address")),
+                "{addr} (TLS {tls}): {error}"
+            );
+            assert!(error.contains("KUBOARD_ETCD_API_CLIENT_CA"), "{error}");
+        }
+        for (addr, tls, client_ca) in [
+            ("127.0.0.1", false, false),
+            ("127.0.0.2", true, false),
+            ("::1", false, false),
+            ("0.0.0.0", true, true),
+            ("10.0.0.1", true, true),
+        ] {
+            let config = settings(addr, tls, client_ca).unwrap_or_else(|error| panic!("{addr}: {error}"));
+            let api = config.etcd_api.expect("the etcd API is configured");
+            assert_eq!(api.listen_addr.ip(), addr.parse::<IpAddr>().expect("an address"));
+        }
+    }
+
+    /// The explicit opt-out for isolated test networks (the chaos suite's namespaces) lets a plain
+    /// non-loopback bind start; anything but a boolean is refused.
+    #[test]
+    fn an_insecure_bind_is_allowed_only_when_asked_for() {
+        let settings = |insecure: &str| {
+            parse(
+                &RawSettings::from_env_pairs(&[
+                    ("KUBOARD_ETCD_API_PORT", "2379"),
+                    ("KUBOARD_ETCD_API_ADDR", "198.18.0.1"),
+                    ("KUBOARD_ETCD_API_INSECURE_BIND", insecure),
+                ]),
+                None,
+            )
+        };
+        let config = settings("true").expect("an insecure bind asked for");
+        let api = config.etcd_api.expect("the etcd API is configured");
+        assert_eq!(api.listen_addr, "198.18.0.1:2379".parse().expect("literal address"));
+        assert!(api.tls.is_none());
+        let refused = settings("false")
+            .expect_err("an insecure bind not asked for")
+            .to_string();
+        assert!(
+            refused.starts_with("KUBOARD_ETCD_API_ADDR=\"198.18.0.1\": expected a loopback address"),
+            "{refused}"
         );
+        let bad = settings("perhaps").expect_err("not a boolean").to_string();
+        assert_eq!(
+            bad,
+            "KUBOARD_ETCD_API_INSECURE_BIND=\"perhaps\": expected true or false"
+        );
+    }
+
+    /// The etcd API's TLS files are read at start; a bad one stops it naming the variable and file.
+    #[test]
+    fn etcd_api_tls_files_are_checked_at_start() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (cert_path, key_path) = write_self_signed(dir.path());
+        let other_key_path = dir.path().join("other-key.pem");
+        std::fs::write(
+            &other_key_path,
+            rcgen::KeyPair::generate().expect("generate a key").serialize_pem(),
+        )
+        .expect("write test file");
+        let other_key_path = other_key_path.display().to_string();
         let missing = dir.path().join("missing.pem").display().to_string();
         let settings = |cert: &str, key: &str, ca: Option<&str>| {
             let mut env = vec![

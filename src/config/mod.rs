@@ -228,6 +228,31 @@ mod tests {
     }
 
     #[test]
+    fn etcd_credentials_never_reach_debug_or_errors() {
+        let secrets = ["EtcdUrlSecret", "EtcdPasswordSecret", "DbSecretValue"];
+        for endpoints in [
+            "http://root:EtcdUrlSecret@127.0.0.1:2379",
+            "root:EtcdUrlSecret@127.0.0.1:2379",
+            "http://127.0.0.1:2379,http://root:EtcdUrlSecret@127.0.0.1:2380",
+            "http://root:EtcdUrlSecret@127.0.0.1:2379,not a url",
+        ] {
+            let raw = RawSettings::from_env_pairs(&[
+                ("KUBOARD_ETCD_ENDPOINTS", endpoints),
+                ("KUBOARD_ETCD_USERNAME", "root"),
+                ("KUBOARD_ETCD_PASSWORD", "EtcdPasswordSecret"),
+                ("KUBOARD_QUEST_DB_URI", "postgresql://user:DbSecretValue@db:8812/qdb"),
+            ]);
+            let shown = match parse(&raw, None) {
+                Ok(config) => format!("{config:?}"),
+                Err(error) => format!("{error} {error:?}"),
+            };
+            for secret in secrets {
+                assert!(!shown.contains(secret), "{secret} leaked from {endpoints}: {shown}");
+            }
+        }
+    }
+
+    #[test]
     fn data_dir_must_be_writable() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let nested = dir.path().join("a/b");

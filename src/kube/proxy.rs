@@ -91,6 +91,84 @@ pub fn request_namespace(path: &str) -> Option<&str> {
     }
 }
 
+/// An upstream path the proxy accepted, with the namespace its permissions are judged by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JudgedPath {
+    /// The namespace segment with its percent escapes decoded, as the apiserver reads it.
+    pub namespace: Option<String>,
+}
+
+/// Judges the path below `/k8s-api/{cluster}` (without its query) before anything is sent.
+///
+/// The namespace a user's bindings are matched against must be the namespace the apiserver
+/// acts on, and the path must stay below the cluster URL's prefix. Servers and proxies in
+/// front of an apiserver resolve dot-segments, and some decode `%2F` before routing, so any
+/// segment that is (or decodes to) `.` or `..`, that decodes to a slash, a backslash or a
+/// control character, that carries a malformed escape, or that is empty (but for a trailing
+/// slash) is refused rather than normalised: no Kubernetes client sends one.
+pub fn judge_upstream_path(path: &str) -> Result<JudgedPath, String> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err("the Kubernetes API path must start with /".to_string());
+    };
+    if path.contains('\\') {
+        return Err("the Kubernetes API path must not contain a backslash".to_string());
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    for (index, segment) in segments.iter().enumerate() {
+        if segment.is_empty() {
+            if index + 1 == segments.len() {
+                continue;
+            }
+            return Err("the Kubernetes API path must not contain an empty segment (//)".to_string());
+        }
+        let decoded = percent_decode_segment(segment)
+            .ok_or_else(|| format!("the path segment {segment:?} has a malformed percent escape"))?;
+        if decoded == b"." || decoded == b".." {
+            return Err(format!(
+                "the path segment {segment:?} is a dot-segment; send the path without . or .."
+            ));
+        }
+        if decoded
+            .iter()
+            .any(|byte| matches!(byte, b'/' | b'\\') || byte.is_ascii_control())
+        {
+            return Err(format!(
+                "the path segment {segment:?} encodes a slash, a backslash or a control character"
+            ));
+        }
+    }
+    let namespace = match request_namespace(path) {
+        Some(segment) => {
+            let decoded = percent_decode_segment(segment).expect("every segment was decoded above");
+            Some(
+                String::from_utf8(decoded)
+                    .map_err(|_| format!("the namespace segment {segment:?} is not UTF-8 once decoded"))?,
+            )
+        }
+        None => None,
+    };
+    Ok(JudgedPath { namespace })
+}
+
+/// Decodes the `%XX` escapes of one path segment; `None` when an escape is malformed.
+fn percent_decode_segment(segment: &str) -> Option<Vec<u8>> {
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let high = (*bytes.get(index + 1)? as char).to_digit(16)?;
+            let low = (*bytes.get(index + 2)? as char).to_digit(16)?;
+            decoded.push((high * 16 + low) as u8);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    Some(decoded)
+}
+
 /// Splits `/k8s-api/{cluster}/{rest}?query` into the cluster and the upstream path and query.
 fn split_proxy_path(path_and_query: &str) -> Option<(&str, String)> {
     let rest = path_and_query.strip_prefix(PROXY_PREFIX)?;
@@ -227,13 +305,14 @@ async fn forward(state: KubeRoutesState, mut request: Request) -> Result<Respons
         .await
         .map_err(|error| store_unavailable(&error))?;
     let path_only = upstream_path.split('?').next().unwrap_or("/");
+    let judged = judge_upstream_path(path_only).map_err(KubeStatus::bad_request)?;
     let view = UserView {
         username: &user.record.username,
         role: user.record.effective_role(),
         groups: &user.record.groups,
         disabled: user.record.disabled,
     };
-    let identity = kubernetes_identity(&view, &bindings, &cluster, request_namespace(path_only))
+    let identity = kubernetes_identity(&view, &bindings, &cluster, judged.namespace.as_deref())
         .ok_or_else(|| KubeStatus::forbidden("this Kuboard user is disabled"))?;
     if let Some(caller) = &audit_caller {
         caller.set(&user.record.username, &user.record.groups);
@@ -452,6 +531,65 @@ mod tests {
             ("/api", None),
         ] {
             assert_eq!(request_namespace(path), expected, "{path}");
+        }
+    }
+
+    /// The path judgement: what a namespaced user's request is judged as, or why it is refused.
+    fn check_judgement(path: &str, expected: Result<Option<&str>, ()>) {
+        let judged = judge_upstream_path(path);
+        match expected {
+            Ok(namespace) => {
+                let judged = judged.unwrap_or_else(|refusal| panic!("{path} refused: {refusal}"));
+                assert_eq!(judged.namespace.as_deref(), namespace, "{path}");
+            }
+            Err(()) => assert!(judged.is_err(), "{path} must be refused, was judged {judged:?}"),
+        }
+    }
+
+    #[test]
+    fn traversal_out_of_the_judged_namespace_is_refused() {
+        for path in [
+            "/api/v1/namespaces/dev/../../../api/v1/namespaces/prod/secrets",
+            "/api/v1/namespaces/dev/../prod/secrets",
+            "/api/v1/namespaces/dev/./../prod/secrets",
+            "/api/v1/namespaces/dev/%2e%2e/%2E%2E/%2e%2e/api/v1/namespaces/prod/secrets",
+            "/api/v1/namespaces/dev/.%2e/prod/secrets",
+            "/api/v1/namespaces/dev/%2e/secrets",
+            "/api/v1/namespaces/dev%2f..%2f..%2f..%2fapi%2fv1%2fnamespaces%2fprod/secrets",
+            "/api/v1/namespaces/dev%2F..%2Fprod/secrets",
+            "/api/v1/namespaces/dev%5c..%5cprod/secrets",
+            "/api/v1/namespaces/dev\\..\\prod/secrets",
+            "/api/v1/namespaces//prod/secrets",
+            "//api/v1/namespaces/prod/secrets",
+            "/api/v1/namespaces/dev//secrets",
+            "/apis/apps/v1/namespaces/dev/../../../../api/v1/secrets",
+            "/api/v1/namespaces/dev/secrets/..",
+            "/api/v1/namespaces/dev/secrets/%zz",
+            "/api/v1/namespaces/dev/secrets/%2",
+            "/api/v1/namespaces/dev/secrets/a%00b",
+            "api/v1/namespaces/dev/secrets",
+        ] {
+            check_judgement(path, Err(()));
+        }
+    }
+
+    #[test]
+    fn plain_paths_are_judged_by_their_namespace() {
+        for (path, namespace) in [
+            ("/", None),
+            ("/api", None),
+            ("/apis/", None),
+            ("/api/v1/namespaces/dev/secrets", Some("dev")),
+            ("/api/v1/namespaces/dev/secrets/", Some("dev")),
+            ("/api/v1/namespaces/de%76/secrets", Some("dev")),
+            ("/api/v1/namespaces/dev/pods/p/log", Some("dev")),
+            ("/api/v1/namespaces/dev/services/s:80/proxy/a%20b/c.d", Some("dev")),
+            ("/api/v1/namespaces/dev/pods/p..q", Some("dev")),
+            ("/api/v1/watch/namespaces/dev/pods", Some("dev")),
+            ("/apis/apps/v1/namespaces/web/deployments/x", Some("web")),
+            ("/api/v1/pods", None),
+        ] {
+            check_judgement(path, Ok(namespace));
         }
     }
 

@@ -78,6 +78,8 @@ pub(super) fn embedded_members(network: &Network, options: &ClusterOptions, prox
                 ),
                 ("KUBOARD_ETCD_API_ADDR", ip.clone()),
                 ("KUBOARD_ETCD_API_PORT", CLIENT_PORT.to_string()),
+                // The members' addresses exist only in the run's own network namespaces.
+                ("KUBOARD_ETCD_API_INSECURE_BIND", "true".to_string()),
                 ("KUBOARD_SERVER_LOGRUS_LEVEL", "info".to_string()),
             ];
             Member {

@@ -330,6 +330,34 @@ impl KvStateMachine {
         self.inner.compact_revision.load(Ordering::SeqCst)
     }
 
+    /// True while a commit (or a snapshot install) holds the state: a read now would wait for it.
+    /// Callers on an async runtime then read from a blocking thread, so that a long commit (a
+    /// delete of thousands of keys) never holds a runtime worker.
+    pub fn is_busy(&self) -> bool {
+        match self.inner.state.try_read() {
+            Ok(_) => false,
+            Err(std::sync::TryLockError::WouldBlock) => true,
+            // A poisoned lock is read through (see `shared::read`); it is not busy.
+            Err(std::sync::TryLockError::Poisoned(_)) => false,
+        }
+    }
+
+    /// Runs `read` on this state machine without holding an async worker while a commit is in
+    /// progress: at once when the state is free, on a blocking thread when it is busy.
+    pub async fn read_off_runtime<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&KvStateMachine) -> Result<T, StoreError> + Send + 'static,
+    {
+        if !self.is_busy() {
+            return read(self);
+        }
+        let kv = self.clone();
+        tokio::task::spawn_blocking(move || read(&kv))
+            .await
+            .map_err(|error| StoreError::Internal(format!("read task: {error}")))?
+    }
+
     /// Every lease with its granted ttl (seconds), ascending by id.
     pub fn leases(&self) -> Result<Vec<(i64, i64)>, MvccError> {
         lease::list(&read(&self.inner.state))
