@@ -323,7 +323,7 @@ describe('paged lists', () => {
     const list = usePagedList(
       client,
       () => ({ cluster: 'dev', path: '/api/v1/namespaces/team-a/pods', labelSelector: 'app=web' }),
-      2,
+      { pageSize: 2 },
     );
     await list.loadFirst();
     expect(list.rows.value.map((row) => row.name)).toEqual(['web-1', 'web-2']);
@@ -356,7 +356,9 @@ describe('paged lists', () => {
         return json(200, first === 1 ? podTable(['a', 'b'], 'old') : podTable(['a', 'c'], 'fresh'));
       },
     });
-    const list = usePagedList(client, () => ({ cluster: 'dev', path: '/api/v1/pods', labelSelector: '' }), 2);
+    const list = usePagedList(client, () => ({ cluster: 'dev', path: '/api/v1/pods', labelSelector: '' }), {
+      pageSize: 2,
+    });
     await list.loadFirst();
     await list.loadMore();
     expect(list.restarted.value).toBe(1);

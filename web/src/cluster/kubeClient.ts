@@ -7,9 +7,17 @@ export const TABLE_ACCEPT = 'application/json;as=Table;g=meta.k8s.io;v=v1,applic
 
 export type Query = Record<string, string | number | boolean | undefined>;
 
+export interface RequestOptions {
+  query?: Query;
+  accept?: string;
+  signal?: AbortSignal;
+}
+
 export interface KubeClient {
   /** GET `/k8s-api/{cluster}{path}` and its JSON body; a failure is an `ApiError`. */
-  get<T>(cluster: string, path: string, options?: { query?: Query; accept?: string }): Promise<T>;
+  get<T>(cluster: string, path: string, options?: RequestOptions): Promise<T>;
+  /** GET `/k8s-api/{cluster}{path}` answered with 2xx, its body unread (a watch stream). */
+  open(cluster: string, path: string, options?: RequestOptions): Promise<Response>;
 }
 
 export interface KubeClientOptions {
@@ -97,31 +105,38 @@ export function createKubeClient(options: KubeClientOptions = {}): KubeClient {
       reachable: () => apiEvents.reachable?.(),
     },
   });
-  return {
-    async get<T>(cluster: string, path: string, request: { query?: Query; accept?: string } = {}) {
-      const headers = new Headers({ accept: request.accept ?? 'application/json' });
-      let response: Response;
-      try {
-        response = await transport(
-          new Request(kubeUrl(baseUrl, cluster, path, request.query), {
-            method: 'GET',
-            headers,
-            credentials: 'same-origin',
-          }),
-        );
-      } catch (cause) {
-        throw isApiError(cause) ? cause : unreachableError(cause);
-      }
+  async function open(cluster: string, path: string, request: RequestOptions = {}): Promise<Response> {
+    let response: Response;
+    try {
+      response = await transport(
+        new Request(kubeUrl(baseUrl, cluster, path, request.query), {
+          method: 'GET',
+          headers: new Headers({ accept: request.accept ?? 'application/json' }),
+          credentials: 'same-origin',
+          signal: request.signal,
+        }),
+      );
+    } catch (cause) {
+      throw isApiError(cause) ? cause : unreachableError(cause);
+    }
+    if (!response.ok) {
       let body: unknown = null;
       try {
         body = await response.json();
       } catch {
         body = null;
       }
-      if (!response.ok) {
-        throw kubeError(response, body);
-      }
-      if (body === null) {
+      throw kubeError(response, body);
+    }
+    return response;
+  }
+  return {
+    open,
+    async get<T>(cluster: string, path: string, request: RequestOptions = {}) {
+      const response = await open(cluster, path, request);
+      try {
+        return (await response.json()) as T;
+      } catch {
         throw new ApiError({
           kind: 'http',
           status: response.status,
@@ -130,7 +145,6 @@ export function createKubeClient(options: KubeClientOptions = {}): KubeClient {
           requestId: response.headers.get('x-request-id'),
         });
       }
-      return body as T;
     },
   };
 }

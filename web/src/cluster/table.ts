@@ -22,6 +22,8 @@ export interface TableRow {
 
 export interface MappedTable {
   columns: TableColumn[];
+  /** Every column of the answer, the wide ones included (watch events are mapped by them). */
+  allColumns: TableColumn[];
   rows: TableRow[];
   resourceVersion: string;
   continueToken: string;
@@ -64,12 +66,20 @@ function rowFromMetadata(metadata: Metadata | undefined, cells: Record<string, u
  * priority 0 unless `wide`); anything else (a server that ignored the `Table` request, a plain
  * `List`) gets a Name and a Created column from each item's metadata.
  */
-export function mapTable(body: unknown, options: { wide?: boolean } = {}): MappedTable {
+export function mapTable(
+  body: unknown,
+  options: { wide?: boolean; columns?: TableColumn[] } = {},
+): MappedTable {
   const shape = (typeof body === 'object' && body !== null ? body : {}) as TableShape;
   const resourceVersion = shape.metadata?.resourceVersion ?? '';
   const continueToken = shape.metadata?.continue ?? '';
-  if (shape.kind === 'Table' && Array.isArray(shape.columnDefinitions)) {
-    const all = shape.columnDefinitions.map((column) => ({
+  if (shape.kind === 'Table') {
+    // The Tables of watch events may leave the column definitions out: the list's apply.
+    const definitions =
+      Array.isArray(shape.columnDefinitions) && shape.columnDefinitions.length > 0
+        ? shape.columnDefinitions
+        : (options.columns ?? []);
+    const all = definitions.map((column) => ({
       name: column.name ?? '',
       type: column.type ?? 'string',
       format: column.format ?? '',
@@ -86,7 +96,13 @@ export function mapTable(body: unknown, options: { wide?: boolean } = {}): Mappe
       }
       return rowFromMetadata(row.object?.metadata, cells);
     });
-    return { columns: shown.map(({ column }) => column), rows, resourceVersion, continueToken };
+    return {
+      columns: shown.map(({ column }) => column),
+      allColumns: all,
+      rows,
+      resourceVersion,
+      continueToken,
+    };
   }
   const columns: TableColumn[] = [
     { name: 'Name', type: 'string', format: 'name', description: '', priority: 0 },
@@ -98,7 +114,7 @@ export function mapTable(body: unknown, options: { wide?: boolean } = {}): Mappe
       Created: item.metadata?.creationTimestamp ?? '',
     }),
   );
-  return { columns, rows, resourceVersion, continueToken };
+  return { columns, allColumns: columns, rows, resourceVersion, continueToken };
 }
 
 /** kubectl's short ages (`45s`, `12m`, `3h`, `5d`) in seconds, or null for anything else. */

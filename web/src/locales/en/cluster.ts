@@ -67,6 +67,8 @@ export default {
       loaded: '{count} loaded',
       loadedMore: '{count} loaded; more on the server',
       loadMore: 'Load more',
+      live: 'Live: changes show as they happen',
+      connecting: 'Connecting to the live feed…',
       restarted: 'The list changed too much to continue where it was; it was read again from the start.',
     },
     detail: {

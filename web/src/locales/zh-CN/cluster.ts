@@ -67,6 +67,8 @@ export default {
       loaded: '已加载 {count} 条',
       loadedMore: '已加载 {count} 条；服务器上还有更多',
       loadMore: '加载更多',
+      live: '实时：变化即时显示',
+      connecting: '正在连接实时更新…',
       restarted: '列表变化过多，无法从原位置继续；已从头重新读取。',
     },
     detail: {
