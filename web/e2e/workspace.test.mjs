@@ -424,8 +424,13 @@ test('Chinese: the workspace pages show no untranslated key', async () => {
       `/clusters/${CLUSTER}/resources/core/v1/pods/${NAMESPACE}/web-2`,
     ]) {
       await workspace.goto(path);
-      await page.waitForLoadState('networkidle');
+      // A live list keeps its watch open, so the network never goes idle: wait for the content.
       await workspace.visible('workspace-title');
+      await page.waitForFunction(
+        () =>
+          document.querySelector('[data-testid="overview"], [data-testid="resource-table"], [data-testid="resource-yaml"]') !==
+            null && document.querySelector('[aria-busy="true"]') === null,
+      );
       const text = await visibleText();
       assert.deepEqual(rawKeysIn(text, keys), [], `untranslated keys on ${path} (${language})`);
       assert.equal(cjk.test(text), language === 'zh-CN', `${language} text on ${path}`);

@@ -1,5 +1,6 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { createPinia, setActivePinia } from 'pinia';
+import { reactive } from 'vue';
 import { isApiError } from '@/api/errors';
 import { createConsoleRouter } from '@/router';
 import {
@@ -639,6 +640,10 @@ describe('YAML for reading', () => {
     expect(hidden.data.password).toBe(HIDDEN);
     expect(hidden.metadata.annotations.team).toBe('a');
     expect(secret.data.password).toBe('aHVudGVyMg==');
+    // What a page holds is a reactive proxy of the object.
+    const fromPage = hideSecretValues(reactive(structuredClone(secret)));
+    expect(fromPage.data.password).toBe(HIDDEN);
+    expect(toYaml(fromPage)).not.toContain('aHVudGVyMg');
     const configMap = { kind: 'ConfigMap', data: { a: 'b' } };
     expect(hideSecretValues(configMap)).toBe(configMap);
   });

@@ -67,7 +67,8 @@ const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
  */
 export function hideSecretValues<T>(object: T): T {
   if (!isContainer(object) || (object as { kind?: unknown }).kind !== 'Secret') return object;
-  const copy = structuredClone(object) as Record<string, unknown>;
+  // A JSON copy: the object may be a reactive proxy, which structuredClone refuses.
+  const copy = JSON.parse(JSON.stringify(object)) as Record<string, unknown>;
   for (const field of ['data', 'stringData']) {
     const values = copy[field];
     if (isContainer(values)) {
