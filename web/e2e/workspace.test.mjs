@@ -11,7 +11,8 @@ import { after, before, test } from 'node:test';
 
 import { startEnvironment } from './harness/ha-setup.mjs';
 import { waitFor } from './harness/processes.mjs';
-import { cspViolations, launchBrowser, newContext, seriousAccessibilityViolations } from './lib/browser.mjs';
+import { launchBrowser, newContext } from './lib/browser.mjs';
+import { pageChecker } from './lib/page-checks.mjs';
 import { localeKeys, rawKeysIn } from './lib/locale-keys.mjs';
 import { LoginPage } from './pages/login-page.mjs';
 import { PasswordPage } from './pages/password-page.mjs';
@@ -38,8 +39,7 @@ let login;
 let password;
 let shell;
 let workspace;
-const visitedPages = new Set();
-const pageFindings = {};
+let checker;
 
 /** A call of the console's API as the logged-in page: its cookies, and the CSRF header for changes. */
 async function api(method, path, data) {
@@ -94,6 +94,7 @@ before(async () => {
   password = new PasswordPage(page, environment.url);
   shell = new Shell(page, environment.url);
   workspace = new WorkspacePage(page, environment.url);
+  checker = pageChecker(context, page);
 });
 
 after(async () => {
@@ -101,33 +102,9 @@ after(async () => {
   await environment?.stop();
 });
 
-/** The page at rest (pointer away, finite animations done), as the console suite judges it. */
-async function settle() {
-  await page.mouse.move(0, 0);
-  await page
-    .waitForFunction(
-      () =>
-        document
-          .getAnimations()
-          .every((animation) => animation.playState !== 'running' || animation.effect?.getTiming().iterations === Infinity),
-      null,
-      { timeout: 5000 },
-    )
-    .catch(() => console.log('# an animation was still running after 5 s; the page is checked as it is'));
-}
-
+/** axe-core, the CSP and script errors of the page as it is now, kept under `name`. */
 async function checkPage(name) {
-  visitedPages.add(name);
-  await settle();
-  const findings = {
-    accessibility: await seriousAccessibilityViolations(page),
-    csp: await cspViolations(page),
-    scriptErrors: [...context.pageErrors],
-  };
-  context.pageErrors.length = 0;
-  if (findings.accessibility.length + findings.csp.length + findings.scriptErrors.length > 0) {
-    pageFindings[name] = findings;
-  }
+  await checker.check(name);
 }
 
 test('log in, import the fake cluster and make its objects through the proxy', async () => {
@@ -440,7 +417,7 @@ test('Chinese: the workspace pages show no untranslated key', async () => {
 });
 
 test('every workspace page: no serious or critical axe-core violation, no CSP violation, no script error', () => {
-  console.log(`workspace pages checked: ${[...visitedPages].join(', ')}`);
-  assert.ok(visitedPages.size >= 10, `only ${visitedPages.size} pages were checked`);
-  assert.deepEqual(pageFindings, {}, JSON.stringify(pageFindings, null, 2));
+  console.log(`workspace pages checked: ${[...checker.visited].join(', ')}`);
+  assert.ok(checker.visited.size >= 10, `only ${checker.visited.size} pages were checked`);
+  assert.deepEqual(checker.findings, {}, JSON.stringify(checker.findings, null, 2));
 });
