@@ -54,8 +54,8 @@ if [ -z "${KUBOARD_BIN:-}" ]; then
   cargo build --release --bins || exit 1
 fi
 
-echo "== end-to-end (Chromium, three replicas behind nginx)"
-(cd web/e2e && node --test --test-concurrency=1 --test-reporter=tap console.test.mjs 2>&1) | tee target/console-e2e.log
+echo "== end-to-end (Chromium, three replicas behind nginx): the console, then the cluster workspace"
+(cd web/e2e && node --test --test-concurrency=1 --test-reporter=tap console.test.mjs workspace.test.mjs 2>&1) | tee target/console-e2e.log
 e2e_status=${PIPESTATUS[0]}
 e2e_passed=$(grep -E '^# pass [0-9]+' target/console-e2e.log | tail -1 | grep -oE '[0-9]+')
 e2e_failed=$(grep -E '^# fail [0-9]+' target/console-e2e.log | tail -1 | grep -oE '[0-9]+')

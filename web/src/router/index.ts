@@ -53,6 +53,35 @@ export function createConsoleRouter(): Router {
             meta: { title: 'clusters.workspace.title' },
           },
           {
+            // Inside a cluster (`/clusters/:name` itself stays the cluster's connection page).
+            path: 'clusters/:name',
+            component: () => import('@/views/cluster/ClusterWorkspace.vue'),
+            props: true,
+            children: [
+              {
+                path: 'overview',
+                name: 'cluster-overview',
+                component: () => import('@/views/cluster/ClusterOverview.vue'),
+                props: true,
+                meta: { title: 'workspace.overview' },
+              },
+              {
+                path: 'resources/:group/:version/:resource',
+                name: 'cluster-resources',
+                component: () => import('@/views/cluster/ResourceList.vue'),
+                props: true,
+                meta: { title: 'workspace.kinds' },
+              },
+              {
+                path: 'resources/:group/:version/:resource/:namespace/:object',
+                name: 'cluster-resource',
+                component: () => import('@/views/cluster/ResourceDetail.vue'),
+                props: true,
+                meta: { title: 'workspace.kinds' },
+              },
+            ],
+          },
+          {
             path: 'users',
             name: 'users',
             component: () => import('@/views/UsersView.vue'),

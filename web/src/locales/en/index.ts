@@ -4,5 +4,6 @@ import clusters from './clusters';
 import users from './users';
 import audit from './audit';
 import system from './system';
+import cluster from './cluster';
 
-export default { ...common, ...auth, ...clusters, ...users, ...audit, ...system };
+export default { ...common, ...auth, ...clusters, ...users, ...audit, ...system, ...cluster };

@@ -1,0 +1,423 @@
+// End-to-end suite of the cluster workspace: Debian's Chromium against three release replicas
+// behind nginx (harness/ha-setup.mjs) and the fake apiserver. The objects are made through the
+// console's own proxy (/k8s-api) as the logged-in administrator, then the user opens the cluster,
+// reads its overview, browses kinds found by discovery (printer columns, namespace picker, name and
+// label filters, sorting, paging with continue), opens a pod and a Secret, and sees the pages in
+// both languages; every page is checked with axe-core and must raise no CSP violation.
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+
+import { startEnvironment } from './harness/ha-setup.mjs';
+import { waitFor } from './harness/processes.mjs';
+import { launchBrowser, newContext } from './lib/browser.mjs';
+import { pageChecker } from './lib/page-checks.mjs';
+import { localeKeys, rawKeysIn } from './lib/locale-keys.mjs';
+import { LoginPage } from './pages/login-page.mjs';
+import { PasswordPage } from './pages/password-page.mjs';
+import { Shell } from './pages/shell.mjs';
+import { WorkspacePage } from './pages/workspace-page.mjs';
+
+const DEFAULT_PASSWORD = 'Kuboard123';
+const ADMIN_PASSWORD = 'Kb-ws-Passw0rd-5';
+const CLUSTER = 'fake-ws';
+const NAMESPACE = 'team-a';
+const BULK_NAMESPACE = 'bulk';
+/** More than one page of the console's lists (500 rows a page). */
+const BULK_CONFIGMAPS = 520;
+const PODS = ['web-1', 'web-2', 'web-10', 'db-1'];
+const LIVE_LIMIT_MS = 1000;
+const FAILOVER_LIMIT_MS = 3000;
+const SECRET_VALUE = 'c2VjcmV0LXZhbHVlLWU1ZQ==';
+
+let environment;
+let browser;
+let context;
+let page;
+let login;
+let password;
+let shell;
+let workspace;
+let checker;
+
+/** A call of the console's API as the logged-in page: its cookies, and the CSRF header for changes. */
+async function api(method, path, data) {
+  const csrf = (await context.cookies()).find((cookie) => cookie.name === 'kuboard_csrf')?.value;
+  assert.ok(csrf, 'the CSRF cookie is set');
+  const response = await page.request.fetch(`${environment.url}${path}`, {
+    method,
+    headers: { 'x-kuboard-csrf': csrf },
+    data,
+  });
+  assert.ok(response.status() < 300, `${method} ${path}: ${response.status()} ${await response.text()}`);
+  return response.json();
+}
+
+const create = (path, object) => api('POST', `/k8s-api/${CLUSTER}${path}`, object);
+
+/**
+ * The replicas with an established connection on their listening port, from /proc/net/tcp (the
+ * load balancer opens a connection per request, so while the page is idle only the watch stream
+ * keeps one open).
+ */
+function replicasWithOpenConnections() {
+  const lines = ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((file) => {
+    try {
+      return readFileSync(file, 'utf8').split('\n').slice(1);
+    } catch {
+      return [];
+    }
+  });
+  const established = lines
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields[3] === '01')
+    .map((fields) => Number.parseInt(fields[1].split(':').pop(), 16));
+  return environment.replicas.filter(
+    (replica) => !replica.killed && established.includes(replica.port),
+  );
+}
+
+/** Milliseconds until `predicate` holds, polled every 20 ms, failing after `limitMs` * 3. */
+async function millisecondsUntil(what, predicate, limitMs) {
+  const started = Date.now();
+  await waitFor(what, predicate, { timeoutMs: limitMs * 3, intervalMs: 20 });
+  return Date.now() - started;
+}
+
+before(async () => {
+  environment = await startEnvironment();
+  browser = await launchBrowser();
+  context = await newContext(browser, { locale: 'en' });
+  page = await context.newPage();
+  login = new LoginPage(page, environment.url);
+  password = new PasswordPage(page, environment.url);
+  shell = new Shell(page, environment.url);
+  workspace = new WorkspacePage(page, environment.url);
+  checker = pageChecker(context, page);
+});
+
+after(async () => {
+  await browser?.close();
+  await environment?.stop();
+});
+
+/** axe-core, the CSP and script errors of the page as it is now, kept under `name`. */
+async function checkPage(name) {
+  await checker.check(name);
+}
+
+test('log in, import the fake cluster and make its objects through the proxy', async () => {
+  await login.open();
+  await login.logIn('admin', DEFAULT_PASSWORD);
+  await waitFor('the password page', () => password.path() === '/password');
+  await password.change(DEFAULT_PASSWORD, ADMIN_PASSWORD);
+  await waitFor('leaving the password page', () => password.path() !== '/password');
+
+  await api('POST', '/kuboard-api/clusters', {
+    name: CLUSTER,
+    description: 'the workspace suite',
+    endpoints: environment.fake.urls,
+    credentials: { token: environment.fake.token, ca_certificate: environment.fake.ca },
+  });
+  for (const name of [NAMESPACE, BULK_NAMESPACE]) {
+    await create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  }
+  await create('/api/v1/nodes', {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name: 'node-a', labels: { 'node-role.kubernetes.io/control-plane': '' } },
+    status: {
+      conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady' }],
+      nodeInfo: { kubeletVersion: 'v1.32.4' },
+      capacity: { cpu: '8', memory: '32Gi', pods: '110' },
+      allocatable: { cpu: '7800m', memory: '31Gi', pods: '110' },
+    },
+  });
+  for (const name of PODS) {
+    await create(`/api/v1/namespaces/${NAMESPACE}/pods`, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, labels: { app: name.startsWith('web') ? 'web' : 'db' } },
+      spec: { containers: [{ name: 'main', image: 'nginx' }] },
+    });
+  }
+  await create(`/apis/apps/v1/namespaces/${NAMESPACE}/deployments`, {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'web' },
+    spec: {
+      replicas: 2,
+      selector: { matchLabels: { app: 'web' } },
+      template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'main', image: 'nginx' }] } },
+    },
+  });
+  await create(`/api/v1/namespaces/${NAMESPACE}/events`, {
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: { name: 'web-1.backoff' },
+    involvedObject: { kind: 'Pod', name: 'web-1', namespace: NAMESPACE },
+    type: 'Warning',
+    reason: 'BackOff',
+    message: 'Back-off restarting failed container main',
+    count: 4,
+    lastTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+  });
+  await create(`/api/v1/namespaces/${NAMESPACE}/secrets`, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'db-password' },
+    data: { password: SECRET_VALUE },
+  });
+  const names = Array.from({ length: BULK_CONFIGMAPS }, (_, index) => `cm-${String(index).padStart(4, '0')}`);
+  for (let start = 0; start < names.length; start += 20) {
+    await Promise.all(
+      names
+        .slice(start, start + 20)
+        .map((name) =>
+          create(`/api/v1/namespaces/${BULK_NAMESPACE}/configmaps`, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data: { a: 'b' } }),
+        ),
+    );
+  }
+});
+
+test('the cluster page opens the workspace; its overview shows nodes, namespaces, pods, workloads and warnings', async () => {
+  await shell.goto(`/clusters/${CLUSTER}`);
+  await workspace.click('cluster-open-workspace');
+  await waitFor('the overview', () => workspace.path() === `/clusters/${CLUSTER}/overview`);
+
+  const node = await workspace.visible('overview-node-node-a');
+  assert.equal(await node.getAttribute('data-ready'), 'true');
+  const nodeRow = await workspace.byTestId('overview-nodes').locator('tr', { has: node }).innerText();
+  assert.match(nodeRow, /control-plane/);
+  assert.match(nodeRow, /v1\.32\.4/);
+  assert.match(nodeRow, /CPU 8 .*memory 32Gi .*pods 110/);
+  assert.match(nodeRow, /CPU 7800m .*memory 31Gi/);
+
+  assert.ok((await workspace.count('overview-namespace-count')) >= 2);
+  // The fake's kubelet runs every pod (the Deployment's pods are not made: there is no controller).
+  assert.equal(await workspace.count('overview-pod-total'), PODS.length);
+  assert.equal(await workspace.count('overview-pod-phase-Running'), PODS.length);
+  // Every Deployment of the fake is ready, so the workloads card shows its empty state.
+  await workspace.byTestId('overview-workloads').locator('[data-testid="state-empty"]').waitFor({ state: 'visible' });
+  const warning = await workspace.visible(`overview-warning-${NAMESPACE}/web-1.backoff`);
+  const warningRow = await workspace.byTestId('overview-warnings').locator('tr', { has: warning }).innerText();
+  assert.match(warningRow, /pod\/web-1/);
+  assert.match(warningRow, /BackOff/);
+  assert.match(warningRow, /Back-off restarting failed container main/);
+  await checkPage('overview');
+
+  // The namespace picker narrows pods and events; nodes stay cluster-wide.
+  await workspace.pickNamespace(BULK_NAMESPACE);
+  await workspace.byTestId('overview-pods').locator('[data-testid="state-empty"]').waitFor({ state: 'visible' });
+  await workspace.byTestId('overview-warnings').locator('[data-testid="state-empty"]').waitFor({ state: 'visible' });
+  await workspace.visible('overview-node-node-a');
+  await checkPage('overview (empty namespace)');
+});
+
+test('the side navigation lists every kind discovery finds', async () => {
+  const kinds = await workspace.navKinds();
+  for (const id of [
+    'workspace-nav-core-namespaces',
+    'workspace-nav-core-nodes',
+    'workspace-nav-core-pods',
+    'workspace-nav-core-services',
+    'workspace-nav-core-configmaps',
+    'workspace-nav-core-secrets',
+    'workspace-nav-core-events',
+    'workspace-nav-apps-deployments',
+    'workspace-nav-apps-replicasets',
+  ]) {
+    assert.ok(kinds.includes(id), `${id} missing from ${kinds.join(', ')}`);
+  }
+  // The same kinds the apiserver's discovery gives the proxy.
+  const core = await api('GET', `/k8s-api/${CLUSTER}/api/v1`);
+  const apps = await api('GET', `/k8s-api/${CLUSTER}/apis/apps/v1`);
+  const listable = [...core.resources.map((r) => ({ ...r, g: 'core' })), ...apps.resources.map((r) => ({ ...r, g: 'apps' }))]
+    .filter((resource) => !resource.name.includes('/') && resource.verbs.includes('list'))
+    .map((resource) => `workspace-nav-${resource.g}-${resource.name}`);
+  assert.deepEqual([...kinds].sort(), [...listable].sort());
+});
+
+test('pods: printer columns, namespace picker, name and label filters, sorting', async () => {
+  await workspace.pickNamespace(NAMESPACE);
+  await workspace.click('workspace-nav-core-pods');
+  await waitFor('the pod list', () => workspace.path() === `/clusters/${CLUSTER}/resources/core/v1/pods`);
+  assert.deepEqual((await workspace.rowNames()).sort(), [...PODS].sort());
+  const headers = await workspace.headers();
+  for (const column of ['Name', 'Ready', 'Status', 'Restarts', 'Age']) {
+    assert.ok(headers.includes(column), `column ${column} missing from ${headers.join(', ')}`);
+  }
+  assert.ok(!headers.includes('Namespace'), 'one namespace chosen: no namespace column');
+  assert.equal(await workspace.count('resource-count'), PODS.length);
+  await checkPage('pod list');
+
+  // Sorting by name in natural order, then reversed.
+  await workspace.byTestId('resource-table').locator('thead th', { hasText: 'Name' }).first().click();
+  assert.deepEqual(await workspace.rowNames(), ['db-1', 'web-1', 'web-2', 'web-10']);
+  await workspace.byTestId('resource-table').locator('thead th', { hasText: 'Name' }).first().click();
+  assert.deepEqual(await workspace.rowNames(), ['web-10', 'web-2', 'web-1', 'db-1']);
+
+  await workspace.fill('resource-filter-name', 'WEB-1');
+  assert.deepEqual((await workspace.rowNames()).sort(), ['web-1', 'web-10']);
+  await workspace.fill('resource-filter-name', '');
+
+  // The label selector goes to the apiserver.
+  await workspace.fill('resource-filter-labels', 'app=db');
+  await workspace.click('resource-filter-apply');
+  await waitFor('the label selector applied', async () => (await workspace.rowNames()).join() === 'db-1');
+  // A selector the apiserver refuses shows its error, with a retry.
+  await workspace.fill('resource-filter-labels', 'app in (');
+  await workspace.click('resource-filter-apply');
+  await workspace.visible('api-error');
+  await checkPage('pod list (bad selector)');
+  await workspace.fill('resource-filter-labels', '');
+  await workspace.click('resource-filter-apply');
+  await waitFor('all pods again', async () => (await workspace.rowNames()).length === PODS.length);
+});
+
+test('the pod list is live: a change made outside the UI shows within 1 s, and survives kill -9 of the replica serving it', async () => {
+  await workspace.goto(`/clusters/${CLUSTER}/resources/core/v1/pods?namespace=${NAMESPACE}`);
+  await waitFor('the pod list', async () => (await workspace.rowNames()).length === PODS.length);
+  await page.waitForFunction(() => document.querySelector('[data-testid="resource-live"]')?.dataset.state === 'live');
+  const has = (name) => async () => (await workspace.rowNames()).includes(name);
+  const pod = (name) => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, labels: { app: 'live' } },
+    spec: { containers: [{ name: 'main', image: 'nginx' }] },
+  });
+
+  await create(`/api/v1/namespaces/${NAMESPACE}/pods`, pod('live-1'));
+  const addedMs = await millisecondsUntil('live-1 in the list', has('live-1'), LIVE_LIMIT_MS);
+  await api('DELETE', `/k8s-api/${CLUSTER}/api/v1/namespaces/${NAMESPACE}/pods/live-1`);
+  const deletedMs = await millisecondsUntil('live-1 gone', async () => !(await has('live-1')()), LIVE_LIMIT_MS);
+  console.log(`live pod list: an added pod shown in ${addedMs} ms, a deleted one gone in ${deletedMs} ms (limit ${LIVE_LIMIT_MS} ms)`);
+  assert.ok(addedMs < LIVE_LIMIT_MS, `added pod shown in ${addedMs} ms`);
+  assert.ok(deletedMs < LIVE_LIMIT_MS, `deleted pod gone in ${deletedMs} ms`);
+
+  const serving = await waitFor('exactly one replica holding the watch', () => {
+    const replicas = replicasWithOpenConnections();
+    return replicas.length === 1 ? replicas[0] : null;
+  });
+  await environment.kill9(serving.id);
+  serving.killed = true;
+  const killedAt = Date.now();
+  console.log(`killed replica ${serving.id} (kill -9), the one serving the pod watch`);
+  await create(`/api/v1/namespaces/${NAMESPACE}/pods`, pod('live-2'));
+  await waitFor('live-2 in the list after the kill', has('live-2'), { timeoutMs: FAILOVER_LIMIT_MS * 3, intervalMs: 20 });
+  const resumedMs = Date.now() - killedAt;
+  console.log(`the pod list resumed through another replica: live-2 shown ${resumedMs} ms after the kill (limit ${FAILOVER_LIMIT_MS} ms)`);
+  assert.ok(resumedMs < FAILOVER_LIMIT_MS, `resumed in ${resumedMs} ms`);
+  await page.waitForFunction(() => document.querySelector('[data-testid="resource-live"]')?.dataset.state === 'live');
+  assert.ok(Number(await workspace.byTestId('resource-live').getAttribute('data-reconnects')) >= 1);
+  // The list matches the apiserver's state.
+  const server = await api('GET', `/k8s-api/${CLUSTER}/api/v1/namespaces/${NAMESPACE}/pods`);
+  assert.deepEqual(
+    (await workspace.rowNames()).sort(),
+    server.items.map((item) => item.metadata.name).sort(),
+  );
+  await api('DELETE', `/k8s-api/${CLUSTER}/api/v1/namespaces/${NAMESPACE}/pods/live-2`);
+  await waitFor('live-2 gone', async () => !(await has('live-2')()));
+  await checkPage('pod list (live)');
+});
+
+test('a pod opens as read-only YAML', async () => {
+  await workspace.click('resource-link-web-1');
+  await waitFor('the pod page', () =>
+    workspace.path() === `/clusters/${CLUSTER}/resources/core/v1/pods/${NAMESPACE}/web-1`,
+  );
+  assert.equal(await workspace.text('resource-detail-kind'), 'Pod');
+  const yaml = await workspace.yaml();
+  assert.match(yaml, /^kind: Pod$/m);
+  assert.match(yaml, /^ {2}name: web-1$/m);
+  assert.match(yaml, /^ {2}phase: Running$/m);
+  await checkPage('pod detail');
+  await workspace.click('resource-detail-back');
+  await waitFor('back on the list', () => workspace.path() === `/clusters/${CLUSTER}/resources/core/v1/pods`);
+  await workspace.listSettled();
+});
+
+test("a Secret's values stay hidden until revealed", async () => {
+  await workspace.click('workspace-nav-core-secrets');
+  await workspace.click('resource-link-db-password');
+  await workspace.visible('resource-secret-hidden');
+  assert.ok(!(await workspace.yaml()).includes(SECRET_VALUE), 'the value is hidden');
+  assert.ok(!(await page.content()).includes(SECRET_VALUE), 'the value is not in the page');
+  await checkPage('secret detail');
+  await workspace.click('resource-secret-reveal');
+  await waitFor('the value shown', async () => (await workspace.yaml()).includes(SECRET_VALUE));
+  const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+  assert.ok(!stored.includes(SECRET_VALUE), 'the value is not kept in the browser storage');
+});
+
+test(`${BULK_CONFIGMAPS} ConfigMaps: one page of 500, then the rest with continue`, async () => {
+  await workspace.pickNamespace(BULK_NAMESPACE);
+  await workspace.click('workspace-nav-core-configmaps');
+  await waitFor('the first page', async () => (await workspace.rowNames()).length === 500);
+  await workspace.visible('resource-load-more');
+  await checkPage('configmap list (first page)');
+  await workspace.click('resource-load-more');
+  await waitFor('the second page', async () => (await workspace.rowNames()).length === BULK_CONFIGMAPS);
+  assert.equal(await workspace.count('resource-count'), BULK_CONFIGMAPS);
+  assert.equal(await workspace.byTestId('resource-load-more').count(), 0);
+  const names = await workspace.rowNames();
+  assert.equal(new Set(names).size, BULK_CONFIGMAPS, 'no row twice');
+});
+
+test('all namespaces adds a namespace column; a kind the cluster does not serve says so', async () => {
+  await workspace.goto(`/clusters/${CLUSTER}/resources/apps/v1/deployments`);
+  await waitFor('the deployment', async () => (await workspace.rowNames()).join() === 'web');
+  assert.ok((await workspace.headers()).includes('Namespace'));
+  await checkPage('deployment list (all namespaces)');
+  await workspace.goto(`/clusters/${CLUSTER}/resources/example.com/v1/widgets`);
+  await workspace.visible('resource-unknown');
+  await checkPage('unknown kind');
+});
+
+test('Chinese: the workspace pages show no untranslated key', async () => {
+  const chinese = await localeKeys('zh-CN');
+  const english = await localeKeys('en');
+  const cjk = /[\u3400-\u9fff]/;
+  const visibleText = () =>
+    page.evaluate(() => {
+      const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+      const parts = [];
+      for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const parent = node.parentElement;
+        if (parent?.closest('[data-testid="lang-switch"], [data-testid="resource-yaml"], script, style')) continue;
+        parts.push(node.textContent);
+      }
+      return parts.join(' ');
+    });
+  for (const [language, keys] of [
+    ['en', english],
+    ['zh-CN', chinese],
+  ]) {
+    await shell.switchLanguage(language);
+    for (const path of [
+      `/clusters/${CLUSTER}/overview?namespace=${NAMESPACE}`,
+      `/clusters/${CLUSTER}/resources/core/v1/pods?namespace=${NAMESPACE}`,
+      `/clusters/${CLUSTER}/resources/core/v1/pods/${NAMESPACE}/web-2`,
+    ]) {
+      await workspace.goto(path);
+      // A live list keeps its watch open, so the network never goes idle: wait for the content.
+      await workspace.visible('workspace-title');
+      await page.waitForFunction(
+        () =>
+          document.querySelector('[data-testid="overview"], [data-testid="resource-table"], [data-testid="resource-yaml"]') !==
+            null && document.querySelector('[aria-busy="true"]') === null,
+      );
+      const text = await visibleText();
+      assert.deepEqual(rawKeysIn(text, keys), [], `untranslated keys on ${path} (${language})`);
+      assert.equal(cjk.test(text), language === 'zh-CN', `${language} text on ${path}`);
+      if (language === 'zh-CN') await checkPage(`${path} (zh-CN)`);
+    }
+  }
+});
+
+test('every workspace page: no serious or critical axe-core violation, no CSP violation, no script error', () => {
+  console.log(`workspace pages checked: ${[...checker.visited].join(', ')}`);
+  assert.ok(checker.visited.size >= 10, `only ${checker.visited.size} pages were checked`);
+  assert.deepEqual(checker.findings, {}, JSON.stringify(checker.findings, null, 2));
+});
