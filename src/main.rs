@@ -41,6 +41,7 @@ mod server;
 mod singleton;
 mod store_admin;
 mod store_backend;
+mod tunnel;
 mod version;
 
 use std::process::ExitCode;

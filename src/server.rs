@@ -603,9 +603,9 @@ async fn start_agent_server(
     config: &ServeConfig,
     state: &AppState,
     shutdown: watch::Receiver<bool>,
-) -> Arc<crate::agent::hub::TunnelHub> {
-    let hub = Arc::new(crate::agent::hub::TunnelHub::new(Arc::new(
-        crate::agent::hub::AgentServerMetrics::new(&state.metrics),
+) -> Arc<crate::tunnel::hub::TunnelHub> {
+    let hub = Arc::new(crate::tunnel::hub::TunnelHub::new(Arc::new(
+        crate::tunnel::hub::AgentServerMetrics::new(&state.metrics),
     )));
     let address = SocketAddr::new(config.http.listen_addr.ip(), config.agent.tcp_port);
     match TcpListener::bind(address).await {

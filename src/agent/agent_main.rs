@@ -14,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::agent_health::{self, AgentMetrics, TunnelUp};
 use crate::agent::listener::{keepalive, CONNECTION_WINDOW, STREAM_WINDOW};
-use crate::agent::protocol::{self, Hello, Report, Verdict, DIAL_REFUSED_HEADER};
-use crate::agent::tunnel_stream::TunnelStream;
 use crate::cli::AgentArgs;
 use crate::clusters::cluster_registry::ClusterCredentials;
 use crate::kube::kubeconfig_import;
+use crate::tunnel::protocol::{self, Hello, Report, Verdict, DIAL_REFUSED_HEADER};
+use crate::tunnel::tunnel_stream::TunnelStream;
 
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -384,7 +384,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::agent::hub::{AgentServerMetrics, DialError, TunnelHub};
+    use crate::tunnel::hub::{AgentServerMetrics, DialError, TunnelHub};
 
     /// A replica's hub with one tunnel to an agent serving `allowed`, over an in-memory pipe.
     async fn tunnel_to(allowed: &[String]) -> Arc<TunnelHub> {

@@ -1,5 +1,5 @@
 //! The agent server: `KUBOARD_AGENT_SERVER_TCP_PORT` of every replica. A connection must open with
-//! the agent handshake ([`crate::agent::protocol`]) within [`HANDSHAKE_TIMEOUT`]; anything else
+//! the agent handshake ([`crate::tunnel::protocol`]) within [`HANDSHAKE_TIMEOUT`]; anything else
 //! (HTTP, garbage, an oversize frame, a wrong token, a client too slow) is closed without an
 //! answer or with a refusal, counted by reason, and changes nothing. An accepted connection
 //! becomes an HTTP/2 connection on which this replica opens one stream per apiserver connection.
@@ -13,13 +13,13 @@ use kuboard_raft::framing::{self, FrameError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-use crate::agent::hub::TunnelHub;
-use crate::agent::protocol::{self, Hello, Report, Verdict};
 use crate::app_store::AppStore;
 use crate::clock::Clock;
 use crate::clusters::cluster_registry::{self, ClusterRecord};
 use crate::clusters::credential_cipher::CredentialCipher;
 use crate::kube::cluster_connection::ClusterConnection;
+use crate::tunnel::hub::TunnelHub;
+use crate::tunnel::protocol::{self, Hello, Report, Verdict};
 
 /// From accepting a connection to reading the agent's report.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);

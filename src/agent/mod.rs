@@ -2,16 +2,13 @@
 //! and keeps one tunnel to every replica's agent port; a replica opens one multiplexed stream per
 //! apiserver connection through it.
 //!
-//! - [`protocol`]: the handshake frames (over `kuboard_raft::framing`) and the token hash.
-//! - [`tunnel_stream`]: one HTTP/2 stream as a byte stream (`AsyncRead + AsyncWrite`), with
-//!   per-stream flow control.
-//! - [`hub`]: this replica's live tunnels, by cluster; what the apiserver connector dials through.
+//! The tunnel itself (handshake frames, streams, the hub of live tunnels that the apiserver
+//! connector dials through) is in [`crate::tunnel`], which `kube` uses; this folder holds the two
+//! ends that use `kube` in turn:
+//!
 //! - [`listener`]: the agent server on `KUBOARD_AGENT_SERVER_TCP_PORT`.
 //! - [`agent_main`]: the `kuboard agent` process; [`agent_health`]: its health and metrics endpoints.
 
 pub mod agent_health;
 pub mod agent_main;
-pub mod hub;
 pub mod listener;
-pub mod protocol;
-pub mod tunnel_stream;

@@ -61,7 +61,7 @@ pub struct ClusterRecord {
 /// What a replica checks an agent's token against. The token itself is shown once and not stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRegistration {
-    /// [`crate::agent::protocol::token_digest`] of the current token.
+    /// [`crate::tunnel::protocol::token_digest`] of the current token.
     pub token_digest: String,
     /// When the current token was made (creation or rotation).
     pub token_created_at: u64,

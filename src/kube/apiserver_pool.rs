@@ -38,7 +38,7 @@ pub struct PoolSettings {
     pub fail_after: u32,
     /// This replica's agent tunnels, through which agent clusters are reached (`None` where no
     /// agent server runs).
-    pub tunnels: Option<Arc<crate::agent::hub::TunnelHub>>,
+    pub tunnels: Option<Arc<crate::tunnel::hub::TunnelHub>>,
 }
 
 impl Default for PoolSettings {

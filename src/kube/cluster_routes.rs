@@ -9,7 +9,6 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::agent::protocol;
 use crate::clock::format_rfc3339;
 use crate::clusters::cluster_registry::{
     self, is_valid_cluster_name, AgentRegistration, ClusterCredentials, ClusterRecord,
@@ -19,6 +18,7 @@ use crate::http::api_json::ApiJson;
 use crate::http::caller::Caller;
 use crate::http::AppState;
 use crate::kube::cluster_connection::{ClusterConnection, ConnectionError};
+use crate::tunnel::protocol;
 
 const MAX_ENDPOINTS: usize = 16;
 const MAX_DESCRIPTION_CHARS: usize = 1024;

@@ -18,9 +18,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::agent::hub::{DialError, TunnelHub};
-use crate::agent::tunnel_stream::TunnelStream;
 use crate::kube::apiserver_url::ApiserverUrl;
+use crate::tunnel::hub::{DialError, TunnelHub};
+use crate::tunnel::tunnel_stream::TunnelStream;
 
 /// Where the connections of an agent cluster are opened: through a tunnel of its agent.
 #[derive(Clone, Debug)]

@@ -12,9 +12,9 @@ use h2::client::SendRequest;
 use http::{Method, Request, StatusCode};
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
-use crate::agent::protocol::DIAL_REFUSED_HEADER;
-use crate::agent::tunnel_stream::TunnelStream;
 use crate::metrics::Metrics;
+use crate::tunnel::protocol::DIAL_REFUSED_HEADER;
+use crate::tunnel::tunnel_stream::TunnelStream;
 
 struct Tunnel {
     id: u64,
