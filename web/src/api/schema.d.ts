@@ -742,6 +742,36 @@ export interface components {
             /** @description leader, follower, learner or unknown. */
             role: string;
             healthy: boolean;
+            /**
+             * @description False when the answering replica cannot tell whether the member is alive (a follower about
+             *     the other followers); `healthy` is then false for want of news.
+             */
+            health_known?: boolean;
+            /**
+             * Format: int64
+             * @description The member's Raft term, as far as the answering replica knows it (null: not known here).
+             */
+            term?: number | null;
+            /**
+             * Format: int64
+             * @description The member's commit index, as far as the answering replica knows it.
+             */
+            commit_index?: number | null;
+            /**
+             * Format: int64
+             * @description The member's applied index, as far as the answering replica knows it.
+             */
+            applied_index?: number | null;
+            /**
+             * Format: int64
+             * @description The member's store revision, as far as the answering replica knows it.
+             */
+            revision?: number | null;
+            /**
+             * Format: int64
+             * @description The last log index the leader knows the member holds (answered by the leader only).
+             */
+            matched_index?: number | null;
         };
         /** @description Mirror of the members answer (`admin::members_http::MembersView`). */
         MembersView: {
@@ -814,6 +844,11 @@ export interface components {
             revision: number;
             /** Format: int64 */
             raft_term: number;
+            /**
+             * Format: int64
+             * @description The applied index of the member that answered (0 when the backend does not say).
+             */
+            applied_index: number;
             healthy: boolean;
             /** @description disabled, ignore-errors, buffered or strict. */
             audit_policy: string;
@@ -879,6 +914,8 @@ export interface operations {
                 cluster?: string | null;
                 namespace?: string | null;
                 verb?: string | null;
+                /** @description The Kubernetes resource (`pods`, `deployments`), or the Kuboard one (`users`, `clusters`). */
+                resource?: string | null;
                 status?: number | null;
                 limit?: number | null;
                 /** @description `next_cursor` of the previous page. */
