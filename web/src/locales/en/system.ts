@@ -11,7 +11,7 @@ export default {
     health: 'Health',
     healthy: 'healthy',
     unhealthy: 'unhealthy',
-    healthUnknown: 'not known here',
+    healthUnknown: 'not known',
     leader: 'Leader',
     noLeader: 'none',
     term: 'Term',

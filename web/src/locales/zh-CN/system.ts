@@ -11,7 +11,7 @@ export default {
     health: '健康状态',
     healthy: '健康',
     unhealthy: '异常',
-    healthUnknown: '本副本无法得知',
+    healthUnknown: '无法得知',
     leader: 'Leader',
     noLeader: '无',
     term: '任期 (term)',
