@@ -126,6 +126,17 @@ async fn the_local_log_is_queried_like_the_database_and_stays_within_its_bound()
         uris(page["events"].as_array().expect("events")).contains(&"/kuboard-api/users".to_string()),
         "{page}"
     );
+    // The resource filter: the list of users is found under `users`, and only there.
+    let (status, page) = kuboard.get_json("/kuboard-api/audit?resource=users", &token).await;
+    assert_eq!(status, 200, "{page}");
+    let events = page["events"].as_array().expect("events");
+    assert!(uris(events).contains(&"/kuboard-api/users".to_string()), "{page}");
+    assert!(events.iter().all(|event| event["resource"] == "users"), "{page}");
+    let (status, page) = kuboard.get_json("/kuboard-api/audit?resource=clusters", &token).await;
+    assert_eq!(status, 200, "{page}");
+    let events = page["events"].as_array().expect("events");
+    assert!(events.iter().all(|event| event["resource"] == "clusters"), "{page}");
+    assert!(!uris(events).contains(&"/kuboard-api/users".to_string()), "{page}");
     let (status, page) = kuboard
         .get_json("/kuboard-api/audit?status=200&verb=login", &token)
         .await;

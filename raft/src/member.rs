@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use kuboard_storage::{Member, MemberRole, ResponseHeader, StoreError};
+use kuboard_storage::{Member, MemberProgress, MemberRole, ResponseHeader, StoreError};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::Instant as _;
@@ -290,23 +290,46 @@ impl MemberState {
             } else {
                 MemberRole::Learner
             };
-            let healthy = if *id == me {
-                true
+            let (healthy, health_known) = if *id == me {
+                (true, true)
             } else if let Some(heartbeat) = &metrics.heartbeat {
                 // The leader knows when each member last answered it.
-                heartbeat
+                let healthy = heartbeat
                     .get(id)
                     .and_then(|acked| *acked)
-                    .is_some_and(|acked| now - *acked <= fresh)
+                    .is_some_and(|acked| now - *acked <= fresh);
+                (healthy, true)
             } else {
-                // A follower only knows the leader is alive while it keeps hearing from it.
-                Some(*id) == leader
+                // A follower only knows the leader is alive while it keeps hearing from it; of the
+                // other members it knows nothing.
+                (Some(*id) == leader, Some(*id) == leader)
+            };
+            let progress = if *id == me {
+                MemberProgress {
+                    term: Some(metrics.current_term),
+                    commit_index: metrics.local_committed.map(|log| log.index),
+                    applied_index: metrics.last_applied.map(|log| log.index),
+                    revision: Some(parts.kv.revision()),
+                    matched_index: None,
+                }
+            } else {
+                MemberProgress {
+                    // The leader's replication state: the last index each member's log holds.
+                    matched_index: metrics
+                        .replication
+                        .as_ref()
+                        .and_then(|replication| replication.get(id).copied().flatten())
+                        .map(|log| log.index),
+                    ..MemberProgress::default()
+                }
             };
             members.push(Member {
                 id: *id,
                 address: node.addr.clone(),
                 role,
                 healthy,
+                health_known,
+                progress,
             });
         }
         Ok(members)

@@ -46,6 +46,51 @@ async fn three_members_form_a_group_and_serve_through_any_member() {
         }
     }
 
+    tracing::info!("--- each member's status says what it knows of every member's position, and no more");
+    for id in cluster.running() {
+        let status = cluster.store(id).status().await.expect("status");
+        for member in &status.members {
+            let progress = &member.progress;
+            if member.id == id {
+                assert_eq!(
+                    progress.term,
+                    Some(status.raft_term),
+                    "member {id} about itself: {status:?}"
+                );
+                assert_eq!(progress.revision, Some(status.revision), "member {id}: {status:?}");
+                let (commit, applied) = (progress.commit_index.unwrap_or(0), progress.applied_index.unwrap_or(0));
+                assert!(applied > 0 && commit >= applied, "member {id} about itself: {status:?}");
+                assert!(member.healthy && member.health_known);
+            } else {
+                assert_eq!(
+                    (
+                        progress.term,
+                        progress.commit_index,
+                        progress.applied_index,
+                        progress.revision
+                    ),
+                    (None, None, None, None),
+                    "member {id} cannot know another member's own state: {status:?}"
+                );
+                if id == leader {
+                    // The leader has replicated every write to both followers.
+                    assert!(
+                        progress.matched_index.unwrap_or(0) > 0,
+                        "leader about {}: {status:?}",
+                        member.id
+                    );
+                    assert!(member.health_known, "the leader hears every member: {status:?}");
+                } else {
+                    assert_eq!(
+                        progress.matched_index, None,
+                        "only the leader knows replication: {status:?}"
+                    );
+                    assert_eq!(member.health_known, member.id == leader, "follower {id}: {status:?}");
+                }
+            }
+        }
+    }
+
     tracing::info!("--- the conformance suite passes through the leader");
     conformance::run_all(cluster.store(leader)).await;
     tracing::info!("--- the conformance suite passes through a follower");

@@ -185,6 +185,12 @@ mod tests {
             address: format!("10.0.0.{id}:10082"),
             role: role.to_string(),
             healthy,
+            health_known: true,
+            term: None,
+            commit_index: None,
+            applied_index: None,
+            revision: None,
+            matched_index: None,
         }
     }
 

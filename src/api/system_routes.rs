@@ -23,6 +23,8 @@ pub struct SystemStatus {
     pub leader: Option<u64>,
     pub revision: i64,
     pub raft_term: u64,
+    /// The applied index of the member that answered (0 when the backend does not say).
+    pub applied_index: u64,
     pub healthy: bool,
     /// disabled, ignore-errors, buffered or strict.
     pub audit_policy: String,
@@ -46,19 +48,11 @@ pub async fn status(
         version: crate::version::VERSION.to_string(),
         commit: crate::version::GIT_COMMIT.to_string(),
         backend: status.backend.as_str().to_string(),
-        members: status
-            .members
-            .into_iter()
-            .map(|member| MemberView {
-                id: member.id,
-                address: member.address,
-                role: member.role.as_str().to_string(),
-                healthy: member.healthy,
-            })
-            .collect(),
+        members: status.members.into_iter().map(MemberView::from).collect(),
         leader: status.leader,
         revision: status.revision,
         raft_term: status.raft_term,
+        applied_index: status.applied_index,
         healthy: status.healthy,
         audit_policy: state.audit_policy.as_str().to_string(),
         audit: Some(audit.status()),

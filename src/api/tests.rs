@@ -218,9 +218,26 @@ async fn login_sets_cookie_and_token_that_authenticate() {
     assert_eq!(by_cookie.json["leader"], 1);
     assert_eq!(by_cookie.json["healthy"], true);
     assert_eq!(by_cookie.json["audit_policy"], "ignore-errors");
-    assert_eq!(
-        by_cookie.json["members"],
-        json!([{"id": 1, "address": "127.0.0.1:10082", "role": "leader", "healthy": true}])
+    let members = by_cookie.json["members"].as_array().expect("members");
+    assert_eq!(members.len(), 1, "{}", by_cookie.text);
+    let member = &members[0];
+    for (field, expected) in [
+        ("id", json!(1)),
+        ("address", json!("127.0.0.1:10082")),
+        ("role", json!("leader")),
+        ("healthy", json!(true)),
+        ("health_known", json!(true)),
+        ("term", json!(1)),
+        ("matched_index", json!(null)),
+    ] {
+        assert_eq!(member[field], expected, "{field}: {member}");
+    }
+    // The answering member's own position: its revision, and indexes that hold it.
+    assert_eq!(member["revision"], by_cookie.json["revision"], "{member}");
+    let applied = member["applied_index"].as_u64().expect("applied index");
+    assert!(
+        member["commit_index"].as_u64().expect("commit index") >= applied,
+        "{member}"
     );
     assert!(by_cookie.json["revision"].as_i64().expect("revision") >= 2);
 }

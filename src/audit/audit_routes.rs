@@ -44,6 +44,8 @@ pub struct AuditQuery {
     pub cluster: Option<String>,
     pub namespace: Option<String>,
     pub verb: Option<String>,
+    /// The Kubernetes resource (`pods`, `deployments`), or the Kuboard one (`users`, `clusters`).
+    pub resource: Option<String>,
     pub status: Option<i32>,
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -124,6 +126,7 @@ pub async fn list_events(
         ("cluster", &query.cluster),
         ("namespace", &query.namespace),
         ("verb", &query.verb),
+        ("resource", &query.resource),
     ] {
         if let Some(value) = value {
             push(&format!("{column} = ?"), Box::new(value.clone()));
@@ -188,6 +191,7 @@ async fn list_local(
         cluster: query.cluster,
         namespace: query.namespace,
         verb: query.verb,
+        resource: query.resource,
         status: query.status,
         before: cursor,
     };

@@ -36,6 +36,7 @@ pub struct EventFilter {
     pub cluster: Option<String>,
     pub namespace: Option<String>,
     pub verb: Option<String>,
+    pub resource: Option<String>,
     pub status: Option<i32>,
     /// Only events strictly older than this `(ts, audit_id)` (the previous page's last).
     pub before: Option<(i64, String)>,
@@ -50,6 +51,7 @@ impl EventFilter {
             && same(&self.cluster, &row.cluster)
             && same(&self.namespace, &row.namespace)
             && same(&self.verb, &row.verb)
+            && same(&self.resource, &row.resource)
             && self.status.is_none_or(|status| row.status_code == status)
             && self
                 .before
@@ -436,6 +438,20 @@ mod tests {
             vec![12, 11, 10]
         );
         assert!(!more);
+        let mut cluster_row = row(26, "create");
+        cluster_row.resource = "clusters".into();
+        log.append(&[cluster_row], false).expect("append");
+        let by_resource = |resource: &str| {
+            let filter = EventFilter {
+                resource: Some(resource.into()),
+                ..EventFilter::default()
+            };
+            let (rows, _) = log.query(&filter, 100).expect("query");
+            rows.iter().map(|row| row.ts_micros).collect::<Vec<_>>()
+        };
+        assert_eq!(by_resource("clusters"), vec![26]);
+        assert_eq!(by_resource("users"), (1..=25).rev().collect::<Vec<i64>>());
+        assert!(by_resource("pods").is_empty());
     }
 
     /// Every page, following the cursor.

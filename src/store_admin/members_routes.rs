@@ -50,6 +50,46 @@ pub struct MemberView {
     /// leader, follower, learner or unknown.
     pub role: String,
     pub healthy: bool,
+    /// False when the answering replica cannot tell whether the member is alive (a follower about
+    /// the other followers); `healthy` is then false for want of news.
+    #[serde(default = "known")]
+    pub health_known: bool,
+    /// The member's Raft term, as far as the answering replica knows it (null: not known here).
+    #[serde(default)]
+    pub term: Option<u64>,
+    /// The member's commit index, as far as the answering replica knows it.
+    #[serde(default)]
+    pub commit_index: Option<u64>,
+    /// The member's applied index, as far as the answering replica knows it.
+    #[serde(default)]
+    pub applied_index: Option<u64>,
+    /// The member's store revision, as far as the answering replica knows it.
+    #[serde(default)]
+    pub revision: Option<i64>,
+    /// The last log index the leader knows the member holds (answered by the leader only).
+    #[serde(default)]
+    pub matched_index: Option<u64>,
+}
+
+fn known() -> bool {
+    true
+}
+
+impl From<Member> for MemberView {
+    fn from(member: Member) -> Self {
+        MemberView {
+            id: member.id,
+            address: member.address,
+            role: member.role.as_str().to_string(),
+            healthy: member.healthy,
+            health_known: member.health_known,
+            term: member.progress.term,
+            commit_index: member.progress.commit_index,
+            applied_index: member.progress.applied_index,
+            revision: member.progress.revision,
+            matched_index: member.progress.matched_index,
+        }
+    }
 }
 
 /// What every members endpoint answers: the membership after the request.
@@ -249,15 +289,7 @@ async fn view(state: &MembersRouteState, from_leader: Option<Vec<Member>>) -> Re
         backend: status.backend.as_str().to_string(),
         leader: status.leader,
         health_seen_by_leader,
-        members: members
-            .into_iter()
-            .map(|member| MemberView {
-                id: member.id,
-                address: member.address,
-                role: member.role.as_str().to_string(),
-                healthy: member.healthy,
-            })
-            .collect(),
+        members: members.into_iter().map(MemberView::from).collect(),
     })
 }
 
@@ -601,10 +633,19 @@ mod tests {
         assert_eq!(listed.0, StatusCode::OK, "{}", listed.1);
         assert_eq!(listed.1["leader"], 1);
         assert_eq!(listed.1["health_seen_by_leader"], true);
-        assert_eq!(
-            listed.1["members"],
-            json!([{ "id": 1, "address": "127.0.0.1:1", "role": "leader", "healthy": true }])
-        );
+        let members = listed.1["members"].as_array().expect("members");
+        assert_eq!(members.len(), 1, "{}", listed.1);
+        for (field, expected) in [
+            ("id", json!(1)),
+            ("address", json!("127.0.0.1:1")),
+            ("role", json!("leader")),
+            ("healthy", json!(true)),
+            ("health_known", json!(true)),
+            ("term", json!(1)),
+            ("matched_index", json!(null)),
+        ] {
+            assert_eq!(members[0][field], expected, "{field}: {}", listed.1);
+        }
 
         let cases: Vec<(&str, String, Option<Value>, StatusCode, &str)> = vec![
             (

@@ -387,6 +387,31 @@ pub struct Member {
     pub role: MemberRole,
     /// True when the answering member has heard from it recently (always true for itself).
     pub healthy: bool,
+    /// False when the answering member cannot tell whether this member is alive (a follower about
+    /// the other followers): `healthy` is then false for want of news, not because of a failure.
+    #[serde(default = "health_known_default")]
+    pub health_known: bool,
+    /// What the answering member knows of this member's log and state machine.
+    #[serde(default)]
+    pub progress: MemberProgress,
+}
+
+fn health_known_default() -> bool {
+    true
+}
+
+/// One member's Raft position as the answering member knows it: every field is `None` where the
+/// answering member cannot know it (a member knows its own term, commit and applied index and
+/// revision; the leader knows up to which index each other member's log matches its own; an etcd
+/// endpoint answers its own status).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberProgress {
+    pub term: Option<u64>,
+    pub commit_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub revision: Option<i64>,
+    /// The last log index the leader knows this member holds (the leader's replication state).
+    pub matched_index: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,10 +27,16 @@ const ADMIN_PASSWORD = 'Kb-e2e-Passw0rd-7';
 const CLUSTER = 'fake-ha';
 const USER = 'alice';
 const NAMESPACE = 'team-a';
+const GROUP = 'team-b-devs';
+const GROUP_NAMESPACE = 'team-b';
 const SHELL_JS_LIMIT_BYTES = 300 * 1024;
 const LOGIN_INTERACTIVE_LIMIT_MS = 1000;
 const CLUSTER_LIST_LIMIT_MS = 1000;
 const MANY_CLUSTERS = 200;
+/** No such user: its failures count against its own name only (10 per window by default). */
+const THROTTLED_USER = 'nobody-throttled';
+const LOGIN_ATTEMPTS_BOUND = 15;
+const EDITED_DESCRIPTION = 'three apiservers behind one name';
 
 let environment;
 let browser;
@@ -145,6 +151,36 @@ test("the shell's JavaScript is at most 300 KB gzipped", async () => {
   assert.ok(gzipped <= SHELL_JS_LIMIT_BYTES, `shell JavaScript ${gzipped} bytes gzipped`);
 });
 
+test('several wrong passwords: the throttling answer is shown with its wait', async () => {
+  // A browser of its own, for a user name of its own: the main session and admin are not touched.
+  const own = await newContext(browser, { locale: 'en' });
+  const ownPage = await own.newPage();
+  const login = new LoginPage(ownPage, environment.url);
+  await login.open();
+  let answers = [];
+  for (let attempt = 0; attempt < LOGIN_ATTEMPTS_BOUND; attempt += 1) {
+    const answered = ownPage.waitForResponse((response) => response.url().endsWith('/kuboard-api/auth/login'));
+    await login.logIn(THROTTLED_USER, `wrong-${attempt}`);
+    const status = (await answered).status();
+    answers.push(status);
+    if (status === 429) break;
+    assert.equal(status, 401, `attempt ${attempt + 1}: ${answers.join(', ')}`);
+    await login.visible('login-error');
+  }
+  assert.equal(answers.at(-1), 429, `never throttled after ${answers.length} attempts: ${answers.join(', ')}`);
+  const wait = await login.visible('login-throttle-wait');
+  // One reading of the counter and its message (it counts down every second).
+  const { seconds, message } = await wait.evaluate((node) => ({
+    seconds: Number(node.dataset.seconds),
+    message: node.innerText,
+  }));
+  assert.ok(seconds > 0, `the wait is shown in seconds: ${seconds}`);
+  assert.ok(message.includes(String(seconds)), `the wait is in the message: ${message}`);
+  assert.ok(await login.byTestId('login-submit').isDisabled(), 'no new attempt while the wait runs');
+  console.log(`throttled after ${answers.length - 1} wrong passwords; the page says wait ${seconds} s`);
+  await own.close();
+});
+
 test('first login forces the password change, with policy errors inline', async () => {
   await pages.login.logIn('admin', DEFAULT_PASSWORD);
   await waitFor('the password page', () => pages.password.path() === '/password');
@@ -179,6 +215,71 @@ test('a cluster imported with three comma-separated apiserver URLs shows each en
   await checkPage('clusters');
 });
 
+test('a change the load balancer answers 502 shows "reconnecting", keeps what was typed, and succeeds when retried', async () => {
+  await pages.shell.goto('/clusters');
+  await pages.clusters.row(CLUSTER).first().waitFor({ state: 'visible' });
+  await pages.clusters.click(`cluster-edit-${CLUSTER}`);
+  await pages.clusters.visible('cluster-edit-dialog');
+  await pages.clusters.fill('edit-description', EDITED_DESCRIPTION);
+  // The load balancer's answer when the replica behind it died mid-request: an nginx 502 page.
+  let refused = 0;
+  const target = `${environment.url}/kuboard-api/clusters/${CLUSTER}`;
+  await page.route(target, async (route) => {
+    if (route.request().method() !== 'PUT') return route.fallback();
+    refused += 1;
+    return route.fulfill({
+      status: 502,
+      contentType: 'text/html',
+      body: '<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>',
+    });
+  });
+  await pages.clusters.click('edit-submit');
+  await pages.shell.visible('banner-reconnecting');
+  await page.unroute(target);
+  assert.equal(refused, 1, 'a change is sent once, never retried by itself');
+  assert.ok(await pages.clusters.byTestId('cluster-edit-dialog').isVisible(), 'the form stays open');
+  assert.equal(await pages.clusters.byTestId('edit-description').inputValue(), EDITED_DESCRIPTION);
+  await checkPage('clusters (reconnecting)');
+
+  await pages.clusters.click('edit-submit');
+  await pages.clusters.settled(null, 'cluster-edit-dialog');
+  await pages.clusters.row(CLUSTER).filter({ hasText: EDITED_DESCRIPTION }).first().waitFor({ state: 'visible' });
+  await pages.shell.byTestId('banner-reconnecting').waitFor({ state: 'hidden' });
+  const stored = await page.request.get(target);
+  assert.equal((await stored.json()).description, EDITED_DESCRIPTION);
+});
+
+test('a cluster is deleted only after the confirmation', async () => {
+  const name = 'to-delete';
+  const csrf = (await context.cookies()).find((cookie) => cookie.name === 'kuboard_csrf')?.value;
+  const created = await page.request.post(`${environment.url}/kuboard-api/clusters`, {
+    headers: { 'x-kuboard-csrf': csrf ?? '' },
+    data: {
+      name,
+      endpoints: environment.fake.urls,
+      credentials: { token: environment.fake.token, ca_certificate: environment.fake.ca },
+    },
+  });
+  assert.equal(created.status(), 201, await created.text());
+  await pages.shell.navigate('system');
+  await pages.shell.navigate('clusters');
+  await pages.clusters.row(name).first().waitFor({ state: 'visible' });
+
+  await pages.clusters.click(`cluster-delete-${name}`);
+  await pages.clusters.visible('confirm-dialog');
+  assert.match(await pages.clusters.text('confirm-dialog'), new RegExp(name));
+  await checkPage('clusters (confirm delete)');
+  await pages.clusters.click('confirm-cancel');
+  await pages.clusters.byTestId('confirm-dialog').waitFor({ state: 'hidden' });
+  assert.equal((await page.request.get(`${environment.url}/kuboard-api/clusters/${name}`)).status(), 200);
+
+  await pages.clusters.click(`cluster-delete-${name}`);
+  await pages.clusters.click('confirm-ok');
+  await pages.clusters.row(name).first().waitFor({ state: 'detached' });
+  assert.equal((await page.request.get(`${environment.url}/kuboard-api/clusters/${name}`)).status(), 404);
+  await pages.clusters.row(CLUSTER).first().waitFor({ state: 'visible' });
+});
+
 test('a user bound to the cluster gets the Kubernetes identity the page shows', async () => {
   await pages.shell.goto('/clusters');
   await pages.shell.navigate('users');
@@ -196,6 +297,28 @@ test('a user bound to the cluster gets the Kubernetes identity the page shows', 
   await checkPage('users identity');
 });
 
+test("a user's groups are set, a group is bound, and the identity carries the group", async () => {
+  await pages.users.setGroups(USER, [GROUP]);
+  await page
+    .locator('tr', { has: pages.users.byTestId(`user-row-${USER}`) })
+    .filter({ hasText: GROUP })
+    .first()
+    .waitFor({ state: 'visible' });
+  await pages.users.click('users-tab-groups');
+  await pages.users.visible(`group-row-${GROUP}`);
+  const binding = await pages.users.bind({
+    kind: 'group',
+    name: GROUP,
+    cluster: CLUSTER,
+    namespace: GROUP_NAMESPACE,
+    roleLabel: 'view',
+  });
+  assert.equal(await binding.getAttribute('data-cluster'), CLUSTER);
+  assert.equal(await binding.getAttribute('data-subject'), `group:${GROUP}`);
+  const identity = await pages.users.identity({ username: USER, cluster: CLUSTER, namespace: GROUP_NAMESPACE });
+  assert.match(identity.groups, new RegExp(`group:${GROUP}\\b`), JSON.stringify(identity));
+});
+
 test('the audit rows of these changes are found by filter', async () => {
   await pages.shell.goto('/clusters');
   await pages.shell.navigate('audit');
@@ -205,6 +328,7 @@ test('the audit rows of these changes are found by filter', async () => {
   // only rows of that resource.
   for (const resource of ['cluster-imports', 'users', 'role-bindings']) {
     const rows = await pages.audit.search({ user: 'admin', resource });
+    assert.equal(pages.audit.lastQuery.get('resource'), resource, 'the server filters on the resource');
     assert.ok(rows.length > 0, `no audit row for ${resource}`);
     assert.ok(
       rows.every((row) => row.includes(resource) && row.includes('admin')),
@@ -227,9 +351,35 @@ test('the HA page shows three members and the leader; kill -9 of the replica tha
   const leaders = members.filter((member) => member.role === 'leader');
   assert.equal(leaders.length, 1, JSON.stringify(members));
   assert.equal(Number(await pages.system.text('ha-leader')), leaders[0].id);
+  // Every member's position as the answering replica knows it: its own term, commit, applied index
+  // and revision as numbers; of the others, the matched index when the leader answered, `—` where
+  // it cannot know. No member of a healthy group is shown unhealthy (a follower says "not known").
+  const { servedBy, term, members: seen } = await pages.system.snapshot();
+  const numeric = (text) => /^\d+$/.test(text);
+  const self = seen.find((member) => member.id === servedBy);
+  assert.ok(self, `the replica that answered (${servedBy}) is a member: ${JSON.stringify(seen)}`);
+  for (const field of ['term', 'commit_index', 'applied_index', 'revision']) {
+    assert.ok(numeric(self[field]), `${field} of the answering member: ${JSON.stringify(self)}`);
+  }
+  assert.ok(Number(self.term) >= 1 && Number(self.applied_index) >= 1, JSON.stringify(self));
+  assert.ok(Number(self.commit_index) >= Number(self.applied_index), JSON.stringify(self));
+  assert.equal(self.term, term, 'the member row and the summary agree on the term');
+  for (const member of seen.filter((entry) => entry.id !== servedBy)) {
+    assert.equal(member.term, '—', `another member's term is not known here: ${JSON.stringify(member)}`);
+    if (servedBy === seen.find((entry) => entry.role === 'leader')?.id) {
+      assert.ok(numeric(member.matched_index), `the leader knows each matched index: ${JSON.stringify(member)}`);
+    } else {
+      assert.equal(member.matched_index, '—', `only the leader knows the matched index: ${JSON.stringify(member)}`);
+    }
+  }
+  assert.deepEqual(
+    seen.filter((member) => member.health === 'unhealthy'),
+    [],
+    `no member of a running group is shown unhealthy: ${JSON.stringify(seen)}`,
+  );
+  console.log(`HA page served by ${servedBy}: ${JSON.stringify(seen)}`);
   await checkPage('system');
 
-  const servedBy = await pages.system.servedBy();
   assert.ok(
     environment.replicas.some((replica) => replica.id === servedBy),
     `served by ${servedBy}`,
@@ -307,6 +457,23 @@ test('my access keys: a new key is shown once', async () => {
     () => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }),
   );
   assert.ok(!stored.includes(key), 'the key is not kept in the browser storage');
+});
+
+test('log out: a protected page then sends to login, and back to it after logging in', async () => {
+  await pages.shell.goto('/clusters');
+  await pages.shell.click('user-menu');
+  await pages.shell.click('user-menu-logout');
+  await waitFor('the login page after logging out', () => pages.login.path() === '/login');
+  const me = await page.request.get(`${environment.url}/kuboard-api/auth/me`);
+  assert.equal(me.status(), 401, 'the session is over on the server too');
+
+  await pages.shell.goto('/users');
+  await waitFor('the login page for a protected page', () => pages.login.path() === '/login');
+  assert.equal(new URL(page.url()).searchParams.get('redirect'), '/users');
+  await pages.login.logIn('admin', ADMIN_PASSWORD);
+  await waitFor('back on the page asked for', () => pages.shell.path() === '/users');
+  await pages.users.visible('user-create');
+  assert.match(await pages.shell.userName(), /\badmin\b/);
 });
 
 test('the cluster list with 200 clusters renders in under 1 s', async () => {

@@ -407,14 +407,16 @@ impl EtcdStore {
         Some(client)
     }
 
-    /// The id of the member answering at `url`, when it answers in time.
-    async fn member_answers(&self, url: String) -> Option<u64> {
+    /// The id of the member answering at `url` and its own status (term, commit and applied index,
+    /// revision), when it answers in time.
+    async fn member_answers(&self, url: String) -> Option<(u64, MemberProgress)> {
         let client = self.member_client(&url).await?;
         let status = tokio::time::timeout(MEMBER_STATUS_TIMEOUT, client.maintenance_client().status())
             .await
             .ok()?
             .ok()?;
-        Some(header(status.header()).member_id)
+        let answering = header(status.header());
+        Some((answering.member_id, member_progress(&status)))
     }
 }
 
@@ -696,7 +698,11 @@ impl Store for EtcdStore {
             .iter()
             .zip(answers)
             .map(|(member, answer)| {
-                let member_healthy = answer == Some(member.id());
+                // The status an endpoint answers is this member's only when the member there is it.
+                let (member_healthy, progress) = match answer {
+                    Some((id, progress)) if id == member.id() => (true, progress),
+                    _ => (false, MemberProgress::default()),
+                };
                 let role = if Some(member.id()) == leader {
                     MemberRole::Leader
                 } else if member.is_learner() {
@@ -711,6 +717,8 @@ impl Store for EtcdStore {
                     address: member.client_urls().first().cloned().unwrap_or_default(),
                     role,
                     healthy: member_healthy || member.id() == answering_header.member_id,
+                    health_known: true,
+                    progress,
                 }
             })
             .collect();
@@ -725,6 +733,18 @@ impl Store for EtcdStore {
             applied_index: answering.raft_applied_index(),
             healthy: healthy && leader.is_some(),
         })
+    }
+}
+
+/// An etcd member's own Raft position, from its Status answer (etcd's raft index is its commit
+/// index).
+fn member_progress(status: &etcd::StatusResponse) -> MemberProgress {
+    MemberProgress {
+        term: Some(status.raft_term()),
+        commit_index: Some(status.raft_index()),
+        applied_index: Some(status.raft_applied_index()),
+        revision: Some(header(status.header()).revision),
+        matched_index: None,
     }
 }
 

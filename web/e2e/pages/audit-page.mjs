@@ -7,7 +7,12 @@ export class AuditPage extends BasePage {
     for (const [field, value] of Object.entries(filters)) {
       await this.fill(`audit-filter-${field}`, value);
     }
+    const answered = this.page.waitForResponse(
+      (response) => new URL(response.url()).pathname === '/kuboard-api/audit' && response.request().method() === 'GET',
+    );
     await this.click('audit-search');
+    /** The query the server was asked (the filters are applied there, not to the page shown). */
+    this.lastQuery = new URL((await answered).url()).searchParams;
     await this.page.waitForLoadState('networkidle');
     return this.rows();
   }

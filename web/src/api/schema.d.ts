@@ -575,6 +575,7 @@ export interface components {
         };
         ChangePasswordRequest: {
             current_password: string;
+            /** @description 8 characters to 1024 bytes, not the first-start password. */
             new_password: string;
         };
         ChangePasswordResponse: {
@@ -604,7 +605,7 @@ export interface components {
          */
         ClusterRole: "admin" | "edit" | "view";
         CreateAccessKeyRequest: {
-            /** @description What the key is for (1-128 characters). */
+            /** @description What the key is for (1-128 characters, no control characters). */
             name: string;
             /**
              * Format: int64
@@ -613,9 +614,9 @@ export interface components {
             expires_in_seconds?: number | null;
         };
         CreateClusterRequest: {
+            /** @description 1-63 characters `[a-z0-9-]`, starting and ending with a letter or digit. */
             name: string;
             description?: string;
-            /** @description Apiserver URLs, `https://host:port`. */
             endpoints: string[];
             credentials?: null | components["schemas"]["CredentialsInput"];
         };
@@ -628,8 +629,9 @@ export interface components {
             role: components["schemas"]["ClusterRole"];
         };
         CreateUserRequest: {
+            /** @description 1-64 characters: letters, digits, `.`, `_`, `-`, starting with a letter or digit. */
             username: string;
-            /** @description The first password; the user must change it at first login. */
+            /** @description The first password (8 characters to 1024 bytes); the user must change it at first login. */
             password: string;
             role?: components["schemas"]["GlobalRole"];
             groups?: string[];
@@ -642,7 +644,9 @@ export interface components {
         /** @description Credentials as sent by an administrator (write-only). */
         CredentialsInput: {
             token?: string | null;
+            /** @description PEM; with `client_key`. */
             client_certificate?: string | null;
+            /** @description PEM; with `client_certificate`. */
             client_key?: string | null;
             ca_certificate?: string | null;
         };
@@ -681,6 +685,7 @@ export interface components {
         };
         /** @description A cluster import: a kubeconfig, or `server` (comma-separated URLs) + `token` (+ `ca_certificate`). */
         ImportClusterRequest: {
+            /** @description 1-63 characters `[a-z0-9-]`, starting and ending with a letter or digit. */
             name: string;
             description?: string;
             /** @description A kubeconfig (YAML or JSON) with inline data. */
@@ -709,6 +714,7 @@ export interface components {
             stored: boolean;
         };
         LoginRequest: {
+            /** @description Any text is checked against the users (a name no user can have is refused like a wrong one). */
             username: string;
             password: string;
             /** @description "Stay logged in": the session lasts the longer remember TTL. */
@@ -735,6 +741,7 @@ export interface components {
             /** @description True when the caller authenticated with an access key. */
             access_key: boolean;
         };
+        /** @description One member of the store's group, as the answering replica sees it. */
         MemberView: {
             /** Format: int64 */
             id: number;
@@ -742,15 +749,54 @@ export interface components {
             /** @description leader, follower, learner or unknown. */
             role: string;
             healthy: boolean;
+            /**
+             * @description False when the answering replica cannot tell whether the member is alive (a follower about
+             *     the other followers); `healthy` is then false for want of news.
+             */
+            health_known?: boolean;
+            /**
+             * Format: int64
+             * @description The member's Raft term, as far as the answering replica knows it (null: not known here).
+             */
+            term?: number | null;
+            /**
+             * Format: int64
+             * @description The member's commit index, as far as the answering replica knows it.
+             */
+            commit_index?: number | null;
+            /**
+             * Format: int64
+             * @description The member's applied index, as far as the answering replica knows it.
+             */
+            applied_index?: number | null;
+            /**
+             * Format: int64
+             * @description The member's store revision, as far as the answering replica knows it.
+             */
+            revision?: number | null;
+            /**
+             * Format: int64
+             * @description The last log index the leader knows the member holds (answered by the leader only).
+             */
+            matched_index?: number | null;
         };
-        /** @description Mirror of the members answer (`admin::members_http::MembersView`). */
+        /** @description What every members endpoint answers: the membership after the request. */
         MembersView: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description The replica that answered.
+             */
             replica_id: number;
             /** @description raft or etcd. */
             backend: string;
             /** Format: int64 */
             leader?: number | null;
+            /**
+             * @description True when the list is the leader's view (the answering replica leads, or the list is the
+             *     answer of a change, which the leader made), so that `healthy` is first-hand for every member.
+             *     A follower knows only that the leader and itself are alive; `healthy: false` of another
+             *     follower then means "not known here".
+             */
             health_seen_by_leader: boolean;
             members: components["schemas"]["MemberView"][];
         };
@@ -771,10 +817,11 @@ export interface components {
             latency_ms?: number | null;
         };
         ReplaceMemberRequest: {
+            /** @description `host:port` of the fresh member's Raft peer listener. */
             address: string;
         };
         ResetPasswordRequest: {
-            /** @description The new password; the user must change it at next login. */
+            /** @description The new password (8 characters to 1024 bytes); the user must change it at next login. */
             password: string;
         };
         ResetPasswordResponse: {
@@ -814,6 +861,11 @@ export interface components {
             revision: number;
             /** Format: int64 */
             raft_term: number;
+            /**
+             * Format: int64
+             * @description The applied index of the member that answered (0 when the backend does not say).
+             */
+            applied_index: number;
             healthy: boolean;
             /** @description disabled, ignore-errors, buffered or strict. */
             audit_policy: string;
@@ -879,6 +931,8 @@ export interface operations {
                 cluster?: string | null;
                 namespace?: string | null;
                 verb?: string | null;
+                /** @description The Kubernetes resource (`pods`, `deployments`), or the Kuboard one (`users`, `clusters`). */
+                resource?: string | null;
                 status?: number | null;
                 limit?: number | null;
                 /** @description `next_cursor` of the previous page. */
@@ -1766,6 +1820,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The cluster's settings are not usable */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     download_kubeconfig: {
@@ -1786,12 +1849,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description A kubeconfig */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/yaml": string;
+                    "application/yaml": Record<string, never>;
                 };
             };
             401: {

@@ -202,6 +202,7 @@ describe('audit store', () => {
       user: 'dev',
       cluster: undefined,
       verb: undefined,
+      resource: 'pods',
       namespace: undefined,
       status: 403,
       from: 1_000_000,

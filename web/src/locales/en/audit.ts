@@ -17,7 +17,6 @@ export default {
       from: 'From',
       to: 'To',
     },
-    resourceFilterNote: 'The resource filter applies to the events of the page shown.',
     empty: 'No audit events match.',
     columns: {
       time: 'Time',

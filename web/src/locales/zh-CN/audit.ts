@@ -17,7 +17,6 @@ export default {
       from: '开始时间',
       to: '结束时间',
     },
-    resourceFilterNote: '资源筛选只作用于当前页显示的事件。',
     empty: '没有符合条件的审计事件。',
     columns: {
       time: '时间',
