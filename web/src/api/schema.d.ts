@@ -8,10 +8,31 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Alive: the process answers. */
+        /**
+         * Alive: the process answers and its store has not stopped by itself. A replica whose embedded
+         *     member could not write its log (a full disk, an fsync error) answers 503 here until it exits,
+         *     so that a supervisor restarts it rather than keep a replica that looks alive and is not.
+         */
         get: operations["healthz"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/kuboard-api/agent-clusters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Creates a cluster reached through `kuboard agent`; answers its agent token, once. */
+        post: operations["create_agent_cluster"];
         delete?: never;
         options?: never;
         head?: never;
@@ -210,6 +231,26 @@ export interface paths {
         post?: never;
         /** Removes a cluster from the registry. */
         delete: operations["delete_cluster"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/kuboard-api/clusters/{name}/agent-token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replaces an agent cluster's token: the old one stops working, and the tunnels opened with it
+         *     are closed within seconds on every replica.
+         */
+        post: operations["rotate_agent_token"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -493,6 +534,12 @@ export interface components {
             /** @description `host:port` of the new member's Raft peer listener. */
             address: string;
         };
+        /** @description The agent token, shown this once: only its digest is stored. */
+        AgentTokenResponse: {
+            cluster: components["schemas"]["ClusterResponse"];
+            /** @description Given to `kuboard agent` as `KUBOARD_AGENT_TOKEN`. */
+            agent_token: string;
+        };
         AuditPage: {
             events: components["schemas"]["AuditRow"][];
             /** @description Pass as `cursor` for the next (older) page; absent on the last page. */
@@ -590,7 +637,10 @@ export interface components {
         };
         ClusterResponse: {
             name: string;
+            /** @description `direct` (the replicas dial its apiservers) or `agent` (reached through `kuboard agent`). */
+            kind: string;
             description: string;
+            /** @description For an agent cluster, the apiservers its agent reported (empty until it first connects). */
             endpoints: string[];
             has_token: boolean;
             has_client_certificate: boolean;
@@ -612,6 +662,11 @@ export interface components {
              * @description Absent: the key never expires.
              */
             expires_in_seconds?: number | null;
+        };
+        CreateAgentClusterRequest: {
+            /** @description 1-63 characters `[a-z0-9-]`, starting and ending with a letter or digit. */
+            name: string;
+            description?: string;
         };
         CreateClusterRequest: {
             /** @description 1-63 characters `[a-z0-9-]`, starting and ending with a letter or digit. */
@@ -918,6 +973,97 @@ export interface operations {
                 };
                 content: {
                     "text/plain": string;
+                };
+            };
+            /** @description The store stopped by itself; the replica is exiting */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_agent_cluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateAgentClusterRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentTokenResponse"];
+                };
+            };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -1251,7 +1397,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Store unavailable */
+            /** @description Store unavailable, or every password hashing slot taken; see Retry-After */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1405,6 +1551,15 @@ export interface operations {
             };
             /** @description The new password breaks the policy */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Every password hashing slot taken; see Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1776,6 +1931,67 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    rotate_agent_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentTokenResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
