@@ -11,8 +11,9 @@ import { gzipSync } from 'node:zlib';
 
 import { startEnvironment } from './harness/ha-setup.mjs';
 import { waitFor } from './harness/processes.mjs';
-import { cspViolations, launchBrowser, newContext, seriousAccessibilityViolations } from './lib/browser.mjs';
+import { launchBrowser, newContext } from './lib/browser.mjs';
 import { localeKeys, rawKeysIn } from './lib/locale-keys.mjs';
+import { pageChecker } from './lib/page-checks.mjs';
 import { AuditPage } from './pages/audit-page.mjs';
 import { AccessKeysPage } from './pages/access-keys-page.mjs';
 import { ClustersPage } from './pages/clusters-page.mjs';
@@ -43,13 +44,14 @@ let browser;
 let context;
 let page;
 let pages;
-const visitedPages = new Set();
+let checker;
 
 before(async () => {
   environment = await startEnvironment();
   browser = await launchBrowser();
   context = await newContext(browser, { locale: 'zh-CN' });
   page = await context.newPage();
+  checker = pageChecker(context, page);
   const url = environment.url;
   pages = {
     login: new LoginPage(page, url),
@@ -68,45 +70,9 @@ after(async () => {
   await environment?.stop();
 });
 
-/**
- * The checks every page gets: axe-core, the CSP, no script error. Findings are kept per page and
- * asserted by the last test, so that one page's finding does not hide what the later steps show.
- */
-const pageFindings = {};
-/**
- * Lets the page come to rest before it is judged: the pointer off every control (a hovered button
- * shows its hover colours) and no finite animation or transition running (a dialog fading in or out
- * is half transparent, which axe measures as low contrast). Endless ones, such as a loading spinner,
- * are not waited for.
- */
-async function settle() {
-  await page.mouse.move(0, 0);
-  await page
-    .waitForFunction(
-      () =>
-        document
-          .getAnimations()
-          .every((animation) => animation.playState !== 'running' || animation.effect?.getTiming().iterations === Infinity),
-      null,
-      { timeout: 5000 },
-    )
-    .catch(() => {
-      console.log('# an animation was still running after 5 s; the page is checked as it is');
-    });
-}
-
-async function checkPage(name) {
-  visitedPages.add(name);
-  await settle();
-  const findings = {
-    accessibility: await seriousAccessibilityViolations(page),
-    csp: await cspViolations(page),
-    scriptErrors: [...context.pageErrors],
-  };
-  context.pageErrors.length = 0;
-  if (findings.accessibility.length + findings.csp.length + findings.scriptErrors.length > 0) {
-    pageFindings[name] = findings;
-  }
+/** axe-core, the CSP and script errors on each page, asserted by the last test (lib/page-checks.mjs). */
+function checkPage(name) {
+  return checker.check(name);
 }
 
 test('the login page is interactive in under 1 s and passes axe', async () => {
@@ -515,7 +481,7 @@ test('the cluster list with 200 clusters renders in under 1 s', async () => {
 });
 
 test('every page: no serious or critical axe-core violation, no CSP violation, no script error', () => {
-  console.log(`pages checked: ${[...visitedPages].join(', ')}`);
-  assert.ok(visitedPages.size >= 8, `only ${visitedPages.size} pages were checked`);
-  assert.deepEqual(pageFindings, {}, JSON.stringify(pageFindings, null, 2));
+  console.log(`pages checked: ${[...checker.visited].join(', ')}`);
+  assert.ok(checker.visited.size >= 8, `only ${checker.visited.size} pages were checked`);
+  assert.deepEqual(checker.findings, {}, JSON.stringify(checker.findings, null, 2));
 });
