@@ -621,9 +621,10 @@ service_container() {
 # through the load balancer, the replicas on BACKEND and auditing, VICTIM's container killed, the
 # next request through the load balancer, then down -v with nothing left behind.
 compose_group() {
-  local file=$1 project=$2 victim_service=$3 backend=$4 replicas=$5 lb a1 a2 a3 q ok=0
-  read -r lb a1 a2 a3 q <<<"$(free_ports 5)"
+  local file=$1 project=$2 victim_service=$3 backend=$4 replicas=$5 lb a1 a2 a3 q lbs ok=0
+  read -r lb a1 a2 a3 q lbs <<<"$(free_ports 6)"
   export KUBOARD_PUBLISH_ADDR=127.0.0.1 KUBOARD_LB_PORT=$lb KUBOARD_ENDPOINT=http://127.0.0.1:$lb
+  export KUBOARD_LB_HTTPS_PORT=$lbs
   export KUBOARD_AGENT_HOST=127.0.0.1 KUBOARD_AGENT_PORT_1=$a1 KUBOARD_AGENT_PORT_2=$a2 KUBOARD_AGENT_PORT_3=$a3
   export QUESTDB_CONSOLE_PORT=$q QUESTDB_STANDIN_IMAGE=kuboard-pg-questdb:15
   export KUBOARD_QUEST_DB_URI='postgresql://admin:quest@questdb:8812/qdb?dialect=postgres'
