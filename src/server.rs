@@ -547,6 +547,9 @@ async fn bootstrap_admin(
 /// `KUBOARD_SSO_CLIENT_SECRET` differs from the one that sealed them says so at once.
 async fn check_cluster_credentials(store: &AppStore, cipher: &crate::clusters::credential_cipher::CredentialCipher) {
     use crate::clusters::cluster_registry;
+    if let Err(error) = cluster_registry::bind_endpoints_of_old_records(store, cipher).await {
+        tracing::warn!(%error, "resealing cluster credentials bound to their endpoints failed");
+    }
     match cluster_registry::list_clusters(store).await {
         Ok(clusters) => {
             let unreadable: Vec<String> = clusters
