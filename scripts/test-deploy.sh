@@ -248,6 +248,7 @@ local_group() {
     "$LB_URL/kuboard-api/auth/login" -H 'content-type: application/json' -d "$login_json")
   echo "login through the load balancer: HTTP $status"
   [ "$status" = 200 ] || { deploy/local/three-replicas.sh down "$dir"; return 1; }
+  local_https "$dir" || { deploy/local/three-replicas.sh down "$dir"; return 1; }
   deploy/local/three-replicas.sh kill 2 "$dir" || return 1
   status=$(curl -sS -b "$dir/cookies" -o /dev/null -w '%{http_code}' "$LB_URL/kuboard-api/auth/me")
   echo "first request after kill -9 of replica 2: HTTP $status"
@@ -259,6 +260,29 @@ local_group() {
     fi
   done
   [ "$status" = 200 ]
+}
+
+# The replicas' HTTPS ports present certificates of one group CA (the last certificate of each chain),
+# which verifies them directly and through the load balancer's TCP pass-through.
+local_https() {
+  local dir=$1 n url ca tries status
+  for n in 1 2 3; do
+    url=REPLICA_HTTPS_URL_$n
+    for tries in $(seq 1 40); do
+      openssl s_client -connect "${!url#https://}" -showcerts </dev/null 2>/dev/null |
+        awk '/BEGIN CERTIFICATE/ {cert = ""} {cert = cert $0 "\n"} /END CERTIFICATE/ {last = cert} END {printf "%s", last}' \
+          >"$dir/ca-$n.pem"
+      [ -s "$dir/ca-$n.pem" ] && break
+      sleep 0.25
+    done
+    [ -s "$dir/ca-$n.pem" ] || { echo "replica $n: no certificate on ${!url}"; return 1; }
+    cmp -s "$dir/ca-1.pem" "$dir/ca-$n.pem" || { echo "replica $n presents another CA"; return 1; }
+  done
+  for url in "$REPLICA_HTTPS_URL_1" "$REPLICA_HTTPS_URL_2" "$REPLICA_HTTPS_URL_3" "$LB_HTTPS_URL"; do
+    status=$(curl -sS --cacert "$dir/ca-1.pem" -o /dev/null -w '%{http_code}' "$url/readyz")
+    echo "HTTPS $url/readyz verified with the group CA: HTTP $status"
+    [ "$status" = 200 ] || return 1
+  done
 }
 
 step_rolling() {
