@@ -260,14 +260,18 @@ impl Replica {
         };
         // The console answers its own GET/HEAD paths in front of the API (static files need no
         // session and are not audited) and adds the security headers to every response.
-        let app = crate::console::with_console(crate::api::router(crate::api::ApiParts {
+        let router = crate::console::with_console(crate::api::router(crate::api::ApiParts {
             state,
             audit: audit.clone(),
             backend: backend.clone(),
             kube,
-        }))
-        .into_make_service_with_connect_info::<crate::http::client_address::PeerAddress>();
-        let https_task = https_port.serve(app.clone(), https_certificates, shutdown_receiver.clone());
+        }));
+        let https_app = router
+            .clone()
+            .layer(axum::Extension(crate::http::ServedOverTls))
+            .into_make_service_with_connect_info::<crate::http::client_address::PeerAddress>();
+        let app = router.into_make_service_with_connect_info::<crate::http::client_address::PeerAddress>();
+        let https_task = https_port.serve(https_app, https_certificates, shutdown_receiver.clone());
         let server_task = match tls_config {
             None => tokio::spawn(
                 axum::serve(listener, app)

@@ -9,6 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use common::{free_port, Group, Replica};
 use kuboard_testkit::{FakeCluster, FakeClusterOptions, PolicyRule, Rbac, StateConfig};
 use serde_json::{json, Value};
@@ -257,6 +258,47 @@ async fn a_kubeconfig_downloaded_from_replicas_without_tls_variables_works_with_
     assert_eq!(
         field(&text, "certificate-authority-data"),
         Some(authorities[0].as_str())
+    );
+
+    // A login over the HTTPS port gets Secure cookies; over the plain web port it cannot.
+    let ca_pem = base64::engine::general_purpose::STANDARD
+        .decode(&authorities[0])
+        .expect("the CA data is base64");
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem).expect("CA PEM"))
+        .build()
+        .expect("an HTTPS client");
+    let body = json!({"username": "admin", "password": NEW_ADMIN_PASSWORD});
+    let over_tls = https
+        .post(format!("https://127.0.0.1:{}/kuboard-api/auth/login", https_ports[0]))
+        .json(&body)
+        .send()
+        .await
+        .expect("the HTTPS port answers");
+    let plain = first
+        .client
+        .post(first.url("/kuboard-api/auth/login"))
+        .json(&body)
+        .send()
+        .await
+        .expect("the web port answers");
+    let cookies = |response: &reqwest::Response| -> Vec<String> {
+        response
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .map(|value| value.to_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let (secure, clear) = (cookies(&over_tls), cookies(&plain));
+    assert_eq!((over_tls.status().as_u16(), plain.status().as_u16()), (200, 200));
+    assert!(
+        secure.len() == 2 && secure.iter().all(|cookie| cookie.ends_with("; Secure")),
+        "{secure:?}"
+    );
+    assert!(
+        clear.len() == 2 && clear.iter().all(|cookie| !cookie.contains("Secure")),
+        "{clear:?}"
     );
 }
 
