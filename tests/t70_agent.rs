@@ -30,6 +30,10 @@ fn init_tracing() {
 /// One apiserver with Kuboard's administrators granted everything, and a pod whose log ends after
 /// three followed lines.
 async fn start_fake() -> FakeCluster {
+    start_fake_instances(1).await
+}
+
+async fn start_fake_instances(instances: usize) -> FakeCluster {
     let state = StateConfig {
         log_follow_interval: Duration::from_millis(50),
         log_follow_max_lines: 3,
@@ -37,6 +41,7 @@ async fn start_fake() -> FakeCluster {
     };
     let options = FakeClusterOptions {
         state,
+        instances,
         ..FakeClusterOptions::default()
     };
     let cluster = FakeCluster::start_with(options).await.expect("the fake cluster starts");
@@ -122,7 +127,17 @@ async fn send(
     token: &str,
     body: Option<&Value>,
 ) -> (u16, Value) {
-    let mut builder = replica.client.request(method, replica.url(path)).bearer_auth(token);
+    send_at(&replica.client, &replica.url(path), method, token, body).await
+}
+
+async fn send_at(
+    client: &reqwest::Client,
+    url: &str,
+    method: reqwest::Method,
+    token: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut builder = client.request(method, url).bearer_auth(token);
     if let Some(body) = body {
         builder = builder.json(body);
     }
@@ -560,12 +575,19 @@ async fn bad_input_on_the_agent_port_is_refused_counted_and_harmless() {
     );
 }
 
-/// One agent, three replicas: it holds a tunnel to each, every replica serves the cluster through
-/// its own, a killed replica does not disturb the others, and the restarted one has its tunnel back
-/// within 5 s of being ready.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_holds_a_tunnel_to_every_replica() {
-    init_tracing();
+/// Three replicas (plain HTTP), each with its agent port; an agent cluster created and the agent's
+/// kubeconfig of the fake cluster written (the agent not started).
+struct GroupSetup {
+    cluster: FakeCluster,
+    agent_ports: [u16; 3],
+    group: common::Group,
+    token: String,
+    agent_token: String,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+async fn group_with_agent_cluster() -> GroupSetup {
     let cluster = start_fake().await;
     let agent_ports = [free_port(), free_port(), free_port()];
     let mut group = common::Group::start_with_env(3, &|index| {
@@ -591,6 +613,32 @@ async fn an_agent_holds_a_tunnel_to_every_replica() {
     let admin = Credential::ClientCertificate(cluster.admin.clone());
     let text = certs::kubeconfig(&cluster.urls().join(","), &cluster.ca.cert_pem, &admin, None);
     std::fs::write(&kubeconfig, text).expect("write the agent's kubeconfig");
+    GroupSetup {
+        cluster,
+        agent_ports,
+        group,
+        token,
+        agent_token,
+        dir,
+        kubeconfig,
+    }
+}
+
+/// One agent, three replicas: it holds a tunnel to each, every replica serves the cluster through
+/// its own, a killed replica does not disturb the others, and the restarted one has its tunnel back
+/// within 5 s of being ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_holds_a_tunnel_to_every_replica() {
+    init_tracing();
+    let GroupSetup {
+        cluster: _cluster,
+        agent_ports,
+        mut group,
+        token,
+        agent_token,
+        dir,
+        kubeconfig,
+    } = group_with_agent_cluster().await;
     let endpoints = agent_ports
         .iter()
         .map(|port| format!("127.0.0.1:{port}"))
@@ -667,4 +715,119 @@ async fn an_agent_holds_a_tunnel_to_every_replica() {
         "tunnel back after the replica was ready"
     );
     wait_proxy(&group.replicas[1], &token, true, Duration::from_secs(10)).await;
+}
+
+/// The replicas holding tunnels of `edge`, as the cluster's API reports them (replica ids).
+async fn tunnel_holders(replica: &Replica, token: &str) -> Vec<u64> {
+    let (status, view) = send(replica, reqwest::Method::GET, "/kuboard-api/clusters/edge", token, None).await;
+    assert_eq!(status, 200, "{view}");
+    let mut ids: Vec<u64> = view["agent_tunnels"]
+        .as_array()
+        .unwrap_or_else(|| panic!("agent_tunnels is a list: {view}"))
+        .iter()
+        .filter_map(|holder| holder["replica_id"].as_u64())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Three replicas; the agent is given only the first two (the third is cut off from it). The third
+/// serves the cluster through a peer that holds a tunnel; the cluster's API and the status page
+/// say which replicas hold tunnels; a holder killed with SIGKILL leaves the third forwarding
+/// through the other holder, and its entry goes when its lease expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_without_a_tunnel_forwards_through_a_peer() {
+    init_tracing();
+    let mut setup = group_with_agent_cluster().await;
+    let (group, token) = (&mut setup.group, setup.token.as_str());
+    let endpoints = format!("127.0.0.1:{},127.0.0.1:{}", setup.agent_ports[0], setup.agent_ports[1]);
+    let _agent = Agent::start(
+        &setup.kubeconfig,
+        &endpoints,
+        &setup.agent_token,
+        &setup.dir.path().join("agent.log"),
+    );
+
+    for replica in &group.replicas {
+        wait_proxy(replica, token, true, Duration::from_secs(20)).await;
+    }
+    let tunnels = "kuboard_agent_tunnels{cluster=\"edge\"}";
+    assert_eq!(metric_value(&metrics(&group.replicas[2]).await, tunnels), 0.0);
+    for _ in 0..20 {
+        let (status, body) = send(&group.replicas[2], reqwest::Method::GET, PODS, token, None).await;
+        assert_eq!(status, 200, "through a peer: {body}");
+        assert_eq!(body["items"][0]["metadata"]["name"], "shell", "{body}");
+    }
+    let forwarded_out = "kuboard_agent_peer_forwards_total{cluster=\"edge\",direction=\"out\",outcome=\"ok\"}";
+    let out = metric_value(&metrics(&group.replicas[2]).await, forwarded_out);
+    assert!(out >= 1.0, "replica 3 counts its forwarded connections: {out}");
+    let forwarded_in = "kuboard_agent_peer_forwards_total{cluster=\"edge\",direction=\"in\",outcome=\"ok\"}";
+    let mut into_holders = 0.0;
+    for replica in &group.replicas[..2] {
+        into_holders += metric_value(&metrics(replica).await, forwarded_in);
+    }
+    assert_eq!(into_holders, out, "every forwarded connection went into a holder");
+
+    // Which replica holds which tunnel: the same answer from every replica, and on the status page.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut answers = Vec::new();
+        for replica in &group.replicas {
+            answers.push(tunnel_holders(replica, token).await);
+        }
+        if answers.iter().all(|ids| ids == &[1, 2]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replicas 1 and 2 hold tunnels: {answers:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, system) = group.replicas[2].get_json("/kuboard-api/system/status", token).await;
+    assert_eq!(status, 200, "{system}");
+    let listed: Vec<(String, u64, u64)> = system["agent_tunnels"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the status lists tunnels: {system}"))
+        .iter()
+        .map(|holder| {
+            (
+                holder["cluster"].as_str().unwrap_or_default().to_string(),
+                holder["replica_id"].as_u64().unwrap_or_default(),
+                holder["tunnels"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![("edge".to_string(), 1, 1), ("edge".to_string(), 2, 1)],
+        "{system}"
+    );
+
+    tracing::info!("phase: holder 1 killed; replica 3 forwards through replica 2");
+    group.replicas[0].kill9();
+    let killed = Instant::now();
+    let mut failures = 0;
+    for _ in 0..30 {
+        let (status, body) = send(&group.replicas[2], reqwest::Method::GET, PODS, token, None).await;
+        if status != 200 {
+            failures += 1;
+            tracing::info!(status, %body, "a request through replica 3 failed right after the kill");
+        }
+    }
+    tracing::info!(
+        failures,
+        "requests through replica 3 after the kill of holder 1 (30 sent)"
+    );
+    assert_eq!(failures, 0, "requests through replica 3 go on with holder 1 killed");
+    let deadline = killed + Duration::from_secs(25);
+    while tunnel_holders(&group.replicas[2], token).await != [2] {
+        assert!(
+            Instant::now() < deadline,
+            "the killed holder's entry goes with its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::info!(
+        ms = killed.elapsed().as_millis() as u64,
+        "the killed holder's entry expired"
+    );
+    wait_proxy(&group.replicas[2], token, true, Duration::from_secs(5)).await;
 }

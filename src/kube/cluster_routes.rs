@@ -96,6 +96,10 @@ pub struct ClusterResponse {
     pub has_ca_certificate: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// For an agent cluster, the replicas holding its agent's tunnels now (a replica not listed
+    /// serves the cluster through one of them). Filled by the list and get routes.
+    #[serde(default)]
+    pub agent_tunnels: Vec<crate::tunnel::presence::TunnelHolder>,
 }
 
 fn view(record: &ClusterRecord) -> ClusterResponse {
@@ -109,7 +113,21 @@ fn view(record: &ClusterRecord) -> ClusterResponse {
         has_ca_certificate: record.has_ca_certificate,
         created_at: format_rfc3339(record.created_at),
         updated_at: format_rfc3339(record.updated_at),
+        agent_tunnels: Vec::new(),
     }
+}
+
+/// [`view`] with the holders of an agent cluster's tunnels among `holders`.
+fn view_with_tunnels(record: &ClusterRecord, holders: &[crate::tunnel::presence::TunnelHolder]) -> ClusterResponse {
+    let mut response = view(record);
+    if record.agent.is_some() {
+        response.agent_tunnels = holders
+            .iter()
+            .filter(|holder| holder.cluster == record.name)
+            .cloned()
+            .collect();
+    }
+    response
 }
 
 /// Refuses a name the registry does not accept.
@@ -231,11 +249,16 @@ pub async fn list_clusters(
     caller: Caller,
 ) -> Result<Json<Vec<ClusterResponse>>, ApiError> {
     caller.user(&state).await?;
+    let clusters = cluster_registry::list_clusters(&state.store).await?;
+    let holders = if clusters.iter().any(|record| record.agent.is_some()) {
+        crate::tunnel::presence::all_holders(&state.store).await?
+    } else {
+        Vec::new()
+    };
     Ok(Json(
-        cluster_registry::list_clusters(&state.store)
-            .await?
+        clusters
             .iter()
-            .map(view)
+            .map(|record| view_with_tunnels(record, &holders))
             .collect(),
     ))
 }
@@ -253,7 +276,12 @@ pub async fn get_cluster(
     let cluster = cluster_registry::get_cluster(&state.store, &name)
         .await?
         .ok_or_else(no_such_cluster)?;
-    Ok(Json(view(&cluster.record)))
+    let holders = if cluster.record.agent.is_some() {
+        crate::tunnel::presence::holders(&state.store, &name).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Json(view_with_tunnels(&cluster.record, &holders)))
 }
 
 /// Imports a cluster.
