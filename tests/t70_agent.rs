@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{free_port, kuboard_binary, Replica};
 use kuboard_testkit::{certs, resources, Credential, FakeCluster, FakeClusterOptions, PolicyRule, Rbac, StateConfig};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 const NEW_ADMIN_PASSWORD: &str = "t70-Agent-Passw0rd";
 const CLUSTER: &str = "edge";
@@ -830,4 +830,366 @@ async fn a_replica_without_a_tunnel_forwards_through_a_peer() {
         "the killed holder's entry expired"
     );
     wait_proxy(&group.replicas[2], token, true, Duration::from_secs(5)).await;
+}
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx
+";
+
+/// A kubeconfig that reaches `edge` through the proxy of the replica on `port` (HTTPS, Kuboard's
+/// certificate checked against `ca`) with a Kuboard bearer token.
+fn proxy_kubeconfig(home: &Path, port: u16, ca: &Path, token: &str) -> PathBuf {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: edge\n  cluster:\n    server: https://127.0.0.1:{port}/k8s-api/edge\n    certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: edge\n  context: {{cluster: edge, user: admin, namespace: default}}\ncurrent-context: edge\n",
+        ca.display()
+    );
+    let path = home.join(format!("replica-{port}.kubeconfig"));
+    std::fs::write(&path, text).expect("write a kubeconfig");
+    path
+}
+
+/// kubectl with `kubeconfig`, `stdin` written then closed; bounded to 40 s.
+async fn kubectl(home: &Path, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use tokio::io::AsyncWriteExt as _;
+    assert!(
+        Path::new(KUBECTL).exists(),
+        "{KUBECTL} is needed by this test (scripts/install-deps.sh installs it)"
+    );
+    let mut child = kubectl_command(home, kubeconfig, args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kubectl starts");
+    let mut input = child.stdin.take().expect("piped");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.expect("kubectl reads stdin");
+    }
+    drop(input);
+    let output = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {args:?} finishes within 40 s"))
+        .expect("kubectl runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn kubectl_command(home: &Path, kubeconfig: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(KUBECTL);
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(home.join("cache"))
+        .arg("--request-timeout=20s")
+        .args(args)
+        .env_clear()
+        .env("HOME", home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Waits until `url` answers 200 (a replica over HTTPS being ready).
+async fn wait_ok(client: &reqwest::Client, url: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(response) = client.get(url).send().await {
+            if response.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} answers 200 within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The Acceptance through the agent with real kubectl: three replicas over HTTPS, one agent with a
+/// tunnel to each, a fake cluster of two apiservers that only the agent is given. get, apply,
+/// delete, logs -f, exec -i and a watch through the three proxies; a replica killed with SIGKILL
+/// while the others serve, its tunnel back within 5 s of it being ready; the apiserver in use
+/// stopped: the open watch ends cleanly and requests go on through the other apiserver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_through_three_replicas_via_the_agent() {
+    init_tracing();
+    let cluster = start_fake_instances(2).await;
+    let home = tempfile::tempdir().expect("a kubectl home");
+    let pki = common::make_test_pki(home.path());
+    let agent_ports = [free_port(), free_port(), free_port()];
+    let mut group = common::Group::start_with_env(3, &|index| {
+        vec![
+            (
+                "KUBOARD_AGENT_SERVER_TCP_PORT".to_string(),
+                agent_ports[index].to_string(),
+            ),
+            (
+                "KUBOARD_TLS_CERT".to_string(),
+                pki.server_cert.to_string_lossy().into_owned(),
+            ),
+            (
+                "KUBOARD_TLS_KEY".to_string(),
+                pki.server_key.to_string_lossy().into_owned(),
+            ),
+        ]
+    });
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).expect("the CA is read")).expect("CA PEM");
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTPS client");
+    let web_ports: Vec<u16> = group.replicas.iter().map(|replica| replica.port).collect();
+    let base = |index: usize| format!("https://127.0.0.1:{}", web_ports[index]);
+    for index in 0..3 {
+        wait_ok(&https, &format!("{}/readyz", base(index)), Duration::from_secs(60)).await;
+    }
+    let login = |password: &'static str| {
+        let https = https.clone();
+        let url = format!("{}/kuboard-api/auth/login", base(0));
+        async move {
+            let (status, body) = send_at(
+                &https,
+                &url,
+                reqwest::Method::POST,
+                "",
+                Some(&json!({"username": "admin", "password": password})),
+            )
+            .await;
+            assert_eq!(status, 200, "login: {body}");
+            body["token"].as_str().expect("a session token").to_string()
+        }
+    };
+    let first = login(common::ADMIN_PASSWORD).await;
+    let (status, body) = send_at(
+        &https,
+        &format!("{}/kuboard-api/auth/password", base(0)),
+        reqwest::Method::POST,
+        &first,
+        Some(&json!({"current_password": common::ADMIN_PASSWORD, "new_password": NEW_ADMIN_PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 200, "password change: {body}");
+    let token = login(NEW_ADMIN_PASSWORD).await;
+    let (status, created) = send_at(
+        &https,
+        &format!("{}/kuboard-api/agent-clusters", base(1)),
+        reqwest::Method::POST,
+        &token,
+        Some(&json!({"name": CLUSTER})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let agent_token = created["agent_token"].as_str().expect("a token").to_string();
+    let agent_kubeconfig = home.path().join("agent.kubeconfig");
+    let admin = Credential::ClientCertificate(cluster.admin.clone());
+    let text = certs::kubeconfig(&cluster.urls().join(","), &cluster.ca.cert_pem, &admin, None);
+    std::fs::write(&agent_kubeconfig, text).expect("write the agent's kubeconfig");
+    let endpoints = agent_ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let agent = Agent::start(
+        &agent_kubeconfig,
+        &endpoints,
+        &agent_token,
+        &home.path().join("agent.log"),
+    );
+    let configs: Vec<PathBuf> = group
+        .replicas
+        .iter()
+        .map(|replica| proxy_kubeconfig(home.path(), replica.port, &pki.ca, &token))
+        .collect();
+    let pods = |index: usize| format!("{}{PODS}", base(index));
+    for index in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while send_at(&https, &pods(index), reqwest::Method::GET, &token, None)
+            .await
+            .0
+            != 200
+        {
+            assert!(
+                Instant::now() < deadline,
+                "replica {} serves edge within 20 s; agent log:\n{}",
+                index + 1,
+                agent.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    tracing::info!("phase: kubectl get, apply, delete through the three replicas");
+    for config in &configs {
+        let (code, out, err) = kubectl(home.path(), config, &["get", "pods"], None).await;
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("NAME") && out.contains("shell"), "{out}");
+    }
+    let manifest = home.path().join("deployment.yaml");
+    std::fs::write(&manifest, DEPLOYMENT).expect("written");
+    let manifest_arg = manifest.to_str().expect("UTF-8 path");
+    let (code, out, err) = kubectl(home.path(), &configs[2], &["apply", "-f", manifest_arg], None).await;
+    assert_eq!((code, out.trim()), (0, "deployment.apps/web created"), "{err}");
+    let deployments = resources::find("apps", "v1", "deployments").expect("served");
+    let stored = cluster
+        .state
+        .get(deployments, Some("default"), "web")
+        .expect("stored in the cluster");
+    assert_eq!(stored["spec"]["replicas"], 2);
+    let (code, out, err) = kubectl(home.path(), &configs[0], &["get", "deploy", "web"], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("web"), "{out}");
+    let (code, out, err) = kubectl(home.path(), &configs[1], &["delete", "-f", manifest_arg], None).await;
+    assert_eq!((code, out.trim()), (0, "deployment.apps \"web\" deleted"), "{err}");
+    assert!(cluster.state.get(deployments, Some("default"), "web").is_err());
+
+    tracing::info!("phase: logs -f and exec -i");
+    let (code, out, err) = kubectl(home.path(), &configs[2], &["logs", "-f", "shell", "--tail=1"], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().count() >= 4,
+        "the last line and three followed ones: {out:?}"
+    );
+    let (code, out, err) = kubectl(
+        home.path(),
+        &configs[0],
+        &["exec", "-i", "shell", "--", "sh"],
+        Some("hostname\necho through-the-agent\nexit 4\n"),
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (4, "shell\nthrough-the-agent\n"), "{err}");
+
+    tracing::info!("phase: a watch through replica 3 sees a config map made through replica 2");
+    let mut watch = kubectl_command(
+        home.path(),
+        &configs[2],
+        &["get", "configmaps", "--watch", "-o", "name"],
+    )
+    .spawn()
+    .expect("kubectl watch starts");
+    let mut watch_lines = tokio::io::BufReader::new(watch.stdout.take().expect("piped")).lines();
+    // The watch is open once the list before it has been served; a config map made before that
+    // is seen in the list, after it in the watch: either way the line comes.
+    let (code, out, err) = kubectl(
+        home.path(),
+        &configs[1],
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: seen-by-watch, namespace: default}\ndata: {a: b}\n"),
+    )
+    .await;
+    assert_eq!((code, out.trim()), (0, "configmap/seen-by-watch created"), "{err}");
+    let seen = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Ok(Some(line)) = watch_lines.next_line().await {
+            if line.trim() == "configmap/seen-by-watch" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(seen, Ok(true), "the watch prints the config map");
+
+    tracing::info!("phase: replica 1 killed with SIGKILL; requests through the others go on");
+    let tunnels = "kuboard_agent_tunnels{cluster=\"edge\"}";
+    group.replicas[0].kill9();
+    let mut failures = Vec::new();
+    for round in 0..15 {
+        for index in [1, 2] {
+            let (status, body) = send_at(&https, &pods(index), reqwest::Method::GET, &token, None).await;
+            if status != 200 {
+                failures.push(format!("round {round}, replica {}: {status} {body}", index + 1));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "with replica 1 down: {failures:?}");
+    let (code, _, err) = kubectl(home.path(), &configs[1], &["get", "pods"], None).await;
+    assert_eq!(code, 0, "kubectl through replica 2 with replica 1 down: {err}");
+    // Replica 1 stays down 4 s, so that the agent's redials of it have backed off.
+    tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(4)).await;
+    group.replicas[0].restart();
+    wait_ok(&https, &format!("{}/readyz", base(0)), Duration::from_secs(60)).await;
+    let ready = Instant::now();
+    loop {
+        let text = https
+            .get(format!("{}/metrics", base(0)))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics body");
+        if metric_value(&text, tunnels) >= 1.0 {
+            break;
+        }
+        assert!(
+            ready.elapsed() < Duration::from_secs(5),
+            "the restarted replica has its tunnel within 5 s of being ready; agent log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let back_ms = ready.elapsed().as_millis() as u64;
+    println!("restarted replica 1: tunnel back {back_ms} ms after it was ready");
+    tracing::info!(ms = back_ms, "tunnel back after the restart");
+    let (code, _, err) = kubectl(home.path(), &configs[0], &["get", "pods"], None).await;
+    assert_eq!(code, 0, "kubectl through the restarted replica: {err}");
+
+    tracing::info!("phase: the apiserver in use stops; the watch ends cleanly, the other apiserver serves");
+    let in_use = if cluster.servers[0].request_count() >= cluster.servers[1].request_count() {
+        0
+    } else {
+        1
+    };
+    let other = 1 - in_use;
+    let before_other = cluster.servers[other].request_count();
+    cluster.servers[in_use].stop().await;
+    let stopped = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(20), watch.wait()).await;
+    assert!(
+        ended.is_ok(),
+        "the watch through the stopped apiserver ends within 20 s instead of hanging"
+    );
+    tracing::info!(
+        ms = stopped.elapsed().as_millis() as u64,
+        status = ?ended,
+        "the watch ended after the apiserver stopped"
+    );
+    for (index, config) in configs.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (code, out, err) = kubectl(home.path(), config, &["get", "pods"], None).await;
+            if code == 0 && out.contains("shell") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {} serves through the other apiserver within 20 s: {err}",
+                index + 1
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let recovered_ms = stopped.elapsed().as_millis() as u64;
+    println!("apiserver {in_use} stopped: kubectl through all three replicas served again after {recovered_ms} ms");
+    assert!(
+        cluster.servers[other].request_count() > before_other,
+        "the other apiserver served the requests"
+    );
 }
