@@ -235,6 +235,7 @@ impl Replica {
                 },
             )),
             public_endpoint: config.http.endpoint.clone(),
+            agent_endpoints: config.agent.endpoints.clone(),
         });
         // The console answers its own GET/HEAD paths in front of the API (static files need no
         // session and are not audited) and adds the security headers to every response.

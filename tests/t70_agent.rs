@@ -1193,3 +1193,89 @@ async fn kubectl_through_three_replicas_via_the_agent() {
         "the other apiserver served the requests"
     );
 }
+
+/// The agent manifest from the API: refused without agent addresses or with a bad one (nothing
+/// changes: the live tunnel serves on); made with a new token, which closes the old tunnel; an
+/// agent run with the manifest's token and endpoints connects; revoking the token closes its
+/// tunnel and refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_manifest_is_generated_regenerated_and_revoked() {
+    init_tracing();
+    let setup = setup().await;
+    let path = "/kuboard-api/clusters/edge/agent-manifest";
+    let post = |body: Value| {
+        let replica = &setup.replica;
+        let token = setup.token.clone();
+        async move { send(replica, reqwest::Method::POST, path, &token, Some(&body)).await }
+    };
+    let (status, body) = post(json!({})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("agent_endpoints")),
+        "the replica has no KUBOARD_AGENT_ENDPOINT: {body}"
+    );
+    for bad in [
+        json!({"endpoints": ["a b:1"]}),
+        json!({"endpoints": ["host"]}),
+        json!({"endpoints": []}),
+        json!({"endpoints": [setup.endpoints], "image": "x\nkind: Pod"}),
+        json!({"endpoints": [setup.endpoints], "extra": 1}),
+    ] {
+        let (status, answer) = post(bad.clone()).await;
+        assert!(status == 422 || status == 400, "{bad} is refused: {status} {answer}");
+    }
+    let (status, body) = send(&setup.replica, reqwest::Method::POST, path, "", Some(&json!({}))).await;
+    assert_eq!(status, 401, "{body}");
+    for _ in 0..5 {
+        let (status, body) = send(&setup.replica, reqwest::Method::GET, PODS, &setup.token, None).await;
+        assert_eq!(status, 200, "the refused requests changed nothing: {body}");
+    }
+
+    let (status, made) = post(json!({"endpoints": [setup.endpoints], "image": "registry.example/kuboard:v3"})).await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(made["command"], "kubectl apply -f kuboard-agent-edge.yaml");
+    let manifest = made["manifest"].as_str().expect("the manifest");
+    let documents: Vec<Value> = manifest
+        .split("---\n")
+        .map(|part| serde_norway::from_str(part).expect("YAML"))
+        .collect();
+    assert_eq!(documents.len(), 6, "{manifest}");
+    assert_eq!(
+        (documents[4]["kind"].as_str(), documents[5]["kind"].as_str()),
+        (Some("Secret"), Some("Deployment"))
+    );
+    let new_token = documents[4]["stringData"]["token"]
+        .as_str()
+        .expect("the token")
+        .to_string();
+    assert_eq!(made["agent_token"], new_token.as_str());
+    assert_ne!(new_token, setup.agent_token);
+    let container = &documents[5]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["env"][0]["value"], setup.endpoints.as_str());
+    assert_eq!(documents[5]["spec"]["replicas"], 2);
+    // The old token stopped working: its tunnel closes.
+    wait_proxy(&setup.replica, &setup.token, false, Duration::from_secs(10)).await;
+
+    let agent = Agent::start(
+        &setup.kubeconfig,
+        &setup.endpoints,
+        &new_token,
+        &setup.dir.path().join("agent-manifest.log"),
+    );
+    wait_proxy(&setup.replica, &setup.token, true, Duration::from_secs(20)).await;
+
+    let (status, body) = send(
+        &setup.replica,
+        reqwest::Method::DELETE,
+        "/kuboard-api/clusters/edge/agent-token",
+        &setup.token,
+        None,
+    )
+    .await;
+    assert_eq!((status, body["kind"].as_str()), (200, Some("agent")), "{body}");
+    let took = wait_proxy(&setup.replica, &setup.token, false, Duration::from_secs(10)).await;
+    tracing::info!(ms = took.as_millis() as u64, "the revoked token's tunnel closed");
+    agent
+        .wait_log("unknown cluster or wrong agent token", Duration::from_secs(10))
+        .await;
+}

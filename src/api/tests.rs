@@ -71,6 +71,7 @@ async fn harness() -> Harness {
             crate::kube::apiserver_pool::PoolSettings::default(),
         )),
         public_endpoint: None,
+        agent_endpoints: Vec::new(),
     });
     Harness {
         app: crate::http::with_session_guard(
