@@ -72,6 +72,11 @@ async fn harness() -> Harness {
         )),
         public_endpoint: None,
         agent_endpoints: Vec::new(),
+        web_tls: false,
+        https: Arc::new(crate::tls::https_port::HttpsStatus::new(
+            443,
+            crate::tls::https_port::HttpsAvailability::Off("the HTTPS port is off (handler tests)".into()),
+        )),
     });
     Harness {
         app: crate::http::with_session_guard(
