@@ -3,7 +3,7 @@
 //! replica's `/k8s-api/` proxy reach the cluster through the tunnel (get, create, watch, logs);
 //! a killed agent's tunnel comes back when it restarts; a rotated token closes the old tunnel and
 //! refuses the old token; garbage, HTTP, oversize frames, a wrong token, silent clients and a
-//! flood of half-open connections on the agent port are refused, counted, and leave the live
+//! flood of 1,000 half-open connections on the agent port are refused, counted, and leave the live
 //! tunnel serving.
 
 mod common;
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, kuboard_binary, Replica};
+use common::{free_port, kuboard_binary, vm_rss_kib, Replica};
 use kuboard_testkit::{certs, resources, Credential, FakeCluster, FakeClusterOptions, PolicyRule, Rbac, StateConfig};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -538,13 +538,53 @@ async fn bad_input_on_the_agent_port_is_refused_counted_and_harmless() {
     );
     assert!(counted >= 1.0, "wrong tokens are counted");
 
-    tracing::info!("400 half-open connections: bounded, and the live tunnel serves on");
+    tracing::info!("a peer hello with a wrong proof of the group key is refused and counted");
+    let peer_proof = "kuboard_agent_handshake_failures_total{reason=\"peer_proof\"}";
+    let counted_before = metric_value(&metrics(replica).await, peer_proof);
+    let mut peer = tokio::net::TcpStream::connect(("127.0.0.1", agent_port))
+        .await
+        .expect("connect");
+    let hello = ("kuboard-peer".to_string(), 1u32, "9".to_string(), "ab".repeat(32));
+    let frame = kuboard_raft::framing::encode_frame(&hello, 4096).expect("a frame");
+    peer.write_all(&frame).await.expect("the hello is sent");
+    let challenge: (String, String, String) = kuboard_raft::framing::read_record(&mut peer, 4096)
+        .await
+        .expect("the holder answers a peer hello with its challenge");
+    assert_eq!(challenge.0, "1", "the holder names itself");
+    let dial = ("00".repeat(32), "edge".to_string(), "127.0.0.1:1".to_string());
+    let frame = kuboard_raft::framing::encode_frame(&dial, 4096).expect("a frame");
+    peer.write_all(&frame).await.expect("the dial is sent");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), peer.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "closed without an answer: {read:?} {rest:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric_value(&metrics(replica).await, peer_proof) <= counted_before {
+        assert!(Instant::now() < deadline, "the wrong proof is counted as peer_proof");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    const HALF_OPEN: usize = 1000;
+    raise_open_file_limit(HALF_OPEN as u64 + 1024);
+    let rss_before = vm_rss_kib(replica.pid());
+    tracing::info!("{HALF_OPEN} half-open connections: bounded, and the live tunnel serves on");
     let mut idle = Vec::new();
-    for _ in 0..400 {
-        if let Ok(socket) = tokio::net::TcpStream::connect(("127.0.0.1", agent_port)).await {
-            idle.push(socket);
+    for _ in 0..HALF_OPEN {
+        match tokio::net::TcpStream::connect(("127.0.0.1", agent_port)).await {
+            Ok(socket) => idle.push(socket),
+            Err(error) => panic!("connection {} of {HALF_OPEN}: {error}", idle.len() + 1),
         }
     }
+    let rss_during = vm_rss_kib(replica.pid());
+    println!(
+        "{HALF_OPEN} half-open connections on the agent port: replica RSS {rss_before} KiB before, {rss_during} KiB with them open"
+    );
+    assert!(
+        rss_during < rss_before + 64 * 1024,
+        "the replica's memory stays bounded: {rss_before} KiB -> {rss_during} KiB"
+    );
     let started = Instant::now();
     for _ in 0..20 {
         let (status, body) = send(replica, reqwest::Method::GET, PODS, token, None).await;
@@ -573,6 +613,22 @@ async fn bad_input_on_the_agent_port_is_refused_counted_and_harmless() {
         metric_value(&metrics(replica).await, "kuboard_agent_tunnels{cluster=\"edge\"}"),
         1.0
     );
+}
+
+/// Raises this process's soft limit of open files to `wanted` (or the hard limit), so that a
+/// flood of connections is not cut short by the default of 1,024.
+fn raise_open_file_limit(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// Three replicas (plain HTTP), each with its agent port; an agent cluster created and the agent's
@@ -767,6 +823,24 @@ async fn a_replica_without_a_tunnel_forwards_through_a_peer() {
         into_holders += metric_value(&metrics(replica).await, forwarded_in);
     }
     assert_eq!(into_holders, out, "every forwarded connection went into a holder");
+    let bytes =
+        |direction: &str| format!("kuboard_agent_stream_bytes_total{{cluster=\"edge\",direction=\"{direction}\"}}");
+    let mut holder_bytes = (0.0, 0.0);
+    for replica in &group.replicas[..2] {
+        let text = metrics(replica).await;
+        holder_bytes.0 += metric_value(&text, &bytes("from_cluster"));
+        holder_bytes.1 += metric_value(&text, &bytes("to_cluster"));
+    }
+    assert!(
+        holder_bytes.0 > 0.0 && holder_bytes.1 > 0.0,
+        "the holders count the bytes through their tunnels: {holder_bytes:?}"
+    );
+    let text = metrics(&group.replicas[2]).await;
+    assert_eq!(
+        metric_value(&text, &bytes("from_cluster")),
+        0.0,
+        "replica 3 has no tunnel of its own"
+    );
 
     // Which replica holds which tunnel: the same answer from every replica, and on the status page.
     let deadline = Instant::now() + Duration::from_secs(10);

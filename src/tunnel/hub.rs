@@ -33,6 +33,9 @@ pub struct AgentServerMetrics {
     /// tunnel and went through a peer) or `in` (a peer came through this replica's tunnel);
     /// `outcome` is `ok` or why it failed.
     pub peer_forwards: IntCounterVec,
+    /// Bytes through this replica's tunnels, by cluster and direction (`from_cluster`: read from
+    /// the apiservers, `to_cluster`: written to them).
+    pub stream_bytes: IntCounterVec,
 }
 
 impl AgentServerMetrics {
@@ -44,6 +47,7 @@ impl AgentServerMetrics {
         metrics.register_collector(Box::new(agent_metrics.streams_open.clone()));
         metrics.register_collector(Box::new(agent_metrics.dial_failures.clone()));
         metrics.register_collector(Box::new(agent_metrics.peer_forwards.clone()));
+        metrics.register_collector(Box::new(agent_metrics.stream_bytes.clone()));
         agent_metrics
     }
 
@@ -93,6 +97,14 @@ impl AgentServerMetrics {
                     "Apiserver connections of agent clusters forwarded between replicas, by cluster, direction and outcome",
                 ),
                 &["cluster", "direction", "outcome"],
+            )
+            .expect(valid),
+            stream_bytes: IntCounterVec::new(
+                Opts::new(
+                    "kuboard_agent_stream_bytes_total",
+                    "Bytes through the agent tunnels of this replica, by cluster and direction",
+                ),
+                &["cluster", "direction"],
             )
             .expect(valid),
         }
@@ -232,7 +244,11 @@ impl TunnelHub {
             Ok(stream) => {
                 let gauge = self.metrics.streams_open.clone();
                 gauge.inc();
-                Ok(stream.on_drop(move || gauge.dec()))
+                let bytes = &self.metrics.stream_bytes;
+                Ok(stream.on_drop(move || gauge.dec()).count_bytes(
+                    bytes.with_label_values(&[cluster, "from_cluster"]),
+                    bytes.with_label_values(&[cluster, "to_cluster"]),
+                ))
             }
             Err(error) => {
                 self.metrics.dial_failures.with_label_values(&[cluster]).inc();
