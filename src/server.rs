@@ -238,7 +238,7 @@ impl Replica {
         let stop_accepting = async move {
             let _ = graceful.wait_for(|stop| *stop).await;
         };
-        let tunnels = start_agent_server(config, &state, shutdown_receiver.clone()).await;
+        let tunnels = start_agent_server(config, &state, credential_secret.expose(), shutdown_receiver.clone()).await;
         let kube = Arc::new(crate::kube::kube_routes::KubeContext {
             pools: Arc::new(crate::kube::apiserver_pool_registry::ApiserverPoolRegistry::new(
                 Arc::new(crate::kube::kube_metrics::KubeMetrics::new(&state.metrics)),
@@ -248,6 +248,7 @@ impl Replica {
                 },
             )),
             public_endpoint: config.http.endpoint.clone(),
+            agent_endpoints: config.agent.endpoints.clone(),
             web_tls: config.http.tls.is_some(),
             https: https_port.status.clone(),
         });
@@ -637,21 +638,27 @@ impl EtcdApiStartError {
     }
 }
 
-/// Binds the etcd v3 API's listener when `KUBOARD_ETCD_API_PORT` is set. Its identity follows the
-/// Raft group: the cluster id derives from the initial peers (alike on every replica), member ids
-/// are Raft member ids, and each member's client URL is its peer host with this replica's API
-/// port (hence every replica should use the same port).
 /// The agent server on `KUBOARD_AGENT_SERVER_TCP_PORT` (the web port's address). A port that
 /// cannot be bound is logged as an error and the replica serves on without it: agent clusters are
-/// then reached through the replicas that have their tunnels.
+/// then reached through the replicas that have their tunnels. Dials of a cluster without a live
+/// tunnel here go through a peer replica that holds one, proving the key derived from the
+/// credential secret (the same on every replica); this replica publishes its own tunnels for its
+/// peers when its agent port has an address they reach ([`agent_peer_address`]).
 async fn start_agent_server(
     config: &ServeConfig,
     state: &AppState,
+    group_secret: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Arc<crate::tunnel::hub::TunnelHub> {
     let hub = Arc::new(crate::tunnel::hub::TunnelHub::new(Arc::new(
         crate::tunnel::hub::AgentServerMetrics::new(&state.metrics),
     )));
+    let peer_key = crate::tunnel::peer::PeerKey::derive(group_secret);
+    hub.set_peer_forwarder(Arc::new(crate::tunnel::peer::PeerForwarder {
+        store: state.store.clone(),
+        key: peer_key.clone(),
+        replica_id: state.replica_id,
+    }));
     let address = SocketAddr::new(config.http.listen_addr.ip(), config.agent.tcp_port);
     match TcpListener::bind(address).await {
         Ok(listener) => {
@@ -662,8 +669,26 @@ async fn start_agent_server(
                 cipher: state.cipher.clone(),
                 clock: state.clock.clone(),
                 replica_id: state.replica_id,
+                peer_key: Some(peer_key),
             };
-            tokio::spawn(server.run(listener, shutdown));
+            tokio::spawn(server.run(listener, shutdown.clone()));
+            match agent_peer_address(config) {
+                Some(peer_address) => {
+                    tracing::info!(%peer_address, "agent tunnels of this replica are published for its peers");
+                    tokio::spawn(crate::tunnel::presence::run(
+                        hub.clone(),
+                        state.store.clone(),
+                        state.replica_id,
+                        peer_address,
+                        state.clock.clone(),
+                        shutdown,
+                    ));
+                }
+                None => tracing::warn!(
+                    "the agent port listens on every address and this replica has no peer address: peers \
+                     cannot forward through its tunnels (agents must then reach every replica)"
+                ),
+            }
         }
         Err(error) => {
             tracing::error!(%address, %error, "agent server: cannot listen (KUBOARD_AGENT_SERVER_TCP_PORT); agents cannot connect to this replica")
@@ -672,6 +697,24 @@ async fn start_agent_server(
     hub
 }
 
+/// The agent port as peer replicas reach it: the host of this member's Raft peer address (the one
+/// its peers already use) with the agent port; with an external etcd, the web listener's address
+/// when it is a specific one.
+fn agent_peer_address(config: &ServeConfig) -> Option<String> {
+    let port = config.agent.tcp_port;
+    if let StoreSelection::Raft(raft) = &config.store {
+        if let Some((host, _)) = raft.peers.get(&raft.node_id).and_then(|peer| peer.rsplit_once(':')) {
+            return Some(format!("{host}:{port}"));
+        }
+    }
+    let ip = config.http.listen_addr.ip();
+    (!ip.is_unspecified()).then(|| SocketAddr::new(ip, port).to_string())
+}
+
+/// Binds the etcd v3 API's listener when `KUBOARD_ETCD_API_PORT` is set. Its identity follows the
+/// Raft group: the cluster id derives from the initial peers (alike on every replica), member ids
+/// are Raft member ids, and each member's client URL is its peer host with this replica's API
+/// port (hence every replica should use the same port).
 async fn bind_etcd_api(
     config: &ServeConfig,
     backend: &StoreBackend,

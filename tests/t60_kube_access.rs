@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Group, Replica};
+use common::{vm_rss_kib, Group, Replica};
 use kuboard_testkit::{certs, resources, Credential, FakeCluster, FakeClusterOptions, PolicyRule, Rbac, StateConfig};
 use serde_json::{json, Value};
 
@@ -208,16 +208,6 @@ async fn download_kubeconfig(endpoint: &Endpoint, token: &str, cluster: &str, ho
     let path = home.join(file);
     std::fs::write(&path, text).expect("the kubeconfig is written");
     path
-}
-
-fn vm_rss_kib(pid: u32) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the replica's /proc status is readable");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS is present")
 }
 
 async fn import(endpoint: &Endpoint, token: &str, body: &Value) -> (u16, Value) {

@@ -3,7 +3,7 @@
 //! replica's `/k8s-api/` proxy reach the cluster through the tunnel (get, create, watch, logs);
 //! a killed agent's tunnel comes back when it restarts; a rotated token closes the old tunnel and
 //! refuses the old token; garbage, HTTP, oversize frames, a wrong token, silent clients and a
-//! flood of half-open connections on the agent port are refused, counted, and leave the live
+//! flood of 1,000 half-open connections on the agent port are refused, counted, and leave the live
 //! tunnel serving.
 
 mod common;
@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, kuboard_binary, Replica};
+use common::{free_port, kuboard_binary, vm_rss_kib, Replica};
 use kuboard_testkit::{certs, resources, Credential, FakeCluster, FakeClusterOptions, PolicyRule, Rbac, StateConfig};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 const NEW_ADMIN_PASSWORD: &str = "t70-Agent-Passw0rd";
 const CLUSTER: &str = "edge";
@@ -30,6 +30,10 @@ fn init_tracing() {
 /// One apiserver with Kuboard's administrators granted everything, and a pod whose log ends after
 /// three followed lines.
 async fn start_fake() -> FakeCluster {
+    start_fake_instances(1).await
+}
+
+async fn start_fake_instances(instances: usize) -> FakeCluster {
     let state = StateConfig {
         log_follow_interval: Duration::from_millis(50),
         log_follow_max_lines: 3,
@@ -37,6 +41,7 @@ async fn start_fake() -> FakeCluster {
     };
     let options = FakeClusterOptions {
         state,
+        instances,
         ..FakeClusterOptions::default()
     };
     let cluster = FakeCluster::start_with(options).await.expect("the fake cluster starts");
@@ -122,7 +127,17 @@ async fn send(
     token: &str,
     body: Option<&Value>,
 ) -> (u16, Value) {
-    let mut builder = replica.client.request(method, replica.url(path)).bearer_auth(token);
+    send_at(&replica.client, &replica.url(path), method, token, body).await
+}
+
+async fn send_at(
+    client: &reqwest::Client,
+    url: &str,
+    method: reqwest::Method,
+    token: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut builder = client.request(method, url).bearer_auth(token);
     if let Some(body) = body {
         builder = builder.json(body);
     }
@@ -523,13 +538,53 @@ async fn bad_input_on_the_agent_port_is_refused_counted_and_harmless() {
     );
     assert!(counted >= 1.0, "wrong tokens are counted");
 
-    tracing::info!("400 half-open connections: bounded, and the live tunnel serves on");
+    tracing::info!("a peer hello with a wrong proof of the group key is refused and counted");
+    let peer_proof = "kuboard_agent_handshake_failures_total{reason=\"peer_proof\"}";
+    let counted_before = metric_value(&metrics(replica).await, peer_proof);
+    let mut peer = tokio::net::TcpStream::connect(("127.0.0.1", agent_port))
+        .await
+        .expect("connect");
+    let hello = ("kuboard-peer".to_string(), 1u32, "9".to_string(), "ab".repeat(32));
+    let frame = kuboard_raft::framing::encode_frame(&hello, 4096).expect("a frame");
+    peer.write_all(&frame).await.expect("the hello is sent");
+    let challenge: (String, String, String) = kuboard_raft::framing::read_record(&mut peer, 4096)
+        .await
+        .expect("the holder answers a peer hello with its challenge");
+    assert_eq!(challenge.0, "1", "the holder names itself");
+    let dial = ("00".repeat(32), "edge".to_string(), "127.0.0.1:1".to_string());
+    let frame = kuboard_raft::framing::encode_frame(&dial, 4096).expect("a frame");
+    peer.write_all(&frame).await.expect("the dial is sent");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), peer.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "closed without an answer: {read:?} {rest:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric_value(&metrics(replica).await, peer_proof) <= counted_before {
+        assert!(Instant::now() < deadline, "the wrong proof is counted as peer_proof");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    const HALF_OPEN: usize = 1000;
+    raise_open_file_limit(HALF_OPEN as u64 + 1024);
+    let rss_before = vm_rss_kib(replica.pid());
+    tracing::info!("{HALF_OPEN} half-open connections: bounded, and the live tunnel serves on");
     let mut idle = Vec::new();
-    for _ in 0..400 {
-        if let Ok(socket) = tokio::net::TcpStream::connect(("127.0.0.1", agent_port)).await {
-            idle.push(socket);
+    for _ in 0..HALF_OPEN {
+        match tokio::net::TcpStream::connect(("127.0.0.1", agent_port)).await {
+            Ok(socket) => idle.push(socket),
+            Err(error) => panic!("connection {} of {HALF_OPEN}: {error}", idle.len() + 1),
         }
     }
+    let rss_during = vm_rss_kib(replica.pid());
+    println!(
+        "{HALF_OPEN} half-open connections on the agent port: replica RSS {rss_before} KiB before, {rss_during} KiB with them open"
+    );
+    assert!(
+        rss_during < rss_before + 64 * 1024,
+        "the replica's memory stays bounded: {rss_before} KiB -> {rss_during} KiB"
+    );
     let started = Instant::now();
     for _ in 0..20 {
         let (status, body) = send(replica, reqwest::Method::GET, PODS, token, None).await;
@@ -560,12 +615,35 @@ async fn bad_input_on_the_agent_port_is_refused_counted_and_harmless() {
     );
 }
 
-/// One agent, three replicas: it holds a tunnel to each, every replica serves the cluster through
-/// its own, a killed replica does not disturb the others, and the restarted one has its tunnel back
-/// within 5 s of being ready.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_holds_a_tunnel_to_every_replica() {
-    init_tracing();
+/// Raises this process's soft limit of open files to `wanted` (or the hard limit), so that a
+/// flood of connections is not cut short by the default of 1,024.
+fn raise_open_file_limit(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// Three replicas (plain HTTP), each with its agent port; an agent cluster created and the agent's
+/// kubeconfig of the fake cluster written (the agent not started).
+struct GroupSetup {
+    cluster: FakeCluster,
+    agent_ports: [u16; 3],
+    group: common::Group,
+    token: String,
+    agent_token: String,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+async fn group_with_agent_cluster() -> GroupSetup {
     let cluster = start_fake().await;
     let agent_ports = [free_port(), free_port(), free_port()];
     let mut group = common::Group::start_with_env(3, &|index| {
@@ -591,6 +669,32 @@ async fn an_agent_holds_a_tunnel_to_every_replica() {
     let admin = Credential::ClientCertificate(cluster.admin.clone());
     let text = certs::kubeconfig(&cluster.urls().join(","), &cluster.ca.cert_pem, &admin, None);
     std::fs::write(&kubeconfig, text).expect("write the agent's kubeconfig");
+    GroupSetup {
+        cluster,
+        agent_ports,
+        group,
+        token,
+        agent_token,
+        dir,
+        kubeconfig,
+    }
+}
+
+/// One agent, three replicas: it holds a tunnel to each, every replica serves the cluster through
+/// its own, a killed replica does not disturb the others, and the restarted one has its tunnel back
+/// within 5 s of being ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_holds_a_tunnel_to_every_replica() {
+    init_tracing();
+    let GroupSetup {
+        cluster: _cluster,
+        agent_ports,
+        mut group,
+        token,
+        agent_token,
+        dir,
+        kubeconfig,
+    } = group_with_agent_cluster().await;
     let endpoints = agent_ports
         .iter()
         .map(|port| format!("127.0.0.1:{port}"))
@@ -667,4 +771,585 @@ async fn an_agent_holds_a_tunnel_to_every_replica() {
         "tunnel back after the replica was ready"
     );
     wait_proxy(&group.replicas[1], &token, true, Duration::from_secs(10)).await;
+}
+
+/// The replicas holding tunnels of `edge`, as the cluster's API reports them (replica ids).
+async fn tunnel_holders(replica: &Replica, token: &str) -> Vec<u64> {
+    let (status, view) = send(replica, reqwest::Method::GET, "/kuboard-api/clusters/edge", token, None).await;
+    assert_eq!(status, 200, "{view}");
+    let mut ids: Vec<u64> = view["agent_tunnels"]
+        .as_array()
+        .unwrap_or_else(|| panic!("agent_tunnels is a list: {view}"))
+        .iter()
+        .filter_map(|holder| holder["replica_id"].as_u64())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Three replicas; the agent is given only the first two (the third is cut off from it). The third
+/// serves the cluster through a peer that holds a tunnel; the cluster's API and the status page
+/// say which replicas hold tunnels; a holder killed with SIGKILL leaves the third forwarding
+/// through the other holder, and its entry goes when its lease expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_without_a_tunnel_forwards_through_a_peer() {
+    init_tracing();
+    let mut setup = group_with_agent_cluster().await;
+    let (group, token) = (&mut setup.group, setup.token.as_str());
+    let endpoints = format!("127.0.0.1:{},127.0.0.1:{}", setup.agent_ports[0], setup.agent_ports[1]);
+    let _agent = Agent::start(
+        &setup.kubeconfig,
+        &endpoints,
+        &setup.agent_token,
+        &setup.dir.path().join("agent.log"),
+    );
+
+    for replica in &group.replicas {
+        wait_proxy(replica, token, true, Duration::from_secs(20)).await;
+    }
+    let tunnels = "kuboard_agent_tunnels{cluster=\"edge\"}";
+    assert_eq!(metric_value(&metrics(&group.replicas[2]).await, tunnels), 0.0);
+    for _ in 0..20 {
+        let (status, body) = send(&group.replicas[2], reqwest::Method::GET, PODS, token, None).await;
+        assert_eq!(status, 200, "through a peer: {body}");
+        assert_eq!(body["items"][0]["metadata"]["name"], "shell", "{body}");
+    }
+    let forwarded_out = "kuboard_agent_peer_forwards_total{cluster=\"edge\",direction=\"out\",outcome=\"ok\"}";
+    let out = metric_value(&metrics(&group.replicas[2]).await, forwarded_out);
+    assert!(out >= 1.0, "replica 3 counts its forwarded connections: {out}");
+    let forwarded_in = "kuboard_agent_peer_forwards_total{cluster=\"edge\",direction=\"in\",outcome=\"ok\"}";
+    let mut into_holders = 0.0;
+    for replica in &group.replicas[..2] {
+        into_holders += metric_value(&metrics(replica).await, forwarded_in);
+    }
+    assert_eq!(into_holders, out, "every forwarded connection went into a holder");
+    let bytes =
+        |direction: &str| format!("kuboard_agent_stream_bytes_total{{cluster=\"edge\",direction=\"{direction}\"}}");
+    let mut holder_bytes = (0.0, 0.0);
+    for replica in &group.replicas[..2] {
+        let text = metrics(replica).await;
+        holder_bytes.0 += metric_value(&text, &bytes("from_cluster"));
+        holder_bytes.1 += metric_value(&text, &bytes("to_cluster"));
+    }
+    assert!(
+        holder_bytes.0 > 0.0 && holder_bytes.1 > 0.0,
+        "the holders count the bytes through their tunnels: {holder_bytes:?}"
+    );
+    let text = metrics(&group.replicas[2]).await;
+    assert_eq!(
+        metric_value(&text, &bytes("from_cluster")),
+        0.0,
+        "replica 3 has no tunnel of its own"
+    );
+
+    // Which replica holds which tunnel: the same answer from every replica, and on the status page.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut answers = Vec::new();
+        for replica in &group.replicas {
+            answers.push(tunnel_holders(replica, token).await);
+        }
+        if answers.iter().all(|ids| ids == &[1, 2]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replicas 1 and 2 hold tunnels: {answers:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, system) = group.replicas[2].get_json("/kuboard-api/system/status", token).await;
+    assert_eq!(status, 200, "{system}");
+    let listed: Vec<(String, u64, u64)> = system["agent_tunnels"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the status lists tunnels: {system}"))
+        .iter()
+        .map(|holder| {
+            (
+                holder["cluster"].as_str().unwrap_or_default().to_string(),
+                holder["replica_id"].as_u64().unwrap_or_default(),
+                holder["tunnels"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![("edge".to_string(), 1, 1), ("edge".to_string(), 2, 1)],
+        "{system}"
+    );
+
+    tracing::info!("phase: holder 1 killed; replica 3 forwards through replica 2");
+    group.replicas[0].kill9();
+    let killed = Instant::now();
+    let mut failures = 0;
+    for _ in 0..30 {
+        let (status, body) = send(&group.replicas[2], reqwest::Method::GET, PODS, token, None).await;
+        if status != 200 {
+            failures += 1;
+            tracing::info!(status, %body, "a request through replica 3 failed right after the kill");
+        }
+    }
+    tracing::info!(
+        failures,
+        "requests through replica 3 after the kill of holder 1 (30 sent)"
+    );
+    assert_eq!(failures, 0, "requests through replica 3 go on with holder 1 killed");
+    let deadline = killed + Duration::from_secs(25);
+    while tunnel_holders(&group.replicas[2], token).await != [2] {
+        assert!(
+            Instant::now() < deadline,
+            "the killed holder's entry goes with its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::info!(
+        ms = killed.elapsed().as_millis() as u64,
+        "the killed holder's entry expired"
+    );
+    wait_proxy(&group.replicas[2], token, true, Duration::from_secs(5)).await;
+}
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx
+";
+
+/// A kubeconfig that reaches `edge` through the proxy of the replica on `port` (HTTPS, Kuboard's
+/// certificate checked against `ca`) with a Kuboard bearer token.
+fn proxy_kubeconfig(home: &Path, port: u16, ca: &Path, token: &str) -> PathBuf {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: edge\n  cluster:\n    server: https://127.0.0.1:{port}/k8s-api/edge\n    certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: edge\n  context: {{cluster: edge, user: admin, namespace: default}}\ncurrent-context: edge\n",
+        ca.display()
+    );
+    let path = home.join(format!("replica-{port}.kubeconfig"));
+    std::fs::write(&path, text).expect("write a kubeconfig");
+    path
+}
+
+/// kubectl with `kubeconfig`, `stdin` written then closed; bounded to 40 s.
+async fn kubectl(home: &Path, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use tokio::io::AsyncWriteExt as _;
+    assert!(
+        Path::new(KUBECTL).exists(),
+        "{KUBECTL} is needed by this test (scripts/install-deps.sh installs it)"
+    );
+    let mut child = kubectl_command(home, kubeconfig, args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kubectl starts");
+    let mut input = child.stdin.take().expect("piped");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.expect("kubectl reads stdin");
+    }
+    drop(input);
+    let output = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {args:?} finishes within 40 s"))
+        .expect("kubectl runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn kubectl_command(home: &Path, kubeconfig: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(KUBECTL);
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(home.join("cache"))
+        .arg("--request-timeout=20s")
+        .args(args)
+        .env_clear()
+        .env("HOME", home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Waits until `url` answers 200 (a replica over HTTPS being ready).
+async fn wait_ok(client: &reqwest::Client, url: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(response) = client.get(url).send().await {
+            if response.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} answers 200 within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The Acceptance through the agent with real kubectl: three replicas over HTTPS, one agent with a
+/// tunnel to each, a fake cluster of two apiservers that only the agent is given. get, apply,
+/// delete, logs -f, exec -i and a watch through the three proxies; a replica killed with SIGKILL
+/// while the others serve, its tunnel back within 5 s of it being ready; the apiserver in use
+/// stopped: the open watch ends cleanly and requests go on through the other apiserver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_through_three_replicas_via_the_agent() {
+    init_tracing();
+    let cluster = start_fake_instances(2).await;
+    let home = tempfile::tempdir().expect("a kubectl home");
+    let pki = common::make_test_pki(home.path());
+    let agent_ports = [free_port(), free_port(), free_port()];
+    let mut group = common::Group::start_with_env(3, &|index| {
+        vec![
+            (
+                "KUBOARD_AGENT_SERVER_TCP_PORT".to_string(),
+                agent_ports[index].to_string(),
+            ),
+            (
+                "KUBOARD_TLS_CERT".to_string(),
+                pki.server_cert.to_string_lossy().into_owned(),
+            ),
+            (
+                "KUBOARD_TLS_KEY".to_string(),
+                pki.server_key.to_string_lossy().into_owned(),
+            ),
+        ]
+    });
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).expect("the CA is read")).expect("CA PEM");
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTPS client");
+    let web_ports: Vec<u16> = group.replicas.iter().map(|replica| replica.port).collect();
+    let base = |index: usize| format!("https://127.0.0.1:{}", web_ports[index]);
+    for index in 0..3 {
+        wait_ok(&https, &format!("{}/readyz", base(index)), Duration::from_secs(60)).await;
+    }
+    let login = |password: &'static str| {
+        let https = https.clone();
+        let url = format!("{}/kuboard-api/auth/login", base(0));
+        async move {
+            let (status, body) = send_at(
+                &https,
+                &url,
+                reqwest::Method::POST,
+                "",
+                Some(&json!({"username": "admin", "password": password})),
+            )
+            .await;
+            assert_eq!(status, 200, "login: {body}");
+            body["token"].as_str().expect("a session token").to_string()
+        }
+    };
+    let first = login(common::ADMIN_PASSWORD).await;
+    let (status, body) = send_at(
+        &https,
+        &format!("{}/kuboard-api/auth/password", base(0)),
+        reqwest::Method::POST,
+        &first,
+        Some(&json!({"current_password": common::ADMIN_PASSWORD, "new_password": NEW_ADMIN_PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 200, "password change: {body}");
+    let token = login(NEW_ADMIN_PASSWORD).await;
+    let (status, created) = send_at(
+        &https,
+        &format!("{}/kuboard-api/agent-clusters", base(1)),
+        reqwest::Method::POST,
+        &token,
+        Some(&json!({"name": CLUSTER})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let agent_token = created["agent_token"].as_str().expect("a token").to_string();
+    let agent_kubeconfig = home.path().join("agent.kubeconfig");
+    let admin = Credential::ClientCertificate(cluster.admin.clone());
+    let text = certs::kubeconfig(&cluster.urls().join(","), &cluster.ca.cert_pem, &admin, None);
+    std::fs::write(&agent_kubeconfig, text).expect("write the agent's kubeconfig");
+    let endpoints = agent_ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let agent = Agent::start(
+        &agent_kubeconfig,
+        &endpoints,
+        &agent_token,
+        &home.path().join("agent.log"),
+    );
+    let configs: Vec<PathBuf> = group
+        .replicas
+        .iter()
+        .map(|replica| proxy_kubeconfig(home.path(), replica.port, &pki.ca, &token))
+        .collect();
+    let pods = |index: usize| format!("{}{PODS}", base(index));
+    for index in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while send_at(&https, &pods(index), reqwest::Method::GET, &token, None)
+            .await
+            .0
+            != 200
+        {
+            assert!(
+                Instant::now() < deadline,
+                "replica {} serves edge within 20 s; agent log:\n{}",
+                index + 1,
+                agent.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    tracing::info!("phase: kubectl get, apply, delete through the three replicas");
+    for config in &configs {
+        let (code, out, err) = kubectl(home.path(), config, &["get", "pods"], None).await;
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("NAME") && out.contains("shell"), "{out}");
+    }
+    let manifest = home.path().join("deployment.yaml");
+    std::fs::write(&manifest, DEPLOYMENT).expect("written");
+    let manifest_arg = manifest.to_str().expect("UTF-8 path");
+    let (code, out, err) = kubectl(home.path(), &configs[2], &["apply", "-f", manifest_arg], None).await;
+    assert_eq!((code, out.trim()), (0, "deployment.apps/web created"), "{err}");
+    let deployments = resources::find("apps", "v1", "deployments").expect("served");
+    let stored = cluster
+        .state
+        .get(deployments, Some("default"), "web")
+        .expect("stored in the cluster");
+    assert_eq!(stored["spec"]["replicas"], 2);
+    let (code, out, err) = kubectl(home.path(), &configs[0], &["get", "deploy", "web"], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("web"), "{out}");
+    let (code, out, err) = kubectl(home.path(), &configs[1], &["delete", "-f", manifest_arg], None).await;
+    assert_eq!((code, out.trim()), (0, "deployment.apps \"web\" deleted"), "{err}");
+    assert!(cluster.state.get(deployments, Some("default"), "web").is_err());
+
+    tracing::info!("phase: logs -f and exec -i");
+    let (code, out, err) = kubectl(home.path(), &configs[2], &["logs", "-f", "shell", "--tail=1"], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().count() >= 4,
+        "the last line and three followed ones: {out:?}"
+    );
+    let (code, out, err) = kubectl(
+        home.path(),
+        &configs[0],
+        &["exec", "-i", "shell", "--", "sh"],
+        Some("hostname\necho through-the-agent\nexit 4\n"),
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (4, "shell\nthrough-the-agent\n"), "{err}");
+
+    tracing::info!("phase: a watch through replica 3 sees a config map made through replica 2");
+    let mut watch = kubectl_command(
+        home.path(),
+        &configs[2],
+        &["get", "configmaps", "--watch", "-o", "name"],
+    )
+    .spawn()
+    .expect("kubectl watch starts");
+    let mut watch_lines = tokio::io::BufReader::new(watch.stdout.take().expect("piped")).lines();
+    // The watch is open once the list before it has been served; a config map made before that
+    // is seen in the list, after it in the watch: either way the line comes.
+    let (code, out, err) = kubectl(
+        home.path(),
+        &configs[1],
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: seen-by-watch, namespace: default}\ndata: {a: b}\n"),
+    )
+    .await;
+    assert_eq!((code, out.trim()), (0, "configmap/seen-by-watch created"), "{err}");
+    let seen = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Ok(Some(line)) = watch_lines.next_line().await {
+            if line.trim() == "configmap/seen-by-watch" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(seen, Ok(true), "the watch prints the config map");
+
+    tracing::info!("phase: replica 1 killed with SIGKILL; requests through the others go on");
+    let tunnels = "kuboard_agent_tunnels{cluster=\"edge\"}";
+    group.replicas[0].kill9();
+    let mut failures = Vec::new();
+    for round in 0..15 {
+        for index in [1, 2] {
+            let (status, body) = send_at(&https, &pods(index), reqwest::Method::GET, &token, None).await;
+            if status != 200 {
+                failures.push(format!("round {round}, replica {}: {status} {body}", index + 1));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "with replica 1 down: {failures:?}");
+    let (code, _, err) = kubectl(home.path(), &configs[1], &["get", "pods"], None).await;
+    assert_eq!(code, 0, "kubectl through replica 2 with replica 1 down: {err}");
+    // Replica 1 stays down 4 s, so that the agent's redials of it have backed off.
+    tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(4)).await;
+    group.replicas[0].restart();
+    wait_ok(&https, &format!("{}/readyz", base(0)), Duration::from_secs(60)).await;
+    let ready = Instant::now();
+    loop {
+        let text = https
+            .get(format!("{}/metrics", base(0)))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics body");
+        if metric_value(&text, tunnels) >= 1.0 {
+            break;
+        }
+        assert!(
+            ready.elapsed() < Duration::from_secs(5),
+            "the restarted replica has its tunnel within 5 s of being ready; agent log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let back_ms = ready.elapsed().as_millis() as u64;
+    println!("restarted replica 1: tunnel back {back_ms} ms after it was ready");
+    tracing::info!(ms = back_ms, "tunnel back after the restart");
+    let (code, _, err) = kubectl(home.path(), &configs[0], &["get", "pods"], None).await;
+    assert_eq!(code, 0, "kubectl through the restarted replica: {err}");
+
+    tracing::info!("phase: the apiserver in use stops; the watch ends cleanly, the other apiserver serves");
+    let in_use = if cluster.servers[0].request_count() >= cluster.servers[1].request_count() {
+        0
+    } else {
+        1
+    };
+    let other = 1 - in_use;
+    let before_other = cluster.servers[other].request_count();
+    cluster.servers[in_use].stop().await;
+    let stopped = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(20), watch.wait()).await;
+    assert!(
+        ended.is_ok(),
+        "the watch through the stopped apiserver ends within 20 s instead of hanging"
+    );
+    tracing::info!(
+        ms = stopped.elapsed().as_millis() as u64,
+        status = ?ended,
+        "the watch ended after the apiserver stopped"
+    );
+    for (index, config) in configs.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (code, out, err) = kubectl(home.path(), config, &["get", "pods"], None).await;
+            if code == 0 && out.contains("shell") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {} serves through the other apiserver within 20 s: {err}",
+                index + 1
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let recovered_ms = stopped.elapsed().as_millis() as u64;
+    println!("apiserver {in_use} stopped: kubectl through all three replicas served again after {recovered_ms} ms");
+    assert!(
+        cluster.servers[other].request_count() > before_other,
+        "the other apiserver served the requests"
+    );
+}
+
+/// The agent manifest from the API: refused without agent addresses or with a bad one (nothing
+/// changes: the live tunnel serves on); made with a new token, which closes the old tunnel; an
+/// agent run with the manifest's token and endpoints connects; revoking the token closes its
+/// tunnel and refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_manifest_is_generated_regenerated_and_revoked() {
+    init_tracing();
+    let setup = setup().await;
+    let path = "/kuboard-api/clusters/edge/agent-manifest";
+    let post = |body: Value| {
+        let replica = &setup.replica;
+        let token = setup.token.clone();
+        async move { send(replica, reqwest::Method::POST, path, &token, Some(&body)).await }
+    };
+    let (status, body) = post(json!({})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("agent_endpoints")),
+        "the replica has no KUBOARD_AGENT_ENDPOINT: {body}"
+    );
+    for bad in [
+        json!({"endpoints": ["a b:1"]}),
+        json!({"endpoints": ["host"]}),
+        json!({"endpoints": []}),
+        json!({"endpoints": [setup.endpoints], "image": "x\nkind: Pod"}),
+        json!({"endpoints": [setup.endpoints], "extra": 1}),
+    ] {
+        let (status, answer) = post(bad.clone()).await;
+        assert!(status == 422 || status == 400, "{bad} is refused: {status} {answer}");
+    }
+    let (status, body) = send(&setup.replica, reqwest::Method::POST, path, "", Some(&json!({}))).await;
+    assert_eq!(status, 401, "{body}");
+    for _ in 0..5 {
+        let (status, body) = send(&setup.replica, reqwest::Method::GET, PODS, &setup.token, None).await;
+        assert_eq!(status, 200, "the refused requests changed nothing: {body}");
+    }
+
+    let (status, made) = post(json!({"endpoints": [setup.endpoints], "image": "registry.example/kuboard:v3"})).await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(made["command"], "kubectl apply -f kuboard-agent-edge.yaml");
+    let manifest = made["manifest"].as_str().expect("the manifest");
+    let documents: Vec<Value> = manifest
+        .split("---\n")
+        .map(|part| serde_norway::from_str(part).expect("YAML"))
+        .collect();
+    assert_eq!(documents.len(), 6, "{manifest}");
+    assert_eq!(
+        (documents[4]["kind"].as_str(), documents[5]["kind"].as_str()),
+        (Some("Secret"), Some("Deployment"))
+    );
+    let new_token = documents[4]["stringData"]["token"]
+        .as_str()
+        .expect("the token")
+        .to_string();
+    assert_eq!(made["agent_token"], new_token.as_str());
+    assert_ne!(new_token, setup.agent_token);
+    let container = &documents[5]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["env"][0]["value"], setup.endpoints.as_str());
+    assert_eq!(documents[5]["spec"]["replicas"], 2);
+    // The old token stopped working: its tunnel closes.
+    wait_proxy(&setup.replica, &setup.token, false, Duration::from_secs(10)).await;
+
+    let agent = Agent::start(
+        &setup.kubeconfig,
+        &setup.endpoints,
+        &new_token,
+        &setup.dir.path().join("agent-manifest.log"),
+    );
+    wait_proxy(&setup.replica, &setup.token, true, Duration::from_secs(20)).await;
+
+    let (status, body) = send(
+        &setup.replica,
+        reqwest::Method::DELETE,
+        "/kuboard-api/clusters/edge/agent-token",
+        &setup.token,
+        None,
+    )
+    .await;
+    assert_eq!((status, body["kind"].as_str()), (200, Some("agent")), "{body}");
+    let took = wait_proxy(&setup.replica, &setup.token, false, Duration::from_secs(10)).await;
+    tracing::info!(ms = took.as_millis() as u64, "the revoked token's tunnel closed");
+    agent
+        .wait_log("unknown cluster or wrong agent token", Duration::from_secs(10))
+        .await;
 }

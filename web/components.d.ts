@@ -11,6 +11,7 @@ export {}
 /* prettier-ignore */
 declare module 'vue' {
   export interface GlobalComponents {
+    AgentImportDialog: typeof import('./src/components/AgentImportDialog.vue')['default']
     ApiErrorAlert: typeof import('./src/components/ApiErrorAlert.vue')['default']
     AppShell: typeof import('./src/components/AppShell.vue')['default']
     ClusterEditDialog: typeof import('./src/components/ClusterEditDialog.vue')['default']

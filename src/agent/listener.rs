@@ -19,7 +19,9 @@ use crate::clusters::cluster_registry::{self, ClusterRecord};
 use crate::clusters::credential_cipher::CredentialCipher;
 use crate::kube::cluster_connection::ClusterConnection;
 use crate::tunnel::hub::TunnelHub;
+use crate::tunnel::peer::{self, PeerAcceptError, PeerKey};
 use crate::tunnel::protocol::{self, Hello, Report, Verdict};
+use crate::tunnel::tunnel_stream::TunnelStream;
 
 /// From accepting a connection to reading the agent's report.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,6 +50,8 @@ pub fn tunnel_client() -> h2::client::Builder {
     builder
 }
 const MAX_ENDPOINTS: usize = 16;
+/// A peer's dial through this replica's tunnel must be answered within the handshake's deadline.
+const PEER_DIAL_TIMEOUT: Duration = Duration::from_secs(4);
 
 #[derive(Clone)]
 pub struct AgentServer {
@@ -56,6 +60,17 @@ pub struct AgentServer {
     pub cipher: CredentialCipher,
     pub clock: Clock,
     pub replica_id: u64,
+    /// The group's key: peers that prove it may dial through this replica's tunnels. `None`
+    /// refuses every peer.
+    pub peer_key: Option<PeerKey>,
+}
+
+/// A connection past its handshake.
+enum Accepted {
+    /// An agent's tunnel: the socket, the cluster and the token digest that was accepted.
+    Agent(TcpStream, String, String),
+    /// A peer replica's forwarded connection, and the stream through this replica's tunnel.
+    Peer(TcpStream, String, TunnelStream),
 }
 
 #[derive(Debug)]
@@ -103,8 +118,11 @@ impl AgentServer {
                         tracing::info!(%peer, reason, "agent connection refused");
                         server.count_refusal(reason);
                     }
-                    Ok(Ok((socket, cluster, digest))) => {
+                    Ok(Ok(Accepted::Agent(socket, cluster, digest))) => {
                         server.serve_tunnel(socket, peer, cluster, digest, shutdown).await
+                    }
+                    Ok(Ok(Accepted::Peer(socket, cluster, stream))) => {
+                        server.serve_forwarded(socket, cluster, stream, shutdown).await
                     }
                 }
             });
@@ -117,10 +135,13 @@ impl AgentServer {
 
     /// Reads the hello, checks the token, answers, reads the report and records it. Returns the
     /// socket, the cluster and the token digest that was accepted.
-    async fn handshake(&self, mut socket: TcpStream) -> Result<(TcpStream, String, String), Refusal> {
+    async fn handshake(&self, mut socket: TcpStream) -> Result<Accepted, Refusal> {
         let hello: Hello = framing::read_record(&mut socket, protocol::HELLO_LIMIT)
             .await
             .map_err(|error| Refusal::Silent(frame_reason(&error)))?;
+        if hello.magic == peer::PEER_MAGIC {
+            return self.peer_handshake(socket, &hello).await;
+        }
         if hello.magic != protocol::MAGIC {
             return Err(Refusal::Silent("bad_magic"));
         }
@@ -144,7 +165,67 @@ impl AgentServer {
             .await
             .map_err(|error| Refusal::Silent(frame_reason(&error)))?;
         self.record_report(&hello.cluster, &digest, &report).await?;
-        Ok((socket, hello.cluster, digest))
+        Ok(Accepted::Agent(socket, hello.cluster, digest))
+    }
+
+    /// A peer replica forwarding a dial: both prove the group's key, then this replica dials
+    /// through its own tunnel (never through another peer) and answers.
+    async fn peer_handshake(&self, mut socket: TcpStream, hello: &Hello) -> Result<Accepted, Refusal> {
+        let key = self.peer_key.as_ref().ok_or(Refusal::Silent("peer_disabled"))?;
+        let own = self.replica_id.to_string();
+        let request = peer::accept_peer(&mut socket, hello, key, &own)
+            .await
+            .map_err(|error| {
+                Refusal::Silent(match error {
+                    PeerAcceptError::Version => "version",
+                    PeerAcceptError::Malformed => "malformed",
+                    PeerAcceptError::WrongProof => "peer_proof",
+                    PeerAcceptError::Frame(error) => frame_reason(&error),
+                })
+            })?;
+        let forwards = &self.hub.metrics.peer_forwards;
+        let dial = self
+            .hub
+            .dial(&request.cluster, &request.authority, PEER_DIAL_TIMEOUT)
+            .await;
+        let (verdict, stream) = match dial {
+            Ok(stream) => (Verdict::Accepted { replica: own.clone() }, Some(stream)),
+            Err(error) => (
+                Verdict::Refused {
+                    reason: error.to_string(),
+                },
+                None,
+            ),
+        };
+        let outcome = if stream.is_some() { "ok" } else { "failed" };
+        forwards.with_label_values(&[&request.cluster, "in", outcome]).inc();
+        framing::write_record(&mut socket, &verdict, protocol::HELLO_LIMIT)
+            .await
+            .map_err(|_| Refusal::Silent("closed"))?;
+        match stream {
+            Some(stream) => Ok(Accepted::Peer(socket, request.cluster, stream)),
+            // Answered: the refusal is the peer's to report; nothing more to count here.
+            None => Err(Refusal::Answered("peer_no_tunnel", "no tunnel".into())),
+        }
+    }
+
+    /// Copies bytes both ways between a peer's socket and this replica's tunnel stream until either
+    /// side ends (or the replica shuts down); dropping both closes the other ends.
+    async fn serve_forwarded(
+        &self,
+        mut socket: TcpStream,
+        cluster: String,
+        mut stream: TunnelStream,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        tokio::select! {
+            result = tokio::io::copy_bidirectional(&mut socket, &mut stream) => {
+                if let Err(error) = result {
+                    tracing::debug!(cluster, %error, "forwarded apiserver connection ended");
+                }
+            }
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
     }
 
     async fn check_hello(&self, hello: &Hello) -> Result<String, Refusal> {

@@ -30,6 +30,9 @@ pub struct SystemStatus {
     pub audit_policy: String,
     /// The audit pipeline of this replica: sink, state, queue, spool, counters, last error.
     pub audit: Option<crate::audit::audit_service::AuditStatus>,
+    /// Which replica holds tunnels of which agent cluster.
+    #[serde(default)]
+    pub agent_tunnels: Vec<crate::tunnel::presence::TunnelHolder>,
 }
 
 /// This replica, the store's members, leader and revision, and the audit policy and state.
@@ -43,6 +46,7 @@ pub async fn status(
     _caller: Caller,
 ) -> Result<Json<SystemStatus>, ApiError> {
     let status = state.store.status().await?;
+    let agent_tunnels = crate::tunnel::presence::all_holders(&state.store).await?;
     Ok(Json(SystemStatus {
         replica_id: state.replica_id,
         version: crate::version::VERSION.to_string(),
@@ -56,5 +60,6 @@ pub async fn status(
         healthy: status.healthy,
         audit_policy: state.audit_policy.as_str().to_string(),
         audit: Some(audit.status()),
+        agent_tunnels,
     }))
 }

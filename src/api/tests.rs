@@ -71,6 +71,7 @@ async fn harness() -> Harness {
             crate::kube::apiserver_pool::PoolSettings::default(),
         )),
         public_endpoint: None,
+        agent_endpoints: Vec::new(),
         web_tls: false,
         https: Arc::new(crate::tls::https_port::HttpsStatus::new(
             443,

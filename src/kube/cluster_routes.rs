@@ -96,6 +96,10 @@ pub struct ClusterResponse {
     pub has_ca_certificate: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// For an agent cluster, the replicas holding its agent's tunnels now (a replica not listed
+    /// serves the cluster through one of them). Filled by the list and get routes.
+    #[serde(default)]
+    pub agent_tunnels: Vec<crate::tunnel::presence::TunnelHolder>,
 }
 
 fn view(record: &ClusterRecord) -> ClusterResponse {
@@ -109,7 +113,21 @@ fn view(record: &ClusterRecord) -> ClusterResponse {
         has_ca_certificate: record.has_ca_certificate,
         created_at: format_rfc3339(record.created_at),
         updated_at: format_rfc3339(record.updated_at),
+        agent_tunnels: Vec::new(),
     }
+}
+
+/// [`view`] with the holders of an agent cluster's tunnels among `holders`.
+fn view_with_tunnels(record: &ClusterRecord, holders: &[crate::tunnel::presence::TunnelHolder]) -> ClusterResponse {
+    let mut response = view(record);
+    if record.agent.is_some() {
+        response.agent_tunnels = holders
+            .iter()
+            .filter(|holder| holder.cluster == record.name)
+            .cloned()
+            .collect();
+    }
+    response
 }
 
 /// Refuses a name the registry does not accept.
@@ -231,11 +249,16 @@ pub async fn list_clusters(
     caller: Caller,
 ) -> Result<Json<Vec<ClusterResponse>>, ApiError> {
     caller.user(&state).await?;
+    let clusters = cluster_registry::list_clusters(&state.store).await?;
+    let holders = if clusters.iter().any(|record| record.agent.is_some()) {
+        crate::tunnel::presence::all_holders(&state.store).await?
+    } else {
+        Vec::new()
+    };
     Ok(Json(
-        cluster_registry::list_clusters(&state.store)
-            .await?
+        clusters
             .iter()
-            .map(view)
+            .map(|record| view_with_tunnels(record, &holders))
             .collect(),
     ))
 }
@@ -253,7 +276,12 @@ pub async fn get_cluster(
     let cluster = cluster_registry::get_cluster(&state.store, &name)
         .await?
         .ok_or_else(no_such_cluster)?;
-    Ok(Json(view(&cluster.record)))
+    let holders = if cluster.record.agent.is_some() {
+        crate::tunnel::presence::holders(&state.store, &name).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Json(view_with_tunnels(&cluster.record, &holders)))
 }
 
 /// Imports a cluster.
@@ -430,7 +458,25 @@ pub async fn rotate_agent_token(
     Path(name): Path<String>,
 ) -> Result<Json<AgentTokenResponse>, ApiError> {
     caller.require_administrator(&state).await?;
-    let stored = cluster_registry::get_cluster(&state.store, &name)
+    let (record, token) = replace_agent_token(&state, &name, caller.username()).await?;
+    Ok(Json(AgentTokenResponse {
+        cluster: view(&record),
+        agent_token: token,
+    }))
+}
+
+/// Gives an agent cluster a new token; returns the record written and the token.
+async fn replace_agent_token(state: &AppState, name: &str, by: &str) -> Result<(ClusterRecord, String), ApiError> {
+    let token = protocol::new_token();
+    let digest = protocol::token_digest(name, &token);
+    let record = set_agent_token_digest(state, name, digest).await?;
+    tracing::info!(cluster = %name, by, "agent token rotated");
+    Ok((record, token))
+}
+
+/// Stores `digest` as an agent cluster's token digest (an empty one matches no token).
+async fn set_agent_token_digest(state: &AppState, name: &str, digest: String) -> Result<ClusterRecord, ApiError> {
+    let stored = cluster_registry::get_cluster(&state.store, name)
         .await?
         .ok_or_else(no_such_cluster)?;
     if stored.record.agent.is_none() {
@@ -440,10 +486,9 @@ pub async fn rotate_agent_token(
         ));
     }
     let now = state.clock.now_unix();
-    let token = protocol::new_token();
     let record = ClusterRecord {
         agent: Some(AgentRegistration {
-            token_digest: protocol::token_digest(&name, &token),
+            token_digest: digest,
             token_created_at: now,
         }),
         updated_at: now,
@@ -454,9 +499,93 @@ pub async fn rotate_agent_token(
             "the cluster was changed by another request meanwhile; retry",
         ));
     }
-    tracing::info!(cluster = %name, by = caller.username(), "agent token rotated");
-    Ok(Json(AgentTokenResponse {
+    Ok(record)
+}
+
+/// Revokes an agent cluster's token: no token works until a new one is made, and the tunnels
+/// opened with the old one close within seconds on every replica.
+#[utoipa::path(delete, path = "/kuboard-api/clusters/{name}/agent-token", tag = "clusters",
+    params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
+    responses((status = 200, body = ClusterResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke_agent_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<ClusterResponse>, ApiError> {
+    caller.require_administrator(&state).await?;
+    let record = set_agent_token_digest(&state, &name, String::new()).await?;
+    tracing::info!(cluster = %name, by = caller.username(), "agent token revoked");
+    Ok(Json(view(&record)))
+}
+
+/// What the agent manifest is made for; both default to the replicas' settings.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AgentManifestRequest {
+    /// Every replica's agent address (`host:port`) as the cluster's nodes reach it; the replicas'
+    /// `KUBOARD_AGENT_ENDPOINT` when absent.
+    pub endpoints: Option<Vec<String>>,
+    /// The image that runs `kuboard agent`; `eipwork/kuboard:v3` when absent.
+    pub image: Option<String>,
+}
+
+/// The agent manifest, with a new token in it (shown this once).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentManifestResponse {
+    pub cluster: ClusterResponse,
+    /// Multi-document YAML: namespace, service account, cluster role and binding, secret, Deployment.
+    pub manifest: String,
+    /// The file name the console saves the manifest as.
+    pub file_name: String,
+    /// The command to run with that file.
+    pub command: String,
+    pub agent_token: String,
+}
+
+/// Makes the manifest that runs the agent in the cluster (`kubectl apply -f`), with a new agent
+/// token: the previous token stops working, as with a rotation.
+#[utoipa::path(post, path = "/kuboard-api/clusters/{name}/agent-manifest", tag = "clusters",
+    params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
+    request_body = AgentManifestRequest,
+    responses((status = 200, body = AgentManifestResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn agent_manifest(
+    State(state): State<AppState>,
+    axum::Extension(context): axum::Extension<std::sync::Arc<crate::kube::kube_routes::KubeContext>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<AgentManifestRequest>,
+) -> Result<Json<AgentManifestResponse>, ApiError> {
+    use crate::agent::manifest;
+    caller.require_administrator(&state).await?;
+    let endpoints = request.endpoints.unwrap_or_else(|| context.agent_endpoints.clone());
+    if endpoints.is_empty() || endpoints.len() > 16 {
+        return Err(invalid(
+            "agent_endpoints",
+            "give 1 to 16 agent addresses (host:port), or set KUBOARD_AGENT_ENDPOINT on the replicas",
+        ));
+    }
+    for endpoint in &endpoints {
+        manifest::check_endpoint(endpoint).map_err(|message| invalid("agent_endpoints", &message))?;
+    }
+    let image = request.image.unwrap_or_else(|| manifest::DEFAULT_IMAGE.to_string());
+    manifest::check_image(&image).map_err(|message| invalid("agent_image", &message))?;
+    let (record, token) = replace_agent_token(&state, &name, caller.username()).await?;
+    let text = manifest::render(&manifest::ManifestParams {
+        cluster: &name,
+        token: &token,
+        endpoints: &endpoints,
+        image: &image,
+    });
+    let file_name = format!("kuboard-agent-{name}.yaml");
+    Ok(Json(AgentManifestResponse {
         cluster: view(&record),
+        manifest: text,
+        command: format!("kubectl apply -f {file_name}"),
+        file_name,
         agent_token: token,
     }))
 }

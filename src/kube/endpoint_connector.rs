@@ -19,7 +19,7 @@ use tokio_rustls::rustls;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::kube::apiserver_url::ApiserverUrl;
-use crate::tunnel::hub::{DialError, TunnelHub};
+use crate::tunnel::hub::{DialError, HubConnection, TunnelHub};
 use crate::tunnel::tunnel_stream::TunnelStream;
 
 /// Where the connections of an agent cluster are opened: through a tunnel of its agent.
@@ -88,27 +88,34 @@ impl EndpointConnector {
     pub async fn connect(&self) -> Result<KillableStream, ConnectError> {
         let endpoint = self.endpoint.to_string();
         let dial = async {
-            if let Some(route) = &self.tunnel {
-                let tunnelled = route
+            let tcp = if let Some(route) = &self.tunnel {
+                let connection = route
                     .hub
-                    .dial(&route.cluster, &self.endpoint.authority(), self.connect_timeout)
+                    .dial_any(&route.cluster, &self.endpoint.authority(), self.connect_timeout)
                     .await
                     .map_err(|source| ConnectError::Tunnel {
                         endpoint: endpoint.clone(),
                         source,
                     })?;
-                if !self.endpoint.https {
-                    return Ok(EndpointStream::Tunnel(tunnelled));
+                match connection {
+                    HubConnection::Local(tunnelled) => {
+                        if !self.endpoint.https {
+                            return Ok(EndpointStream::Tunnel(tunnelled));
+                        }
+                        let tls = self.tls_over(tunnelled, &endpoint).await?;
+                        return Ok(EndpointStream::TunnelTls(Box::new(tls)));
+                    }
+                    // Through a peer replica's tunnel: a TCP connection carrying the apiserver's bytes.
+                    HubConnection::Peer(tcp) => tcp,
                 }
-                let tls = self.tls_over(tunnelled, &endpoint).await?;
-                return Ok(EndpointStream::TunnelTls(Box::new(tls)));
-            }
-            let tcp = TcpStream::connect(self.endpoint.authority())
-                .await
-                .map_err(|source| ConnectError::Tcp {
-                    endpoint: endpoint.clone(),
-                    source,
-                })?;
+            } else {
+                TcpStream::connect(self.endpoint.authority())
+                    .await
+                    .map_err(|source| ConnectError::Tcp {
+                        endpoint: endpoint.clone(),
+                        source,
+                    })?
+            };
             // Interactive exec sessions send keystrokes one by one.
             let _ = tcp.set_nodelay(true);
             if !self.endpoint.https {

@@ -42,6 +42,8 @@ pub struct KubeContext {
     pub pools: Arc<ApiserverPoolRegistry>,
     /// `KUBOARD_ENDPOINT`: the public URL written into downloaded kubeconfigs.
     pub public_endpoint: Option<String>,
+    /// `KUBOARD_AGENT_ENDPOINT`: every replica's agent address, written into agent manifests.
+    pub agent_endpoints: Vec<String>,
     /// The web port serves TLS with the operator's certificate (`KUBOARD_TLS_CERT`).
     pub web_tls: bool,
     /// The HTTPS port beside the web port, which downloaded kubeconfigs name.
@@ -66,6 +68,8 @@ pub struct KubeRoutesState {
     cluster_routes::delete_cluster,
     cluster_routes::create_agent_cluster,
     cluster_routes::rotate_agent_token,
+    cluster_routes::revoke_agent_token,
+    cluster_routes::agent_manifest,
     import_cluster,
     cluster_endpoints,
     download_kubeconfig
@@ -91,7 +95,11 @@ pub fn router(app: AppState, context: Arc<KubeContext>) -> Router {
         )
         .route(
             "/kuboard-api/clusters/{name}/agent-token",
-            post(cluster_routes::rotate_agent_token),
+            post(cluster_routes::rotate_agent_token).delete(cluster_routes::revoke_agent_token),
+        )
+        .route(
+            "/kuboard-api/clusters/{name}/agent-manifest",
+            post(cluster_routes::agent_manifest),
         )
         .route("/kuboard-api/clusters/{name}/endpoints", get(cluster_endpoints))
         .route("/kuboard-api/clusters/{name}/kubeconfig", get(download_kubeconfig))

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +13,7 @@ use http::{Method, Request, StatusCode};
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use crate::metrics::Metrics;
+use crate::tunnel::peer::PeerForwarder;
 use crate::tunnel::protocol::DIAL_REFUSED_HEADER;
 use crate::tunnel::tunnel_stream::TunnelStream;
 
@@ -28,6 +29,13 @@ pub struct AgentServerMetrics {
     pub handshake_failures: IntCounterVec,
     pub streams_open: IntGauge,
     pub dial_failures: IntCounterVec,
+    /// Apiserver connections forwarded between replicas: `direction` is `out` (this replica had no
+    /// tunnel and went through a peer) or `in` (a peer came through this replica's tunnel);
+    /// `outcome` is `ok` or why it failed.
+    pub peer_forwards: IntCounterVec,
+    /// Bytes through this replica's tunnels, by cluster and direction (`from_cluster`: read from
+    /// the apiservers, `to_cluster`: written to them).
+    pub stream_bytes: IntCounterVec,
 }
 
 impl AgentServerMetrics {
@@ -38,6 +46,8 @@ impl AgentServerMetrics {
         metrics.register_collector(Box::new(agent_metrics.handshake_failures.clone()));
         metrics.register_collector(Box::new(agent_metrics.streams_open.clone()));
         metrics.register_collector(Box::new(agent_metrics.dial_failures.clone()));
+        metrics.register_collector(Box::new(agent_metrics.peer_forwards.clone()));
+        metrics.register_collector(Box::new(agent_metrics.stream_bytes.clone()));
         agent_metrics
     }
 
@@ -81,6 +91,22 @@ impl AgentServerMetrics {
                 &["cluster"],
             )
             .expect(valid),
+            peer_forwards: IntCounterVec::new(
+                Opts::new(
+                    "kuboard_agent_peer_forwards_total",
+                    "Apiserver connections of agent clusters forwarded between replicas, by cluster, direction and outcome",
+                ),
+                &["cluster", "direction", "outcome"],
+            )
+            .expect(valid),
+            stream_bytes: IntCounterVec::new(
+                Opts::new(
+                    "kuboard_agent_stream_bytes_total",
+                    "Bytes through the agent tunnels of this replica, by cluster and direction",
+                ),
+                &["cluster", "direction"],
+            )
+            .expect(valid),
         }
     }
 }
@@ -89,6 +115,10 @@ pub struct TunnelHub {
     tunnels: Mutex<HashMap<String, Vec<Tunnel>>>,
     next_id: AtomicU64,
     pub metrics: std::sync::Arc<AgentServerMetrics>,
+    /// Notified when a tunnel is added or removed (the presence publisher waits on it).
+    changed: tokio::sync::Notify,
+    /// Set on a replica of a group: where a dial goes when this replica has no live tunnel.
+    peers: OnceLock<Arc<PeerForwarder>>,
 }
 
 impl fmt::Debug for TunnelHub {
@@ -111,6 +141,16 @@ pub enum DialError {
     },
     #[error("the agent did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("no replica holds a tunnel of cluster {cluster} that works: {detail}")]
+    NoPeer { cluster: String, detail: String },
+}
+
+/// A connection to an apiserver of an agent cluster: through this replica's tunnel, or through a
+/// peer replica's (a TCP connection to the peer's agent port that carries the bytes after the
+/// peer handshake).
+pub enum HubConnection {
+    Local(TunnelStream),
+    Peer(tokio::net::TcpStream),
 }
 
 impl TunnelHub {
@@ -119,7 +159,27 @@ impl TunnelHub {
             tunnels: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             metrics,
+            changed: tokio::sync::Notify::new(),
+            peers: OnceLock::new(),
         }
+    }
+
+    /// Makes dials without a live local tunnel go through peer replicas. Set once, at start.
+    pub fn set_peer_forwarder(&self, forwarder: Arc<PeerForwarder>) {
+        let _ = self.peers.set(forwarder);
+    }
+
+    /// Notified on every tunnel added or removed.
+    pub fn changed(&self) -> &tokio::sync::Notify {
+        &self.changed
+    }
+
+    /// Clusters with live tunnels to this replica, and how many each.
+    pub fn clusters(&self) -> std::collections::BTreeMap<String, usize> {
+        self.lock()
+            .iter()
+            .map(|(cluster, list)| (cluster.clone(), list.len()))
+            .collect()
     }
 
     /// Adds a tunnel of `cluster`; returns its id for [`TunnelHub::remove`].
@@ -132,6 +192,8 @@ impl TunnelHub {
             .tunnels
             .with_label_values(&[cluster])
             .set(list.len() as i64);
+        drop(tunnels);
+        self.changed.notify_one();
         id
     }
 
@@ -147,6 +209,8 @@ impl TunnelHub {
                 tunnels.remove(cluster);
             }
         }
+        drop(tunnels);
+        self.changed.notify_one();
     }
 
     /// How many tunnels of `cluster` this replica holds.
@@ -180,10 +244,62 @@ impl TunnelHub {
             Ok(stream) => {
                 let gauge = self.metrics.streams_open.clone();
                 gauge.inc();
-                Ok(stream.on_drop(move || gauge.dec()))
+                let bytes = &self.metrics.stream_bytes;
+                Ok(stream.on_drop(move || gauge.dec()).count_bytes(
+                    bytes.with_label_values(&[cluster, "from_cluster"]),
+                    bytes.with_label_values(&[cluster, "to_cluster"]),
+                ))
             }
             Err(error) => {
                 self.metrics.dial_failures.with_label_values(&[cluster]).inc();
+                Err(error)
+            }
+        }
+    }
+
+    /// Opens a connection to `authority` of `cluster`: through this replica's tunnels first; when it
+    /// has none that works, through a peer replica that holds one (when a forwarder is set). An
+    /// answer of the agent (a refusal) is final.
+    pub async fn dial_any(
+        &self,
+        cluster: &str,
+        authority: &str,
+        timeout: Duration,
+    ) -> Result<HubConnection, DialError> {
+        let started = std::time::Instant::now();
+        let local_tried = self.tunnel_count(cluster) > 0;
+        let local_error = if local_tried {
+            match self.dial(cluster, authority, timeout).await {
+                Ok(stream) => return Ok(HubConnection::Local(stream)),
+                Err(error @ DialError::Refused { .. }) => return Err(error),
+                Err(error) => error,
+            }
+        } else {
+            DialError::NoTunnel(cluster.to_string())
+        };
+        let Some(peers) = self.peers.get() else {
+            if !local_tried {
+                self.metrics.dial_failures.with_label_values(&[cluster]).inc();
+            }
+            return Err(local_error);
+        };
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let result = peers.dial(cluster, authority, remaining).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(DialError::Refused { .. }) => "refused",
+            Err(_) => "failed",
+        };
+        self.metrics
+            .peer_forwards
+            .with_label_values(&[cluster, "out", outcome])
+            .inc();
+        match result {
+            Ok(socket) => Ok(HubConnection::Peer(socket)),
+            Err(error) => {
+                if !local_tried {
+                    self.metrics.dial_failures.with_label_values(&[cluster]).inc();
+                }
                 Err(error)
             }
         }

@@ -52,6 +52,8 @@ pub struct TunnelStream {
     activity: Activity,
     /// Decremented when the stream is dropped (open-stream gauges).
     on_drop: Option<Box<dyn FnOnce() + Send + Sync>>,
+    /// Bytes read and written, when counted (per cluster on a replica).
+    counters: Option<(prometheus::IntCounter, prometheus::IntCounter)>,
 }
 
 impl TunnelStream {
@@ -62,7 +64,14 @@ impl TunnelStream {
             pending: Bytes::new(),
             activity: Activity::default(),
             on_drop: None,
+            counters: None,
         }
+    }
+
+    /// Counts the bytes read into `received` and the bytes written into `sent`.
+    pub fn count_bytes(mut self, received: prometheus::IntCounter, sent: prometheus::IntCounter) -> TunnelStream {
+        self.counters = Some((received, sent));
+        self
     }
 
     pub fn activity(&self) -> Activity {
@@ -113,6 +122,9 @@ impl AsyncRead for TunnelStream {
         buffer.put_slice(&this.pending[..count]);
         this.pending.advance(count);
         let _ = this.recv.flow_control().release_capacity(count);
+        if let Some((received, _)) = &this.counters {
+            received.inc_by(count as u64);
+        }
         this.activity.touch();
         Poll::Ready(Ok(()))
     }
@@ -152,6 +164,9 @@ impl AsyncWrite for TunnelStream {
         this.send
             .send_data(Bytes::copy_from_slice(&data[..count]), false)
             .map_err(h2_error)?;
+        if let Some((_, sent)) = &this.counters {
+            sent.inc_by(count as u64);
+        }
         this.activity.touch();
         Poll::Ready(Ok(count))
     }

@@ -665,3 +665,13 @@ pub async fn kubectl(
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Resident memory of process `pid`, in KiB.
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the /proc status is readable");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS is present")
+}

@@ -236,6 +236,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/kuboard-api/clusters/{name}/agent-manifest": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Makes the manifest that runs the agent in the cluster (`kubectl apply -f`), with a new agent
+         *     token: the previous token stops working, as with a rotation.
+         */
+        post: operations["agent_manifest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/kuboard-api/clusters/{name}/agent-token": {
         parameters: {
             query?: never;
@@ -250,7 +270,11 @@ export interface paths {
          *     are closed within seconds on every replica.
          */
         post: operations["rotate_agent_token"];
-        delete?: never;
+        /**
+         * Revokes an agent cluster's token: no token works until a new one is made, and the tunnels
+         *     opened with the old one close within seconds on every replica.
+         */
+        delete: operations["revoke_agent_token"];
         options?: never;
         head?: never;
         patch?: never;
@@ -280,7 +304,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A kubeconfig for the caller to use kubectl on this cluster through Kuboard. */
+        /**
+         * A kubeconfig for the caller to use kubectl on this cluster through Kuboard: an `https://`
+         *     address (the HTTPS port, or an https `KUBOARD_ENDPOINT`) and, when replicas serve the group's own
+         *     certificate, the group CA. 409 when only plain HTTP is on offer (kubectl would not send the
+         *     token), 503 while the HTTPS port's certificate is being made.
+         */
         get: operations["download_kubeconfig"];
         put?: never;
         post?: never;
@@ -534,6 +563,27 @@ export interface components {
             /** @description `host:port` of the new member's Raft peer listener. */
             address: string;
         };
+        /** @description What the agent manifest is made for; both default to the replicas' settings. */
+        AgentManifestRequest: {
+            /**
+             * @description Every replica's agent address (`host:port`) as the cluster's nodes reach it; the replicas'
+             *     `KUBOARD_AGENT_ENDPOINT` when absent.
+             */
+            endpoints?: string[] | null;
+            /** @description The image that runs `kuboard agent`; `eipwork/kuboard:v3` when absent. */
+            image?: string | null;
+        };
+        /** @description The agent manifest, with a new token in it (shown this once). */
+        AgentManifestResponse: {
+            cluster: components["schemas"]["ClusterResponse"];
+            /** @description Multi-document YAML: namespace, service account, cluster role and binding, secret, Deployment. */
+            manifest: string;
+            /** @description The file name the console saves the manifest as. */
+            file_name: string;
+            /** @description The command to run with that file. */
+            command: string;
+            agent_token: string;
+        };
         /** @description The agent token, shown this once: only its digest is stored. */
         AgentTokenResponse: {
             cluster: components["schemas"]["ClusterResponse"];
@@ -647,6 +697,11 @@ export interface components {
             has_ca_certificate: boolean;
             created_at: string;
             updated_at: string;
+            /**
+             * @description For an agent cluster, the replicas holding its agent's tunnels now (a replica not listed
+             *     serves the cluster through one of them). Filled by the list and get routes.
+             */
+            agent_tunnels?: components["schemas"]["TunnelHolder"][];
         };
         /**
          * @description The role a binding grants on a cluster or one of its namespaces, named after the Kubernetes
@@ -925,6 +980,23 @@ export interface components {
             /** @description disabled, ignore-errors, buffered or strict. */
             audit_policy: string;
             audit?: null | components["schemas"]["AuditStatus"];
+            /** @description Which replica holds tunnels of which agent cluster. */
+            agent_tunnels?: components["schemas"]["TunnelHolder"][];
+        };
+        /** @description One replica holding tunnels of one cluster. */
+        TunnelHolder: {
+            cluster: string;
+            /** Format: int64 */
+            replica_id: number;
+            /** @description The replica's agent port as its peers reach it (`host:port`). */
+            address: string;
+            /** @description Live tunnels of the cluster to this replica (one per connected agent). */
+            tunnels: number;
+            /**
+             * Format: int64
+             * @description Unix seconds of the last change.
+             */
+            updated_at: number;
         };
         /** @description A full replacement of a cluster's settings; `credentials` absent keeps the stored ones. */
         UpdateClusterRequest: {
@@ -1940,6 +2012,98 @@ export interface operations {
             };
         };
     };
+    agent_manifest: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AgentManifestRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentManifestResponse"];
+                };
+            };
+            /** @description The body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     rotate_agent_token: {
         parameters: {
             query?: never;
@@ -1957,6 +2121,67 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AgentTokenResponse"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke_agent_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClusterResponse"];
                 };
             };
             401: {
@@ -2090,7 +2315,23 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -31,6 +31,14 @@ export default {
       learner: 'learner',
       unknown: 'unknown',
     },
+    agentTunnels: 'Agent tunnels',
+    agentTunnelsNone: 'No agent is connected to any replica.',
+    agentTunnelsNote:
+      'Which replica holds tunnels of which agent cluster. A replica not listed for a cluster serves it through one that is.',
+    tunnelCluster: 'Cluster',
+    tunnelReplica: 'Replica',
+    tunnelAddress: 'Agent port',
+    tunnelCount: 'Tunnels',
     indexesNote:
       'A replica knows its own term, commit and applied index and revision; the leader knows up to which index each member holds its log (matched). — : not known by the replica that answered.',
     indexes: {

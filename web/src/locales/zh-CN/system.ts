@@ -31,6 +31,13 @@ export default {
       learner: 'learner',
       unknown: '未知',
     },
+    agentTunnels: 'Agent 隧道',
+    agentTunnelsNone: '没有 agent 连接到任何副本。',
+    agentTunnelsNote: '哪个副本持有哪个 agent 集群的隧道。未列出的副本通过列出的副本访问该集群。',
+    tunnelCluster: '集群',
+    tunnelReplica: '副本',
+    tunnelAddress: 'Agent 端口',
+    tunnelCount: '隧道数',
     indexesNote:
       '每个副本知道自己的任期、提交索引、应用索引与版本号；leader 知道每个成员的日志已复制到哪个索引（已复制索引）。— 表示应答的副本无法得知。',
     indexes: {
