@@ -15,6 +15,8 @@ use crate::resources::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 
+mod workloads;
+
 /// Knobs of the shared state.
 #[derive(Debug, Clone)]
 pub struct StateConfig {
@@ -31,6 +33,10 @@ pub struct StateConfig {
     pub log_follow_max_lines: usize,
     /// How many synthetic lines a container's log starts with.
     pub initial_log_lines: usize,
+    /// Run the Deployment and ReplicaSet controllers: a Deployment keeps one ReplicaSet per pod
+    /// template and a ReplicaSet keeps `spec.replicas` pods (see `workloads`). Off by default, so
+    /// that tests counting pods see only the ones they made.
+    pub simulate_workloads: bool,
 }
 
 impl Default for StateConfig {
@@ -42,6 +48,7 @@ impl Default for StateConfig {
             log_follow_interval: Duration::from_secs(1),
             log_follow_max_lines: 30,
             initial_log_lines: 10,
+            simulate_workloads: false,
         }
     }
 }
@@ -342,11 +349,22 @@ impl SharedState {
         &self,
         resource: &'static ResourceType,
         namespace: Option<&str>,
+        object: Value,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
+        let mut inner = self.write();
+        self.create_locked(&mut inner, resource, namespace, object, dry_run)
+    }
+
+    fn create_locked(
+        &self,
+        inner: &mut Inner,
+        resource: &'static ResourceType,
+        namespace: Option<&str>,
         mut object: Value,
         dry_run: bool,
     ) -> Result<Arc<Value>, ApiError> {
         check_type_meta(resource, &mut object)?;
-        let mut inner = self.write();
         let namespace = if resource.namespaced {
             let namespace = namespace.ok_or_else(|| ApiError::bad_request("a namespaced object needs a namespace"))?;
             if let Some(body_namespace) = meta_str(&object, "namespace") {
@@ -424,7 +442,15 @@ impl SharedState {
         apply_defaults(resource, &mut object, self.config.simulate_controllers, None);
         let object = Arc::new(object);
         if !dry_run {
-            self.commit(&mut inner, resource, key, EventType::Added, Some(object.clone()), None);
+            self.commit(
+                inner,
+                resource,
+                key.clone(),
+                EventType::Added,
+                Some(object.clone()),
+                None,
+            );
+            self.reconcile_workload(inner, resource, &key);
         }
         Ok(object)
     }
@@ -586,11 +612,12 @@ impl SharedState {
             self.commit(
                 inner,
                 resource,
-                key,
+                key.clone(),
                 EventType::Modified,
                 Some(updated.clone()),
                 Some(current),
             );
+            self.reconcile_workload(inner, resource, &key);
         }
         Ok(updated)
     }
@@ -641,6 +668,7 @@ impl SharedState {
         if options.propagation_policy.as_deref() != Some("Orphan") {
             self.delete_dependents(&mut inner, &uid, 0);
         }
+        self.replace_deleted_pod(&mut inner, resource, &deleted);
         Ok(deleted)
     }
 
