@@ -621,6 +621,10 @@ async fn resource_request(
         ("get", Some(name), Some("log")) if resource.plural == "pods" => {
             let pod = state.get(resource, namespace, name)?;
             let container = logs::choose_container(&pod, query.get("container"))?;
+            if query.flag("previous") {
+                return Err(logs::no_previous_container(name, &container));
+            }
+            let since_time = query.get("sinceTime").map(logs::parse_since_time).transpose()?;
             let log_request = LogRequest {
                 namespace: namespace.unwrap_or("default").to_string(),
                 pod: name.to_string(),
@@ -628,6 +632,7 @@ async fn resource_request(
                 follow: query.flag("follow"),
                 tail_lines: query.get("tailLines").and_then(|t| t.parse().ok()),
                 timestamps: query.flag("timestamps"),
+                since_time,
             };
             Ok(logs::respond(state, log_request, app.shutdown.clone()))
         }

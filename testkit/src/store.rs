@@ -125,11 +125,19 @@ struct Inner {
     compacted: u64,
 }
 
+/// One line of a container's log and when the container wrote it (the kubelet keeps both; a
+/// `timestamps=true` log shows the time, and `sinceTime` selects by it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub time: time::OffsetDateTime,
+    pub text: String,
+}
+
 /// The state several fake apiserver instances serve. Cheap to share as `Arc<SharedState>`.
 pub struct SharedState {
     inner: RwLock<Inner>,
     version_sender: watch::Sender<u64>,
-    logs: Mutex<HashMap<(String, String, String), Vec<String>>>,
+    logs: Mutex<HashMap<(String, String, String), Vec<LogLine>>>,
     rbac: RwLock<Rbac>,
     tokens: RwLock<HashMap<String, UserInfo>>,
     pub config: StateConfig,
@@ -892,29 +900,43 @@ impl SharedState {
         (items, inner.resource_version)
     }
 
-    /// The log of a container: its synthetic first lines plus any appended since.
-    pub fn log_lines(&self, namespace: &str, pod: &str, container: &str) -> Vec<String> {
+    /// The log of a container: its synthetic first lines (`{pod}/{container} line {n}`, a millisecond
+    /// apart, ending now) plus any appended since.
+    pub fn log_lines(&self, namespace: &str, pod: &str, container: &str) -> Vec<LogLine> {
         let mut logs = self.logs.lock().expect("the log lock is never poisoned");
         logs.entry((namespace.to_string(), pod.to_string(), container.to_string()))
             .or_insert_with(|| {
-                (1..=self.config.initial_log_lines)
-                    .map(|n| format!("{pod}/{container} line {n}"))
+                let now = time::OffsetDateTime::now_utc();
+                let count = self.config.initial_log_lines;
+                (1..=count)
+                    .map(|n| LogLine {
+                        time: now - time::Duration::milliseconds(i64::try_from(count - n).unwrap_or(0)),
+                        text: format!("{pod}/{container} line {n}"),
+                    })
                     .collect()
             })
             .clone()
     }
 
-    /// Appends a line to a container's log (a followed log streams it).
+    /// Appends a line to a container's log (a followed log streams it), written now, or a nanosecond
+    /// after the last line when the clock has not moved on since.
     pub fn append_log(&self, namespace: &str, pod: &str, container: &str, line: &str) {
         self.log_lines(namespace, pod, container);
         let mut logs = self.logs.lock().expect("the log lock is never poisoned");
         if let Some(lines) = logs.get_mut(&(namespace.to_string(), pod.to_string(), container.to_string())) {
-            lines.push(line.to_string());
+            let now = time::OffsetDateTime::now_utc();
+            let time = match lines.last() {
+                Some(last) if last.time >= now => last.time + time::Duration::nanoseconds(1),
+                _ => now,
+            };
+            lines.push(LogLine {
+                time,
+                text: line.to_string(),
+            });
         }
     }
 }
 
-/// Checks `apiVersion` and `kind` of a body against the URL's resource and fills them in when absent.
 fn check_type_meta(resource: &ResourceType, object: &mut Value) -> Result<(), ApiError> {
     let Some(map) = object.as_object_mut() else {
         return Err(ApiError::bad_request("the request body must be a JSON object"));

@@ -1,6 +1,7 @@
 //! The Deployment and ReplicaSet controllers (`StateConfig::simulate_workloads`) driven by the machine's
 //! real kubectl — create, `scale`, `rollout restart`, a pod deleted, the Deployment deleted — and
-//! `SelfSubjectAccessReview` answered from the fake's RBAC rules.
+//! `SelfSubjectAccessReview` answered from the fake's RBAC rules; pod logs with per-line times (`--timestamps`,
+//! `--since-time`, `--previous`).
 
 mod common;
 
@@ -268,5 +269,111 @@ async fn access_reviews_answer_from_the_rbac_rules() {
         .expect("groups")
         .iter()
         .any(|group| group["name"] == "authorization.k8s.io"));
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn logs_keep_the_time_of_each_line_for_timestamps_and_since_time() {
+    common::init_tracing();
+    let cluster = start(false).await;
+    cluster
+        .state
+        .create_object(
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app", "namespace": "default"},
+            "spec": {"containers": [{"name": "main", "image": "busybox"}]}}),
+        )
+        .expect("created");
+    let home = KubectlHome::new();
+    let admin = home.write("admin", &cluster.admin_kubeconfig(0));
+
+    let (code, out, err) = home.run(&admin, &["logs", "app", "--timestamps"], None).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<(&str, &str)> = out
+        .lines()
+        .map(|line| line.split_once(' ').expect("a timestamp, a space, the line"))
+        .collect();
+    assert_eq!(lines.len(), 10, "{out}");
+    for (index, (time, text)) in lines.iter().enumerate() {
+        assert_eq!(*text, format!("app/main line {}", index + 1));
+        // The kubelet's format: nine fractional digits, UTC.
+        assert!(
+            time.len() == 30 && time.ends_with('Z') && time.as_bytes()[19] == b'.',
+            "{time}"
+        );
+    }
+    assert!(
+        lines.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "times increase: {out}"
+    );
+    // The same times every time the log is read.
+    let (_, again, _) = home.run(&admin, &["logs", "app", "--timestamps"], None).await;
+    assert_eq!(again, out);
+
+    // sinceTime keeps the lines written at or after its second (the kubelet gets whole seconds): once
+    // the clock is past the second of line 10, a new line is the only one from its second on.
+    let last_second = &lines[9].0[..19];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats")[..19]
+        .le(last_second)
+    {
+        assert!(std::time::Instant::now() < deadline, "the clock stands still");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    cluster.state.append_log("default", "app", "main", "app/main line 11");
+    let (_, out, _) = home.run(&admin, &["logs", "app", "--timestamps"], None).await;
+    let eleventh = out
+        .lines()
+        .last()
+        .and_then(|line| line.split_once(' '))
+        .expect("line 11")
+        .0
+        .to_string();
+    for (since, expected) in [
+        (eleventh.clone(), vec!["app/main line 11".to_string()]),
+        // The time of line 7 selects every line of its second, the ones before line 7 included.
+        (
+            lines[6].0.to_string(),
+            lines
+                .iter()
+                .filter(|(time, _)| time[..19] >= lines[6].0[..19])
+                .map(|(_, text)| text.to_string())
+                .chain(["app/main line 11".to_string()])
+                .collect(),
+        ),
+    ] {
+        let (code, out, err) = home
+            .run(
+                &admin,
+                &["logs", "app", "--timestamps", &format!("--since-time={since}")],
+                None,
+            )
+            .await;
+        assert_eq!(code, 0, "{err}");
+        let texts: Vec<&str> = out
+            .lines()
+            .filter_map(|line| line.split_once(' ').map(|(_, text)| text))
+            .collect();
+        assert_eq!(texts, expected, "since {since}: {out}");
+    }
+    // kubectl checks --since-time itself; the apiserver refuses a bad sinceTime too.
+    let response = common::admin_client(&cluster)
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods/app/log?sinceTime=yesterday",
+            cluster.urls()[0]
+        ))
+        .send()
+        .await
+        .expect("the fake answers");
+    assert_eq!(response.status().as_u16(), 400);
+
+    // The fake's containers never restart: no previous log, in the kubelet's words.
+    let (code, _, err) = home.run(&admin, &["logs", "app", "--previous"], None).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("previous terminated container \"main\" in pod \"app\" not found"),
+        "{err}"
+    );
     cluster.stop().await;
 }

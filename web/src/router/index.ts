@@ -79,6 +79,13 @@ export function createConsoleRouter(): Router {
                 props: true,
                 meta: { title: 'workspace.kinds' },
               },
+              {
+                path: 'pods/:namespace/:pod/logs',
+                name: 'cluster-pod-logs',
+                component: () => import('@/views/cluster/PodLogs.vue'),
+                props: true,
+                meta: { title: 'workspace.logs.title' },
+              },
             ],
           },
           {
