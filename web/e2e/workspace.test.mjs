@@ -617,6 +617,28 @@ test("a pod's log: followed, every numbered line once, searched, with timestamps
   await checkPage('pod logs (no previous container)');
 });
 
+test('a terminal in a pod: the audit notice, a command run and its output shown, exit', async () => {
+  await workspace.goto(`/clusters/${CLUSTER}/resources/core/v1/pods/${NAMESPACE}/web-1?namespace=${NAMESPACE}`);
+  await workspace.click('resource-pod-terminal');
+  await waitFor('the terminal page', () => workspace.path() === `/clusters/${CLUSTER}/pods/${NAMESPACE}/web-1/terminal`);
+  await workspace.visible('terminal-audit-notice');
+  await page.waitForFunction(() => document.querySelector('[data-testid="terminal-state"]')?.dataset.state === 'open');
+  const terminalState = workspace.byTestId('terminal-state');
+  assert.equal(await terminalState.getAttribute('data-shell'), 'bash');
+  assert.equal(await terminalState.getAttribute('data-protocol'), 'v5.channel.k8s.io');
+  const screenText = () => page.locator('[data-testid="terminal-screen"] .xterm-rows').innerText();
+  await waitFor('the prompt', async () => (await screenText()).includes('#'));
+  await page.locator('[data-testid="terminal-screen"] .xterm-helper-textarea').focus();
+  await page.keyboard.type('echo hello-from-the-console; hostname\r');
+  await waitFor('the output', async () => /^hello-from-the-console\s*$/m.test(await screenText()));
+  assert.match(await screenText(), /^web-1\s*$/m, 'hostname is the pod name');
+  await checkPage('pod terminal');
+  await page.keyboard.type('exit 3\r');
+  await page.waitForFunction(() => document.querySelector('[data-testid="terminal-state"]')?.dataset.state === 'closed');
+  assert.equal(await workspace.byTestId('terminal-ended').getAttribute('data-exit-code'), '3');
+  await workspace.visible('terminal-connect');
+});
+
 test('Chinese: the workspace pages show no untranslated key', async () => {
   const chinese = await localeKeys('zh-CN');
   const english = await localeKeys('en');

@@ -86,6 +86,13 @@ export function createConsoleRouter(): Router {
                 props: true,
                 meta: { title: 'workspace.logs.title' },
               },
+              {
+                path: 'pods/:namespace/:pod/terminal',
+                name: 'cluster-pod-terminal',
+                component: () => import('@/views/cluster/PodTerminal.vue'),
+                props: true,
+                meta: { title: 'workspace.terminal.title' },
+              },
             ],
           },
           {

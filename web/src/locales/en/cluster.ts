@@ -133,5 +133,26 @@ export default {
       noMatch: 'No line matches the search.',
       cut: '… {count} more characters (download to see the whole line)',
     },
+    terminal: {
+      title: 'Terminal',
+      heading: 'Terminal in {pod}',
+      open: 'Terminal',
+      auditNotice:
+        'This terminal session is recorded in the audit log: who opened it, in which pod and container, and when.',
+      state: {
+        idle: 'Not connected',
+        connecting: 'Connecting…',
+        open: 'Connected: {shell} ({protocol})',
+        closed: 'Disconnected',
+      },
+      fallback: '{from} is not in this container; trying {to}.',
+      refused: 'The terminal could not be opened (websocket closed with code {code}).',
+      reconnect: 'Connect again',
+      disconnect: 'Disconnect',
+      copy: 'Copy selection',
+      paste: 'Paste',
+      exited: 'The shell exited.',
+      exitedWith: 'The shell exited with code {code}.',
+    },
   },
 };
