@@ -214,12 +214,21 @@ async function main() {
       ['workspace-logs', `/clusters/${CLUSTER}/pods/${NAMESPACE}/${pods[0]}/logs?namespace=${NAMESPACE}`, () =>
         document.querySelector('[data-testid="logs-state"]')?.dataset.state === 'live' &&
         document.querySelectorAll('[data-testid="logs-line"]').length >= 10],
+      ['workspace-terminal', `/clusters/${CLUSTER}/pods/${NAMESPACE}/${pods[0]}/terminal?namespace=${NAMESPACE}`, () =>
+        document.querySelector('[data-testid="terminal-state"]')?.dataset.state === 'open' &&
+        (document.querySelector('[data-testid="terminal-screen"] .xterm-rows')?.textContent ?? '').includes('#')],
     ];
     for (const language of ['zh-CN', 'en']) {
       await shell.goto('/clusters');
       await shell.click(`lang-${language}`);
       for (const [name, path, ready] of workspaceViews) {
         await shell.goto(path);
+        if (name === 'workspace-terminal') {
+          // A command and its output on the screen.
+          await page.waitForFunction(ready, undefined, { timeout: 20000 });
+          await page.locator('[data-testid="terminal-screen"] .xterm-helper-textarea').focus();
+          await page.keyboard.type('hostname; whoami; ls\r');
+        }
         await shot(name, language, ready);
       }
     }
