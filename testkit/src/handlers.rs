@@ -117,6 +117,23 @@ async fn route(app: AppState, request: Request) -> Result<Response, ApiError> {
     if let Some(response) = discovery(&segments) {
         return response;
     }
+    if segments
+        == [
+            AUTHORIZATION_PREFIX[0],
+            AUTHORIZATION_PREFIX[1],
+            AUTHORIZATION_PREFIX[2],
+            "selfsubjectaccessreviews",
+        ]
+    {
+        if request.method() != Method::POST {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        return self_subject_access_review(&app.state, &user, request).await;
+    }
     let target = parse_target(&segments)?;
     resource_request(app, user, target, request).await
 }
@@ -204,14 +221,96 @@ fn api_group(group: &str) -> Value {
            "preferredVersion": group_version})
 }
 
+/// `/apis/authorization.k8s.io/v1`, where the access reviews are served.
+const AUTHORIZATION_PREFIX: [&str; 3] = ["apis", "authorization.k8s.io", "v1"];
+
+fn authorization_group() -> Value {
+    let group_version = json!({"groupVersion": "authorization.k8s.io/v1", "version": "v1"});
+    json!({"kind": "APIGroup", "apiVersion": "v1", "name": "authorization.k8s.io",
+           "versions": [group_version.clone()], "preferredVersion": group_version})
+}
+
+/// A `SelfSubjectAccessReview`: may the caller (after impersonation) do what `spec.resourceAttributes`
+/// describes? Anyone may ask about themselves, as `system:basic-user` allows on a real cluster; the
+/// answer comes from the same rules that authorize requests. `nonResourceAttributes` are answered
+/// "not allowed" (the fake has no rules for them).
+async fn self_subject_access_review(
+    state: &SharedState,
+    user: &UserInfo,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (body, _) = read_json(request).await?;
+    if body.get("kind").and_then(Value::as_str) != Some("SelfSubjectAccessReview") {
+        return Err(ApiError::bad_request("the body must be a SelfSubjectAccessReview"));
+    }
+    let text = |attributes: &Value, field: &str| {
+        attributes
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|value| !value.is_empty())
+            .map(str::to_string)
+    };
+    let allowed = match body.pointer("/spec/resourceAttributes") {
+        Some(attributes) => {
+            let verb = text(attributes, "verb").ok_or_else(|| {
+                ApiError::invalid(
+                    "SelfSubjectAccessReview",
+                    "",
+                    "spec.resourceAttributes.verb: Required value",
+                )
+            })?;
+            let plural = text(attributes, "resource").unwrap_or_default();
+            let resource = match text(attributes, "subresource") {
+                Some(subresource) => format!("{plural}/{subresource}"),
+                None => plural,
+            };
+            state.rbac().allows(
+                user,
+                &RequestAttributes {
+                    verb,
+                    resource,
+                    api_group: text(attributes, "group").unwrap_or_default(),
+                    namespace: text(attributes, "namespace"),
+                    name: text(attributes, "name"),
+                },
+            )
+        }
+        None if body.pointer("/spec/nonResourceAttributes").is_some() => false,
+        None => {
+            return Err(ApiError::invalid(
+                "SelfSubjectAccessReview",
+                "",
+                "spec.resourceAttributes: Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified",
+            ))
+        }
+    };
+    let mut review = body;
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["metadata"] = json!({"creationTimestamp": null});
+    review["status"] = if allowed {
+        json!({"allowed": true, "reason": "allowed by the fake's RBAC rules"})
+    } else {
+        json!({"allowed": false})
+    };
+    Ok(json_response(StatusCode::CREATED, &review))
+}
+
 /// Discovery and OpenAPI documents, or `None` for other paths. Legacy (unaggregated) discovery is
 /// served; kubectl falls back to it when the answer is not an aggregated discovery document.
 fn discovery(segments: &[&str]) -> Option<Result<Response, ApiError>> {
     let document = match segments {
         ["api"] => json!({"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}),
-        ["apis"] => json!({"kind": "APIGroupList", "apiVersion": "v1",
-            "groups": resources::named_groups().into_iter().map(api_group).collect::<Vec<_>>()}),
+        ["apis"] => {
+            let mut groups: Vec<Value> = resources::named_groups().into_iter().map(api_group).collect();
+            groups.push(authorization_group());
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        }
+        ["apis", "authorization.k8s.io"] => authorization_group(),
+        ["apis", "authorization.k8s.io", "v1"] => json!({"kind": "APIResourceList", "apiVersion": "v1",
+            "groupVersion": "authorization.k8s.io/v1", "resources": [{"name": "selfsubjectaccessreviews",
+            "singularName": "selfsubjectaccessreview", "namespaced": false, "kind": "SelfSubjectAccessReview",
+            "verbs": ["create"]}]}),
         ["apis", group] if resources::named_groups().contains(group) => api_group(group),
         ["api", "v1"] => resource_list("", "v1")?,
         ["apis", group, version] => resource_list(group, version)?,
@@ -522,6 +621,10 @@ async fn resource_request(
         ("get", Some(name), Some("log")) if resource.plural == "pods" => {
             let pod = state.get(resource, namespace, name)?;
             let container = logs::choose_container(&pod, query.get("container"))?;
+            if query.flag("previous") {
+                return Err(logs::no_previous_container(name, &container));
+            }
+            let since_time = query.get("sinceTime").map(logs::parse_since_time).transpose()?;
             let log_request = LogRequest {
                 namespace: namespace.unwrap_or("default").to_string(),
                 pod: name.to_string(),
@@ -529,6 +632,7 @@ async fn resource_request(
                 follow: query.flag("follow"),
                 tail_lines: query.get("tailLines").and_then(|t| t.parse().ok()),
                 timestamps: query.flag("timestamps"),
+                since_time,
             };
             Ok(logs::respond(state, log_request, app.shutdown.clone()))
         }

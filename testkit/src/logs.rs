@@ -1,5 +1,7 @@
-//! Pod logs: synthetic lines per container, `tailLines`, `timestamps`, and `follow` (a new line every
-//! `log_follow_interval`, ended after `log_follow_max_lines` or when the pod goes).
+//! Pod logs: numbered synthetic lines per container, each with the time it was written; `tailLines`,
+//! `timestamps` (RFC 3339 with nanoseconds, as the kubelet writes them), `sinceTime` (lines written at
+//! or after its second), `previous` (refused while the container never restarted) and `follow` (a new line
+//! every `log_follow_interval`, ended after `log_follow_max_lines` or when the pod goes).
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::resources;
 use crate::status::ApiError;
-use crate::store::{now_rfc3339, SharedState};
+use crate::store::{LogLine, SharedState};
 
 /// The container a request names, or the pod's only (or default) one.
 pub fn choose_container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
@@ -44,20 +46,59 @@ pub struct LogRequest {
     pub follow: bool,
     pub tail_lines: Option<usize>,
     pub timestamps: bool,
+    /// Only lines written at or after this time.
+    pub since_time: Option<time::OffsetDateTime>,
 }
 
-fn format_line(line: &str, timestamps: bool) -> Bytes {
+/// The kubelet's timestamp format: RFC 3339 in UTC with nine fractional digits.
+fn kubelet_timestamp(time: time::OffsetDateTime) -> String {
+    let t = time.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
+    )
+}
+
+/// `sinceTime` of a log request (RFC 3339, fractional seconds optional), in whole seconds: the
+/// apiserver passes it on to the kubelet as a `metav1.Time`, which keeps seconds only, so a real
+/// cluster sends every line of that second again.
+pub fn parse_since_time(text: &str) -> Result<time::OffsetDateTime, ApiError> {
+    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| ApiError::bad_request(format!("invalid sinceTime {text:?}: not an RFC 3339 time")))?;
+    time.replace_nanosecond(0)
+        .map_err(|_| ApiError::bad_request(format!("invalid sinceTime {text:?}")))
+}
+
+/// `previous=true`: the fake's containers never restart, so there is no previous log; the kubelet's
+/// answer then is this 400.
+pub fn no_previous_container(pod: &str, container: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "previous terminated container \"{container}\" in pod \"{pod}\" not found"
+    ))
+}
+
+fn format_line(line: &LogLine, timestamps: bool) -> Bytes {
     if timestamps {
-        Bytes::from(format!("{} {line}\n", now_rfc3339()))
+        Bytes::from(format!("{} {}\n", kubelet_timestamp(line.time), line.text))
     } else {
-        Bytes::from(format!("{line}\n"))
+        Bytes::from(format!("{}\n", line.text))
     }
 }
 
 pub fn respond(state: Arc<SharedState>, request: LogRequest, mut shutdown: watch::Receiver<bool>) -> Response {
     let lines = state.log_lines(&request.namespace, &request.pod, &request.container);
-    let skip = request.tail_lines.map_or(0, |tail| lines.len().saturating_sub(tail));
-    let initial: Vec<Bytes> = lines[skip..]
+    let since: Vec<&LogLine> = lines
+        .iter()
+        .filter(|line| request.since_time.is_none_or(|since| line.time >= since))
+        .collect();
+    let skip = request.tail_lines.map_or(0, |tail| since.len().saturating_sub(tail));
+    let initial: Vec<Bytes> = since[skip..]
         .iter()
         .map(|l| format_line(l, request.timestamps))
         .collect();
@@ -88,7 +129,7 @@ pub fn respond(state: Arc<SharedState>, request: LogRequest, mut shutdown: watch
             if current.len() <= seen {
                 let line = format!("{}/{} line {}", request.pod, request.container, current.len() + 1);
                 state.append_log(&request.namespace, &request.pod, &request.container, &line);
-                current.push(line);
+                current = state.log_lines(&request.namespace, &request.pod, &request.container);
             }
             for line in &current[seen..] {
                 if sender.send(Ok(format_line(line, request.timestamps))).await.is_err() {

@@ -15,6 +15,8 @@ use crate::resources::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 
+mod workloads;
+
 /// Knobs of the shared state.
 #[derive(Debug, Clone)]
 pub struct StateConfig {
@@ -31,6 +33,10 @@ pub struct StateConfig {
     pub log_follow_max_lines: usize,
     /// How many synthetic lines a container's log starts with.
     pub initial_log_lines: usize,
+    /// Run the Deployment and ReplicaSet controllers: a Deployment keeps one ReplicaSet per pod
+    /// template and a ReplicaSet keeps `spec.replicas` pods (see `workloads`). Off by default, so
+    /// that tests counting pods see only the ones they made.
+    pub simulate_workloads: bool,
 }
 
 impl Default for StateConfig {
@@ -42,6 +48,7 @@ impl Default for StateConfig {
             log_follow_interval: Duration::from_secs(1),
             log_follow_max_lines: 30,
             initial_log_lines: 10,
+            simulate_workloads: false,
         }
     }
 }
@@ -118,11 +125,19 @@ struct Inner {
     compacted: u64,
 }
 
+/// One line of a container's log and when the container wrote it (the kubelet keeps both; a
+/// `timestamps=true` log shows the time, and `sinceTime` selects by it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub time: time::OffsetDateTime,
+    pub text: String,
+}
+
 /// The state several fake apiserver instances serve. Cheap to share as `Arc<SharedState>`.
 pub struct SharedState {
     inner: RwLock<Inner>,
     version_sender: watch::Sender<u64>,
-    logs: Mutex<HashMap<(String, String, String), Vec<String>>>,
+    logs: Mutex<HashMap<(String, String, String), Vec<LogLine>>>,
     rbac: RwLock<Rbac>,
     tokens: RwLock<HashMap<String, UserInfo>>,
     pub config: StateConfig,
@@ -342,11 +357,22 @@ impl SharedState {
         &self,
         resource: &'static ResourceType,
         namespace: Option<&str>,
+        object: Value,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
+        let mut inner = self.write();
+        self.create_locked(&mut inner, resource, namespace, object, dry_run)
+    }
+
+    fn create_locked(
+        &self,
+        inner: &mut Inner,
+        resource: &'static ResourceType,
+        namespace: Option<&str>,
         mut object: Value,
         dry_run: bool,
     ) -> Result<Arc<Value>, ApiError> {
         check_type_meta(resource, &mut object)?;
-        let mut inner = self.write();
         let namespace = if resource.namespaced {
             let namespace = namespace.ok_or_else(|| ApiError::bad_request("a namespaced object needs a namespace"))?;
             if let Some(body_namespace) = meta_str(&object, "namespace") {
@@ -424,7 +450,15 @@ impl SharedState {
         apply_defaults(resource, &mut object, self.config.simulate_controllers, None);
         let object = Arc::new(object);
         if !dry_run {
-            self.commit(&mut inner, resource, key, EventType::Added, Some(object.clone()), None);
+            self.commit(
+                inner,
+                resource,
+                key.clone(),
+                EventType::Added,
+                Some(object.clone()),
+                None,
+            );
+            self.reconcile_workload(inner, resource, &key);
         }
         Ok(object)
     }
@@ -586,11 +620,12 @@ impl SharedState {
             self.commit(
                 inner,
                 resource,
-                key,
+                key.clone(),
                 EventType::Modified,
                 Some(updated.clone()),
                 Some(current),
             );
+            self.reconcile_workload(inner, resource, &key);
         }
         Ok(updated)
     }
@@ -641,6 +676,7 @@ impl SharedState {
         if options.propagation_policy.as_deref() != Some("Orphan") {
             self.delete_dependents(&mut inner, &uid, 0);
         }
+        self.replace_deleted_pod(&mut inner, resource, &deleted);
         Ok(deleted)
     }
 
@@ -864,29 +900,43 @@ impl SharedState {
         (items, inner.resource_version)
     }
 
-    /// The log of a container: its synthetic first lines plus any appended since.
-    pub fn log_lines(&self, namespace: &str, pod: &str, container: &str) -> Vec<String> {
+    /// The log of a container: its synthetic first lines (`{pod}/{container} line {n}`, a millisecond
+    /// apart, ending now) plus any appended since.
+    pub fn log_lines(&self, namespace: &str, pod: &str, container: &str) -> Vec<LogLine> {
         let mut logs = self.logs.lock().expect("the log lock is never poisoned");
         logs.entry((namespace.to_string(), pod.to_string(), container.to_string()))
             .or_insert_with(|| {
-                (1..=self.config.initial_log_lines)
-                    .map(|n| format!("{pod}/{container} line {n}"))
+                let now = time::OffsetDateTime::now_utc();
+                let count = self.config.initial_log_lines;
+                (1..=count)
+                    .map(|n| LogLine {
+                        time: now - time::Duration::milliseconds(i64::try_from(count - n).unwrap_or(0)),
+                        text: format!("{pod}/{container} line {n}"),
+                    })
                     .collect()
             })
             .clone()
     }
 
-    /// Appends a line to a container's log (a followed log streams it).
+    /// Appends a line to a container's log (a followed log streams it), written now, or a nanosecond
+    /// after the last line when the clock has not moved on since.
     pub fn append_log(&self, namespace: &str, pod: &str, container: &str, line: &str) {
         self.log_lines(namespace, pod, container);
         let mut logs = self.logs.lock().expect("the log lock is never poisoned");
         if let Some(lines) = logs.get_mut(&(namespace.to_string(), pod.to_string(), container.to_string())) {
-            lines.push(line.to_string());
+            let now = time::OffsetDateTime::now_utc();
+            let time = match lines.last() {
+                Some(last) if last.time >= now => last.time + time::Duration::nanoseconds(1),
+                _ => now,
+            };
+            lines.push(LogLine {
+                time,
+                text: line.to_string(),
+            });
         }
     }
 }
 
-/// Checks `apiVersion` and `kind` of a body against the URL's resource and fills them in when absent.
 fn check_type_meta(resource: &ResourceType, object: &mut Value) -> Result<(), ApiError> {
     let Some(map) = object.as_object_mut() else {
         return Err(ApiError::bad_request("the request body must be a JSON object"));

@@ -2,8 +2,11 @@
 // behind nginx (harness/ha-setup.mjs) and the fake apiserver. The objects are made through the
 // console's own proxy (/k8s-api) as the logged-in administrator, then the user opens the cluster,
 // reads its overview, browses kinds found by discovery (printer columns, namespace picker, name and
-// label filters, sorting, paging with continue), opens a pod and a Secret, and sees the pages in
-// both languages; every page is checked with axe-core and must raise no CSP violation.
+// label filters, sorting, paging with continue), opens a pod and a Secret, works a Deployment
+// (its live pods, scale, restart, delete; a viewer whose actions are disabled and refused), and
+// sees the pages in both languages; every page is checked with axe-core and must raise no CSP
+// violation. The fake apiserver runs its Deployment and ReplicaSet controllers, and grants
+// Kuboard's viewer role read-only access.
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -30,6 +33,11 @@ const PODS = ['web-1', 'web-2', 'web-10', 'db-1'];
 const LIVE_LIMIT_MS = 1000;
 const FAILOVER_LIMIT_MS = 3000;
 const SECRET_VALUE = 'c2VjcmV0LXZhbHVlLWU1ZQ==';
+const APP_NAMESPACE = 'shop';
+const APP = 'shop';
+const VIEWER = 'viewer-ws';
+const VIEWER_FIRST_PASSWORD = 'Kb-viewer-First-6';
+const VIEWER_PASSWORD = 'Kb-viewer-Passw0rd-7';
 
 let environment;
 let browser;
@@ -41,15 +49,21 @@ let shell;
 let workspace;
 let checker;
 
-/** A call of the console's API as the logged-in page: its cookies, and the CSRF header for changes. */
-async function api(method, path, data) {
-  const csrf = (await context.cookies()).find((cookie) => cookie.name === 'kuboard_csrf')?.value;
+/**
+ * A call of the console's API as the page of `as` (the administrator's by default): its cookies, and
+ * the CSRF header for changes. Returns the response, unchecked.
+ */
+async function call(method, path, data, { contentType, as = { context, page } } = {}) {
+  const csrf = (await as.context.cookies()).find((cookie) => cookie.name === 'kuboard_csrf')?.value;
   assert.ok(csrf, 'the CSRF cookie is set');
-  const response = await page.request.fetch(`${environment.url}${path}`, {
-    method,
-    headers: { 'x-kuboard-csrf': csrf },
-    data,
-  });
+  const headers = { 'x-kuboard-csrf': csrf };
+  if (contentType) headers['content-type'] = contentType;
+  return as.page.request.fetch(`${environment.url}${path}`, { method, headers, data });
+}
+
+/** `call` as the administrator, which must succeed; its JSON. */
+async function api(method, path, data, options) {
+  const response = await call(method, path, data, options);
   assert.ok(response.status() < 300, `${method} ${path}: ${response.status()} ${await response.text()}`);
   return response.json();
 }
@@ -86,7 +100,9 @@ async function millisecondsUntil(what, predicate, limitMs) {
 }
 
 before(async () => {
-  environment = await startEnvironment();
+  environment = await startEnvironment({
+    fakeArguments: ['--workload-controllers', '--viewer-group', 'kuboard:viewers'],
+  });
   browser = await launchBrowser();
   context = await newContext(browser, { locale: 'en' });
   page = await context.newPage();
@@ -147,7 +163,8 @@ test('log in, import the fake cluster and make its objects through the proxy', a
     kind: 'Deployment',
     metadata: { name: 'web' },
     spec: {
-      replicas: 2,
+      // No pods, so that the pod lists below hold exactly PODS (the fake's controllers would make them).
+      replicas: 0,
       selector: { matchLabels: { app: 'web' } },
       template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'main', image: 'nginx' }] } },
     },
@@ -195,7 +212,7 @@ test('the cluster page opens the workspace; its overview shows nodes, namespaces
   assert.match(nodeRow, /CPU 7800m .*memory 31Gi/);
 
   assert.ok((await workspace.count('overview-namespace-count')) >= 2);
-  // The fake's kubelet runs every pod (the Deployment's pods are not made: there is no controller).
+  // The fake's kubelet runs every pod (the Deployment has 0 replicas, so it adds none).
   assert.equal(await workspace.count('overview-pod-total'), PODS.length);
   assert.equal(await workspace.count('overview-pod-phase-Running'), PODS.length);
   // Every Deployment of the fake is ready, so the workloads card shows its empty state.
@@ -375,6 +392,253 @@ test('all namespaces adds a namespace column; a kind the cluster does not serve 
   await checkPage('unknown kind');
 });
 
+/** The names of the pods of the app through the proxy, as the apiserver has them. */
+async function serverPods() {
+  const list = await api('GET', `/k8s-api/${CLUSTER}/api/v1/namespaces/${APP_NAMESPACE}/pods?labelSelector=app%3D${APP}`);
+  return list.items.map((item) => item.metadata.name).sort();
+}
+
+const appPath = `/clusters/${CLUSTER}/resources/apps/v1/deployments/${APP_NAMESPACE}/${APP}?namespace=${APP_NAMESPACE}`;
+const deploymentApi = `/k8s-api/${CLUSTER}/apis/apps/v1/namespaces/${APP_NAMESPACE}/deployments/${APP}`;
+
+test('a Deployment: its live pods, containers and events; scaled from the UI and from outside, restarted', async () => {
+  await create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: APP_NAMESPACE } });
+  await create(`/apis/apps/v1/namespaces/${APP_NAMESPACE}/deployments`, {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: APP },
+    spec: {
+      replicas: 2,
+      selector: { matchLabels: { app: APP } },
+      template: {
+        metadata: { labels: { app: APP } },
+        spec: {
+          initContainers: [{ name: 'migrate', image: 'busybox:1' }],
+          containers: [
+            {
+              name: 'web',
+              image: 'nginx:1.25',
+              ports: [{ containerPort: 80, name: 'http' }],
+              resources: { requests: { cpu: '100m' } },
+            },
+          ],
+        },
+      },
+    },
+  });
+  await create(`/api/v1/namespaces/${APP_NAMESPACE}/events`, {
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: { name: `${APP}.scaled` },
+    involvedObject: { kind: 'Deployment', name: APP, namespace: APP_NAMESPACE, apiVersion: 'apps/v1' },
+    type: 'Normal',
+    reason: 'ScalingReplicaSet',
+    message: 'Scaled up replica set to 2',
+    count: 1,
+    lastTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+  });
+
+  await workspace.goto(appPath);
+  assert.equal(await workspace.text('resource-detail-kind'), 'Deployment');
+  await waitFor('the two pods of the Deployment', async () => (await workspace.workloadPods()).length === 2);
+  assert.deepEqual((await workspace.workloadPods()).sort(), await serverPods());
+  await page.waitForFunction(() => document.querySelector('[data-testid="workload-pods-live"]')?.dataset.state === 'live');
+  assert.deepEqual(await workspace.workloadPermissions(), { scale: true, restart: true, delete: true });
+  await workspace.visible('workload-container-web');
+  const containers = await workspace.text('workload-containers');
+  assert.match(containers, /migrate[\s\S]*init[\s\S]*busybox:1/);
+  assert.match(containers, /nginx:1\.25[\s\S]*80\/TCP \(http\)[\s\S]*cpu 100m/);
+  assert.equal(await workspace.text(`workload-event-${APP}.scaled`), 'ScalingReplicaSet');
+  await checkPage('deployment detail');
+
+  // Scaled from the UI: the new pods show within 1 s of the fake apiserver making them (its
+  // controllers make them while it answers the scale request).
+  await workspace.click('workload-scale');
+  await workspace.visible('workload-scale-dialog');
+  await workspace.fill('workload-scale-replicas', '4');
+  await checkPage('scale dialog');
+  const scaled = page.waitForResponse(
+    (response) => response.url().endsWith(`/deployments/${APP}/scale`) && response.request().method() === 'PATCH',
+  );
+  await workspace.click('workload-scale-ok');
+  assert.equal((await scaled).status(), 200);
+  const scaledMs = await millisecondsUntil('four pods shown', async () => (await workspace.workloadPods()).length === 4, LIVE_LIMIT_MS);
+  assert.deepEqual((await workspace.workloadPods()).sort(), await serverPods());
+  await workspace.visible('workload-done');
+  await waitFor('the Ready column at 4/4', async () => (await workspace.byTestId('workload-ready').getAttribute('data-ready')) === '4/4');
+
+  // Scaled from outside the UI (the scale subresource through the proxy, as kubectl scale does).
+  await api('PATCH', `${deploymentApi}/scale`, { spec: { replicas: 1 } }, { contentType: 'application/merge-patch+json' });
+  const outsideMs = await millisecondsUntil('one pod shown', async () => (await workspace.workloadPods()).length === 1, LIVE_LIMIT_MS);
+  assert.deepEqual(await workspace.workloadPods(), await serverPods());
+  await waitFor('the Ready column at 1/1', async () => (await workspace.byTestId('workload-ready').getAttribute('data-ready')) === '1/1');
+  console.log(
+    `deployment pods: scaled from the UI, new pods shown ${scaledMs} ms after the scale answer; scaled from outside, shown in ${outsideMs} ms (limit ${LIVE_LIMIT_MS} ms)`,
+  );
+  assert.ok(scaledMs < LIVE_LIMIT_MS, `pods scaled from the UI shown in ${scaledMs} ms`);
+  assert.ok(outsideMs < LIVE_LIMIT_MS, `pods scaled from outside shown in ${outsideMs} ms`);
+
+  // Rollout restart: the template gets the restartedAt annotation, a new ReplicaSet replaces the pod.
+  const [before] = await workspace.workloadPods();
+  await workspace.click('workload-restart');
+  await workspace.visible('confirm-dialog');
+  await checkPage('restart confirmation');
+  await workspace.click('confirm-ok');
+  await waitFor('a new pod in place of the old one', async () => {
+    const pods = await workspace.workloadPods();
+    return pods.length === 1 && pods[0] !== before;
+  });
+  assert.deepEqual(await workspace.workloadPods(), await serverPods());
+  const deployment = await api('GET', deploymentApi);
+  assert.ok(deployment.spec.template.metadata.annotations['kubectl.kubernetes.io/restartedAt']);
+  const sets = await api('GET', `/k8s-api/${CLUSTER}/apis/apps/v1/namespaces/${APP_NAMESPACE}/replicasets`);
+  assert.deepEqual(sets.items.map((set) => set.spec.replicas).sort(), [0, 1], 'the old ReplicaSet at 0, the new at 1');
+});
+
+test('a viewer sees the Deployment with every action disabled, and a forced DELETE is refused', async () => {
+  await api('POST', '/kuboard-api/users', { username: VIEWER, password: VIEWER_FIRST_PASSWORD, role: 'viewer' });
+  const viewerContext = await newContext(browser, { locale: 'en' });
+  try {
+    const viewerPage = await viewerContext.newPage();
+    const viewerLogin = new LoginPage(viewerPage, environment.url);
+    const viewerPassword = new PasswordPage(viewerPage, environment.url);
+    const viewerWorkspace = new WorkspacePage(viewerPage, environment.url);
+    await viewerLogin.open();
+    await viewerLogin.logIn(VIEWER, VIEWER_FIRST_PASSWORD);
+    await waitFor('the password page', () => viewerPassword.path() === '/password');
+    await viewerPassword.change(VIEWER_FIRST_PASSWORD, VIEWER_PASSWORD);
+    await waitFor('leaving the password page', () => viewerPassword.path() !== '/password');
+
+    await viewerWorkspace.goto(appPath);
+    await waitFor('the pod of the Deployment', async () => (await viewerWorkspace.workloadPods()).length === 1);
+    assert.deepEqual(await viewerWorkspace.workloadPermissions(), { scale: false, restart: false, delete: false });
+    for (const id of ['workload-scale', 'workload-restart', 'workload-delete']) {
+      assert.ok(await viewerWorkspace.byTestId(id).isDisabled(), `${id} is disabled`);
+    }
+    await viewerWorkspace.visible('workload-read-only');
+    const viewerChecker = pageChecker(viewerContext, viewerPage);
+    await viewerChecker.check('deployment detail (viewer)');
+    assert.deepEqual(viewerChecker.findings, {}, JSON.stringify(viewerChecker.findings, null, 2));
+
+    // The server decides: the same DELETE the button would send is refused by the apiserver, as the
+    // viewer the proxy impersonates, and the Deployment stays.
+    const forced = await call('DELETE', deploymentApi, undefined, { as: { context: viewerContext, page: viewerPage } });
+    const status = await forced.json();
+    console.log(`a viewer's forced DELETE: ${forced.status()} ${status.reason}: ${status.message}`);
+    assert.equal(forced.status(), 403);
+    assert.equal(status.reason, 'Forbidden');
+    assert.equal((await api('GET', deploymentApi)).metadata.name, APP);
+    const scale = await call('PATCH', `${deploymentApi}/scale`, { spec: { replicas: 5 } }, {
+      contentType: 'application/merge-patch+json',
+      as: { context: viewerContext, page: viewerPage },
+    });
+    assert.equal(scale.status(), 403);
+    assert.equal((await api('GET', deploymentApi)).spec.replicas, 1);
+  } finally {
+    await viewerContext.close();
+  }
+});
+
+test('a Deployment deleted from the UI after a confirmation goes with its pods', async () => {
+  await workspace.goto(appPath);
+  await waitFor('the pod of the Deployment', async () => (await workspace.workloadPods()).length === 1);
+  await workspace.click('workload-delete');
+  await workspace.visible('confirm-dialog');
+  await workspace.click('confirm-cancel');
+  assert.equal((await api('GET', deploymentApi)).metadata.name, APP, 'cancel deletes nothing');
+  await workspace.click('workload-delete');
+  await workspace.click('confirm-ok');
+  await waitFor('back on the Deployment list', () => workspace.path() === `/clusters/${CLUSTER}/resources/apps/v1/deployments`);
+  assert.equal((await call('GET', deploymentApi)).status(), 404);
+  await waitFor('its pods gone', async () => (await serverPods()).length === 0);
+  await waitFor('the list without it', async () => !(await workspace.rowNames()).includes(APP));
+});
+
+/** The numbers of the `<pod>/main line <n>` lines the log viewer shows, in order. */
+async function shownLineNumbers(pod) {
+  const texts = await page
+    .locator('[data-testid="logs-line"] .text')
+    .evaluateAll((nodes) => nodes.map((node) => node.textContent));
+  return texts.map((text) => {
+    const match = new RegExp(`^${pod}/main line (\\d+)$`).exec(text);
+    assert.ok(match, `an unexpected line: ${text}`);
+    return Number(match[1]);
+  });
+}
+
+test("a pod's log: followed, every numbered line once, searched, with timestamps, downloaded", async () => {
+  await workspace.goto(`/clusters/${CLUSTER}/resources/core/v1/pods/${NAMESPACE}/web-1?namespace=${NAMESPACE}`);
+  await workspace.click('resource-pod-logs');
+  await waitFor('the logs page', () => workspace.path() === `/clusters/${CLUSTER}/pods/${NAMESPACE}/web-1/logs`);
+  await page.waitForFunction(() => document.querySelector('[data-testid="logs-state"]')?.dataset.state === 'live');
+  // The fake writes a numbered line a second while the log is followed.
+  await waitFor('a followed line', async () => (await shownLineNumbers('web-1')).includes(12), { timeoutMs: 10000 });
+  const followed = await shownLineNumbers('web-1');
+  assert.deepEqual(
+    followed,
+    Array.from({ length: followed.length }, (_, index) => index + 1),
+    'every line once, in order',
+  );
+  await checkPage('pod logs (following)');
+
+  // Stop following: the log is read once, and searched.
+  await page.locator('[data-testid="logs-follow"]').click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="logs-state"]')?.dataset.state === 'ended');
+  const all = await shownLineNumbers('web-1');
+  assert.ok(all.length >= followed.length, `${all.length} lines after following ${followed.length}`);
+  await workspace.fill('logs-search', 'LINE 1');
+  const expected = all.filter((n) => String(n).startsWith('1'));
+  await waitFor('the search applied', async () => (await workspace.count('logs-count')) === expected.length);
+  assert.deepEqual(await shownLineNumbers('web-1'), expected);
+  await checkPage('pod logs (searched)');
+  await workspace.fill('logs-search', 'no such text');
+  await workspace.visible('logs-empty');
+  await workspace.fill('logs-search', '');
+
+  // Timestamps: the kubelet's, shown before each line and kept in the download.
+  await page.locator('[data-testid="logs-timestamps"]').click();
+  const firstTime = await page.locator('[data-testid="logs-line"] .time').first().innerText();
+  assert.match(firstTime, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z$/);
+  const downloading = page.waitForEvent('download');
+  await workspace.click('logs-download');
+  const download = await downloading;
+  assert.equal(download.suggestedFilename(), 'web-1-main.log');
+  const file = readFileSync(await download.path(), 'utf8').trimEnd().split('\n');
+  assert.equal(file.length, all.length);
+  file.forEach((fileLine, index) => {
+    assert.match(fileLine, new RegExp(`^\\S+Z web-1/main line ${all[index]}$`));
+  });
+  console.log(`pod log: ${followed.length} lines followed, ${all.length} read, ${expected.length} matched the search, ${file.length} downloaded`);
+
+  // The previous container: the fake's never restarted, so the apiserver's refusal is shown.
+  await page.locator('[data-testid="logs-previous"]').click();
+  await workspace.visible('logs-error');
+  assert.match(await workspace.text('logs-error'), /previous terminated container "main" in pod "web-1" not found/);
+  await checkPage('pod logs (no previous container)');
+});
+
+test('a terminal in a pod: the audit notice, a command run and its output shown, exit', async () => {
+  await workspace.goto(`/clusters/${CLUSTER}/resources/core/v1/pods/${NAMESPACE}/web-1?namespace=${NAMESPACE}`);
+  await workspace.click('resource-pod-terminal');
+  await waitFor('the terminal page', () => workspace.path() === `/clusters/${CLUSTER}/pods/${NAMESPACE}/web-1/terminal`);
+  await workspace.visible('terminal-audit-notice');
+  await page.waitForFunction(() => document.querySelector('[data-testid="terminal-state"]')?.dataset.state === 'open');
+  const terminalState = workspace.byTestId('terminal-state');
+  assert.equal(await terminalState.getAttribute('data-shell'), 'bash');
+  assert.equal(await terminalState.getAttribute('data-protocol'), 'v5.channel.k8s.io');
+  const screenText = () => page.locator('[data-testid="terminal-screen"] .xterm-rows').innerText();
+  await waitFor('the prompt', async () => (await screenText()).includes('#'));
+  await page.locator('[data-testid="terminal-screen"] .xterm-helper-textarea').focus();
+  await page.keyboard.type('echo hello-from-the-console; hostname\r');
+  await waitFor('the output', async () => /^hello-from-the-console\s*$/m.test(await screenText()));
+  assert.match(await screenText(), /^web-1\s*$/m, 'hostname is the pod name');
+  await checkPage('pod terminal');
+  await page.keyboard.type('exit 3\r');
+  await page.waitForFunction(() => document.querySelector('[data-testid="terminal-state"]')?.dataset.state === 'closed');
+  assert.equal(await workspace.byTestId('terminal-ended').getAttribute('data-exit-code'), '3');
+  await workspace.visible('terminal-connect');
+});
+
 test('Chinese: the workspace pages show no untranslated key', async () => {
   const chinese = await localeKeys('zh-CN');
   const english = await localeKeys('en');
@@ -385,7 +649,7 @@ test('Chinese: the workspace pages show no untranslated key', async () => {
       const parts = [];
       for (let node = walker.nextNode(); node; node = walker.nextNode()) {
         const parent = node.parentElement;
-        if (parent?.closest('[data-testid="lang-switch"], [data-testid="resource-yaml"], script, style')) continue;
+        if (parent?.closest('[data-testid="lang-switch"], [data-testid="resource-yaml"], [data-testid="logs-lines"] .line, script, style')) continue;
         parts.push(node.textContent);
       }
       return parts.join(' ');
@@ -399,13 +663,17 @@ test('Chinese: the workspace pages show no untranslated key', async () => {
       `/clusters/${CLUSTER}/overview?namespace=${NAMESPACE}`,
       `/clusters/${CLUSTER}/resources/core/v1/pods?namespace=${NAMESPACE}`,
       `/clusters/${CLUSTER}/resources/core/v1/pods/${NAMESPACE}/web-2`,
+      `/clusters/${CLUSTER}/resources/apps/v1/deployments/${NAMESPACE}/web?namespace=${NAMESPACE}`,
+      `/clusters/${CLUSTER}/pods/${NAMESPACE}/web-2/logs?namespace=${NAMESPACE}`,
     ]) {
       await workspace.goto(path);
       // A live list keeps its watch open, so the network never goes idle: wait for the content.
       await workspace.visible('workspace-title');
       await page.waitForFunction(
         () =>
-          document.querySelector('[data-testid="overview"], [data-testid="resource-table"], [data-testid="resource-yaml"]') !==
+          document.querySelector(
+            '[data-testid="overview"], [data-testid="resource-table"], [data-testid="resource-yaml"], [data-testid="logs-lines"]',
+          ) !==
             null && document.querySelector('[aria-busy="true"]') === null,
       );
       const text = await visibleText();

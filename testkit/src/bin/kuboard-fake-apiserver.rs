@@ -35,6 +35,13 @@ struct Arguments {
     /// users with their Kuboard groups, so granting `kuboard:administrators` lets its administrators through.
     #[arg(long, value_name = "GROUP")]
     admin_group: Vec<String>,
+    /// A group granted read-only access (get, list, watch on everything; repeatable), such as
+    /// `kuboard:viewers`, the group of Kuboard's viewer role.
+    #[arg(long, value_name = "GROUP")]
+    viewer_group: Vec<String>,
+    /// Run the Deployment and ReplicaSet controllers: Deployments get ReplicaSets, ReplicaSets get pods.
+    #[arg(long)]
+    workload_controllers: bool,
 }
 
 #[tokio::main]
@@ -47,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         instances: arguments.instances,
         state: StateConfig {
             bookmark_interval: Duration::from_millis(arguments.bookmark_interval_ms),
+            simulate_workloads: arguments.workload_controllers,
             ..StateConfig::default()
         },
         bind_ip: arguments.bind,
@@ -57,6 +65,12 @@ async fn main() -> anyhow::Result<()> {
     rbac.rules.push(PolicyRule::viewer_group("viewers"));
     rbac.rules
         .extend(arguments.admin_group.iter().map(|group| PolicyRule::admin_group(group)));
+    rbac.rules.extend(
+        arguments
+            .viewer_group
+            .iter()
+            .map(|group| PolicyRule::viewer_group(group)),
+    );
     cluster.state.set_rbac(rbac);
     for index in 0..arguments.pods {
         cluster

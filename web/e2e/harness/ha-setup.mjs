@@ -118,10 +118,10 @@ async function startPostgres(dir) {
   return { handle, uri: `postgresql://kuboard@127.0.0.1:${port}/postgres` };
 }
 
-async function startFakeApiserver(dir) {
+async function startFakeApiserver(dir, extraArguments) {
   const handle = startProcess(
     fakeApiserverBinary(),
-    ['--instances', '3', '--dir', dir, '--admin-group', 'kuboard:administrators'],
+    ['--instances', '3', '--dir', dir, '--admin-group', 'kuboard:administrators', ...extraArguments],
     { logPath: join(dir, '..', 'fake-apiserver.log') },
   );
   const log = await waitFor('the fake apiserver to write its kubeconfigs', () => {
@@ -196,7 +196,11 @@ async function startNginx(dir, upstreamPorts) {
 }
 
 /** Starts the whole set-up; the caller must `await environment.stop()`. */
-export async function startEnvironment() {
+/**
+ * `fakeArguments`: more arguments of the fake apiserver, e.g. `--workload-controllers` or
+ * `--viewer-group kuboard:viewers` (Kuboard's viewer role gets read-only access).
+ */
+export async function startEnvironment({ fakeArguments = [] } = {}) {
   const binary = kuboardBinary();
   const root = mkdtempSync(join(tmpdir(), 'kuboard-console-e2e-'));
   // PostgreSQL runs as its own user and must reach its directory inside.
@@ -213,7 +217,7 @@ export async function startEnvironment() {
     environment.postgres = await startPostgres(join(root, 'pg'));
     environment.handles.push(environment.postgres.handle);
     mkdirSync(join(root, 'fake'));
-    environment.fake = await startFakeApiserver(join(root, 'fake'));
+    environment.fake = await startFakeApiserver(join(root, 'fake'), fakeArguments);
     environment.handles.push(environment.fake.handle);
 
     const raftPorts = [];

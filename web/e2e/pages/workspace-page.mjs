@@ -48,6 +48,32 @@ export class WorkspacePage extends BasePage {
       .evaluateAll((cells) => cells.map((cell) => cell.textContent.trim()).filter((text) => text !== ''));
   }
 
+  /** The pods a workload page shows, in the order shown, once its pod list has loaded. */
+  async workloadPods() {
+    await this.page.waitForFunction(
+      () =>
+        document.querySelector('[data-testid="workload-pods"] [data-testid="workload-pod-table"], [data-testid="workload-pods"] [data-testid="state-empty"]') !==
+          null && document.querySelector('[data-testid="workload-pods"] [aria-busy="true"]') === null,
+      null,
+      { timeout: TIMEOUT_MS },
+    );
+    return this.page
+      .locator('[data-testid="workload-pod-table"] [data-testid^="workload-pod-"]')
+      .evaluateAll((nodes) => nodes.map((node) => node.textContent.trim()));
+  }
+
+  /** The workload's action permissions once they are known: `{scale, restart, delete}`. */
+  async workloadPermissions() {
+    const element = this.byTestId('workload-permissions');
+    await this.page.waitForFunction(
+      () => document.querySelector('[data-testid="workload-permissions"]')?.dataset.state === 'known',
+      null,
+      { timeout: TIMEOUT_MS },
+    );
+    const flag = async (name) => (await element.getAttribute(`data-${name}`)) === 'true';
+    return { scale: await flag('scale'), restart: await flag('restart'), delete: await flag('delete') };
+  }
+
   async yaml() {
     return this.text('resource-yaml');
   }

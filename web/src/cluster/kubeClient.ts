@@ -13,11 +13,25 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
+export interface SendOptions {
+  query?: Query;
+  /** Sent as JSON. */
+  body?: unknown;
+  /** `Content-Type` of the body (a patch names its kind here); `application/json` by default. */
+  contentType?: string;
+}
+
 export interface KubeClient {
   /** GET `/k8s-api/{cluster}{path}` and its JSON body; a failure is an `ApiError`. */
   get<T>(cluster: string, path: string, options?: RequestOptions): Promise<T>;
   /** GET `/k8s-api/{cluster}{path}` answered with 2xx, its body unread (a watch stream). */
   open(cluster: string, path: string, options?: RequestOptions): Promise<Response>;
+  /**
+   * A change (`POST`, `PUT`, `PATCH`, `DELETE`) of `/k8s-api/{cluster}{path}` and the JSON of its
+   * answer. The console's CSRF header goes with it; it is never retried (another replica might
+   * apply it twice).
+   */
+  send<T>(cluster: string, method: string, path: string, options?: SendOptions): Promise<T>;
 }
 
 export interface KubeClientOptions {
@@ -105,17 +119,10 @@ export function createKubeClient(options: KubeClientOptions = {}): KubeClient {
       reachable: () => apiEvents.reachable?.(),
     },
   });
-  async function open(cluster: string, path: string, request: RequestOptions = {}): Promise<Response> {
+  async function exchange(request: Request): Promise<Response> {
     let response: Response;
     try {
-      response = await transport(
-        new Request(kubeUrl(baseUrl, cluster, path, request.query), {
-          method: 'GET',
-          headers: new Headers({ accept: request.accept ?? 'application/json' }),
-          credentials: 'same-origin',
-          signal: request.signal,
-        }),
-      );
+      response = await transport(request);
     } catch (cause) {
       throw isApiError(cause) ? cause : unreachableError(cause);
     }
@@ -130,21 +137,48 @@ export function createKubeClient(options: KubeClientOptions = {}): KubeClient {
     }
     return response;
   }
+  function open(cluster: string, path: string, request: RequestOptions = {}): Promise<Response> {
+    return exchange(
+      new Request(kubeUrl(baseUrl, cluster, path, request.query), {
+        method: 'GET',
+        headers: new Headers({ accept: request.accept ?? 'application/json' }),
+        credentials: 'same-origin',
+        signal: request.signal,
+      }),
+    );
+  }
+  async function readJson<T>(response: Response): Promise<T> {
+    try {
+      return (await response.json()) as T;
+    } catch {
+      throw new ApiError({
+        kind: 'http',
+        status: response.status,
+        code: 'unexpected_response',
+        message: `HTTP ${response.status}: not JSON`,
+        requestId: response.headers.get('x-request-id'),
+      });
+    }
+  }
   return {
     open,
     async get<T>(cluster: string, path: string, request: RequestOptions = {}) {
-      const response = await open(cluster, path, request);
-      try {
-        return (await response.json()) as T;
-      } catch {
-        throw new ApiError({
-          kind: 'http',
-          status: response.status,
-          code: 'unexpected_response',
-          message: `HTTP ${response.status}: not JSON`,
-          requestId: response.headers.get('x-request-id'),
-        });
+      return readJson<T>(await open(cluster, path, request));
+    },
+    async send<T>(cluster: string, method: string, path: string, request: SendOptions = {}) {
+      const headers = new Headers({ accept: 'application/json' });
+      if (request.body !== undefined) {
+        headers.set('content-type', request.contentType ?? 'application/json');
       }
+      const response = await exchange(
+        new Request(kubeUrl(baseUrl, cluster, path, request.query), {
+          method,
+          headers,
+          body: request.body === undefined ? undefined : JSON.stringify(request.body),
+          credentials: 'same-origin',
+        }),
+      );
+      return readJson<T>(response);
     },
   };
 }

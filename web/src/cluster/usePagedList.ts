@@ -26,6 +26,8 @@ export interface ListSource {
   /** From `listPath`. */
   path: string;
   labelSelector: string;
+  /** `fieldSelector` of the list and its watch (`involvedObject.name=web`); none when absent. */
+  fieldSelector?: string;
 }
 
 export interface PagedListOptions {
@@ -74,10 +76,10 @@ export function usePagedList(kube: KubeClient, source: () => ListSource, options
   let controller: AbortController | null = null;
 
   async function fetchPage(token: string) {
-    const { cluster, path, labelSelector } = source();
+    const { cluster, path, labelSelector, fieldSelector } = source();
     return kube.get<unknown>(cluster, path, {
       accept: TABLE_ACCEPT,
-      query: { limit: pageSize, continue: token, labelSelector },
+      query: { limit: pageSize, continue: token, labelSelector, fieldSelector },
     });
   }
 
@@ -142,7 +144,7 @@ export function usePagedList(kube: KubeClient, source: () => ListSource, options
 
   /** Reads one watch stream; true when the version expired and the list must be read again. */
   async function watchOnce(mine: number, signal: AbortSignal): Promise<boolean> {
-    const { cluster, path, labelSelector } = source();
+    const { cluster, path, labelSelector, fieldSelector } = source();
     const response = await kube.open(cluster, path, {
       accept: TABLE_ACCEPT,
       signal,
@@ -151,6 +153,7 @@ export function usePagedList(kube: KubeClient, source: () => ListSource, options
         resourceVersion: resourceVersion.value,
         allowWatchBookmarks: true,
         labelSelector,
+        fieldSelector,
       },
     });
     if (response.body === null) return false;

@@ -79,6 +79,20 @@ export function createConsoleRouter(): Router {
                 props: true,
                 meta: { title: 'workspace.kinds' },
               },
+              {
+                path: 'pods/:namespace/:pod/logs',
+                name: 'cluster-pod-logs',
+                component: () => import('@/views/cluster/PodLogs.vue'),
+                props: true,
+                meta: { title: 'workspace.logs.title' },
+              },
+              {
+                path: 'pods/:namespace/:pod/terminal',
+                name: 'cluster-pod-terminal',
+                component: () => import('@/views/cluster/PodTerminal.vue'),
+                props: true,
+                meta: { title: 'workspace.terminal.title' },
+              },
             ],
           },
           {

@@ -1,0 +1,195 @@
+import type { KubeClient } from './kubeClient';
+import type { KubeObject } from './overview';
+
+/** The kinds with the workload page (pods, containers, scale, restart): `apps` Deployments and StatefulSets. */
+export const WORKLOAD_RESOURCES: readonly string[] = ['deployments', 'statefulsets'];
+
+export function isWorkload(group: string, resource: string): boolean {
+  return group === 'apps' && WORKLOAD_RESOURCES.includes(resource);
+}
+
+/** The annotation `kubectl rollout restart` sets on the pod template. */
+export const RESTARTED_AT = 'kubectl.kubernetes.io/restartedAt';
+
+export const STRATEGIC_MERGE_PATCH = 'application/strategic-merge-patch+json';
+export const MERGE_PATCH = 'application/merge-patch+json';
+
+interface SelectorRequirement {
+  key?: string;
+  operator?: string;
+  values?: string[];
+}
+
+export interface LabelSelectorShape {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: SelectorRequirement[];
+}
+
+/**
+ * A `LabelSelector` as the text of a `labelSelector` query (`app=web,tier in (a,b)`); '' when it
+ * selects nothing it can express (an empty selector, which on a workload is invalid anyway).
+ */
+export function selectorText(selector: LabelSelectorShape | undefined): string {
+  if (!selector) return '';
+  const parts = Object.entries(selector.matchLabels ?? {}).map(([key, value]) => `${key}=${value}`);
+  for (const requirement of selector.matchExpressions ?? []) {
+    const key = requirement.key ?? '';
+    if (key === '') continue;
+    const values = (requirement.values ?? []).join(',');
+    switch (requirement.operator) {
+      case 'In':
+        parts.push(`${key} in (${values})`);
+        break;
+      case 'NotIn':
+        parts.push(`${key} notin (${values})`);
+        break;
+      case 'Exists':
+        parts.push(key);
+        break;
+      case 'DoesNotExist':
+        parts.push(`!${key}`);
+        break;
+      default:
+        break;
+    }
+  }
+  return parts.join(',');
+}
+
+/** The patch `kubectl rollout restart` sends: a new `restartedAt` on the pod template, so its pods are replaced. */
+export function restartPatch(now: Date): unknown {
+  return {
+    spec: {
+      template: { metadata: { annotations: { [RESTARTED_AT]: now.toISOString().replace(/\.\d+Z$/, 'Z') } } },
+    },
+  };
+}
+
+/** The merge patch of the `scale` subresource `kubectl scale` sends. */
+export function scalePatch(replicas: number): unknown {
+  return { spec: { replicas } };
+}
+
+/** Whether `text` is a replica count the apiserver takes: a whole number from 0. */
+export function validReplicas(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 100_000;
+}
+
+export interface ContainerSummary {
+  name: string;
+  image: string;
+  init: boolean;
+  ports: string;
+  requests: string;
+  limits: string;
+}
+
+interface ContainerShape {
+  name?: string;
+  image?: string;
+  ports?: { containerPort?: number; protocol?: string; name?: string }[];
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+}
+
+function resourceText(values: Record<string, string> | undefined): string {
+  return Object.entries(values ?? {})
+    .map(([name, value]) => `${name} ${value}`)
+    .join(' · ');
+}
+
+/** The init and app containers of a workload's pod template. */
+export function containersOf(workload: KubeObject): ContainerSummary[] {
+  const spec = (
+    workload.spec as {
+      template?: { spec?: { containers?: ContainerShape[]; initContainers?: ContainerShape[] } };
+    }
+  )?.template?.spec;
+  const summary = (container: ContainerShape, init: boolean): ContainerSummary => ({
+    name: container.name ?? '',
+    image: container.image ?? '',
+    init,
+    ports: (container.ports ?? [])
+      .map(
+        (port) =>
+          `${port.containerPort ?? '?'}/${port.protocol ?? 'TCP'}${port.name ? ` (${port.name})` : ''}`,
+      )
+      .join(', '),
+    requests: resourceText(container.resources?.requests),
+    limits: resourceText(container.resources?.limits),
+  });
+  return [
+    ...(spec?.initContainers ?? []).map((container) => summary(container, true)),
+    ...(spec?.containers ?? []).map((container) => summary(container, false)),
+  ];
+}
+
+/** The desired replica count of a workload (`spec.replicas`, 1 when unset as the apiserver defaults it). */
+export function desiredReplicas(workload: KubeObject): number {
+  const replicas = (workload.spec as { replicas?: unknown } | undefined)?.replicas;
+  return typeof replicas === 'number' ? replicas : 1;
+}
+
+/** What a `SelfSubjectAccessReview` asks. */
+export interface AccessAttributes {
+  verb: string;
+  group: string;
+  resource: string;
+  subresource?: string;
+  namespace?: string;
+  name?: string;
+}
+
+/**
+ * Asks the apiserver (through the proxy, so as the user Kuboard impersonates) whether the user may
+ * do `attributes`. Only a clear "allowed" counts; a failed review counts as not allowed, since the
+ * button it guards would only meet the same refusal. The server still decides every request.
+ */
+export async function canI(
+  kube: KubeClient,
+  cluster: string,
+  attributes: AccessAttributes,
+): Promise<boolean> {
+  try {
+    const review = await kube.send<{ status?: { allowed?: unknown } }>(
+      cluster,
+      'POST',
+      '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews',
+      {
+        body: {
+          apiVersion: 'authorization.k8s.io/v1',
+          kind: 'SelfSubjectAccessReview',
+          spec: { resourceAttributes: attributes },
+        },
+      },
+    );
+    return review.status?.allowed === true;
+  } catch {
+    return false;
+  }
+}
+
+export interface WorkloadPermissions {
+  scale: boolean;
+  restart: boolean;
+  delete: boolean;
+}
+
+/** The actions of the workload page the user may take, asked all at once. */
+export async function workloadPermissions(
+  kube: KubeClient,
+  cluster: string,
+  target: { group: string; resource: string; namespace: string; name: string },
+): Promise<WorkloadPermissions> {
+  const base = {
+    group: target.group,
+    resource: target.resource,
+    namespace: target.namespace,
+    name: target.name,
+  };
+  const [scale, restart, remove] = await Promise.all([
+    canI(kube, cluster, { ...base, verb: 'patch', subresource: 'scale' }),
+    canI(kube, cluster, { ...base, verb: 'patch' }),
+    canI(kube, cluster, { ...base, verb: 'delete' }),
+  ]);
+  return { scale, restart, delete: remove };
+}
