@@ -611,6 +611,22 @@ async fn the_openapi_document_describes_every_api_route() {
             }
         }
     }
+    // A path parameter is in its route's template: query structs say `parameter_in = Query`.
+    let mut misplaced = Vec::new();
+    for (path, item) in paths {
+        for operation in item.as_object().expect("a path item").values() {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().unwrap_or_default();
+                if parameter["in"] == "path" && !path.contains(&format!("{{{name}}}")) {
+                    misplaced.push(format!("{path}: {name}"));
+                }
+            }
+        }
+    }
+    assert!(
+        misplaced.is_empty(),
+        "path parameters missing from their route: {misplaced:?}"
+    );
     // Wire types only: no stored record (hashes, sealed credentials) is part of the document.
     assert!(!answer.text.contains("password_hash") && !answer.text.contains("secret_hash"));
     assert!(!answer.text.contains("ciphertext"));

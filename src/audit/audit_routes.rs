@@ -37,6 +37,7 @@ pub fn router(service: Arc<AuditService>) -> Router<AppState> {
 
 /// Filters of the event list. Times are microseconds since the Unix epoch.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     pub from: Option<i64>,
     pub to: Option<i64>,

@@ -310,6 +310,7 @@ pub async fn cluster_endpoints(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct KubeconfigQuery {
     /// `access-key` (default): a new access key of the caller, valid `days` days; `session`: the
     /// token the caller presented, valid as long as its session.

@@ -1143,18 +1143,18 @@ export interface operations {
     list_events: {
         parameters: {
             query?: {
-                from?: number | null;
-                to?: number | null;
-                user?: string | null;
-                cluster?: string | null;
-                namespace?: string | null;
-                verb?: string | null;
+                from?: number;
+                to?: number;
+                user?: string;
+                cluster?: string;
+                namespace?: string;
+                verb?: string;
                 /** @description The Kubernetes resource (`pods`, `deployments`), or the Kuboard one (`users`, `clusters`). */
-                resource?: string | null;
-                status?: number | null;
-                limit?: number | null;
+                resource?: string;
+                status?: number;
+                limit?: number;
                 /** @description `next_cursor` of the previous page. */
-                cursor?: string | null;
+                cursor?: string;
             };
             header?: never;
             path?: never;
@@ -2279,8 +2279,8 @@ export interface operations {
                  * @description `access-key` (default): a new access key of the caller, valid `days` days; `session`: the
                  *     token the caller presented, valid as long as its session.
                  */
-                credential?: string | null;
-                days?: number | null;
+                credential?: string;
+                days?: number;
             };
             header?: never;
             path: {
@@ -3199,9 +3199,9 @@ export interface operations {
     };
     identity: {
         parameters: {
-            query?: {
-                cluster?: string;
-                namespace?: string | null;
+            query: {
+                cluster: string;
+                namespace?: string;
             };
             header?: never;
             path: {
