@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use sled::{Batch, IVec};
 
+use super::compaction::PurgeCursor;
 use super::error::MvccError;
 use super::keys::{index_key, lease_id_key, lease_key_entry, parse_revision_key, revision_key};
 use super::lease;
@@ -126,6 +127,9 @@ pub(super) fn install(inner: &Shared, reader: &mut dyn Read) -> Result<(), MvccE
         inner.revision.store(revision, Ordering::SeqCst);
         inner.compact_revision.store(compact_revision, Ordering::SeqCst);
     }
+    // The sender's history may hold writes below its compaction revision it had not removed yet.
+    *lock(&inner.purge) = PurgeCursor::towards(compact_revision);
+    inner.purge_wake.raise();
     // Nobody reads the old trees any more: reads hold the state lock, apply and export are held off
     // by the locks taken above.
     drop_generation(&inner.db, old_generation)?;
