@@ -251,7 +251,7 @@ impl SnapshotFiles {
     }
 }
 
-fn write_header(w: &mut impl Write, meta: &SnapshotMeta) -> io::Result<()> {
+fn write_header<W: Write + ?Sized>(w: &mut W, meta: &SnapshotMeta) -> io::Result<()> {
     let header = codec::encode(meta).map_err(|e| io_err("encode snapshot meta", e))?;
     let len = u32::try_from(header.len()).map_err(|_| io::Error::other("snapshot header too large"))?;
     w.write_all(&len.to_be_bytes())?;
@@ -302,8 +302,8 @@ pub(crate) fn restore_latest_snapshot(kv: &KvStateMachine, snapshot_dir: &Path) 
 struct Shared {
     kv: KvStateMachine,
     snapshots: SnapshotFiles,
-    /// Held while applying and while exporting, so a snapshot's data and its meta are of one
-    /// moment.
+    /// Held while applying and while installing a snapshot. An export does not take it: the MVCC
+    /// store captures the data and the meta stored with it at one moment by itself.
     apply_lock: Mutex<()>,
 }
 
@@ -342,23 +342,26 @@ fn build_snapshot_blocking(shared: &Shared) -> io::Result<(SnapshotMeta, PathBuf
             inner: BufWriter::new(File::create(&temp)?),
             hasher: crc32fast::Hasher::new(),
         };
-        let meta = {
-            let _guard = shared
-                .apply_lock
-                .lock()
-                .map_err(|_| io::Error::other("apply lock poisoned"))?;
-            let (last_log_id, last_membership) = read_applied_state(&shared.kv)?;
-            let meta = SnapshotMeta {
-                last_log_id,
-                last_membership,
-            };
-            write_header(&mut writer, &meta)?;
-            shared
-                .kv
-                .export_snapshot(&mut writer)
-                .map_err(|e| io_err("export state machine", e))?;
-            meta
-        };
+        // The header is the applied state stored with the exported state, taken at the same
+        // moment by the export; applies go on while the history is streamed.
+        let mut exported: Option<SnapshotMeta> = None;
+        shared
+            .kv
+            .export_snapshot_with(&mut writer, &mut |raft_meta, out| {
+                let (last_log_id, last_membership) = match raft_meta {
+                    Some(bytes) => decode_meta(bytes)?,
+                    None => (None, StoredMembership::default()),
+                };
+                let meta = SnapshotMeta {
+                    last_log_id,
+                    last_membership,
+                };
+                write_header(out, &meta)?;
+                exported = Some(meta);
+                Ok(())
+            })
+            .map_err(|e| io_err("export state machine", e))?;
+        let meta = exported.ok_or_else(|| io::Error::other("the export wrote no snapshot header"))?;
         let file = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         // openraft purges the log behind a published snapshot. sled writes its log out with every
@@ -381,10 +384,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let shared = self.shared.clone();
+        let started = std::time::Instant::now();
         let (meta, path) = tokio::task::spawn_blocking(move || build_snapshot_blocking(&shared))
             .await
             .map_err(|e| io_err("snapshot task", e))??;
-        tracing::info!(last_log_id = ?meta.last_log_id, path = %path.display(), "snapshot built");
+        tracing::info!(
+            last_log_id = ?meta.last_log_id,
+            path = %path.display(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "snapshot built"
+        );
         Ok(Snapshot {
             meta,
             snapshot: File::open(path)?,

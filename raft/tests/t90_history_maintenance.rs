@@ -142,3 +142,34 @@ async fn compacting_a_long_history_does_not_stall_applies() {
     );
     store.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporting_a_snapshot_of_a_large_store_does_not_stall_applies() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RaftStore::open(single_member_config(dir.path(), 1_000_000))
+        .await
+        .expect("open");
+    // 100,000 live keys.
+    fill(&store, "t90/export/", 1_000, 100_000).await;
+
+    let baseline = baseline_stall(&store).await;
+    let writer = Writer::start(&store);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let index = store
+        .build_snapshot_now(Duration::from_secs(120))
+        .await
+        .expect("a snapshot is built");
+    let took = started.elapsed();
+    let (longest, writes) = writer.finish().await;
+    eprintln!(
+        "snapshot of 100,000 keys up to index {index} built in {took:?}; {writes} writes meanwhile, \
+         the longest took {longest:?} (before: {baseline:?})"
+    );
+    assert!(
+        longest < MAX_WRITE_STALL,
+        "a write took {longest:?} while a snapshot of 100,000 keys was exported in {took:?} (limit {MAX_WRITE_STALL:?})"
+    );
+    store.shutdown().await.expect("shutdown");
+}

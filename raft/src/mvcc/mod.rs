@@ -69,6 +69,7 @@ use compaction::PurgeCursor;
 pub use error::MvccError;
 use records::{decode, encode};
 use shared::{lock, read, write, Shared, Wake};
+pub use snapshot::ExportPrelude;
 pub use trees::LeaseDetails;
 use trees::{header, TreeId, Trees, ACTIVE_GENERATION, META_COMPACT_REVISION, META_RAFT, META_REVISION};
 use watch_hub::WatchHub;
@@ -386,9 +387,21 @@ impl KvStateMachine {
         lock(&self.inner.purge).resume.is_some()
     }
 
-    /// Write a consistent point-in-time copy of the whole state to `writer`.
+    /// Write a consistent point-in-time copy of the whole state to `writer` (tests).
+    #[cfg(test)]
     pub fn export_snapshot(&self, writer: &mut dyn std::io::Write) -> Result<(), MvccError> {
-        snapshot::export(&self.inner, writer)
+        snapshot::export(&self.inner, writer, &mut |_, _| Ok(()))
+    }
+
+    /// Write a consistent point-in-time copy of the whole state to `writer`, after what `prelude`
+    /// writes given the meta bytes stored with that state. Applies go on while the copy is
+    /// written.
+    pub fn export_snapshot_with(
+        &self,
+        writer: &mut dyn std::io::Write,
+        prelude: ExportPrelude<'_>,
+    ) -> Result<(), MvccError> {
+        snapshot::export(&self.inner, writer, prelude)
     }
 
     /// Replace the whole state with a snapshot, atomically.

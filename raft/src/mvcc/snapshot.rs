@@ -5,8 +5,11 @@
 //!
 //! Export is consistent without stopping `apply` for long: under the apply lock it takes the
 //! revision, the compaction revision, the meta bytes and the leases; it then streams the history
-//! at or below that revision while holding the history lock shared, which keeps compaction (the
-//! only thing that removes history) out until it is done.
+//! at or below that revision while holding the history lock shared, which keeps the removal of
+//! compacted history and installs out until it is done. Applies go on meanwhile: they only add
+//! history above the exported revision. The raft layer's meta bytes of the exported moment are
+//! handed to the caller's prelude before the stream, so that the snapshot's log id is the one of
+//! the state it holds.
 //!
 //! Install writes the next generation of trees beside the active one and switches to it with one
 //! insert of the active generation, so a crash leaves the old state or the new one.
@@ -56,7 +59,11 @@ fn read_record(reader: &mut impl Read) -> Result<SnapshotRecord, MvccError> {
     decode("snapshot record", &bytes)
 }
 
-pub(super) fn export(inner: &Shared, writer: &mut dyn Write) -> Result<(), MvccError> {
+/// Write what a snapshot file holds before the state: given the raft layer's meta bytes of the
+/// exported moment (`None` on a fresh store) and the writer.
+pub type ExportPrelude<'a> = &'a mut dyn FnMut(Option<&[u8]>, &mut dyn Write) -> std::io::Result<()>;
+
+pub(super) fn export(inner: &Shared, writer: &mut dyn Write, prelude: ExportPrelude<'_>) -> Result<(), MvccError> {
     let (trees, revision, header, leases, _history) = {
         let _apply = lock(&inner.apply_lock);
         let history = read(&inner.history_lock);
@@ -71,6 +78,9 @@ pub(super) fn export(inner: &Shared, writer: &mut dyn Write) -> Result<(), MvccE
         (trees, revision, header, leases, history)
     };
     let mut writer = BufWriter::new(writer);
+    if let SnapshotRecord::Header { meta, .. } = &header {
+        prelude(meta.as_deref(), &mut writer)?;
+    }
     write_record(&mut writer, &header)?;
     for &(id, ttl) in &leases {
         write_record(&mut writer, &SnapshotRecord::Lease { id, ttl })?;
