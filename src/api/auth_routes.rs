@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::header::{RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -21,7 +21,7 @@ use crate::http::api_error::{ApiError, ErrorBody};
 use crate::http::api_json::ApiJson;
 use crate::http::caller::{presented_token, token_from_bearer, Caller, SESSION_COOKIE};
 use crate::http::client_address::ClientInfo;
-use crate::http::AppState;
+use crate::http::{AppState, ServedOverTls};
 
 /// Readable by the page's scripts (not HttpOnly): the double-submit half of the CSRF token.
 pub const CSRF_COOKIE: &str = "kuboard_csrf";
@@ -82,8 +82,20 @@ pub struct ChangePasswordResponse {
     pub other_sessions_ended: usize,
 }
 
-fn cookie(state: &AppState, name: &str, value: &str, http_only: bool, max_age_seconds: u64) -> HeaderValue {
-    let secure = if state.secure_cookies { "; Secure" } else { "" };
+/// A cookie of the session; `Secure` when the web port serves HTTPS or the request came over TLS.
+fn cookie(
+    state: &AppState,
+    over_tls: bool,
+    name: &str,
+    value: &str,
+    http_only: bool,
+    max_age_seconds: u64,
+) -> HeaderValue {
+    let secure = if state.secure_cookies || over_tls {
+        "; Secure"
+    } else {
+        ""
+    };
     let http_only = if http_only { "; HttpOnly" } else { "" };
     HeaderValue::from_str(&format!(
         "{name}={value}{http_only}; SameSite=Lax; Path=/; Max-Age={max_age_seconds}{secure}"
@@ -162,9 +174,11 @@ fn hashing_busy(error: password::HashingError) -> Response {
 )]
 pub async fn login(
     State(state): State<AppState>,
+    over_tls: Option<Extension<ServedOverTls>>,
     client: ClientInfo,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    let over_tls = over_tls.is_some();
     let now = state.clock.now_unix();
     let valid_name = users::is_valid_username(&request.username);
     let shown_name = if valid_name {
@@ -282,8 +296,11 @@ pub async fn login(
     };
     let mut response = Json(body).into_response();
     let headers = response.headers_mut();
-    headers.append(SET_COOKIE, cookie(&state, SESSION_COOKIE, &token, true, ttl));
-    headers.append(SET_COOKIE, cookie(&state, CSRF_COOKIE, &csrf_token, false, ttl));
+    headers.append(SET_COOKIE, cookie(&state, over_tls, SESSION_COOKIE, &token, true, ttl));
+    headers.append(
+        SET_COOKIE,
+        cookie(&state, over_tls, CSRF_COOKIE, &csrf_token, false, ttl),
+    );
     Ok(noted(response, shown_name, "api", "logged in"))
 }
 
@@ -300,7 +317,12 @@ pub async fn login(
     ),
     security((), ("bearer" = []))
 )]
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    over_tls: Option<Extension<ServedOverTls>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let over_tls = over_tls.is_some();
     let mut ended = None;
     if let Some(token) = presented_token(&headers) {
         let now = state.clock.now_unix();
@@ -313,8 +335,8 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
     let via_api = token_from_bearer(&headers).is_some();
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();
-    headers.append(SET_COOKIE, cookie(&state, SESSION_COOKIE, "", true, 0));
-    headers.append(SET_COOKIE, cookie(&state, CSRF_COOKIE, "", false, 0));
+    headers.append(SET_COOKIE, cookie(&state, over_tls, SESSION_COOKIE, "", true, 0));
+    headers.append(SET_COOKIE, cookie(&state, over_tls, CSRF_COOKIE, "", false, 0));
     if let Some(username) = ended {
         response = noted(response, &username, if via_api { "api" } else { "ui" }, "logged out");
     }

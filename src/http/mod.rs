@@ -45,6 +45,11 @@ use crate::config::{AuditPolicy, IpNetwork, Secret};
 use crate::metrics::Metrics;
 pub use api_error::ApiError;
 
+/// Marks the requests that arrived over TLS the replica terminated itself (the HTTPS port), whose
+/// cookies are then `Secure` even when the web port serves plain HTTP.
+#[derive(Debug, Clone, Copy)]
+pub struct ServedOverTls;
+
 /// What every handler may use. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -53,7 +58,8 @@ pub struct AppState {
     pub clock: Clock,
     pub replica_id: u64,
     pub session_ttl: Duration,
-    /// Mark the session cookie `Secure` (the web port serves HTTPS).
+    /// Mark the session cookie `Secure` on every port (the web port serves HTTPS); on the HTTPS
+    /// port beside it, requests carry [`ServedOverTls`] instead.
     pub secure_cookies: bool,
     pub audit_policy: AuditPolicy,
     /// Set once the first-start `admin` user is known to exist.
