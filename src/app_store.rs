@@ -177,6 +177,12 @@ impl AppStore {
     pub async fn status(&self) -> Result<StoreStatus, StoreError> {
         self.timed("status", self.backend.status()).await
     }
+
+    /// Compact the store's history below `revision` (see `crate::auto_compaction`).
+    pub async fn compact(&self, revision: i64) -> Result<CompactResponse, StoreError> {
+        self.timed("compact", self.backend.compact(CompactRequest { revision }))
+            .await
+    }
 }
 
 /// A short, stable label for an error, for metrics.

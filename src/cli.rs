@@ -450,6 +450,19 @@ pub struct ServeArgs {
     )]
     pub raft_snapshot_threshold: Option<String>,
 
+    /// Keep this many seconds of the embedded store's history (older revisions of keys, for
+    /// watches and reads at a revision); older history is compacted away by one replica at a time,
+    /// like etcd's --auto-compaction-retention. 0 turns compaction off (the history then grows
+    /// without bound). Up to 2592000 (30 days). Default 3600. Not used with
+    /// KUBOARD_ETCD_ENDPOINTS: an external etcd compacts itself.
+    #[arg(
+        long,
+        env = "KUBOARD_RAFT_COMPACTION_RETENTION_SECONDS",
+        value_name = "SECONDS",
+        help_heading = "Store settings"
+    )]
+    pub raft_compaction_retention_seconds: Option<String>,
+
     /// Serve the etcd v3 gRPC API of the embedded store on this port (etcdctl works against it).
     /// Use the same port on every replica: `member list` reports each member at its peer host and
     /// this port. Unset: not served. Not allowed with KUBOARD_ETCD_ENDPOINTS.

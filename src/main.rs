@@ -25,6 +25,7 @@ mod api;
 mod app_store;
 mod audit;
 mod auth;
+mod auto_compaction;
 mod cli;
 mod clock;
 mod clusters;

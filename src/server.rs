@@ -70,6 +70,8 @@ struct Replica {
     https_task: Option<JoinHandle<std::io::Result<()>>>,
     bootstrap: JoinHandle<()>,
     throttle_purge: JoinHandle<()>,
+    /// The automatic compaction of the embedded store, when it is on.
+    compaction: Option<JoinHandle<()>>,
 }
 
 impl Replica {
@@ -225,6 +227,19 @@ impl Replica {
             clock.clone(),
             shutdown_receiver.clone(),
         ));
+        let compaction = match &config.store {
+            StoreSelection::Raft(raft) => raft.compaction_retention.map(|retention| {
+                let (state, _) = watch::channel(crate::singleton::SingletonState::Follower);
+                tokio::spawn(crate::auto_compaction::AutoCompaction::new(retention).run(
+                    store.clone(),
+                    replica_id,
+                    state,
+                    shutdown_receiver.clone(),
+                ))
+            }),
+            // An external etcd compacts itself (its own --auto-compaction-retention).
+            StoreSelection::Etcd(_) => None,
+        };
         let bootstrap = tokio::spawn(bootstrap_admin(
             store,
             state.cipher.clone(),
@@ -312,6 +327,7 @@ impl Replica {
             https_task,
             bootstrap,
             throttle_purge,
+            compaction,
         })
     }
 
@@ -419,6 +435,14 @@ impl Replica {
             .is_err()
         {
             tracing::debug!("the throttle purge did not stop in time");
+        }
+        if let Some(compaction) = self.compaction {
+            if tokio::time::timeout(Duration::from_millis(500), compaction)
+                .await
+                .is_err()
+            {
+                tracing::debug!("the store compaction did not stop in time");
+            }
         }
 
         let remaining = SHUTDOWN_DEADLINE

@@ -337,6 +337,44 @@ impl RaftStore {
         self.member.blocked_peers.set_blocked(peers.iter().copied());
     }
 
+    /// The state machine's history as it stands on this member: entries kept (every write and
+    /// deletion still readable at some retained revision, plus what a compaction has not removed
+    /// yet; a scan, for tests and measurements) and whether a removal is still under way.
+    #[doc(hidden)]
+    pub fn history_entries(&self) -> Result<(usize, bool), StoreError> {
+        let parts = self.member.parts()?;
+        Ok((parts.kv.history_entries(), parts.kv.purge_pending()))
+    }
+
+    /// Test hook: build a snapshot now and wait (up to `timeout`) until it covers at least the
+    /// entries applied when it was asked for; returns the index it covers.
+    #[doc(hidden)]
+    pub async fn build_snapshot_now(&self, timeout: Duration) -> Result<u64, StoreError> {
+        let parts = self.member.parts()?;
+        let mut metrics = parts.raft.metrics();
+        let applied = metrics.borrow_watched().last_applied.map_or(0, |id| id.index);
+        parts
+            .raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| internal(format!("trigger a snapshot: {e}")))?;
+        let covered = tokio::time::timeout(timeout, async {
+            loop {
+                let index = metrics.borrow_watched().snapshot.map_or(0, |id| id.index);
+                if index >= applied {
+                    return Ok(index);
+                }
+                if metrics.changed().await.is_err() {
+                    return Err(internal("raft stopped while a snapshot was built"));
+                }
+            }
+        })
+        .await
+        .map_err(|_| internal(format!("no snapshot covering index {applied} within {timeout:?}")))?;
+        covered
+    }
+
     /// Get `op` performed by the leader of the moment (see `forwarding`).
     async fn route(&self, op: LeaderOp, timeout: Duration) -> Result<LeaderReply, StoreError> {
         Forwarder::new(&self.member).route(op, timeout).await

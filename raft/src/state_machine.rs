@@ -204,12 +204,24 @@ impl SnapshotFiles {
         })
     }
 
-    fn current(&self) -> io::Result<Option<(SnapshotMeta, PathBuf)>> {
-        Ok(self
-            .current
+    fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, Option<(SnapshotMeta, PathBuf)>>> {
+        self.current
             .lock()
-            .map_err(|_| io::Error::other("snapshot lock poisoned"))?
-            .clone())
+            .map_err(|_| io::Error::other("snapshot lock poisoned"))
+    }
+
+    fn current(&self) -> io::Result<Option<(SnapshotMeta, PathBuf)>> {
+        Ok(self.lock()?.clone())
+    }
+
+    /// The current snapshot, opened while no publish can remove its file: once open, the data
+    /// stays readable whatever is published after.
+    fn open_current(&self) -> io::Result<Option<(SnapshotMeta, File)>> {
+        let current = self.lock()?;
+        let Some((meta, path)) = current.as_ref() else {
+            return Ok(None);
+        };
+        Ok(Some((meta.clone(), File::open(path)?)))
     }
 
     fn file_name(meta: &SnapshotMeta) -> String {
@@ -228,17 +240,27 @@ impl SnapshotFiles {
     }
 
     /// Make `temp` (fully written and fsynced) the current snapshot for `meta`, durably, and
-    /// remove the older snapshot files.
-    fn publish(&self, temp: &Path, meta: &SnapshotMeta) -> io::Result<PathBuf> {
+    /// remove the older snapshot files; returns the current snapshot after it. A snapshot older
+    /// than the current one (a build that began before a newer snapshot was installed) is
+    /// dropped instead: the current one stays, and is returned.
+    ///
+    /// Everything happens under the lock of `current`, which [`SnapshotFiles::open_current`]
+    /// takes too: a file is never removed between being looked up and being opened.
+    fn publish(&self, temp: &Path, meta: &SnapshotMeta) -> io::Result<(SnapshotMeta, PathBuf)> {
+        let mut current = self.lock()?;
+        if let Some((newer, path)) = current.as_ref().filter(|(now, _)| now.last_log_id > meta.last_log_id) {
+            tracing::info!(
+                built = ?meta.last_log_id,
+                current = ?newer.last_log_id,
+                "a newer snapshot was installed while this one was built; keeping the newer one"
+            );
+            fs::remove_file(temp)?;
+            return Ok((newer.clone(), path.clone()));
+        }
         let path = self.dir.join(Self::file_name(meta));
         fs::rename(temp, &path)?;
         File::open(&self.dir)?.sync_all()?;
-        let mut current = self
-            .current
-            .lock()
-            .map_err(|_| io::Error::other("snapshot lock poisoned"))?;
         *current = Some((meta.clone(), path.clone()));
-        drop(current);
         for dirent in fs::read_dir(&self.dir)? {
             let old = dirent?.path();
             let is_snapshot = old.extension().is_some_and(|e| e == "snap");
@@ -247,11 +269,11 @@ impl SnapshotFiles {
                 fs::remove_file(&old)?;
             }
         }
-        Ok(path)
+        Ok((meta.clone(), path))
     }
 }
 
-fn write_header(w: &mut impl Write, meta: &SnapshotMeta) -> io::Result<()> {
+fn write_header<W: Write + ?Sized>(w: &mut W, meta: &SnapshotMeta) -> io::Result<()> {
     let header = codec::encode(meta).map_err(|e| io_err("encode snapshot meta", e))?;
     let len = u32::try_from(header.len()).map_err(|_| io::Error::other("snapshot header too large"))?;
     w.write_all(&len.to_be_bytes())?;
@@ -302,8 +324,8 @@ pub(crate) fn restore_latest_snapshot(kv: &KvStateMachine, snapshot_dir: &Path) 
 struct Shared {
     kv: KvStateMachine,
     snapshots: SnapshotFiles,
-    /// Held while applying and while exporting, so a snapshot's data and its meta are of one
-    /// moment.
+    /// Held while applying and while installing a snapshot. An export does not take it: the MVCC
+    /// store captures the data and the meta stored with it at one moment by itself.
     apply_lock: Mutex<()>,
 }
 
@@ -342,23 +364,26 @@ fn build_snapshot_blocking(shared: &Shared) -> io::Result<(SnapshotMeta, PathBuf
             inner: BufWriter::new(File::create(&temp)?),
             hasher: crc32fast::Hasher::new(),
         };
-        let meta = {
-            let _guard = shared
-                .apply_lock
-                .lock()
-                .map_err(|_| io::Error::other("apply lock poisoned"))?;
-            let (last_log_id, last_membership) = read_applied_state(&shared.kv)?;
-            let meta = SnapshotMeta {
-                last_log_id,
-                last_membership,
-            };
-            write_header(&mut writer, &meta)?;
-            shared
-                .kv
-                .export_snapshot(&mut writer)
-                .map_err(|e| io_err("export state machine", e))?;
-            meta
-        };
+        // The header is the applied state stored with the exported state, taken at the same
+        // moment by the export; applies go on while the history is streamed.
+        let mut exported: Option<SnapshotMeta> = None;
+        shared
+            .kv
+            .export_snapshot_with(&mut writer, &mut |raft_meta, out| {
+                let (last_log_id, last_membership) = match raft_meta {
+                    Some(bytes) => decode_meta(bytes)?,
+                    None => (None, StoredMembership::default()),
+                };
+                let meta = SnapshotMeta {
+                    last_log_id,
+                    last_membership,
+                };
+                write_header(out, &meta)?;
+                exported = Some(meta);
+                Ok(())
+            })
+            .map_err(|e| io_err("export state machine", e))?;
+        let meta = exported.ok_or_else(|| io::Error::other("the export wrote no snapshot header"))?;
         let file = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         // openraft purges the log behind a published snapshot. sled writes its log out with every
@@ -366,8 +391,7 @@ fn build_snapshot_blocking(shared: &Shared) -> io::Result<(SnapshotMeta, PathBuf
         // first: on a restart the state machine in sled is then never older than the snapshot,
         // and the entries it still needs are in the log.
         shared.kv.flush().map_err(|e| io_err("flush state machine", e))?;
-        let path = shared.snapshots.publish(&temp, &meta)?;
-        Ok((meta, path))
+        shared.snapshots.publish(&temp, &meta)
     })();
     if result.is_err() {
         // Best effort: the file is also removed on the next open.
@@ -381,18 +405,28 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let shared = self.shared.clone();
+        let started = std::time::Instant::now();
         let (meta, path) = tokio::task::spawn_blocking(move || build_snapshot_blocking(&shared))
             .await
             .map_err(|e| io_err("snapshot task", e))??;
-        tracing::info!(last_log_id = ?meta.last_log_id, path = %path.display(), "snapshot built");
-        Ok(Snapshot {
-            meta,
-            snapshot: File::open(path)?,
-        })
+        tracing::info!(
+            last_log_id = ?meta.last_log_id,
+            path = %path.display(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "snapshot built"
+        );
+        // Opened under the lock, so that a snapshot published meanwhile cannot remove it first.
+        let (meta, snapshot) = self
+            .shared
+            .snapshots
+            .open_current()?
+            .ok_or_else(|| io::Error::other("no current snapshot after publishing one"))?;
+        Ok(Snapshot { meta, snapshot })
     }
 }
 
-fn install_snapshot_blocking(shared: &Shared, meta: &SnapshotMeta, mut source: File) -> io::Result<()> {
+/// Install a received snapshot; false when a newer one was already current (nothing changed).
+fn install_snapshot_blocking(shared: &Shared, meta: &SnapshotMeta, mut source: File) -> io::Result<bool> {
     source.seek(SeekFrom::Start(0))?;
     let temp = shared.snapshots.temp_path();
     let result = (|| {
@@ -414,6 +448,20 @@ fn install_snapshot_blocking(shared: &Shared, meta: &SnapshotMeta, mut source: F
                 ),
             ));
         }
+        // The file is published (durably) before the state machine changes: a crash in between
+        // leaves a snapshot newer than the state machine, which openraft installs again at the
+        // next start. The other order could leave the state machine ahead of every snapshot
+        // file, with the log purged up to it: a member that could never send a snapshot of what
+        // it holds.
+        let (current, _) = shared.snapshots.publish(&temp, meta)?;
+        if current.last_log_id != meta.last_log_id {
+            // A newer snapshot is current (openraft does not send an older one than it applied):
+            // the state machine is at least there already.
+            return Ok(false);
+        }
+        #[cfg(test)]
+        tests::interrupt_point()?;
+        // `reader` goes on reading the file it opened, now the published one.
         {
             let _guard = shared
                 .apply_lock
@@ -424,10 +472,8 @@ fn install_snapshot_blocking(shared: &Shared, meta: &SnapshotMeta, mut source: F
                 .install_snapshot(&mut reader)
                 .map_err(|e| io_err("install snapshot", e))?;
         }
-        // As after building one: the log may be purged behind the snapshot once it is published.
         shared.kv.flush().map_err(|e| io_err("flush state machine", e))?;
-        shared.snapshots.publish(&temp, meta)?;
-        Ok(())
+        Ok(true)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temp);
@@ -548,21 +594,169 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
         let shared = self.shared.clone();
         let owned_meta = meta.clone();
-        tokio::task::spawn_blocking(move || install_snapshot_blocking(&shared, &owned_meta, snapshot))
+        let installed = tokio::task::spawn_blocking(move || install_snapshot_blocking(&shared, &owned_meta, snapshot))
             .await
             .map_err(|e| io_err("snapshot task", e))??;
-        self.applied = (meta.last_log_id, meta.last_membership.clone());
-        tracing::info!(last_log_id = ?meta.last_log_id, "snapshot installed");
+        if installed {
+            self.applied = (meta.last_log_id, meta.last_membership.clone());
+            tracing::info!(last_log_id = ?meta.last_log_id, "snapshot installed");
+        }
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let Some((meta, path)) = self.shared.snapshots.current()? else {
-            return Ok(None);
-        };
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: File::open(path)?,
-        }))
+        Ok(self
+            .shared
+            .snapshots
+            .open_current()?
+            .map(|(meta, snapshot)| Snapshot { meta, snapshot }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use openraft::vote::RaftLeaderId;
+    use openraft::RaftTypeConfig;
+
+    use super::*;
+
+    thread_local! {
+        static INTERRUPT: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Where a test stops an install half-way, as a crash would (an error instead of the rest).
+    pub(super) fn interrupt_point() -> io::Result<()> {
+        if INTERRUPT.with(|flag| flag.replace(false)) {
+            return Err(io::Error::other("interrupted by the test"));
+        }
+        Ok(())
+    }
+
+    fn log_id(index: u64) -> LogId {
+        LogId {
+            leader_id: <TypeConfig as RaftTypeConfig>::LeaderId::new(1, 1).to_committed(),
+            index,
+        }
+    }
+
+    fn meta_at(index: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: Some(log_id(index)),
+            last_membership: StoredMembership::default(),
+        }
+    }
+
+    fn store_in(dir: &Path) -> StateMachineStore {
+        let kv = KvStateMachine::open(&dir.join("sm")).expect("open the state machine");
+        StateMachineStore::open(kv, &dir.join("snapshots"), 1).expect("open the snapshot files")
+    }
+
+    /// A state machine that applied entries up to `index` (a put per entry), and a snapshot of it.
+    fn built_snapshot(dir: &Path, index: u64) -> (StateMachineStore, SnapshotMeta, PathBuf) {
+        let store = store_in(dir);
+        for at in 1..=index {
+            let command = crate::command::Command::Put(kuboard_storage::PutRequest::new(format!("k{at}"), "v"));
+            let meta = encode_meta(&(Some(log_id(at)), StoredMembership::default())).expect("meta");
+            store.shared.kv.apply_group(&[(Some(&command), meta)]).expect("apply");
+        }
+        let (meta, path) = build_snapshot_blocking(&store.shared).expect("build a snapshot");
+        (store, meta, path)
+    }
+
+    fn temp_with(files: &SnapshotFiles, bytes: &[u8]) -> PathBuf {
+        let temp = files.temp_path();
+        fs::write(&temp, bytes).expect("write a temporary snapshot");
+        temp
+    }
+
+    /// A build that began before a newer snapshot was installed finished after it: publishing it
+    /// replaced the newer snapshot and removed its file.
+    #[test]
+    fn an_older_build_published_over_a_newer_installed_snapshot() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files = SnapshotFiles::open(dir.path()).expect("open");
+        let newer = temp_with(&files, b"newer");
+        files.publish(&newer, &meta_at(20)).expect("publish the newer snapshot");
+        let older = temp_with(&files, b"older");
+        files.publish(&older, &meta_at(10)).expect("publish the older snapshot");
+
+        let (meta, path) = files.current().expect("current").expect("a current snapshot");
+        assert_eq!(meta.last_log_id, Some(log_id(20)), "the current snapshot went back");
+        assert_eq!(fs::read(&path).expect("the current file is there"), b"newer");
+        assert!(!older.exists(), "the older temporary file is removed");
+        let snap_files = fs::read_dir(dir.path()).expect("list").count();
+        assert_eq!(snap_files, 1, "only the current snapshot file is left");
+    }
+
+    /// A reader looked the current snapshot up, a publish removed its file, and the reader's open
+    /// failed. Readers and a publisher race here, bounded in count; no open may fail.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_file_deleted_between_lookup_and_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = store_in(dir.path());
+        let shared = store.shared.clone();
+        let publisher = std::thread::spawn(move || {
+            for index in 1..=2_000u64 {
+                let temp = temp_with(&shared.snapshots, &index.to_be_bytes());
+                shared.snapshots.publish(&temp, &meta_at(index)).expect("publish");
+            }
+        });
+        let mut opened = 0;
+        while !publisher.is_finished() {
+            match store.get_current_snapshot().await {
+                Ok(Some(_)) => opened += 1,
+                Ok(None) => {}
+                Err(error) => panic!("opening the current snapshot failed after {opened} opens: {error}"),
+            }
+        }
+        publisher.join().expect("publisher");
+        assert!(opened > 0, "the reader opened snapshots while they were published");
+    }
+
+    /// A received snapshot was installed into the state machine before its file was published; a
+    /// crash in between left the state machine ahead of every snapshot file (with the log purged
+    /// up to it, a snapshot of what it holds could never be sent).
+    #[test]
+    fn the_state_machine_updated_before_the_received_snapshot_was_published() {
+        let source = tempfile::tempdir().expect("temp dir");
+        let (_sender, meta, path) = built_snapshot(source.path(), 30);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let receiver = store_in(dir.path());
+
+        INTERRUPT.with(|flag| flag.set(true));
+        let file = File::open(&path).expect("open the snapshot");
+        assert!(
+            install_snapshot_blocking(&receiver.shared, &meta, file).is_err(),
+            "the install stops at the interruption"
+        );
+        let (applied, _) = read_applied_state(&receiver.shared.kv).expect("applied state");
+        let published = receiver
+            .shared
+            .snapshots
+            .current()
+            .expect("current")
+            .map(|(meta, _)| meta.last_log_id);
+        assert!(
+            applied <= published.flatten(),
+            "the state machine is at {applied:?}, the newest snapshot file at {published:?}"
+        );
+
+        // Installing again (as openraft does at the next start) completes it.
+        let file = File::open(
+            receiver
+                .shared
+                .snapshots
+                .current()
+                .expect("current")
+                .expect("published")
+                .1,
+        )
+        .expect("open the published snapshot");
+        assert!(install_snapshot_blocking(&receiver.shared, &meta, file).expect("install"));
+        let (applied, _) = read_applied_state(&receiver.shared.kv).expect("applied state");
+        assert_eq!(applied, meta.last_log_id);
+        assert_eq!(receiver.shared.kv.revision(), 31, "30 puts after revision 1");
     }
 }

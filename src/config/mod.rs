@@ -186,6 +186,7 @@ mod tests {
                     && raft(c).heartbeat_ms == 100
                     && raft(c).election_timeout_ms == store::DEFAULT_RAFT_ELECTION_TIMEOUT_MS
                     && raft(c).snapshot_threshold == 10_000
+                    && raft(c).compaction_retention == Some(Duration::from_secs(3600))
                     && c.audit.policy == AuditPolicy::IgnoreErrors
                     && c.auth.admin_default_password.expose() == "Kuboard123"
                     && c.auth.session_ttl == Duration::from_secs(43200)

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use crate::config::etcd::{parse_etcd, EtcdConfig};
 use crate::config::http::BIND_IP_EXPECTED;
@@ -15,6 +16,10 @@ pub const DEFAULT_RAFT_PORT: u16 = 10082;
 pub const DEFAULT_RAFT_HEARTBEAT_MS: u64 = 100;
 pub const DEFAULT_RAFT_ELECTION_TIMEOUT_MS: u64 = 800;
 pub const DEFAULT_RAFT_SNAPSHOT_THRESHOLD: u64 = 10_000;
+/// History of the embedded store kept by default, like etcd's `--auto-compaction-retention=1h`.
+pub const DEFAULT_RAFT_COMPACTION_RETENTION_SECONDS: u64 = 3600;
+/// The longest retention accepted (30 days).
+const MAX_RAFT_COMPACTION_RETENTION_SECONDS: u64 = 30 * 24 * 3600;
 pub const MIN_CLUSTER_SECRET_LEN: usize = 16;
 
 /// Which store backend this replica uses.
@@ -34,6 +39,8 @@ pub struct RaftConfig {
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
     pub snapshot_threshold: u64,
+    /// How much history the automatic compaction keeps; `None`: no automatic compaction.
+    pub compaction_retention: Option<Duration>,
 }
 
 /// Reads the backend; `server_listen` is the web listener (its address is the Raft default, its
@@ -219,6 +226,16 @@ fn parse_raft(reader: &Reader<'_>, server_ip: IpAddr, hostname: Option<&str>) ->
             "a number of log entries",
         )?
         .unwrap_or(DEFAULT_RAFT_SNAPSHOT_THRESHOLD);
+    let compaction_retention_seconds = reader
+        .u64_in(
+            "KUBOARD_RAFT_COMPACTION_RETENTION_SECONDS",
+            0,
+            MAX_RAFT_COMPACTION_RETENTION_SECONDS,
+            "seconds",
+        )?
+        .unwrap_or(DEFAULT_RAFT_COMPACTION_RETENTION_SECONDS);
+    let compaction_retention =
+        (compaction_retention_seconds > 0).then(|| Duration::from_secs(compaction_retention_seconds));
 
     Ok(RaftConfig {
         node_id,
@@ -228,6 +245,7 @@ fn parse_raft(reader: &Reader<'_>, server_ip: IpAddr, hostname: Option<&str>) ->
         heartbeat_ms,
         election_timeout_ms,
         snapshot_threshold,
+        compaction_retention,
     })
 }
 
@@ -272,6 +290,34 @@ mod tests {
                         && raft(c).listen_addr == "[::1]:10082".parse().expect("literal address")
                         && raft(c).peers[&1] == "[::1]:10082"
                 }),
+            ),
+        ] {
+            check(env, None, expected);
+        }
+    }
+
+    #[test]
+    fn compaction_retention() {
+        for (env, expected) in [
+            (
+                &[("KUBOARD_RAFT_COMPACTION_RETENTION_SECONDS", "0")][..],
+                Expected::Ok(|c| raft(c).compaction_retention.is_none()),
+            ),
+            (
+                &[("KUBOARD_RAFT_COMPACTION_RETENTION_SECONDS", "600")],
+                Expected::Ok(|c| raft(c).compaction_retention == Some(Duration::from_secs(600))),
+            ),
+            (
+                &[("KUBOARD_RAFT_COMPACTION_RETENTION_SECONDS", "1h")],
+                Expected::Err(
+                    r#"KUBOARD_RAFT_COMPACTION_RETENTION_SECONDS="1h": expected seconds between 0 and 2592000"#,
+                ),
+            ),
+            (
+                &[("KUBOARD_RAFT_COMPACTION_RETENTION_SECONDS", "2592001")],
+                Expected::Err(
+                    r#"KUBOARD_RAFT_COMPACTION_RETENTION_SECONDS="2592001": expected seconds between 0 and 2592000"#,
+                ),
             ),
         ] {
             check(env, None, expected);

@@ -13,7 +13,8 @@
 //!   and their conversion into one atomic commit.
 //! - `range`: reads of the latest state (through the overlay) and of older revisions.
 //! - `txn`: validation, compares and execution of transactions.
-//! - `compaction`, `lease`: the `Compact` and lease commands.
+//! - `compaction`, `lease`: the `Compact` and lease commands; `purge`: the thread that removes
+//!   compacted history in bounded batches.
 //! - `watch_hub`: the broadcast of committed revisions; `watch`: the watch streams (history
 //!   replay, then live).
 //! - `snapshot`: export and atomic install of a point-in-time copy.
@@ -38,6 +39,7 @@ mod compaction;
 mod error;
 mod keys;
 mod lease;
+mod purge;
 mod range;
 mod records;
 mod shared;
@@ -63,9 +65,11 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use crate::command::{Command, CommandResponse};
+use compaction::PurgeCursor;
 pub use error::MvccError;
 use records::{decode, encode};
-use shared::{lock, read, write, Shared};
+use shared::{lock, read, write, Shared, Wake};
+pub use snapshot::ExportPrelude;
 pub use trees::LeaseDetails;
 use trees::{header, TreeId, Trees, ACTIVE_GENERATION, META_COMPACT_REVISION, META_RAFT, META_REVISION};
 use watch_hub::WatchHub;
@@ -127,18 +131,22 @@ impl KvStateMachine {
         let trees = Trees::open(&db, generation)?;
         let revision = trees.read_counter(META_REVISION, 1)?;
         let compact_revision = trees.read_counter(META_COMPACT_REVISION, 0)?;
-        Ok(KvStateMachine {
-            inner: Arc::new(Shared {
-                db,
-                apply_lock: Mutex::new(()),
-                history_lock: RwLock::new(()),
-                state: RwLock::new(Arc::new(trees)),
-                revision: AtomicI64::new(revision),
-                compact_revision: AtomicI64::new(compact_revision),
-                hub: WatchHub::new(),
-                progress_interval_millis: AtomicU64::new(DEFAULT_PROGRESS_INTERVAL.as_millis() as u64),
-            }),
-        })
+        let inner = Arc::new(Shared {
+            db,
+            apply_lock: Mutex::new(()),
+            history_lock: RwLock::new(()),
+            state: RwLock::new(Arc::new(trees)),
+            revision: AtomicI64::new(revision),
+            compact_revision: AtomicI64::new(compact_revision),
+            hub: WatchHub::new(),
+            progress_interval_millis: AtomicU64::new(DEFAULT_PROGRESS_INTERVAL.as_millis() as u64),
+            // A removal interrupted by a restart starts over: what is left below the compaction
+            // revision is what it did not reach.
+            purge: Mutex::new(PurgeCursor::towards(compact_revision)),
+            purge_wake: Arc::new(Wake::default()),
+        });
+        purge::start(&inner)?;
+        Ok(KvStateMachine { inner })
     }
 
     /// Apply one command atomically together with `meta` (tests; the raft layer applies groups).
@@ -205,8 +213,6 @@ impl KvStateMachine {
 
     /// Apply one command in a transaction of its own. The caller holds `apply_lock`.
     fn apply_alone(&self, command: &Command, meta: &[u8]) -> Result<CommandResponse, MvccError> {
-        // Compaction removes history, so it waits for snapshot exports streaming it to finish.
-        let _history = matches!(command, Command::Compact(_)).then(|| write(&self.inner.history_lock));
         let trees = read(&self.inner.state).clone();
         let base = self.revision();
         let compacted = self.compact_revision();
@@ -218,12 +224,10 @@ impl KvStateMachine {
                 write::apply_delete_range(&trees, base, request, &mut commit, &mut pending)?
             }
             Command::Txn(request) => txn::apply_txn(&trees, base, compacted, request, &mut commit, &mut pending)?,
-            Command::Compact(request) => {
-                match compaction::compact(&trees, base, compacted, request.revision, &mut commit)? {
-                    Ok(()) => CommandResponse::Compact(CompactResponse { header: header(base) }),
-                    Err(error) => CommandResponse::Error(error),
-                }
-            }
+            Command::Compact(request) => match compaction::compact(base, compacted, request.revision, &mut commit) {
+                Ok(()) => CommandResponse::Compact(CompactResponse { header: header(base) }),
+                Err(error) => CommandResponse::Error(error),
+            },
             Command::LeaseGrant { id, ttl } => lease::apply_grant(&trees, base, *id, *ttl, &mut commit)?,
             Command::LeaseRevoke { id } => lease::apply_revoke(&trees, base, *id, &mut commit)?,
         };
@@ -273,6 +277,10 @@ impl KvStateMachine {
             self.inner.compact_revision.store(revision, Ordering::SeqCst);
         }
         drop(state);
+        if let Some(revision) = commit.new_compact_revision {
+            *lock(&self.inner.purge) = PurgeCursor::towards(revision);
+            self.inner.purge_wake.raise();
+        }
         for (revision, events) in commit.revisions {
             self.inner.hub.publish(revision, events);
         }
@@ -368,9 +376,32 @@ impl KvStateMachine {
         lease::get(&read(&self.inner.state), id)
     }
 
-    /// Write a consistent point-in-time copy of the whole state to `writer`.
+    /// Entries in the history (writes and deletions kept for reads at older revisions), counted
+    /// by a scan of the history tree.
+    pub fn history_entries(&self) -> usize {
+        read(&self.inner.state).history.len()
+    }
+
+    /// True while history below the compaction revision is still being removed.
+    pub fn purge_pending(&self) -> bool {
+        lock(&self.inner.purge).resume.is_some()
+    }
+
+    /// Write a consistent point-in-time copy of the whole state to `writer` (tests).
+    #[cfg(test)]
     pub fn export_snapshot(&self, writer: &mut dyn std::io::Write) -> Result<(), MvccError> {
-        snapshot::export(&self.inner, writer)
+        snapshot::export(&self.inner, writer, &mut |_, _| Ok(()))
+    }
+
+    /// Write a consistent point-in-time copy of the whole state to `writer`, after what `prelude`
+    /// writes given the meta bytes stored with that state. Applies go on while the copy is
+    /// written.
+    pub fn export_snapshot_with(
+        &self,
+        writer: &mut dyn std::io::Write,
+        prelude: ExportPrelude<'_>,
+    ) -> Result<(), MvccError> {
+        snapshot::export(&self.inner, writer, prelude)
     }
 
     /// Replace the whole state with a snapshot, atomically.

@@ -5,8 +5,11 @@
 //!
 //! Export is consistent without stopping `apply` for long: under the apply lock it takes the
 //! revision, the compaction revision, the meta bytes and the leases; it then streams the history
-//! at or below that revision while holding the history lock shared, which keeps compaction (the
-//! only thing that removes history) out until it is done.
+//! at or below that revision while holding the history lock shared, which keeps the removal of
+//! compacted history and installs out until it is done. Applies go on meanwhile: they only add
+//! history above the exported revision. The raft layer's meta bytes of the exported moment are
+//! handed to the caller's prelude before the stream, so that the snapshot's log id is the one of
+//! the state it holds.
 //!
 //! Install writes the next generation of trees beside the active one and switches to it with one
 //! insert of the active generation, so a crash leaves the old state or the new one.
@@ -17,6 +20,7 @@ use std::sync::Arc;
 
 use sled::{Batch, IVec};
 
+use super::compaction::PurgeCursor;
 use super::error::MvccError;
 use super::keys::{index_key, lease_id_key, lease_key_entry, parse_revision_key, revision_key};
 use super::lease;
@@ -55,7 +59,11 @@ fn read_record(reader: &mut impl Read) -> Result<SnapshotRecord, MvccError> {
     decode("snapshot record", &bytes)
 }
 
-pub(super) fn export(inner: &Shared, writer: &mut dyn Write) -> Result<(), MvccError> {
+/// Write what a snapshot file holds before the state: given the raft layer's meta bytes of the
+/// exported moment (`None` on a fresh store) and the writer.
+pub type ExportPrelude<'a> = &'a mut dyn FnMut(Option<&[u8]>, &mut dyn Write) -> std::io::Result<()>;
+
+pub(super) fn export(inner: &Shared, writer: &mut dyn Write, prelude: ExportPrelude<'_>) -> Result<(), MvccError> {
     let (trees, revision, header, leases, _history) = {
         let _apply = lock(&inner.apply_lock);
         let history = read(&inner.history_lock);
@@ -70,6 +78,9 @@ pub(super) fn export(inner: &Shared, writer: &mut dyn Write) -> Result<(), MvccE
         (trees, revision, header, leases, history)
     };
     let mut writer = BufWriter::new(writer);
+    if let SnapshotRecord::Header { meta, .. } = &header {
+        prelude(meta.as_deref(), &mut writer)?;
+    }
     write_record(&mut writer, &header)?;
     for &(id, ttl) in &leases {
         write_record(&mut writer, &SnapshotRecord::Lease { id, ttl })?;
@@ -126,6 +137,9 @@ pub(super) fn install(inner: &Shared, reader: &mut dyn Read) -> Result<(), MvccE
         inner.revision.store(revision, Ordering::SeqCst);
         inner.compact_revision.store(compact_revision, Ordering::SeqCst);
     }
+    // The sender's history may hold writes below its compaction revision it had not removed yet.
+    *lock(&inner.purge) = PurgeCursor::towards(compact_revision);
+    inner.purge_wake.raise();
     // Nobody reads the old trees any more: reads hold the state lock, apply and export are held off
     // by the locks taken above.
     drop_generation(&inner.db, old_generation)?;
