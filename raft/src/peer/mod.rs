@@ -44,6 +44,7 @@ mod blocked_peers;
 mod client;
 mod config;
 mod connection;
+pub(crate) mod fuzz_targets;
 mod handshake;
 mod network;
 mod sealing;
