@@ -40,6 +40,8 @@ if [ "$what" = test ]; then
     # /usr/local/bin/docker may be a newer client alone), compose, debootstrap for the base images,
     # unzip and npm for helm and dclint (npm). systemd-analyze verifies the unit where it exists.
     "nginx nginx"
+    # deploy/lb/nginx.conf passes the HTTPS port through with nginx's stream module.
+    "/usr/lib/nginx/modules/ngx_stream_module.so libnginx-mod-stream"
     "haproxy haproxy"
     "/usr/sbin/dockerd docker.io"
     "/usr/bin/docker docker.io"

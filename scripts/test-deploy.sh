@@ -248,6 +248,7 @@ local_group() {
     "$LB_URL/kuboard-api/auth/login" -H 'content-type: application/json' -d "$login_json")
   echo "login through the load balancer: HTTP $status"
   [ "$status" = 200 ] || { deploy/local/three-replicas.sh down "$dir"; return 1; }
+  local_https "$dir" || { deploy/local/three-replicas.sh down "$dir"; return 1; }
   deploy/local/three-replicas.sh kill 2 "$dir" || return 1
   status=$(curl -sS -b "$dir/cookies" -o /dev/null -w '%{http_code}' "$LB_URL/kuboard-api/auth/me")
   echo "first request after kill -9 of replica 2: HTTP $status"
@@ -259,6 +260,29 @@ local_group() {
     fi
   done
   [ "$status" = 200 ]
+}
+
+# The replicas' HTTPS ports present certificates of one group CA (the last certificate of each chain),
+# which verifies them directly and through the load balancer's TCP pass-through.
+local_https() {
+  local dir=$1 n url ca tries status
+  for n in 1 2 3; do
+    url=REPLICA_HTTPS_URL_$n
+    for tries in $(seq 1 40); do
+      openssl s_client -connect "${!url#https://}" -showcerts </dev/null 2>/dev/null |
+        awk '/BEGIN CERTIFICATE/ {cert = ""} {cert = cert $0 "\n"} /END CERTIFICATE/ {last = cert} END {printf "%s", last}' \
+          >"$dir/ca-$n.pem"
+      [ -s "$dir/ca-$n.pem" ] && break
+      sleep 0.25
+    done
+    [ -s "$dir/ca-$n.pem" ] || { echo "replica $n: no certificate on ${!url}"; return 1; }
+    cmp -s "$dir/ca-1.pem" "$dir/ca-$n.pem" || { echo "replica $n presents another CA"; return 1; }
+  done
+  for url in "$REPLICA_HTTPS_URL_1" "$REPLICA_HTTPS_URL_2" "$REPLICA_HTTPS_URL_3" "$LB_HTTPS_URL"; do
+    status=$(curl -sS --cacert "$dir/ca-1.pem" -o /dev/null -w '%{http_code}' "$url/readyz")
+    echo "HTTPS $url/readyz verified with the group CA: HTTP $status"
+    [ "$status" = 200 ] || return 1
+  done
 }
 
 step_rolling() {
@@ -621,9 +645,10 @@ service_container() {
 # through the load balancer, the replicas on BACKEND and auditing, VICTIM's container killed, the
 # next request through the load balancer, then down -v with nothing left behind.
 compose_group() {
-  local file=$1 project=$2 victim_service=$3 backend=$4 replicas=$5 lb a1 a2 a3 q ok=0
-  read -r lb a1 a2 a3 q <<<"$(free_ports 5)"
+  local file=$1 project=$2 victim_service=$3 backend=$4 replicas=$5 lb a1 a2 a3 q lbs ok=0
+  read -r lb a1 a2 a3 q lbs <<<"$(free_ports 6)"
   export KUBOARD_PUBLISH_ADDR=127.0.0.1 KUBOARD_LB_PORT=$lb KUBOARD_ENDPOINT=http://127.0.0.1:$lb
+  export KUBOARD_LB_HTTPS_PORT=$lbs
   export KUBOARD_AGENT_HOST=127.0.0.1 KUBOARD_AGENT_PORT_1=$a1 KUBOARD_AGENT_PORT_2=$a2 KUBOARD_AGENT_PORT_3=$a3
   export QUESTDB_CONSOLE_PORT=$q QUESTDB_STANDIN_IMAGE=kuboard-pg-questdb:15
   export KUBOARD_QUEST_DB_URI='postgresql://admin:quest@questdb:8812/qdb?dialect=postgres'

@@ -305,6 +305,11 @@ pub struct ServeArgs {
     #[arg(long, env = "KUBOARD_SERVER_PORT", value_name = "PORT")]
     pub server_port: Option<String>,
 
+    /// HTTPS port beside the web port, serving the group's own certificate (or KUBOARD_TLS_CERT's);
+    /// downloaded kubeconfigs point kubectl at it. Default 443; `off` turns it off.
+    #[arg(long, env = "KUBOARD_SERVER_HTTPS_PORT", value_name = "PORT|off")]
+    pub server_https_port: Option<String>,
+
     /// Address the web listener binds (and the Raft peer listener unless KUBOARD_RAFT_ADDR says
     /// otherwise). Default 0.0.0.0.
     #[arg(long, env = "KUBOARD_SERVER_ADDR", value_name = "IP")]

@@ -43,6 +43,7 @@ mod server;
 mod singleton;
 mod store_admin;
 mod store_backend;
+mod tls;
 mod tunnel;
 mod version;
 

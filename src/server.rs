@@ -66,6 +66,8 @@ struct Replica {
     shutdown_sender: watch::Sender<bool>,
     server_task: JoinHandle<std::io::Result<()>>,
     etcd_api_task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The HTTPS port beside the web port, unless it is off.
+    https_task: Option<JoinHandle<std::io::Result<()>>>,
     bootstrap: JoinHandle<()>,
     throttle_purge: JoinHandle<()>,
 }
@@ -158,6 +160,17 @@ impl Replica {
             }
         };
 
+        let https_port = match crate::tls::https_port::bind(&config.http).await {
+            Ok(https_port) => https_port,
+            Err(error) => {
+                eprintln!("error: {error}");
+                if let Err(error) = backend.shutdown().await {
+                    tracing::warn!(%error, "store shutdown after the failed start failed");
+                }
+                return Err(EXIT_FAILURE);
+            }
+        };
+
         let metrics = Arc::new(Metrics::new(replica_id));
         if let StoreBackend::Raft(raft) = &*backend {
             let raft = raft.clone();
@@ -235,7 +248,16 @@ impl Replica {
                 },
             )),
             public_endpoint: config.http.endpoint.clone(),
+            web_tls: config.http.tls.is_some(),
+            https: https_port.status.clone(),
         });
+        let https_certificates = crate::tls::https_port::CertificateSource {
+            operator: tls_config.clone(),
+            store: state.store.clone(),
+            cipher: state.cipher.clone(),
+            clock: state.clock.clone(),
+            names: crate::tls::https_port::serving_names(&config.http),
+        };
         // The console answers its own GET/HEAD paths in front of the API (static files need no
         // session and are not audited) and adds the security headers to every response.
         let app = crate::console::with_console(crate::api::router(crate::api::ApiParts {
@@ -245,6 +267,7 @@ impl Replica {
             kube,
         }))
         .into_make_service_with_connect_info::<crate::http::client_address::PeerAddress>();
+        let https_task = https_port.serve(app.clone(), https_certificates, shutdown_receiver.clone());
         let server_task = match tls_config {
             None => tokio::spawn(
                 axum::serve(listener, app)
@@ -281,6 +304,7 @@ impl Replica {
             shutdown_sender,
             server_task,
             etcd_api_task,
+            https_task,
             bootstrap,
             throttle_purge,
         })
@@ -346,6 +370,20 @@ impl Replica {
                         "requests still in flight at the drain deadline; closing their connections"
                     );
                     server_task.abort();
+                }
+            }
+        }
+        if let Some(mut task) = self.https_task {
+            let budget = DRAIN_DEADLINE
+                .saturating_sub(started_shutdown.elapsed())
+                .max(Duration::from_millis(200));
+            match tokio::time::timeout(budget, &mut task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => tracing::error!(%error, "the HTTPS port failed while draining"),
+                Ok(Err(error)) => tracing::error!(%error, "the HTTPS port's task failed"),
+                Err(_) => {
+                    tracing::warn!("HTTPS requests still in flight at the drain deadline; closing their connections");
+                    task.abort();
                 }
             }
         }
@@ -509,6 +547,9 @@ async fn bootstrap_admin(
 /// `KUBOARD_SSO_CLIENT_SECRET` differs from the one that sealed them says so at once.
 async fn check_cluster_credentials(store: &AppStore, cipher: &crate::clusters::credential_cipher::CredentialCipher) {
     use crate::clusters::cluster_registry;
+    if let Err(error) = cluster_registry::bind_endpoints_of_old_records(store, cipher).await {
+        tracing::warn!(%error, "resealing cluster credentials bound to their endpoints failed");
+    }
     match cluster_registry::list_clusters(store).await {
         Ok(clusters) => {
             let unreadable: Vec<String> = clusters

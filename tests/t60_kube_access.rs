@@ -13,7 +13,6 @@ use common::{Group, Replica};
 use kuboard_testkit::{certs, resources, Credential, FakeCluster, FakeClusterOptions, PolicyRule, Rbac, StateConfig};
 use serde_json::{json, Value};
 
-const KUBECTL: &str = "/usr/bin/kubectl";
 const NEW_ADMIN_PASSWORD: &str = "t60-Root-Passw0rd";
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
@@ -180,45 +179,12 @@ async fn kubectl(
     args: &[&str],
     stdin: Option<&str>,
 ) -> (i32, String, String) {
-    use tokio::io::AsyncWriteExt as _;
-    assert!(
-        Path::new(KUBECTL).exists(),
-        "{KUBECTL} is needed by this test; install kubectl"
-    );
-    let mut command = tokio::process::Command::new(KUBECTL);
-    command
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--cache-dir")
-        .arg(home.join("cache"))
-        .arg("--request-timeout=20s")
-        .arg("--certificate-authority")
-        .arg(home.join("kuboard-ca.pem"));
+    let ca = home.join("kuboard-ca.pem");
+    let mut options: Vec<&std::ffi::OsStr> = vec![std::ffi::OsStr::new("--certificate-authority"), ca.as_os_str()];
     if let Some(server) = server {
-        command.arg("--server").arg(server);
+        options.extend([std::ffi::OsStr::new("--server"), std::ffi::OsStr::new(server)]);
     }
-    command
-        .args(args)
-        .env("HOME", home)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command.spawn().expect("kubectl starts");
-    let mut input = child.stdin.take().expect("piped");
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).await.expect("kubectl reads stdin");
-    }
-    drop(input);
-    let output = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("kubectl {args:?} finishes within 40 s"))
-        .expect("kubectl runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    common::kubectl(home, kubeconfig, &options, args, stdin).await
 }
 
 /// Downloads the caller's kubeconfig for `cluster` from `endpoint` into `home`.

@@ -11,15 +11,16 @@
 #   deploy/local/three-replicas.sh status DIR    one line per process: running or not
 #
 # DIR/env (a shell fragment, `. DIR/env`) names what runs: LB_URL, REPLICA_URLS (space-separated),
-# REPLICA_URL_N, PID_N (one per replica, empty when it does not run), PIDS (the running replicas'
-# pids), LB_PID, LB_KIND, and the ports. DIR/secrets (mode 600) holds the generated
+# REPLICA_URL_N, REPLICA_HTTPS_URL_N (each replica's HTTPS port), LB_HTTPS_URL (the load balancer's
+# TCP pass-through to them), PID_N (one per replica, empty when it does not run), PIDS (the running
+# replicas' pids), LB_PID, LB_KIND, and the ports. DIR/secrets (mode 600) holds the generated
 # KUBOARD_CLUSTER_SECRET and KUBOARD_SSO_CLIENT_SECRET. Logs: DIR/replica-N/log, DIR/nginx/error.log.
 #
 # Settings (environment):
 #   KUBOARD_BIN   the binary (default target/release/kuboard)
 #   LB            nginx (default: deploy/lb/nginx.conf) or haproxy (deploy/lb/haproxy.cfg)
 #   NGINX_BIN     nginx (default: nginx on PATH or /usr/sbin/nginx); HAPROXY_BIN likewise
-#   LB_PORT, WEB_PORTS, RAFT_PORTS, AGENT_PORTS
+#   LB_PORT, WEB_PORTS, RAFT_PORTS, AGENT_PORTS, LB_HTTPS_PORT, HTTPS_PORTS
 #                 fixed ports ("p1 p2 p3" for the lists); unset: free ports chosen at `up`
 #   READY_TIMEOUT seconds to wait for readiness (default 60)
 #   Any other KUBOARD_* variable is passed to the replicas unchanged.
@@ -105,8 +106,9 @@ start_replica() {
     die "replica $n already runs (pid ${!pid_var})"
   fi
   bin=$KUBOARD_BIN_PATH
-  local web_port raft_port agent_port
+  local web_port raft_port agent_port https_port
   web_port=$(echo "$WEB_PORTS" | cut -d' ' -f"$n")
+  https_port=$(echo "$HTTPS_PORTS" | cut -d' ' -f"$n")
   raft_port=$(echo "$RAFT_PORTS" | cut -d' ' -f"$n")
   agent_port=$(echo "$AGENT_PORTS" | cut -d' ' -f"$n")
   peers=""
@@ -127,6 +129,7 @@ start_replica() {
     export KUBOARD_DATA_DIR=$dir/replica-$n/data
     export KUBOARD_SERVER_ADDR=127.0.0.1
     export KUBOARD_SERVER_PORT=$web_port
+    export KUBOARD_SERVER_HTTPS_PORT=$https_port
     export KUBOARD_RAFT_PORT=$raft_port
     export KUBOARD_AGENT_SERVER_TCP_PORT=$agent_port
     export KUBOARD_AGENT_ENDPOINT=$agent_endpoints
@@ -145,22 +148,24 @@ start_replica() {
 # DIR/nginx/nginx.conf: deploy/lb/nginx.conf (the bare-host load balancer) with loopback
 # addresses and ports, paths under DIR and `daemon off`; every proxy setting is that file's.
 write_nginx_conf() {
-  local dir=$1 lb_port=$2 web_ports=$3 template
+  local dir=$1 lb_port=$2 web_ports=$3 lb_https_port=$4 https_ports=$5 template
   template=$(dirname "$0")/../lb/nginx.conf
   [ -f "$template" ] || die "$template not found"
   mkdir -p "$dir/nginx/tmp"
   # When nginx runs as root its workers run as nobody: they need to write the temp dirs.
   chmod 0777 "$dir/nginx/tmp"
-  python3 - "$template" "$dir/nginx" "$lb_port" $web_ports >"$dir/nginx/nginx.conf" <<'PY'
+  python3 - "$template" "$dir/nginx" "$lb_port" "$lb_https_port" $web_ports $https_ports >"$dir/nginx/nginx.conf" <<'PY'
 import re, sys
-template, out, lb_port, ports = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+template, out, lb_port, lb_https_port = sys.argv[1:5]
+ports, https_ports = sys.argv[5:8], sys.argv[8:11]
 text = open(template).read()
-servers = [m for m in re.finditer(r"^(\s*)server \S+:80( .*;)$", text, re.M)]
-if len(servers) != 3:
-    sys.exit("expected three upstream servers in " + template)
-indent, options = servers[0].group(1), servers[0].group(2)
-block = "".join("%sserver 127.0.0.1:%s%s\n" % (indent, p, options) for p in ports)
-text = text[: servers[0].start()] + block.rstrip("\n") + text[servers[-1].end():]
+for target, port_list in ((80, ports), (443, https_ports)):
+    servers = [m for m in re.finditer(r"^(\s*)server \S+:%d( .*;)$" % target, text, re.M)]
+    if len(servers) != 3:
+        sys.exit("expected three upstream servers on port %d in %s" % (target, template))
+    indent, options = servers[0].group(1), servers[0].group(2)
+    block = "".join("%sserver 127.0.0.1:%s%s\n" % (indent, p, options) for p in port_list)
+    text = text[: servers[0].start()] + block.rstrip("\n") + text[servers[-1].end():]
 replacements = [
     (r"^worker_processes .*;$", "daemon off;\nworker_processes 1;"),
     (r"^error_log .*;$", "error_log %s/error.log warn;" % out),
@@ -170,6 +175,7 @@ replacements = [
      r"\1fastcgi_temp_path %s/tmp/fastcgi;\n\1uwsgi_temp_path %s/tmp/uwsgi;\n\1scgi_temp_path %s/tmp/scgi;"
      % ((out,) * 6)),
     (r"^(\s*)listen 80;$", r"\1listen 127.0.0.1:%s;" % lb_port),
+    (r"^(\s*)listen 443;$", r"\1listen 127.0.0.1:%s;" % lb_https_port),
     (r"^(\s*)worker_connections .*;$", r"\1worker_connections 1024;"),
 ]
 for pattern, replacement in replacements:
@@ -182,23 +188,31 @@ PY
 
 # DIR/haproxy/haproxy.cfg: deploy/lb/haproxy.cfg with loopback addresses and ports.
 write_haproxy_conf() {
-  local dir=$1 lb_port=$2 web_ports=$3 template
+  local dir=$1 lb_port=$2 web_ports=$3 lb_https_port=$4 https_ports=$5 template
   template=$(dirname "$0")/../lb/haproxy.cfg
   [ -f "$template" ] || die "$template not found"
   mkdir -p "$dir/haproxy"
-  python3 - "$template" "$lb_port" $web_ports >"$dir/haproxy/haproxy.cfg" <<'PY'
+  python3 - "$template" "$lb_port" "$lb_https_port" $web_ports $https_ports >"$dir/haproxy/haproxy.cfg" <<'PY'
 import re, sys
-template, lb_port, ports = sys.argv[1], sys.argv[2], sys.argv[3:]
+template, lb_port, lb_https_port = sys.argv[1:4]
+ports, https_ports = sys.argv[4:7], sys.argv[7:10]
 text = open(template).read()
-text, count = re.subn(r"^(\s*)bind :80$", r"\1bind 127.0.0.1:%s" % lb_port, text, flags=re.M)
+for bind, port in ((":80", lb_port), (":443", lb_https_port)):
+    text, count = re.subn(r"^(\s*)bind %s$" % bind, r"\g<1>bind 127.0.0.1:%s" % port, text, flags=re.M)
+    if count != 1:
+        sys.exit("expected one 'bind %s' in %s" % (bind, template))
+# The HTTPS servers are checked on their replica's web port, which differs per replica here.
+text, count = re.subn(r" check port 80 ", " check ", text)
 if count != 1:
-    sys.exit("expected one 'bind :80' in " + template)
-servers = list(re.finditer(r"^(\s*)server (\S+) \S+:80$", text, re.M))
-if len(servers) != 3:
-    sys.exit("expected three servers in " + template)
-for match, port in reversed(list(zip(servers, ports))):
-    line = "%sserver %s 127.0.0.1:%s" % (match.group(1), match.group(2), port)
-    text = text[: match.start()] + line + text[match.end():]
+    sys.exit("expected one 'check port 80' in " + template)
+for target, port_list, suffix in ((80, ports, ""), (443, https_ports, " check port %s")):
+    servers = list(re.finditer(r"^(\s*)server (\S+) \S+:%d$" % target, text, re.M))
+    if len(servers) != 3:
+        sys.exit("expected three servers on port %d in %s" % (target, template))
+    for match, port, web in reversed(list(zip(servers, port_list, ports))):
+        line = "%sserver %s 127.0.0.1:%s" % (match.group(1), match.group(2), port)
+        line += suffix % web if suffix else ""
+        text = text[: match.start()] + line + text[match.end():]
 sys.stdout.write("# Generated by deploy/local/three-replicas.sh from deploy/lb/haproxy.cfg.\n" + text)
 PY
 }
@@ -257,25 +271,30 @@ cmd_up() {
     done
   fi
 
-  local lb_port web_ports raft_ports agent_ports
-  if [ -n "${LB_PORT:-}" ] && [ -n "${WEB_PORTS:-}" ] && [ -n "${RAFT_PORTS:-}" ] && [ -n "${AGENT_PORTS:-}" ]; then
+  local lb_port web_ports raft_ports agent_ports lb_https_port https_ports
+  if [ -n "${LB_PORT:-}" ] && [ -n "${WEB_PORTS:-}" ] && [ -n "${RAFT_PORTS:-}" ] && [ -n "${AGENT_PORTS:-}" ] &&
+    [ -n "${LB_HTTPS_PORT:-}" ] && [ -n "${HTTPS_PORTS:-}" ]; then
     lb_port=$LB_PORT web_ports=$WEB_PORTS raft_ports=$RAFT_PORTS agent_ports=$AGENT_PORTS
+    lb_https_port=$LB_HTTPS_PORT https_ports=$HTTPS_PORTS
   else
     local all
-    all=$(free_ports 10)
+    all=$(free_ports 14)
     lb_port=${LB_PORT:-$(echo "$all" | cut -d' ' -f1)}
     web_ports=${WEB_PORTS:-$(echo "$all" | cut -d' ' -f2-4)}
     raft_ports=${RAFT_PORTS:-$(echo "$all" | cut -d' ' -f5-7)}
     agent_ports=${AGENT_PORTS:-$(echo "$all" | cut -d' ' -f8-10)}
+    https_ports=${HTTPS_PORTS:-$(echo "$all" | cut -d' ' -f11-13)}
+    lb_https_port=${LB_HTTPS_PORT:-$(echo "$all" | cut -d' ' -f14)}
   fi
-  for v in $web_ports $raft_ports $agent_ports $lb_port; do
+  for v in $web_ports $raft_ports $agent_ports $https_ports $lb_port $lb_https_port; do
     case "$v" in
-      '' | *[!0-9]*) die "bad port '$v' (LB_PORT, WEB_PORTS, RAFT_PORTS, AGENT_PORTS take numbers)" ;;
+      '' | *[!0-9]*) die "bad port '$v' (LB_PORT, WEB_PORTS, RAFT_PORTS, AGENT_PORTS, LB_HTTPS_PORT, HTTPS_PORTS take numbers)" ;;
     esac
   done
   [ "$(echo "$web_ports" | wc -w)" -eq 3 ] || die "WEB_PORTS needs three ports"
   [ "$(echo "$raft_ports" | wc -w)" -eq 3 ] || die "RAFT_PORTS needs three ports"
   [ "$(echo "$agent_ports" | wc -w)" -eq 3 ] || die "AGENT_PORTS needs three ports"
+  [ "$(echo "$https_ports" | wc -w)" -eq 3 ] || die "HTTPS_PORTS needs three ports"
 
   if [ ! -f "$dir/secrets" ]; then
     (
@@ -300,6 +319,12 @@ LB_URL=http://127.0.0.1:$lb_port
 WEB_PORTS="$web_ports"
 RAFT_PORTS="$raft_ports"
 AGENT_PORTS="$agent_ports"
+HTTPS_PORTS="$https_ports"
+LB_HTTPS_PORT=$lb_https_port
+LB_HTTPS_URL=https://127.0.0.1:$lb_https_port
+REPLICA_HTTPS_URL_1=https://127.0.0.1:$(echo "$https_ports" | cut -d' ' -f1)
+REPLICA_HTTPS_URL_2=https://127.0.0.1:$(echo "$https_ports" | cut -d' ' -f2)
+REPLICA_HTTPS_URL_3=https://127.0.0.1:$(echo "$https_ports" | cut -d' ' -f3)
 REPLICA_URLS="$replica_urls"
 REPLICA_URL_1=http://127.0.0.1:$(echo "$web_ports" | cut -d' ' -f1)
 REPLICA_URL_2=http://127.0.0.1:$(echo "$web_ports" | cut -d' ' -f2)
@@ -318,13 +343,13 @@ EOF
 
   local lb_pid
   if [ "$kind" = nginx ]; then
-    write_nginx_conf "$dir" "$lb_port" "$web_ports"
+    write_nginx_conf "$dir" "$lb_port" "$web_ports" "$lb_https_port" "$https_ports"
     "$lb_bin" -t -q -c "$dir/nginx/nginx.conf" -p "$dir/nginx" 2>>"$dir/nginx/error.log" ||
       die "nginx rejected $dir/nginx/nginx.conf (see $dir/nginx/error.log)"
     nohup "$lb_bin" -c "$dir/nginx/nginx.conf" -p "$dir/nginx" >>"$dir/nginx/stdout.log" 2>&1 </dev/null &
     lb_pid=$!
   else
-    write_haproxy_conf "$dir" "$lb_port" "$web_ports"
+    write_haproxy_conf "$dir" "$lb_port" "$web_ports" "$lb_https_port" "$https_ports"
     "$lb_bin" -c -q -f "$dir/haproxy/haproxy.cfg" >>"$dir/haproxy/log" 2>&1 ||
       die "haproxy rejected $dir/haproxy/haproxy.cfg (see $dir/haproxy/log)"
     # -db: stays in the foreground, so that $! is haproxy's own pid.

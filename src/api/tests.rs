@@ -71,6 +71,11 @@ async fn harness() -> Harness {
             crate::kube::apiserver_pool::PoolSettings::default(),
         )),
         public_endpoint: None,
+        web_tls: false,
+        https: Arc::new(crate::tls::https_port::HttpsStatus::new(
+            443,
+            crate::tls::https_port::HttpsAvailability::Off("the HTTPS port is off (handler tests)".into()),
+        )),
     });
     Harness {
         app: crate::http::with_session_guard(

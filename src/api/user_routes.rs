@@ -12,8 +12,8 @@ use crate::api::auth_routes::policy_error;
 use crate::auth::password_policy::check_new_password;
 use crate::auth::role_bindings;
 use crate::auth::roles::{kubernetes_identity, GlobalRole, UserView};
+use crate::auth::sessions;
 use crate::auth::users::{self, UserRecord, ADMIN_USERNAME};
-use crate::auth::{access_keys, sessions};
 use crate::clock::format_rfc3339;
 use crate::http::api_error::{ApiError, ErrorBody};
 use crate::http::api_json::ApiJson;
@@ -279,8 +279,6 @@ pub async fn delete_user(
             "the user was changed by another request meanwhile; retry",
         ));
     }
-    sessions::delete_other_sessions(&state.store, &username, "").await?;
-    access_keys::delete_user_access_keys(&state.store, &username).await?;
     tracing::info!(username = %username, by = caller.username(), "user deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,7 +4,7 @@
 //! its user is disabled or deleted.
 
 use base64::Engine;
-use kuboard_storage::{PutRequest, StoreError};
+use kuboard_storage::{DeleteRangeRequest, PutRequest, StoreError, TxnOp};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -104,15 +104,13 @@ pub async fn delete_access_key(store: &AppStore, id: &str) -> Result<bool, Store
     Ok(store.delete_key(&access_key_key(id)).await?.deleted > 0)
 }
 
-/// Deletes every key of `username` (the user was deleted). Returns how many.
-pub async fn delete_user_access_keys(store: &AppStore, username: &str) -> Result<usize, StoreError> {
-    let mut deleted = 0;
-    for record in list_access_keys(store, Some(username)).await? {
-        if delete_access_key(store, &record.id).await? {
-            deleted += 1;
-        }
-    }
-    Ok(deleted)
+/// The deletions of every key of `username`, for the transaction that deletes the user.
+pub async fn user_access_key_deletions(store: &AppStore, username: &str) -> Result<Vec<TxnOp>, StoreError> {
+    Ok(list_access_keys(store, Some(username))
+        .await?
+        .into_iter()
+        .map(|record| TxnOp::DeleteRange(DeleteRangeRequest::key(access_key_key(&record.id))))
+        .collect())
 }
 
 /// The session an access key stands for, if the key is live and its user enabled.

@@ -173,6 +173,23 @@ pub async fn clear_must_change_password(store: &AppStore, session: &Session) -> 
     Ok(())
 }
 
+/// Every session of `username`: its token hash and lease.
+pub async fn user_sessions(store: &AppStore, username: &str) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut found = Vec::new();
+    for kv in store.list(SESSIONS_PREFIX).await? {
+        let Ok(record) = serde_json::from_slice::<SessionRecord>(&kv.value) else {
+            continue;
+        };
+        let key = String::from_utf8_lossy(&kv.key);
+        if let Some(hash) = key.strip_prefix(SESSIONS_PREFIX) {
+            if record.username == username {
+                found.push((hash.to_string(), record.lease));
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Ends every session of `username` except the one with `keep_token_hash`. Returns how many ended.
 pub async fn delete_other_sessions(
     store: &AppStore,
@@ -180,16 +197,9 @@ pub async fn delete_other_sessions(
     keep_token_hash: &str,
 ) -> Result<usize, StoreError> {
     let mut ended = 0;
-    for kv in store.list(SESSIONS_PREFIX).await? {
-        let Ok(record) = serde_json::from_slice::<SessionRecord>(&kv.value) else {
-            continue;
-        };
-        let key = String::from_utf8_lossy(&kv.key);
-        let Some(hash) = key.strip_prefix(SESSIONS_PREFIX) else {
-            continue;
-        };
-        if record.username == username && hash != keep_token_hash {
-            delete_session(store, hash, record.lease).await?;
+    for (hash, lease) in user_sessions(store, username).await? {
+        if hash != keep_token_hash {
+            delete_session(store, &hash, lease).await?;
             ended += 1;
         }
     }

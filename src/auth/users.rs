@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app_store::AppStore;
 use crate::auth::roles::GlobalRole;
-use crate::auth::{password, role_bindings};
+use crate::auth::{access_keys, password, role_bindings, sessions};
 
 pub const ADMIN_USERNAME: &str = "admin";
 const USERS_PREFIX: &str = "users/";
@@ -187,13 +187,23 @@ pub async fn list_users(store: &AppStore) -> Result<Vec<UserRecord>, UserError> 
     Ok(users)
 }
 
-/// Deletes the user if nobody changed it since it was read, and in the same transaction the role
-/// bindings naming the user, so that a later user of the same name starts with none of them.
-/// Returns false, deleting nothing, when someone changed the user.
+/// Deletes the user if nobody changed it since it was read, and in the same transaction its
+/// sessions, its access keys and the role bindings naming it, so that a later user of the same
+/// name starts with none of them even if the replica dies right after. The sessions' leases are
+/// revoked afterwards (a lease left behind only expires). Returns false, deleting nothing, when
+/// someone changed the user.
 pub async fn delete_user(store: &AppStore, read: &StoredUser) -> Result<bool, UserError> {
-    let key = user_key(&read.record.username);
+    let username = &read.record.username;
+    let key = user_key(username);
+    let user_sessions = sessions::user_sessions(store, username).await?;
     let mut deletions = vec![TxnOp::DeleteRange(DeleteRangeRequest::key(key.as_str()))];
-    deletions.extend(role_bindings::user_binding_deletions(store, &read.record.username).await?);
+    deletions.extend(
+        user_sessions
+            .iter()
+            .map(|(hash, _)| TxnOp::DeleteRange(DeleteRangeRequest::key(sessions::session_key(hash)))),
+    );
+    deletions.extend(access_keys::user_access_key_deletions(store, username).await?);
+    deletions.extend(role_bindings::user_binding_deletions(store, username).await?);
     let request = TxnRequest {
         // The user's key is unchanged since it was read (as `AppStore::delete_if_unchanged`).
         compare: vec![Compare::new(
@@ -204,7 +214,17 @@ pub async fn delete_user(store: &AppStore, read: &StoredUser) -> Result<bool, Us
         success: deletions,
         failure: vec![],
     };
-    Ok(store.txn(request).await?.succeeded)
+    if !store.txn(request).await?.succeeded {
+        return Ok(false);
+    }
+    for (_, lease) in user_sessions {
+        if lease != 0 {
+            if let Err(error) = store.lease_revoke(lease).await {
+                tracing::debug!(%error, "the lease of a deleted user's session was not revoked; it will expire");
+            }
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -219,6 +239,63 @@ mod tests {
         for bad in ["", "-admin", "../admin", "admin/x", "ad min", "é", &"a".repeat(65)] {
             assert!(!is_valid_username(bad), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_deleted_users_sessions_and_access_keys_go_in_the_same_transaction() {
+        use std::sync::Arc;
+
+        use crate::memory_store::MemoryStore;
+        use crate::metrics::Metrics;
+        use crate::store_backend::StoreBackend;
+
+        let store = AppStore::new(
+            Arc::new(StoreBackend::Memory(MemoryStore::default())),
+            Arc::new(Metrics::new(1)),
+        );
+        let bob = UserRecord {
+            username: "bob".into(),
+            password_hash: "$argon2id$not-checked-here".into(),
+            must_change_password: false,
+            created_at: 1,
+            updated_at: 1,
+            role: GlobalRole::Viewer,
+            groups: vec![],
+            disabled: false,
+        };
+        assert!(create_user(&store, &bob).await.expect("stored"));
+        let (session, _) = sessions::create_session(&store, "bob", 3600, 10)
+            .await
+            .expect("session");
+        let (key, _) = access_keys::create_access_key(&store, "bob", "ci", 10, None)
+            .await
+            .expect("access key");
+        let (alices, _) = sessions::create_session(&store, "alice", 3600, 10)
+            .await
+            .expect("session");
+
+        let read = get_user(&store, "bob").await.expect("read").expect("bob exists");
+        assert!(delete_user(&store, &read).await.expect("deleted"));
+        // A new bob must not find the old bob's session or key working for him.
+        assert!(create_user(&store, &bob).await.expect("stored again"));
+        assert!(
+            sessions::find_session(&store, &session, 11)
+                .await
+                .expect("looked up")
+                .is_none(),
+            "the deleted bob's session works for the new bob"
+        );
+        assert!(
+            sessions::find_session(&store, &key, 11)
+                .await
+                .expect("looked up")
+                .is_none(),
+            "the deleted bob's access key works for the new bob"
+        );
+        assert!(sessions::find_session(&store, &alices, 11)
+            .await
+            .expect("looked up")
+            .is_some());
     }
 
     #[test]

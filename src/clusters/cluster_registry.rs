@@ -1,4 +1,7 @@
-//! Cluster records under `clusters/<name>`, stored as JSON with the credentials sealed.
+//! Cluster records under `clusters/<name>`, stored as JSON with the credentials sealed, bound to the
+//! record's key and its endpoints: a box moved to another record, or a record whose endpoints were
+//! changed in the store without resealing, does not open. Records sealed before the endpoints were
+//! bound are resealed once at start ([`bind_endpoints_of_old_records`]).
 
 use std::fmt;
 
@@ -56,6 +59,9 @@ pub struct ClusterRecord {
     /// the ones its agent reported (empty until the agent first connects).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentRegistration>,
+    /// The credentials are sealed bound to `endpoints` too (absent in records written before).
+    #[serde(default)]
+    pub endpoints_bound: bool,
 }
 
 /// What a replica checks an agent's token against. The token itself is shown once and not stored.
@@ -99,7 +105,12 @@ pub fn is_valid_cluster_name(name: &str) -> bool {
         && bytes.last().is_some_and(|b| *b != b'-')
 }
 
-/// Builds a record for `name`, sealing `credentials` bound to its key.
+/// What sealed credentials are bound to: the record's key and its endpoints, in order.
+fn credentials_context(name: &str, endpoints: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&(cluster_key(name), endpoints)).expect("strings always serialize")
+}
+
+/// Builds a record for `name`, sealing `credentials` bound to its key and `endpoints`.
 pub fn seal_record(
     cipher: &CredentialCipher,
     name: &str,
@@ -110,24 +121,41 @@ pub fn seal_record(
     now: u64,
 ) -> ClusterRecord {
     let plaintext = serde_json::to_vec(credentials).expect("credentials always serialize");
+    let sealed = cipher.seal(&credentials_context(name, &endpoints), &plaintext);
     ClusterRecord {
         name: name.to_string(),
         description,
         endpoints,
-        credentials: cipher.seal(cluster_key(name).as_bytes(), &plaintext),
+        credentials: sealed,
         has_token: credentials.token.is_some(),
         has_client_certificate: credentials.client_certificate.is_some(),
         has_ca_certificate: credentials.ca_certificate.is_some(),
         created_at,
         updated_at: now,
         agent: None,
+        endpoints_bound: true,
     }
 }
 
 /// Opens the record's credentials (for the code that connects to the cluster).
+/// A record sealed before its endpoints were bound does not open here (it is resealed at start).
 pub fn open_credentials(cipher: &CredentialCipher, record: &ClusterRecord) -> Result<ClusterCredentials, ClusterError> {
+    if !record.endpoints_bound {
+        return Err(ClusterError::Open {
+            name: record.name.clone(),
+            source: OpenError::Rejected,
+        });
+    }
+    open_bound_to(cipher, record, &credentials_context(&record.name, &record.endpoints))
+}
+
+fn open_bound_to(
+    cipher: &CredentialCipher,
+    record: &ClusterRecord,
+    context: &[u8],
+) -> Result<ClusterCredentials, ClusterError> {
     let plaintext = cipher
-        .open(cluster_key(&record.name).as_bytes(), &record.credentials)
+        .open(context, &record.credentials)
         .map_err(|source| ClusterError::Open {
             name: record.name.clone(),
             source,
@@ -185,6 +213,37 @@ pub async fn write_cluster(
     Ok(store.put_if(expected, PutRequest::new(key, value)).await?)
 }
 
+/// Reseals the credentials of records written before the endpoints were bound (bound to the key
+/// only) so that they are bound to their endpoints too; a record changed meanwhile is left to the
+/// next start. Returns how many were resealed.
+pub async fn bind_endpoints_of_old_records(store: &AppStore, cipher: &CredentialCipher) -> Result<usize, ClusterError> {
+    let mut resealed = 0;
+    for kv in store.list(CLUSTERS_PREFIX).await? {
+        let Ok(record) = decode(&kv.key, &kv.value) else {
+            continue;
+        };
+        if record.endpoints_bound {
+            continue;
+        }
+        let credentials = open_bound_to(cipher, &record, cluster_key(&record.name).as_bytes())?;
+        let mut bound = seal_record(
+            cipher,
+            &record.name,
+            record.description.clone(),
+            record.endpoints.clone(),
+            &credentials,
+            record.created_at,
+            record.updated_at,
+        );
+        bound.agent = record.agent.clone();
+        if write_cluster(store, &bound, Some(kv.mod_revision)).await? {
+            tracing::info!(cluster = %record.name, "cluster credentials resealed bound to its endpoints");
+            resealed += 1;
+        }
+    }
+    Ok(resealed)
+}
+
 pub async fn delete_cluster(store: &AppStore, name: &str) -> Result<bool, ClusterError> {
     if !is_valid_cluster_name(name) {
         return Ok(false);
@@ -204,6 +263,106 @@ mod tests {
         for bad in ["", "-a", "a-", "Prod", "a/b", "a.b", &"a".repeat(64)] {
             assert!(!is_valid_cluster_name(bad), "{bad}");
         }
+    }
+
+    /// Someone who can write the store but not read the key must not be able to point a cluster's
+    /// credentials at a server of their choosing: the endpoints are bound into the sealed box.
+    #[test]
+    fn credentials_do_not_open_after_the_stored_endpoints_are_swapped() {
+        let cipher = CredentialCipher::from_secret("s");
+        let credentials = ClusterCredentials {
+            token: Some("bearer-token-value".into()),
+            ..ClusterCredentials::default()
+        };
+        let record = seal_record(
+            &cipher,
+            "prod",
+            String::new(),
+            vec!["https://a:6443".into(), "https://b:6443".into()],
+            &credentials,
+            1,
+            1,
+        );
+        assert_eq!(open_credentials(&cipher, &record).expect("opens"), credentials);
+        for endpoints in [
+            vec!["https://attacker.example:6443".to_string()],
+            vec!["https://a:6443".to_string()],
+            vec!["https://b:6443".to_string(), "https://a:6443".to_string()],
+            vec![
+                "https://a:6443".to_string(),
+                "https://b:6443".to_string(),
+                "https://c:6443".to_string(),
+            ],
+        ] {
+            let swapped = ClusterRecord {
+                endpoints: endpoints.clone(),
+                ..record.clone()
+            };
+            assert!(
+                open_credentials(&cipher, &swapped).is_err(),
+                "the credentials opened for {endpoints:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn records_sealed_before_the_endpoints_were_bound_are_resealed_once() {
+        let store = AppStore::new(
+            std::sync::Arc::new(crate::store_backend::StoreBackend::Memory(
+                crate::memory_store::MemoryStore::default(),
+            )),
+            std::sync::Arc::new(crate::metrics::Metrics::new(1)),
+        );
+        let cipher = CredentialCipher::from_secret("s");
+        let credentials = ClusterCredentials {
+            token: Some("bearer-token-value".into()),
+            ..ClusterCredentials::default()
+        };
+        // As the previous format wrote it: bound to the key only, no `endpoints_bound` field.
+        let mut old = seal_record(
+            &cipher,
+            "prod",
+            String::new(),
+            vec!["https://a:6443".into()],
+            &credentials,
+            1,
+            1,
+        );
+        old.credentials = cipher.seal(
+            cluster_key("prod").as_bytes(),
+            &serde_json::to_vec(&credentials).expect("JSON"),
+        );
+        let mut json: serde_json::Value = serde_json::to_value(&old).expect("JSON");
+        json.as_object_mut().expect("an object").remove("endpoints_bound");
+        store
+            .put(PutRequest::new(
+                cluster_key("prod"),
+                serde_json::to_vec(&json).expect("JSON"),
+            ))
+            .await
+            .expect("stored");
+        let stored = get_cluster(&store, "prod").await.expect("read").expect("present");
+        assert!(!stored.record.endpoints_bound);
+        assert!(open_credentials(&cipher, &stored.record).is_err(), "not opened unbound");
+
+        assert_eq!(
+            bind_endpoints_of_old_records(&store, &cipher).await.expect("resealed"),
+            1
+        );
+        assert_eq!(
+            bind_endpoints_of_old_records(&store, &cipher)
+                .await
+                .expect("nothing left"),
+            0
+        );
+        let stored = get_cluster(&store, "prod").await.expect("read").expect("present");
+        assert!(stored.record.endpoints_bound);
+        assert_eq!(open_credentials(&cipher, &stored.record).expect("opens"), credentials);
+        let swapped = ClusterRecord {
+            endpoints: vec!["https://attacker.example:6443".into()],
+            ..stored.record
+        };
+        assert!(open_credentials(&cipher, &swapped).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The web listener: `KUBOARD_SERVER_ADDR`, `KUBOARD_SERVER_PORT`, `KUBOARD_ENDPOINT` and the TLS
-//! files `KUBOARD_TLS_CERT` / `KUBOARD_TLS_KEY`.
+//! The web listener: `KUBOARD_SERVER_ADDR`, `KUBOARD_SERVER_PORT`, `KUBOARD_ENDPOINT`, the TLS
+//! files `KUBOARD_TLS_CERT` / `KUBOARD_TLS_KEY`, and the HTTPS port beside the web port
+//! `KUBOARD_SERVER_HTTPS_PORT` (default 443, `off` to turn it off).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use crate::config::reader::Reader;
 use crate::config::values::{parse_url, ConfigError};
 
 pub const DEFAULT_SERVER_PORT: u16 = 80;
+pub const DEFAULT_HTTPS_PORT: u16 = 443;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
@@ -15,6 +17,17 @@ pub struct HttpConfig {
     /// Public URL of the service (the load balancer), when given.
     pub endpoint: Option<String>,
     pub tls: Option<TlsConfig>,
+    /// The HTTPS listener beside the web port; `None` when `KUBOARD_SERVER_HTTPS_PORT=off`.
+    pub https: Option<HttpsListen>,
+}
+
+/// Where the HTTPS port listens (same IP as the web port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpsListen {
+    pub listen_addr: SocketAddr,
+    /// Set by the operator: failing to bind it stops the start. The default port (443) that
+    /// cannot be bound (taken, or no privilege) only turns HTTPS off with a warning.
+    pub explicit: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,10 +53,36 @@ pub(super) fn parse_http(reader: &Reader<'_>) -> Result<HttpConfig, ConfigError>
         Some((label, value)) => Some(parse_url(label, value, &["http://", "https://"])?),
     };
     let tls = parse_tls(reader)?;
+    let https = match reader.get("KUBOARD_SERVER_HTTPS_PORT") {
+        None => Some(HttpsListen {
+            listen_addr: SocketAddr::new(bind_ip, DEFAULT_HTTPS_PORT),
+            explicit: false,
+        }),
+        Some((_, value)) if matches!(value.trim().to_ascii_lowercase().as_str(), "off" | "false" | "no") => None,
+        Some((label, value)) => {
+            let port = reader
+                .port("KUBOARD_SERVER_HTTPS_PORT")?
+                .ok_or_else(|| ConfigError::bad(label, value, "expected a TCP port number 1-65535 or off"))?;
+            if port == server_port {
+                return Err(ConfigError::bad(
+                    label,
+                    value,
+                    "expected a port other than KUBOARD_SERVER_PORT (or off)",
+                ));
+            }
+            Some(HttpsListen {
+                listen_addr: SocketAddr::new(bind_ip, port),
+                explicit: true,
+            })
+        }
+    };
+    // The default HTTPS port never collides with a web port moved to 443: it is then off.
+    let https = https.filter(|https| https.explicit || https.listen_addr.port() != server_port);
     Ok(HttpConfig {
         listen_addr: SocketAddr::new(bind_ip, server_port),
         endpoint,
         tls,
+        https,
     })
 }
 
@@ -116,6 +155,46 @@ mod tests {
             (
                 &[("KUBOARD_ENDPOINT", "https://kuboard.example/")],
                 Expected::Ok(|c| c.http.endpoint.as_deref() == Some("https://kuboard.example")),
+            ),
+            (
+                &[],
+                Expected::Ok(|c| {
+                    c.http.https
+                        == Some(crate::config::http::HttpsListen {
+                            listen_addr: "0.0.0.0:443".parse().expect("literal address"),
+                            explicit: false,
+                        })
+                }),
+            ),
+            (
+                &[
+                    ("KUBOARD_SERVER_HTTPS_PORT", "8443"),
+                    ("KUBOARD_SERVER_ADDR", "127.0.0.1"),
+                ],
+                Expected::Ok(|c| {
+                    c.http
+                        .https
+                        .map(|https| (https.listen_addr.to_string(), https.explicit))
+                        == Some(("127.0.0.1:8443".to_string(), true))
+                }),
+            ),
+            (
+                &[("KUBOARD_SERVER_HTTPS_PORT", "off")],
+                Expected::Ok(|c| c.http.https.is_none()),
+            ),
+            (
+                &[("KUBOARD_SERVER_PORT", "443")],
+                Expected::Ok(|c| c.http.https.is_none()),
+            ),
+            (
+                &[("KUBOARD_SERVER_HTTPS_PORT", "80")],
+                Expected::Err(
+                    r#"KUBOARD_SERVER_HTTPS_PORT="80": expected a port other than KUBOARD_SERVER_PORT (or off)"#,
+                ),
+            ),
+            (
+                &[("KUBOARD_SERVER_HTTPS_PORT", "https")],
+                Expected::Err(r#"KUBOARD_SERVER_HTTPS_PORT="https": expected a TCP port number 1-65535"#),
             ),
             (
                 &[("KUBOARD_TLS_KEY", "/etc/key.pem")],

@@ -53,19 +53,23 @@ pub fn load_server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsSetup
         path: key_path.clone(),
         message: error.to_string(),
     })?;
+    server_config(certs, key).map_err(|error| TlsSetupError::Key {
+        path: key_path,
+        message: error.to_string(),
+    })
+}
+
+/// The server's TLS configuration for a certificate chain and its key (ring provider, TLS 1.2 and
+/// 1.3, HTTP/1.1 by ALPN).
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, tokio_rustls::rustls::Error> {
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| TlsSetupError::Cert {
-            path: cert_path.clone(),
-            message: error.to_string(),
-        })?
+        .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|error| TlsSetupError::Key {
-            path: key_path,
-            message: error.to_string(),
-        })?;
+        .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -310,12 +310,16 @@ pub async fn update_cluster(
             stored.record.created_at,
             now,
         ),
-        None => ClusterRecord {
-            description: request.description,
-            endpoints: request.endpoints,
-            updated_at: now,
-            ..stored.record.clone()
-        },
+        // The credentials are bound to the endpoints: reseal them for the new ones.
+        None => cluster_registry::seal_record(
+            &state.cipher,
+            &name,
+            request.description,
+            request.endpoints,
+            &cluster_registry::open_credentials(&state.cipher, &stored.record)?,
+            stored.record.created_at,
+            now,
+        ),
     };
     if stored.record.agent.is_some() {
         return Err(invalid(

@@ -31,7 +31,7 @@ use crate::kube::apiserver_pool::EndpointStatus;
 use crate::kube::apiserver_pool_registry::{ApiserverPoolRegistry, PoolLookupError};
 use crate::kube::cluster_routes::{self, check_cluster_name, store_new_cluster};
 use crate::kube::kubeconfig_import::{self, ImportError, ImportedCluster, ProbeReport};
-use crate::kube::user_kubeconfig::user_kubeconfig;
+use crate::kube::user_kubeconfig::{kubeconfig_target, user_kubeconfig, ServedAddresses, TargetRefusal};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Lifetime of the access key made for a downloaded kubeconfig unless the caller asks otherwise.
@@ -42,6 +42,10 @@ pub struct KubeContext {
     pub pools: Arc<ApiserverPoolRegistry>,
     /// `KUBOARD_ENDPOINT`: the public URL written into downloaded kubeconfigs.
     pub public_endpoint: Option<String>,
+    /// The web port serves TLS with the operator's certificate (`KUBOARD_TLS_CERT`).
+    pub web_tls: bool,
+    /// The HTTPS port beside the web port, which downloaded kubeconfigs name.
+    pub https: Arc<crate::tls::https_port::HttpsStatus>,
 }
 
 /// The state of one proxied request.
@@ -307,12 +311,16 @@ pub struct KubeconfigQuery {
     pub days: Option<u64>,
 }
 
-/// A kubeconfig for the caller to use kubectl on this cluster through Kuboard.
+/// A kubeconfig for the caller to use kubectl on this cluster through Kuboard: an `https://`
+/// address (the HTTPS port, or an https `KUBOARD_ENDPOINT`) and, when replicas serve the group's own
+/// certificate, the group CA. 409 when only plain HTTP is on offer (kubectl would not send the
+/// token), 503 while the HTTPS port's certificate is being made.
 #[utoipa::path(get, path = "/kuboard-api/clusters/{name}/kubeconfig", tag = "clusters",
     params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), KubeconfigQuery),
     responses((status = 200, description = "A kubeconfig", content_type = "application/yaml", body = Object),
         (status = 401, body = crate::http::api_error::ErrorBody), (status = 404, body = crate::http::api_error::ErrorBody),
-        (status = 422, body = crate::http::api_error::ErrorBody)),
+        (status = 409, body = crate::http::api_error::ErrorBody), (status = 422, body = crate::http::api_error::ErrorBody),
+        (status = 503, body = crate::http::api_error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn download_kubeconfig(
     State(state): State<AppState>,
@@ -323,6 +331,26 @@ pub async fn download_kubeconfig(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let user = caller.user(&state).await?;
+    let target = kubeconfig_target(&ServedAddresses {
+        endpoint: context.public_endpoint.as_deref(),
+        host: headers.get(HOST).and_then(|value| value.to_str().ok()),
+        web_tls: context.web_tls,
+        https_port: context.https.port,
+        https: context.https.availability(),
+    })
+    .map_err(|refusal| match refusal {
+        TargetRefusal::NoAddress => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_public_endpoint",
+            "set KUBOARD_ENDPOINT (or send a Host header) so the kubeconfig can name Kuboard's address",
+        ),
+        TargetRefusal::NeedsHttps(message) => ApiError::new(StatusCode::CONFLICT, "kubeconfig_needs_https", message),
+        TargetRefusal::HttpsStarting => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "https_starting",
+            "the HTTPS port's certificate is not ready yet (the store is not reachable yet); try again shortly",
+        ),
+    })?;
     if cluster_registry::get_cluster(&state.store, &name).await?.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -330,24 +358,6 @@ pub async fn download_kubeconfig(
             "no such cluster",
         ));
     }
-    let base_url = match &context.public_endpoint {
-        Some(endpoint) => endpoint.trim_end_matches('/').to_string(),
-        None => {
-            let host = headers
-                .get(HOST)
-                .and_then(|value| value.to_str().ok())
-                .filter(|host| !host.is_empty() && !host.contains(['/', ' ', '@']))
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "no_public_endpoint",
-                        "set KUBOARD_ENDPOINT (or send a Host header) so the kubeconfig can name Kuboard's address",
-                    )
-                })?;
-            let scheme = if state.secure_cookies { "https" } else { "http" };
-            format!("{scheme}://{host}")
-        }
-    };
     let now = state.clock.now_unix();
     let token = match query.credential.as_deref().unwrap_or("access-key") {
         "access-key" => {
@@ -380,7 +390,7 @@ pub async fn download_kubeconfig(
             ))
         }
     };
-    let text = user_kubeconfig(&base_url, &name, &user.record.username, &token);
+    let text = user_kubeconfig(&target, &name, &user.record.username, &token);
     let mut response = text.into_response();
     response
         .headers_mut()

@@ -120,6 +120,9 @@ impl Replica {
             .env("KUBOARD_RAFT_PORT", self.raft_port.to_string())
             .env("KUBOARD_DATA_DIR", &self.data_dir)
             .env("KUBOARD_SERVER_LOGRUS_LEVEL", "info")
+            // Replicas on one machine cannot share the default HTTPS port 443; a test that wants
+            // HTTPS gives each replica its own port in its settings.
+            .env("KUBOARD_SERVER_HTTPS_PORT", "off")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log file handle"))
             .stderr(log);
@@ -611,4 +614,54 @@ impl Replica {
         assert!(self.child.is_none(), "wipe of a running replica's data dir");
         std::fs::remove_dir_all(&self.data_dir).expect("remove the data dir");
     }
+}
+
+// ---- kubectl (t60, t84). ----
+
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// Runs the machine's kubectl with `kubeconfig`, a cache in `home`, a 20 s request timeout and
+/// `options` (e.g. `--server`) before `args`, feeding it `stdin`; returns its exit code, stdout and
+/// stderr. Fails the test when kubectl is missing or runs over 40 s.
+pub async fn kubectl(
+    home: &Path,
+    kubeconfig: &Path,
+    options: &[&std::ffi::OsStr],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
+    use tokio::io::AsyncWriteExt as _;
+    assert!(
+        Path::new(KUBECTL).exists(),
+        "{KUBECTL} is needed by this test; install kubectl"
+    );
+    let mut command = tokio::process::Command::new(KUBECTL);
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(home.join("cache"))
+        .arg("--request-timeout=20s")
+        .args(options)
+        .args(args)
+        .env("HOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("kubectl starts");
+    let mut input = child.stdin.take().expect("piped");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.expect("kubectl reads stdin");
+    }
+    drop(input);
+    let output = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {args:?} finishes within 40 s"))
+        .expect("kubectl runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
