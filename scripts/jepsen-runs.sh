@@ -39,6 +39,7 @@ runs=(
     "embedded membership  membership              register,set,watch,http"
     "etcd     membership  membership              register,set,watch"
     "embedded audit-db    audit-db                register,strict-audit"
+    "embedded tamper      tamper                  register,set,watch,http"
 )
 
 run_one() {

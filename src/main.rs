@@ -32,6 +32,8 @@ mod clusters;
 mod config;
 mod console;
 mod etcd_api;
+#[cfg(test)]
+mod fuzz_tests;
 mod http;
 mod kube;
 mod logging;

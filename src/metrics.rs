@@ -267,6 +267,17 @@ impl RaftCollector {
                 |m| m.peer_auth_failures,
             ),
             counter(
+                "kuboard_raft_peer_forged_frames_total",
+                "Peer frames refused after the handshake because they failed their integrity check (altered, \
+                 injected or replayed on the network), both directions; each closed its connection",
+                |m| m.peer_forged_frames,
+            ),
+            counter(
+                "kuboard_raft_peer_handshakes_over_budget_total",
+                "Peer connections closed on arrival because their source already had too many handshakes in progress",
+                |m| m.peer_handshakes_over_budget,
+            ),
+            counter(
                 "kuboard_raft_snapshots_installed_total",
                 "Snapshots this member received from a leader and installed",
                 |m| m.snapshots_installed,
@@ -344,6 +355,7 @@ mod tests {
             purged_index: 20,
             log_entries: 21,
             peer_rpc_errors: source.load(Ordering::SeqCst),
+            peer_forged_frames: 2,
             admitted: true,
             ..Default::default()
         });
@@ -362,6 +374,8 @@ mod tests {
             ("kuboard_raft_admitted", "1"),
             ("kuboard_raft_peer_rpc_errors_total", "3"),
             ("kuboard_raft_peer_auth_failures_total", "0"),
+            ("kuboard_raft_peer_forged_frames_total", "2"),
+            ("kuboard_raft_peer_handshakes_over_budget_total", "0"),
         ] {
             assert_eq!(value_of(&text, name).as_deref(), Some(expected), "{name} in:\n{text}");
         }

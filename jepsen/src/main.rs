@@ -155,6 +155,8 @@ enum NemesisArg {
     Pause,
     Loss,
     Delay,
+    /// Flip, inject or replay bytes on the peer links (through the same proxies as `delay`).
+    Tamper,
     KillLeader,
     PauseLeader,
     Membership,
@@ -299,6 +301,7 @@ fn test_options(args: &TestArgs) -> TestOptions {
             NemesisArg::Pause => Some(FaultKind::Pause),
             NemesisArg::Loss => Some(FaultKind::Loss),
             NemesisArg::Delay => Some(FaultKind::Delay),
+            NemesisArg::Tamper => Some(FaultKind::Tamper),
             NemesisArg::KillLeader => Some(FaultKind::KillLeader),
             NemesisArg::PauseLeader => Some(FaultKind::PauseLeader),
             NemesisArg::Membership => Some(FaultKind::Membership),

@@ -117,6 +117,66 @@ pub struct RunVerdict {
     pub http: Option<HttpVerdict>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strict_audit: Option<AuditVerdict>,
+    /// With the `tamper` fault: what the proxies altered and what the members refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tamper: Option<TamperVerdict>,
+}
+
+/// What the `tamper` fault did to the peer links and what the members' counters say they refused
+/// (read from every member's `/metrics` after the faults ended; embedded group only).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TamperVerdict {
+    pub chunks_flipped: u64,
+    pub chunks_injected: u64,
+    pub chunks_replayed: u64,
+    /// Sum over the members of `kuboard_raft_peer_forged_frames_total`.
+    pub forged_frames_refused: u64,
+    /// Sum over the members of `kuboard_raft_peer_auth_failures_total` (handshakes whose proof was
+    /// altered on the way).
+    pub handshakes_refused: u64,
+    /// Members whose `/metrics` could be read.
+    pub members_read: usize,
+    /// Why a member's `/metrics` could not be read.
+    pub errors: Vec<String>,
+}
+
+/// Read the tamper counts of the proxies and the members' refusal counters.
+async fn tamper_verdict(cluster: &Cluster, kind: SystemKind) -> TamperVerdict {
+    let mut verdict = TamperVerdict::default();
+    if let Some(control) = cluster.delay_control() {
+        let counts = control.tampered();
+        verdict.chunks_flipped = counts.flipped;
+        verdict.chunks_injected = counts.injected;
+        verdict.chunks_replayed = counts.replayed;
+    }
+    if kind != SystemKind::Embedded {
+        return verdict;
+    }
+    let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
+        Ok(client) => client,
+        Err(error) => {
+            verdict.errors.push(format!("build an HTTP client: {error}"));
+            return verdict;
+        }
+    };
+    for index in 0..cluster.member_count() {
+        let url = format!("{}/metrics", cluster.web_url(index));
+        let text = match client.get(&url).send().await {
+            Ok(response) => response.text().await,
+            Err(error) => Err(error),
+        };
+        match text {
+            Ok(text) => {
+                verdict.members_read += 1;
+                verdict.forged_frames_refused +=
+                    crate::bench::procs::metric_value(&text, "kuboard_raft_peer_forged_frames_total") as u64;
+                verdict.handshakes_refused +=
+                    crate::bench::procs::metric_value(&text, "kuboard_raft_peer_auth_failures_total") as u64;
+            }
+            Err(error) => verdict.errors.push(format!("{url}: {error}")),
+        }
+    }
+    verdict
 }
 
 impl RunVerdict {
@@ -359,11 +419,16 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
             .into_iter()
             .map(|(member, status)| format!("{member} ({status})")),
     );
+    let tamper = if options.nemesis.faults.contains(&FaultKind::Tamper) {
+        Some(tamper_verdict(&cluster, options.kind).await)
+    } else {
+        None
+    };
     drop(cluster);
 
     histories.write(&options.out_dir)?;
     write_jsonl(&options.out_dir.join("timeline.jsonl"), &timeline)?;
-    let verdict = check(
+    let mut verdict = check(
         options,
         workloads,
         &histories,
@@ -371,6 +436,7 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
         faults_until.duration_since(started),
         exited,
     );
+    verdict.tamper = tamper;
     std::fs::write(
         options.out_dir.join("verdict.json"),
         serde_json::to_vec_pretty(&verdict).context("encode the verdict")?,
@@ -464,6 +530,7 @@ fn check(
         watch,
         http,
         strict_audit,
+        tamper: None,
     }
 }
 

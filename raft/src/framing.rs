@@ -9,6 +9,9 @@
 //! with [`read_record`] (or [`read_frame`] then [`decode_payload`]); both ends pass the same limit.
 //! Changing anything here changes the peer protocol's bytes.
 //!
+//! Between members, every frame after the handshake carries a sealed record instead of a plain one
+//! (`peer/sealing.rs`): the same length prefix, then the encrypted record and its tag.
+//!
 //! The challenge-response handshake that opens a peer connection (`peer/handshake.rs`) is not part
 //! of this module: its proofs bind the group's name and both members' node ids, which a transport
 //! between a server and an agent does not have; it is written over these frames and is the model
@@ -49,9 +52,10 @@ impl FrameError {
     }
 }
 
-/// Encode `value` as a complete frame, length prefix included, refusing to build one the peer
-/// would reject as too large.
-pub fn encode_frame<T: Serialize>(value: &T, limit: usize) -> Result<Vec<u8>, FrameError> {
+/// Encode `value` as the payload of one frame (the codec record, without the length prefix),
+/// refusing a record the peer would reject as too large. For transports that wrap the record
+/// before framing it (the peer transport seals it).
+pub fn encode_payload<T: Serialize>(value: &T, limit: usize) -> Result<Vec<u8>, FrameError> {
     let record = codec::encode(value)?;
     if record.len() > limit || record.len() > u32::MAX as usize {
         return Err(FrameError::TooLarge {
@@ -59,6 +63,13 @@ pub fn encode_frame<T: Serialize>(value: &T, limit: usize) -> Result<Vec<u8>, Fr
             limit,
         });
     }
+    Ok(record)
+}
+
+/// Encode `value` as a complete frame, length prefix included, refusing to build one the peer
+/// would reject as too large.
+pub fn encode_frame<T: Serialize>(value: &T, limit: usize) -> Result<Vec<u8>, FrameError> {
+    let record = encode_payload(value, limit)?;
     let mut frame = Vec::with_capacity(LENGTH_PREFIX_BYTES + record.len());
     frame.extend_from_slice(&(record.len() as u32).to_be_bytes());
     frame.extend_from_slice(&record);

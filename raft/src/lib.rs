@@ -47,6 +47,8 @@ pub mod command;
 mod formation;
 mod forwarding;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 mod leader;
 mod log_store;
 mod member;

@@ -32,6 +32,12 @@ pub struct RaftStoreMetrics {
     /// Peer handshakes refused because the cluster secret proof was wrong or missing, on both
     /// sides.
     pub peer_auth_failures: u64,
+    /// Peer frames refused after the handshake because they failed their integrity check
+    /// (altered, injected, replayed or reordered on the network), on both sides.
+    pub peer_forged_frames: u64,
+    /// Peer connections closed on arrival because their source already had as many handshakes in
+    /// progress as its budget allows.
+    pub peer_handshakes_over_budget: u64,
     /// True while this member has no state and waits for an existing group to send it the log
     /// (after its data directory was wiped, or before it is added).
     pub joining: bool,
@@ -47,6 +53,8 @@ impl RaftStoreMetrics {
     pub(crate) fn add_peer_counters(&mut self, counters: PeerCounters) {
         self.peer_rpc_errors += counters.rpc_errors;
         self.peer_auth_failures += counters.auth_failures;
+        self.peer_forged_frames += counters.forged_frames;
+        self.peer_handshakes_over_budget += counters.handshakes_over_budget;
     }
 
     pub(crate) fn fill_from_raft(&mut self, metrics: &openraft::RaftMetrics<TypeConfig>) {

@@ -24,6 +24,8 @@ mod cluster;
 mod context;
 mod convert;
 mod errors;
+#[cfg(test)]
+mod fuzz_tests;
 mod kv;
 mod lease;
 mod maintenance;

@@ -12,7 +12,7 @@
 mod audit;
 mod http_load;
 mod measure;
-mod procs;
+pub(crate) mod procs;
 mod proxy;
 mod report;
 mod workloads;

@@ -32,6 +32,10 @@ pub enum FaultKind {
     /// Delay (with jitter) on every peer link, through the userspace proxies on the peer links
     /// (the cluster must be started with `ClusterFeatures::delay_proxy`; see [`features_for`]).
     Delay,
+    /// Bytes flipped, injected or replayed on every peer link by the same proxies as
+    /// [`FaultKind::Delay`] (a hostile host or a broken middlebox on the path): the members must refuse
+    /// the altered traffic and stay correct.
+    Tamper,
     /// `kill -9` of the current leader, restarted when the fault ends.
     KillLeader,
     /// SIGSTOP of the current leader, SIGCONT when the fault ends.
@@ -51,11 +55,12 @@ impl FaultKind {
     }
 }
 
-/// The optional cluster parts the faults in `faults` need: delay proxies for [`FaultKind::Delay`],
+/// The optional cluster parts the faults in `faults` need: peer-link proxies for [`FaultKind::Delay`]
+/// and [`FaultKind::Tamper`],
 /// an audit database (policy `buffered` unless the caller sets another) for [`FaultKind::AuditDb`].
 pub fn features_for(faults: &[FaultKind], kind: SystemKind) -> ClusterFeatures {
     ClusterFeatures {
-        delay_proxy: faults.contains(&FaultKind::Delay),
+        delay_proxy: faults.contains(&FaultKind::Delay) || faults.contains(&FaultKind::Tamper),
         audit: (faults.contains(&FaultKind::AuditDb) && kind == SystemKind::Embedded)
             .then_some(AuditPolicyChoice::Buffered),
         ..ClusterFeatures::default()
@@ -91,6 +96,7 @@ enum Active {
     Killed(Vec<usize>),
     Paused(Vec<usize>),
     Delayed,
+    Tampered,
     Removed(usize),
     AuditDbKilled,
 }
@@ -98,6 +104,10 @@ enum Active {
 /// How long a fault aimed at the leader waits for the group to have one (several election timeouts of
 /// either system under test, with room for a loaded machine).
 const LEADER_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The probability that the `tamper` fault alters a chunk on a peer link. Most chunks carry one
+/// frame (heartbeats, appends), so about this share of the peer frames is refused while it holds.
+const TAMPER_PROBABILITY: f64 = 0.02;
 
 /// Inject faults until `until`, then heal. Returns the timeline. Errors of single faults are recorded
 /// in the timeline and the schedule goes on; a failure to heal is an error.
@@ -173,6 +183,7 @@ fn fault_name(kind: FaultKind) -> &'static str {
         FaultKind::Pause => "pause",
         FaultKind::Loss => "loss",
         FaultKind::Delay => "delay",
+        FaultKind::Tamper => "tamper",
         FaultKind::KillLeader => "kill-leader",
         FaultKind::PauseLeader => "pause-leader",
         FaultKind::Membership => "membership",
@@ -184,7 +195,7 @@ fn fault_name(kind: FaultKind) -> &'static str {
 fn unavailable(cluster: &Cluster, kind: FaultKind) -> Option<String> {
     let members = cluster.member_count();
     match kind {
-        FaultKind::Delay if cluster.delay_control().is_none() => {
+        FaultKind::Delay | FaultKind::Tamper if cluster.delay_control().is_none() => {
             Some("the cluster runs without delay proxies (ClusterFeatures::delay_proxy)".to_string())
         }
         FaultKind::AuditDb if cluster.audit_db_uri().is_none() => {
@@ -318,6 +329,19 @@ async fn start_fault(cluster: &mut Cluster, kind: FaultKind) -> anyhow::Result<(
                 ),
             ))
         }
+        FaultKind::Tamper => {
+            let control = cluster
+                .delay_control()
+                .context("the cluster has no peer-link proxies (start it with ClusterFeatures::delay_proxy)")?;
+            control.set_tamper(TAMPER_PROBABILITY);
+            Ok((
+                Active::Tampered,
+                format!(
+                    "{}% of the chunks on the peer links altered (a byte flipped, bytes injected or the chunk replayed)",
+                    TAMPER_PROBABILITY * 100.0
+                ),
+            ))
+        }
         FaultKind::AuditDb => {
             let pid = cluster.audit_db_pid();
             cluster.kill_audit_db()?;
@@ -371,6 +395,17 @@ async fn stop_fault(cluster: &mut Cluster, active: Active) -> anyhow::Result<Str
             }
             Ok("delay lifted".to_string())
         }
+        Active::Tampered => {
+            let Some(control) = cluster.delay_control() else {
+                return Ok("no proxies".to_string());
+            };
+            control.set_tamper(0.0);
+            let counts = control.tampered();
+            Ok(format!(
+                "tampering stopped (so far {} chunks flipped, {} injected, {} replayed)",
+                counts.flipped, counts.injected, counts.replayed
+            ))
+        }
         Active::Removed(index) => cluster.add_member_back(index).await,
         Active::AuditDbKilled => {
             cluster.restart_audit_db()?;
@@ -415,6 +450,7 @@ pub fn heal_everything(cluster: &mut Cluster) -> anyhow::Result<(String, Vec<Str
             control.clear();
             actions.push("delay lifted".to_string());
         }
+        control.set_tamper(0.0);
     }
     if cluster.audit_db_uri().is_some() && !cluster.audit_db_is_up() {
         cluster.restart_audit_db()?;

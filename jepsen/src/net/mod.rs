@@ -14,4 +14,4 @@ mod shell;
 
 pub use network::{cleanup, Cleaned, Host, Network, NAME_PREFIX};
 pub use partition::{Grudge, PartitionKind};
-pub use proxy::{DelayControl, ProxySet, Route};
+pub use proxy::{DelayControl, ProxySet, Route, TamperCounts};

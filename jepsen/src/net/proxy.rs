@@ -11,6 +11,11 @@
 //! random jitter; chunks keep their order and stay pipelined (a chunk's delay does not hold back the
 //! reading of the next one), so the delay is latency and not a bandwidth cap. With delay 0 a chunk is
 //! written as soon as it is read.
+//!
+//! The same proxies tamper with the traffic for the `tamper` fault ([`DelayControl::set_tamper`]):
+//! each chunk is, with the configured probability, altered in one of three ways (a random byte
+//! flipped, random bytes inserted, or the chunk sent twice) before it is forwarded, as a hostile
+//! host or a broken middlebox on the path would.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -37,6 +42,29 @@ const CHUNK_SIZE: usize = 64 * 1024;
 pub struct DelayControl {
     delay_us: AtomicU64,
     jitter_us: AtomicU64,
+    /// Probability, in parts per million, that a chunk is tampered with.
+    tamper_ppm: AtomicU64,
+    /// Chunks tampered with so far, by kind.
+    flipped: AtomicU64,
+    injected: AtomicU64,
+    replayed: AtomicU64,
+}
+
+/// How many chunks the proxies have tampered with, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TamperCounts {
+    /// Chunks forwarded with one random byte flipped.
+    pub flipped: u64,
+    /// Chunks forwarded with 1 to 16 random bytes inserted at a random place.
+    pub injected: u64,
+    /// Chunks forwarded twice.
+    pub replayed: u64,
+}
+
+impl TamperCounts {
+    pub fn total(&self) -> u64 {
+        self.flipped + self.injected + self.replayed
+    }
 }
 
 impl DelayControl {
@@ -49,6 +77,54 @@ impl DelayControl {
     /// Forward chunks at once again.
     pub fn clear(&self) {
         self.set(Duration::ZERO, Duration::ZERO);
+    }
+
+    /// Tamper with each chunk, in either direction, with probability `probability` (0 to 1) from
+    /// now on; 0 stops it.
+    pub fn set_tamper(&self, probability: f64) {
+        let ppm = (probability.clamp(0.0, 1.0) * 1_000_000.0).round() as u64;
+        self.tamper_ppm.store(ppm, Ordering::Relaxed);
+    }
+
+    /// The chunks tampered with so far.
+    pub fn tampered(&self) -> TamperCounts {
+        TamperCounts {
+            flipped: self.flipped.load(Ordering::Relaxed),
+            injected: self.injected.load(Ordering::Relaxed),
+            replayed: self.replayed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The chunks to forward for `chunk`: the chunk itself, or an altered version, or it twice.
+    fn tamper(&self, chunk: Vec<u8>) -> Vec<Vec<u8>> {
+        let ppm = self.tamper_ppm.load(Ordering::Relaxed);
+        if ppm == 0 || chunk.is_empty() {
+            return vec![chunk];
+        }
+        let mut rng = rand::thread_rng();
+        if rng.gen_range(0..1_000_000) >= ppm {
+            return vec![chunk];
+        }
+        let mut chunk = chunk;
+        match rng.gen_range(0..3) {
+            0 => {
+                let at = rng.gen_range(0..chunk.len());
+                chunk[at] ^= 1 << rng.gen_range(0..8);
+                self.flipped.fetch_add(1, Ordering::Relaxed);
+                vec![chunk]
+            }
+            1 => {
+                let at = rng.gen_range(0..=chunk.len());
+                let junk: Vec<u8> = (0..rng.gen_range(1..=16)).map(|_| rng.gen()).collect();
+                chunk.splice(at..at, junk);
+                self.injected.fetch_add(1, Ordering::Relaxed);
+                vec![chunk]
+            }
+            _ => {
+                self.replayed.fetch_add(1, Ordering::Relaxed);
+                vec![chunk.clone(), chunk]
+            }
+        }
     }
 
     /// The configured delay and jitter.
@@ -242,8 +318,10 @@ async fn pump(
                 Ok(0) | Err(_) => break,
                 Ok(read) => {
                     let due = Instant::now() + control.sample();
-                    if chunks_tx.send((due, buffer[..read].to_vec())).await.is_err() {
-                        break;
+                    for chunk in control.tamper(buffer[..read].to_vec()) {
+                        if chunks_tx.send((due, chunk)).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }
@@ -263,4 +341,41 @@ async fn pump(
         let _ = to.shutdown().await;
     };
     tokio::join!(reader, writer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tampering_alters_chunks_only_while_it_is_on() {
+        let control = DelayControl::default();
+        let chunk = vec![0x5au8; 100];
+        assert_eq!(control.tamper(chunk.clone()), vec![chunk.clone()], "off by default");
+
+        control.set_tamper(1.0);
+        for _ in 0..300 {
+            let out = control.tamper(chunk.clone());
+            match out.len() {
+                // A replay: the chunk twice, unchanged.
+                2 => assert!(out.iter().all(|copy| *copy == chunk)),
+                // A flip keeps the length and changes one byte; an injection makes it longer.
+                1 if out[0].len() == chunk.len() => {
+                    assert_eq!(out[0].iter().zip(&chunk).filter(|(a, b)| a != b).count(), 1)
+                }
+                1 => assert!(out[0].len() > chunk.len() && out[0].len() <= chunk.len() + 16),
+                n => panic!("{n} chunks out of one"),
+            }
+        }
+        let counts = control.tampered();
+        assert_eq!(counts.total(), 300);
+        assert!(
+            counts.flipped > 0 && counts.injected > 0 && counts.replayed > 0,
+            "{counts:?}"
+        );
+
+        control.set_tamper(0.0);
+        assert_eq!(control.tamper(chunk.clone()), vec![chunk]);
+        assert_eq!(control.tampered().total(), 300);
+    }
 }

@@ -42,6 +42,7 @@ pub fn fault_colour(fault: &str) -> &'static str {
         "pause" => "#ce93d8",
         "loss" => "#ffe082",
         "delay" => "#a5d6a7",
+        "tamper" => "#f48fb1",
         "kill-leader" => "#e57373",
         "pause-leader" => "#ba68c8",
         "membership" => "#ffcc80",

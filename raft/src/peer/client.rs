@@ -273,27 +273,31 @@ impl PeerClient {
         let handshake =
             tokio::time::timeout_at(handshake_deadline, client_handshake(&mut stream, config, target)).await;
         let failure = match handshake {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some((e.to_string(), e.is_auth_failure())),
-            Err(_) => Some(("no answer before the handshake deadline".to_string(), false)),
+            Ok(Ok(keys)) => Ok(keys),
+            Ok(Err(e)) => Err((e.to_string(), e.is_auth_failure())),
+            Err(_) => Err(("no answer before the handshake deadline".to_string(), false)),
         };
-        if let Some((message, auth)) = failure {
-            if auth {
-                stats.auth_failure();
-                tracing::warn!(peer = target, %addr, %message, "peer authentication failed");
-            } else {
-                stats.handshake_failure();
+        let keys = match failure {
+            Ok(keys) => keys,
+            Err((message, auth)) => {
+                if auth {
+                    stats.auth_failure();
+                    tracing::warn!(peer = target, %addr, %message, "peer authentication failed");
+                } else {
+                    stats.handshake_failure();
+                }
+                return Err(PeerError::Handshake {
+                    target,
+                    addr: addr.to_string(),
+                    message,
+                    auth,
+                });
             }
-            return Err(PeerError::Handshake {
-                target,
-                addr: addr.to_string(),
-                message,
-                auth,
-            });
-        }
+        };
         stats.connection_authenticated();
         Ok(MuxConnection::start(
             stream,
+            keys,
             target,
             config.max_frame_bytes,
             stats.clone(),

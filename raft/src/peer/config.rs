@@ -58,8 +58,13 @@ pub struct PeerConfig {
     pub snapshot_install_timeout: Duration,
     /// Requests one connection may have in progress on the server; more wait (backpressure).
     pub max_inflight_per_connection: usize,
-    /// Connections the server holds at once, authenticated or not.
+    /// Authenticated connections the server holds at once.
     pub max_connections: usize,
+    /// Connections still in their handshake that the server holds at once, from all sources.
+    pub max_handshakes: usize,
+    /// Connections still in their handshake that the server holds at once from one source address;
+    /// more from that address are closed at once. A member dials at most one connection per lane.
+    pub max_handshakes_per_source: usize,
     /// First delay before redialling a peer that could not be reached; doubles up to
     /// `reconnect_backoff_max`.
     pub reconnect_backoff_min: Duration,
@@ -81,6 +86,8 @@ impl PeerConfig {
             snapshot_install_timeout: Duration::from_secs(60),
             max_inflight_per_connection: 256,
             max_connections: 256,
+            max_handshakes: 64,
+            max_handshakes_per_source: 8,
             reconnect_backoff_min: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(1),
         }

@@ -1,6 +1,7 @@
 //! One authenticated client connection to a peer, multiplexing concurrent requests: each request
 //! carries an id, a writer task sends frames in order, a reader task hands every response to the
-//! request waiting for its id.
+//! request waiting for its id. Every frame is sealed by the writer and opened by the reader with
+//! the connection's keys (`sealing`), so frames are sealed in the order they are written.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -13,9 +14,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::sealing::{OpenError, Opener, Sealer, SessionKeys};
 use super::stats::PeerStats;
 use super::wire::{RemoteFailure, RequestBody, RequestFrame, ResponseFrame};
-use crate::framing::{decode_payload, encode_frame, read_frame, FrameError};
+use crate::framing::{decode_payload, encode_payload, FrameError};
 
 /// Frames queued for the writer before callers wait.
 const OUTGOING_QUEUE: usize = 1024;
@@ -72,21 +74,31 @@ pub(super) struct MuxConnection {
 }
 
 impl MuxConnection {
-    /// Start the reader and writer tasks on a stream whose handshake has completed.
-    pub(super) fn start(stream: TcpStream, target: u64, max_frame_bytes: usize, stats: PeerStats) -> Self {
+    /// Start the reader and writer tasks on a stream whose handshake has completed with `keys`.
+    pub(super) fn start(
+        stream: TcpStream,
+        keys: SessionKeys,
+        target: u64,
+        max_frame_bytes: usize,
+        stats: PeerStats,
+    ) -> Self {
         let (read_half, write_half) = stream.into_split();
+        let sealer = Sealer::new(&keys.client_to_server);
+        let opener = Opener::new(&keys.server_to_client);
+        drop(keys);
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (outgoing, queue) = mpsc::channel(OUTGOING_QUEUE);
         let silent_timeouts = Arc::new(AtomicU32::new(0));
         let reader = tokio::spawn(read_responses(
             read_half,
+            opener,
             target,
             max_frame_bytes,
             pending.clone(),
             silent_timeouts.clone(),
             stats,
         ));
-        let writer = tokio::spawn(write_requests(write_half, queue, pending.clone()));
+        let writer = tokio::spawn(write_requests(write_half, sealer, queue, pending.clone()));
         Self {
             target,
             max_frame_bytes,
@@ -111,7 +123,7 @@ impl MuxConnection {
         timeout: Duration,
     ) -> Result<Result<Vec<u8>, RemoteFailure>, RequestError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_frame(&RequestFrame { id, body }, self.max_frame_bytes).map_err(RequestError::Encode)?;
+        let record = encode_payload(&RequestFrame { id, body }, self.max_frame_bytes).map_err(RequestError::Encode)?;
         let (responder, response) = oneshot::channel();
         {
             let mut pending = lock(&self.pending);
@@ -122,7 +134,7 @@ impl MuxConnection {
         }
         let exchange = async {
             self.outgoing
-                .send(frame)
+                .send(record)
                 .await
                 .map_err(|_| RequestError::Lost("connection writer stopped".to_string()))?;
             match response.await {
@@ -168,37 +180,39 @@ fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
     pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn write_requests(write_half: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>, pending: Arc<Mutex<Pending>>) {
-    let mut writer = BufWriter::new(write_half);
-    let failure = loop {
-        let Some(frame) = queue.recv().await else {
-            break None;
-        };
-        if let Err(e) = writer.write_all(&frame).await {
-            break Some(e);
-        }
-        // Frames already queued go out in the same write; the flush waits for an idle queue.
-        let mut failed = None;
-        while let Ok(frame) = queue.try_recv() {
-            if let Err(e) = writer.write_all(&frame).await {
-                failed = Some(e);
-                break;
-            }
-        }
-        if let Some(e) = failed {
-            break Some(e);
-        }
-        if let Err(e) = writer.flush().await {
-            break Some(e);
-        }
-    };
-    if let Some(e) = failure {
+/// Seals the queued records in order and writes them.
+async fn write_requests(
+    write_half: OwnedWriteHalf,
+    sealer: Sealer,
+    queue: mpsc::Receiver<Vec<u8>>,
+    pending: Arc<Mutex<Pending>>,
+) {
+    if let Err(e) = write_sealed(write_half, sealer, queue).await {
         lock(&pending).close(format!("write to peer: {e}"));
     }
 }
 
+/// Seal every record of `queue` in order and write it; records already queued go out in the same
+/// write, and the flush waits for an idle queue. Ends when the queue closes or a write fails.
+pub(super) async fn write_sealed<W: tokio::io::AsyncWrite + Unpin>(
+    write_half: W,
+    mut sealer: Sealer,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+) -> Result<(), FrameError> {
+    let mut writer = BufWriter::new(write_half);
+    while let Some(record) = queue.recv().await {
+        writer.write_all(&sealer.seal(&record)?).await?;
+        while let Ok(record) = queue.try_recv() {
+            writer.write_all(&sealer.seal(&record)?).await?;
+        }
+        writer.flush().await?;
+    }
+    Ok(())
+}
+
 async fn read_responses(
     mut read_half: OwnedReadHalf,
+    mut opener: Opener,
     target: u64,
     max_frame_bytes: usize,
     pending: Arc<Mutex<Pending>>,
@@ -206,9 +220,18 @@ async fn read_responses(
     stats: PeerStats,
 ) {
     let reason = loop {
-        let response = match read_frame(&mut read_half, max_frame_bytes).await {
+        let response = match opener.read(&mut read_half, max_frame_bytes).await {
             Ok(payload) => decode_payload::<ResponseFrame>(&payload, max_frame_bytes),
-            Err(e) => Err(e),
+            Err(OpenError::Frame(e)) => Err(e),
+            Err(OpenError::Forged) => {
+                stats.forged_frame();
+                tracing::warn!(
+                    peer = target,
+                    "closing the connection to a peer: a frame failed its integrity check (altered, injected or \
+                     replayed on the way)"
+                );
+                break format!("a frame from peer {target} failed its integrity check");
+            }
         };
         match response {
             Ok(ResponseFrame { id, body }) => {

@@ -15,6 +15,9 @@
 //! nonces make every proof fresh; the ids bind it to the two ends. The server proves itself first
 //! so that a client never hands a proof to a server that does not know the secret. Proofs are
 //! compared in constant time (`Mac::verify_slice`).
+//!
+//! Once both proofs are verified, each side derives the connection's frame keys from the secret and
+//! the same transcript (`sealing`); every later frame is sealed with them.
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -22,6 +25,7 @@ use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::config::PeerConfig;
+use super::sealing::{SessionKeys, Transcript};
 use super::wire::{
     ClientHello, ClientReply, Refusal, ServerHello, Verdict, HANDSHAKE_MAX_FRAME, NONCE_BYTES, PROTOCOL_VERSION,
 };
@@ -108,9 +112,13 @@ async fn send<T: serde::Serialize, S: AsyncWrite + Unpin>(stream: &mut S, value:
     Ok(write_record(stream, value, HANDSHAKE_MAX_FRAME).await?)
 }
 
-/// Run the dialling side of the handshake with the server that should be node `target`.
-/// The caller bounds it with the handshake deadline.
-pub(super) async fn client_handshake<S>(stream: &mut S, config: &PeerConfig, target: u64) -> Result<(), HandshakeError>
+/// Run the dialling side of the handshake with the server that should be node `target`; returns
+/// the connection's frame keys. The caller bounds it with the handshake deadline.
+pub(super) async fn client_handshake<S>(
+    stream: &mut S,
+    config: &PeerConfig,
+    target: u64,
+) -> Result<SessionKeys, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -158,14 +166,26 @@ where
     };
     send(stream, &ClientReply::Proof(prove(config, &client_input))).await?;
     match read_record(stream, HANDSHAKE_MAX_FRAME).await? {
-        Verdict::Accepted => Ok(()),
+        Verdict::Accepted => Ok(SessionKeys::derive(
+            &config.secret,
+            &Transcript {
+                cluster: &config.cluster,
+                client: config.node_id,
+                server: server_id,
+                client_nonce: &client_nonce,
+                server_nonce: &server_nonce,
+            },
+        )),
         Verdict::Refused(refusal) => Err(HandshakeError::RefusedByPeer(refusal)),
     }
 }
 
-/// Run the accepting side of the handshake; returns the node id the peer proved to be. The caller
-/// bounds it with the handshake deadline.
-pub(super) async fn server_handshake<S>(stream: &mut S, config: &PeerConfig) -> Result<u64, HandshakeError>
+/// Run the accepting side of the handshake; returns the node id the peer proved to be and the
+/// connection's frame keys. The caller bounds it with the handshake deadline.
+pub(super) async fn server_handshake<S>(
+    stream: &mut S,
+    config: &PeerConfig,
+) -> Result<(u64, SessionKeys), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -224,5 +244,15 @@ where
         return Err(HandshakeError::RefusedPeer(Refusal::Auth));
     }
     send(stream, &Verdict::Accepted).await?;
-    Ok(hello.node_id)
+    let keys = SessionKeys::derive(
+        &config.secret,
+        &Transcript {
+            cluster: &config.cluster,
+            client: hello.node_id,
+            server: config.node_id,
+            client_nonce: &hello.nonce,
+            server_nonce: &server_nonce,
+        },
+    );
+    Ok((hello.node_id, keys))
 }

@@ -1,10 +1,15 @@
 //! The server side: accepts peer connections, authenticates them, and answers their requests by
 //! calling the local raft core and the application handler.
+//!
+//! A connection in its handshake holds a permit of the handshake budget (per source address and in
+//! total); only once authenticated does it take one of the `max_connections` permits, so sources
+//! that never finish a handshake cannot use up the members' budget.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::errors::Fatal;
@@ -14,20 +19,21 @@ use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft::{RaftTypeConfig, Snapshot};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::config::PeerConfig;
+use super::connection::write_sealed;
 use super::handshake::{server_handshake, HandshakeError};
 use super::network::SnapshotFinish;
+use super::sealing::{OpenError, Opener, Sealer};
 use super::snapshot::SnapshotReceive;
 use super::stats::PeerStats;
 use super::wire::{RemoteFailure, RequestBody, RequestFrame, ResponseFrame, SnapshotChunk};
 use crate::codec;
-use crate::framing::{decode_payload, encode_frame, read_frame, FrameError};
+use crate::framing::{decode_payload, encode_payload, FrameError};
 
 /// The raft core as the server sees it. Implemented for `openraft::Raft`; tests implement it with
 /// a fake. Every method answers a request from an authenticated peer.
@@ -220,6 +226,7 @@ where
     A: AppRequestHandler,
 {
     let connection_limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    let handshakes = HandshakeBudget::new(&shared.config);
     let mut connections = JoinSet::new();
     let connection_shutdown = shutdown.clone();
     loop {
@@ -228,11 +235,20 @@ where
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     shared.stats.connection_accepted();
-                    let Ok(permit) = connection_limit.clone().try_acquire_owned() else {
-                        tracing::warn!(%remote, limit = shared.config.max_connections, "refusing a peer connection over the limit");
+                    let Some(handshake) = handshakes.try_acquire(remote.ip()) else {
+                        // One line per refusal would let the flood fill the log; the counter shows it.
+                        shared.stats.handshake_over_budget();
+                        tracing::debug!(%remote, "refusing a peer connection: too many handshakes in progress from its source");
                         continue;
                     };
-                    connections.spawn(serve_connection(shared.clone(), stream, remote, permit, connection_shutdown.clone()));
+                    connections.spawn(serve_connection(
+                        shared.clone(),
+                        stream,
+                        remote,
+                        handshake,
+                        connection_limit.clone(),
+                        connection_shutdown.clone(),
+                    ));
                 }
                 Err(e) => {
                     // Typically out of file descriptors; pausing keeps the loop from spinning.
@@ -248,11 +264,72 @@ where
     tracing::info!(node = shared.config.node_id, "peer listener stopped");
 }
 
+/// The budget of connections that have not completed their handshake: at most
+/// `max_handshakes_per_source` from one address and `max_handshakes` in all.
+struct HandshakeBudget {
+    per_source_limit: usize,
+    per_source: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    total: Arc<Semaphore>,
+}
+
+/// One connection's share of the handshake budget, given back when dropped.
+struct HandshakePermit {
+    source: IpAddr,
+    per_source: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    _total: OwnedSemaphorePermit,
+}
+
+impl HandshakeBudget {
+    fn new(config: &PeerConfig) -> Self {
+        Self {
+            per_source_limit: config.max_handshakes_per_source,
+            per_source: Arc::default(),
+            total: Arc::new(Semaphore::new(config.max_handshakes)),
+        }
+    }
+
+    fn try_acquire(&self, source: IpAddr) -> Option<HandshakePermit> {
+        // An IPv4 peer reached over an IPv6 socket counts as the same source.
+        let source = source.to_canonical();
+        let total = self.total.clone().try_acquire_owned().ok()?;
+        let mut per_source = lock_sources(&self.per_source);
+        let count = per_source.entry(source).or_insert(0);
+        if *count >= self.per_source_limit {
+            return None;
+        }
+        *count += 1;
+        Some(HandshakePermit {
+            source,
+            per_source: self.per_source.clone(),
+            _total: total,
+        })
+    }
+}
+
+impl Drop for HandshakePermit {
+    fn drop(&mut self) {
+        let mut per_source = lock_sources(&self.per_source);
+        if let Some(count) = per_source.get_mut(&self.source) {
+            *count -= 1;
+            if *count == 0 {
+                per_source.remove(&self.source);
+            }
+        }
+    }
+}
+
+fn lock_sources(map: &Mutex<HashMap<IpAddr, usize>>) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+    // Every operation under this lock is a single insert, update or removal, so a poisoned map is
+    // still consistent.
+    map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 async fn serve_connection<H, R, A>(
     shared: Arc<Shared<H, R, A>>,
     mut stream: TcpStream,
     remote: SocketAddr,
-    _connection_permit: OwnedSemaphorePermit,
+    handshake_permit: HandshakePermit,
+    connection_limit: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     H: RaftRpcHandler,
@@ -262,8 +339,9 @@ async fn serve_connection<H, R, A>(
     let config = &shared.config;
     let stats = &shared.stats;
     let _ = stream.set_nodelay(true);
-    let peer = match tokio::time::timeout(config.handshake_timeout, server_handshake(&mut stream, config)).await {
-        Ok(Ok(peer)) => peer,
+    let (peer, keys) = match tokio::time::timeout(config.handshake_timeout, server_handshake(&mut stream, config)).await
+    {
+        Ok(Ok(authenticated)) => authenticated,
         Ok(Err(e)) if e.is_auth_failure() => {
             stats.auth_failure();
             tracing::warn!(%remote, "refused a peer connection: {e}");
@@ -283,12 +361,24 @@ async fn serve_connection<H, R, A>(
             return;
         }
     };
+    drop(handshake_permit);
+    let Ok(_connection_permit) = connection_limit.try_acquire_owned() else {
+        tracing::warn!(%remote, peer, limit = config.max_connections, "closing an authenticated peer connection over the limit");
+        return;
+    };
     stats.connection_authenticated();
     tracing::debug!(%remote, peer, "peer connection authenticated");
 
     let (mut read_half, write_half) = stream.into_split();
+    let mut opener = Opener::new(&keys.client_to_server);
+    let sealer = Sealer::new(&keys.server_to_client);
+    drop(keys);
     let (responses, queue) = mpsc::channel(config.max_inflight_per_connection);
-    let writer = tokio::spawn(write_responses(write_half, queue));
+    let writer = tokio::spawn(async move {
+        if let Err(e) = write_sealed(write_half, sealer, queue).await {
+            tracing::debug!(peer, error = %e, "writing to a peer failed");
+        }
+    });
     let inflight = Arc::new(Semaphore::new(config.max_inflight_per_connection));
     let inbound: InboundSlot<R::Writer> = Arc::new(tokio::sync::Mutex::new(None));
     let mut requests = JoinSet::new();
@@ -299,9 +389,22 @@ async fn serve_connection<H, R, A>(
         };
         let frame = tokio::select! {
             _ = stop_requested(&mut shutdown) => break,
-            frame = read_frame(&mut read_half, config.max_frame_bytes) => frame,
+            frame = opener.read(&mut read_half, config.max_frame_bytes) => frame,
         };
-        let request = frame.and_then(|payload| decode_payload::<RequestFrame>(&payload, config.max_frame_bytes));
+        let payload = match frame {
+            Ok(payload) => Ok(payload),
+            Err(OpenError::Frame(e)) => Err(e),
+            Err(OpenError::Forged) => {
+                stats.forged_frame();
+                tracing::warn!(
+                    %remote,
+                    peer,
+                    "closing a peer connection: a frame failed its integrity check (altered, injected or replayed on the way)"
+                );
+                break;
+            }
+        };
+        let request = payload.and_then(|payload| decode_payload::<RequestFrame>(&payload, config.max_frame_bytes));
         match request {
             Ok(RequestFrame { id, body }) => {
                 let shared = shared.clone();
@@ -316,10 +419,11 @@ async fn serve_connection<H, R, A>(
                         shared.stats.rpc_error();
                         tracing::debug!(peer, request = kind, %failure, "answered a peer request with an error");
                     }
-                    let frame = encode_frame(&ResponseFrame { id, body }, shared.config.max_frame_bytes).or_else(|e| {
-                        let failure = RemoteFailure::Internal(format!("response not sent: {e}"));
-                        encode_frame(&ResponseFrame { id, body: Err(failure) }, shared.config.max_frame_bytes)
-                    });
+                    let frame =
+                        encode_payload(&ResponseFrame { id, body }, shared.config.max_frame_bytes).or_else(|e| {
+                            let failure = RemoteFailure::Internal(format!("response not sent: {e}"));
+                            encode_payload(&ResponseFrame { id, body: Err(failure) }, shared.config.max_frame_bytes)
+                        });
                     match frame {
                         Ok(frame) => {
                             let _ = responses.send(frame).await;
@@ -351,24 +455,6 @@ async fn serve_connection<H, R, A>(
 async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
     // An error means the handle was dropped, which asks to stop as well.
     let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
-async fn write_responses(write_half: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>) {
-    let mut writer = BufWriter::new(write_half);
-    while let Some(frame) = queue.recv().await {
-        if writer.write_all(&frame).await.is_err() {
-            return;
-        }
-        // Answers that are ready go out together; the flush waits for an idle queue.
-        while let Ok(frame) = queue.try_recv() {
-            if writer.write_all(&frame).await.is_err() {
-                return;
-            }
-        }
-        if writer.flush().await.is_err() {
-            return;
-        }
-    }
 }
 
 async fn handle_request<H, R, A>(

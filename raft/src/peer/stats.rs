@@ -16,7 +16,9 @@ struct Counters {
     connections_dialed: AtomicU64,
     auth_failures: AtomicU64,
     handshake_failures: AtomicU64,
+    handshakes_over_budget: AtomicU64,
     frame_errors: AtomicU64,
+    forged_frames: AtomicU64,
     rpc_errors: AtomicU64,
     requests_served: AtomicU64,
     snapshots_received: AtomicU64,
@@ -36,8 +38,14 @@ pub struct PeerCounters {
     /// Handshakes that failed for another reason: deadline, malformed message, wrong cluster,
     /// wrong node, protocol version.
     pub handshake_failures: u64,
+    /// Connections closed on arrival because their source (or all sources together) already had
+    /// as many handshakes in progress as the budget allows.
+    pub handshakes_over_budget: u64,
     /// Connections closed because a frame was oversized or could not be decoded.
     pub frame_errors: u64,
+    /// Frames after the handshake that failed their integrity check: altered, injected, replayed
+    /// or reordered on the path. Each closes its connection; each is counted in `frame_errors` too.
+    pub forged_frames: u64,
     /// Requests that failed: on the client every failed RPC, on the server every request answered
     /// with an error.
     pub rpc_errors: u64,
@@ -56,7 +64,9 @@ impl PeerStats {
             connections_dialed: c.connections_dialed.load(Ordering::Relaxed),
             auth_failures: c.auth_failures.load(Ordering::Relaxed),
             handshake_failures: c.handshake_failures.load(Ordering::Relaxed),
+            handshakes_over_budget: c.handshakes_over_budget.load(Ordering::Relaxed),
             frame_errors: c.frame_errors.load(Ordering::Relaxed),
+            forged_frames: c.forged_frames.load(Ordering::Relaxed),
             rpc_errors: c.rpc_errors.load(Ordering::Relaxed),
             requests_served: c.requests_served.load(Ordering::Relaxed),
             snapshots_received: c.snapshots_received.load(Ordering::Relaxed),
@@ -83,7 +93,16 @@ impl PeerStats {
         self.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(super) fn handshake_over_budget(&self) {
+        self.counters.handshakes_over_budget.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(super) fn frame_error(&self) {
+        self.counters.frame_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn forged_frame(&self) {
+        self.counters.forged_frames.fetch_add(1, Ordering::Relaxed);
         self.counters.frame_errors.fetch_add(1, Ordering::Relaxed);
     }
 

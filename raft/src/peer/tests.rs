@@ -37,9 +37,9 @@ type Factory = PeerNetworkFactory<TestConfig, Cursor<Vec<u8>>>;
 type Network = PeerConnection<TestConfig, Cursor<Vec<u8>>>;
 
 const CLUSTER: &str = "t15";
-const SECRET: &str = "correct horse battery staple";
-const CLIENT_NODE: u64 = 1;
-const SERVER_NODE: u64 = 2;
+pub(super) const SECRET: &str = "correct horse battery staple";
+pub(super) const CLIENT_NODE: u64 = 1;
+pub(super) const SERVER_NODE: u64 = 2;
 const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A snapshot the fake raft core installed: the sender's vote, the meta and the data.
@@ -47,8 +47,8 @@ type InstalledSnapshot = (TestVote, SnapshotMetaOf<TestConfig>, Vec<u8>);
 
 /// The raft core behind the server: it records what arrives and answers predictably.
 #[derive(Clone, Default)]
-struct FakeRaft {
-    appended_entries: Arc<AtomicUsize>,
+pub(super) struct FakeRaft {
+    pub(super) appended_entries: Arc<AtomicUsize>,
     installed: Arc<Mutex<Vec<InstalledSnapshot>>>,
     stopped: Arc<AtomicBool>,
     slow_appends: Arc<AtomicBool>,
@@ -118,14 +118,14 @@ impl AppRequestHandler for EchoHandler {
     }
 }
 
-fn config(node_id: u64, secret: &str) -> PeerConfig {
+pub(super) fn config(node_id: u64, secret: &str) -> PeerConfig {
     let mut config = PeerConfig::new(node_id, CLUSTER, ClusterSecret::new(secret).expect("non-empty secret"));
     config.handshake_timeout = Duration::from_millis(500);
     config.snapshot_chunk_bytes = 64 * 1024;
     config
 }
 
-async fn start_server(secret: &str, addr: SocketAddr) -> (PeerServerHandle, FakeRaft) {
+pub(super) async fn start_server(secret: &str, addr: SocketAddr) -> (PeerServerHandle, FakeRaft) {
     let raft = FakeRaft::default();
     let server = PeerServer::new(
         config(SERVER_NODE, secret),
@@ -137,16 +137,16 @@ async fn start_server(secret: &str, addr: SocketAddr) -> (PeerServerHandle, Fake
     (handle, raft)
 }
 
-async fn network(client: &PeerClient, addr: SocketAddr) -> Network {
+pub(super) async fn network(client: &PeerClient, addr: SocketAddr) -> Network {
     let mut factory = Factory::new(CLIENT_NODE, Some(client.clone()), BlockedPeers::default());
     factory.new_client(SERVER_NODE, &BasicNode::new(addr.to_string())).await
 }
 
-fn option() -> RPCOption {
+pub(super) fn option() -> RPCOption {
     RPCOption::new(Duration::from_secs(2))
 }
 
-fn heartbeat() -> AppendEntriesRequest<TestConfig> {
+pub(super) fn heartbeat() -> AppendEntriesRequest<TestConfig> {
     AppendEntriesRequest {
         vote: TestVote::new(1, CLIENT_NODE),
         prev_log_id: None,
@@ -186,7 +186,7 @@ async fn closed_by_server(stream: &mut TcpStream) -> bool {
     false
 }
 
-fn loopback() -> SocketAddr {
+pub(super) fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().expect("loopback address")
 }
 

@@ -4,8 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the peer protocol; both ends must speak the same one.
-pub(super) const PROTOCOL_VERSION: u16 = 1;
+/// Version of the peer protocol; both ends must speak the same one. Version 2 seals every frame
+/// after the handshake (`sealing`); a version 1 member is refused with a clear reason.
+pub(super) const PROTOCOL_VERSION: u16 = 2;
 
 /// Bytes of each side's handshake nonce.
 pub(super) const NONCE_BYTES: usize = 32;
