@@ -1,7 +1,7 @@
 //! `/kuboard-api/users/...`: the built-in users (administrators only), and the Kubernetes
 //! identity a user reaches a cluster with.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,6 +17,7 @@ use crate::auth::users::{self, UserRecord, ADMIN_USERNAME};
 use crate::clock::format_rfc3339;
 use crate::http::api_error::{ApiError, ErrorBody};
 use crate::http::api_json::ApiJson;
+use crate::http::api_query::ApiQuery;
 use crate::http::caller::Caller;
 use crate::http::AppState;
 
@@ -336,15 +337,8 @@ pub async fn identity(
     State(state): State<AppState>,
     caller: Caller,
     Path(username): Path<String>,
-    query: Result<Query<IdentityQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<IdentityQuery>,
 ) -> Result<Json<IdentityResponse>, ApiError> {
-    let Query(query) = query.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!("expected ?cluster=NAME[&namespace=NS]: {}", rejection.body_text()),
-        )
-    })?;
     if username != caller.username() {
         caller.require_administrator(&state).await?;
     }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -17,6 +17,7 @@ use crate::audit::dialect::{COLUMNS, TABLE};
 use crate::audit::local_log::{EventFilter, LocalLog};
 use crate::audit::pg_timestamp::PgTimestamp;
 use crate::http::api_error::ApiError;
+use crate::http::api_query::ApiQuery;
 use crate::http::caller::Caller;
 use crate::http::AppState;
 
@@ -85,7 +86,7 @@ pub async fn list_events(
     State(state): State<AppState>,
     caller: Caller,
     Extension(service): Extension<Arc<AuditService>>,
-    Query(query): Query<AuditQuery>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     caller.require_administrator(&state).await?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);

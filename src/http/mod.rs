@@ -24,6 +24,7 @@
 
 pub mod api_error;
 pub mod api_json;
+pub mod api_query;
 pub mod caller;
 pub mod client_address;
 pub mod openapi;

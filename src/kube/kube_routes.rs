@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, HOST};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +24,7 @@ use crate::auth::access_keys;
 use crate::clusters::cluster_registry;
 use crate::http::api_error::ApiError;
 use crate::http::api_json::{ApiJson, BODY_LIMIT_BYTES};
+use crate::http::api_query::ApiQuery;
 use crate::http::caller::{presented_token, Caller};
 use crate::http::request_context::request_context;
 use crate::http::AppState;
@@ -327,7 +328,7 @@ pub struct KubeconfigQuery {
 #[utoipa::path(get, path = "/kuboard-api/clusters/{name}/kubeconfig", tag = "clusters",
     params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), KubeconfigQuery),
     responses((status = 200, description = "A kubeconfig", content_type = "application/yaml", body = Object),
-        (status = 401, body = crate::http::api_error::ErrorBody), (status = 404, body = crate::http::api_error::ErrorBody),
+        (status = 400, body = crate::http::api_error::ErrorBody), (status = 401, body = crate::http::api_error::ErrorBody), (status = 404, body = crate::http::api_error::ErrorBody),
         (status = 409, body = crate::http::api_error::ErrorBody), (status = 422, body = crate::http::api_error::ErrorBody),
         (status = 503, body = crate::http::api_error::ErrorBody)),
     security(("bearer" = [])))]
@@ -336,7 +337,7 @@ pub async fn download_kubeconfig(
     Extension(context): Extension<Arc<KubeContext>>,
     caller: Caller,
     Path(name): Path<String>,
-    Query(query): Query<KubeconfigQuery>,
+    ApiQuery(query): ApiQuery<KubeconfigQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let user = caller.user(&state).await?;
