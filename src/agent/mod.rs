@@ -8,9 +8,7 @@
 //!
 //! - [`listener`]: the agent server on `KUBOARD_AGENT_SERVER_TCP_PORT`.
 //! - [`agent_main`]: the `kuboard agent` process; [`agent_health`]: its health and metrics endpoints.
-//! - [`manifest`]: the manifest that runs the agent in its cluster.
 
 pub mod agent_health;
 pub mod agent_main;
 pub mod listener;
-pub mod manifest;

@@ -559,7 +559,7 @@ pub async fn agent_manifest(
     Path(name): Path<String>,
     ApiJson(request): ApiJson<AgentManifestRequest>,
 ) -> Result<Json<AgentManifestResponse>, ApiError> {
-    use crate::agent::manifest;
+    use crate::kube::agent_manifest as manifest;
     caller.require_administrator(&state).await?;
     let endpoints = request.endpoints.unwrap_or_else(|| context.agent_endpoints.clone());
     if endpoints.is_empty() || endpoints.len() > 16 {

@@ -20,6 +20,7 @@
 //! - [`kube_status`]: Kubernetes-style `Status` error responses.
 //! - [`proxy`]: `/k8s-api/{cluster}/{*path}`, streaming, websocket upgrades, impersonation.
 //! - [`user_kubeconfig`]: the kubeconfig a user downloads to use kubectl through the proxy.
+//! - [`agent_manifest`]: the manifest that runs the agent in an agent cluster (`kubectl apply -f`).
 //! - [`cluster_routes`]: the cluster registry over HTTP, and [`cluster_routes::store_new_cluster`],
 //!   the one place a cluster is created (field by field or imported).
 //! - [`kube_routes`]: the HTTP routes (registry, import, endpoint states, kubeconfig download,
@@ -32,6 +33,7 @@
 //! Architecture Invariant: the pools are a cache of the registry. Nothing in them is needed by
 //! another replica; each replica health-checks and balances on its own.
 
+pub mod agent_manifest;
 pub mod apiserver_pool;
 pub mod apiserver_pool_registry;
 pub mod apiserver_url;
