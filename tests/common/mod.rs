@@ -14,9 +14,20 @@ use serde_json::Value;
 pub const ADMIN_PASSWORD: &str = "Kuboard123";
 
 /// A free TCP port on loopback (bound and released; the tiny race is acceptable in tests).
+/// A loopback port free right now, and never handed out before in this test process: the kernel
+/// may give a just-released port out again, and two servers of one test told the same port (a
+/// replica's web and peer ports, say) would refuse to start.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on loopback");
-    listener.local_addr().expect("local address of a bound listener").port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on loopback");
+        let port = listener.local_addr().expect("local address of a bound listener").port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn kuboard_binary() -> PathBuf {
