@@ -3,7 +3,8 @@
 # files name, from Debian packages, and tags them with those names:
 #
 #   debian:bookworm-slim         a debootstrap minbase rootfs (the runtime stage's base)
-#   kuboard-tools:bookworm       minbase plus nginx-light, etcd-server, etcd-client, postgresql-15,
+#   kuboard-tools:bookworm-2     minbase plus nginx-light (and its stream module, for the HTTPS
+#                                pass-through), etcd-server, etcd-client, postgresql-15,
 #                                also tagged as the load balancer and QuestDB stand-in images that
 #                                deploy/compose uses (see deploy/compose/README.md)
 #   kuboard-etcd:3.4             the same rootfs run as deploy/compose/etcd/Dockerfile says
@@ -57,7 +58,9 @@ import_as() {
 
 rootfs_tarball debian-bookworm-minbase "" &
 minbase_pid=$!
-rootfs_tarball debian-bookworm-tools "nginx-light,etcd-server,etcd-client,postgresql-15,procps" &
+# The name carries a number raised with every change of the package list, so that a cached rootfs
+# or image of an older list is not reused.
+rootfs_tarball debian-bookworm-tools-2 "nginx-light,libnginx-mod-stream,etcd-server,etcd-client,postgresql-15,procps" &
 tools_pid=$!
 status=0
 wait "$minbase_pid" || status=1
@@ -65,7 +68,7 @@ wait "$tools_pid" || status=1
 [ "$status" -eq 0 ] || exit 1
 
 import_as "$cache/debian-bookworm-minbase.tar" debian:bookworm-slim
-import_as "$cache/debian-bookworm-tools.tar" kuboard-tools:bookworm \
+import_as "$cache/debian-bookworm-tools-2.tar" kuboard-tools:bookworm-2 \
   "${KUBOARD_NGINX_IMAGE:-nginx:1.27-bookworm}" \
   "${QUESTDB_STANDIN_IMAGE:-kuboard-pg-questdb:15}"
 # The etcd image as deploy/compose/etcd/Dockerfile describes it (its apt-get step needs a mirror
@@ -74,6 +77,6 @@ etcd_image=${KUBOARD_ETCD_IMAGE:-kuboard-etcd:3.4}
 if ! "$docker" image inspect "$etcd_image" >/dev/null 2>&1; then
   "$docker" import --change 'USER etcd' --change 'ENTRYPOINT ["/usr/bin/etcd"]' \
     --change 'EXPOSE 2379/tcp' --change 'EXPOSE 2380/tcp' --change 'VOLUME ["/var/lib/etcd"]' \
-    "$cache/debian-bookworm-tools.tar" "$etcd_image" >/dev/null
+    "$cache/debian-bookworm-tools-2.tar" "$etcd_image" >/dev/null
 fi
 echo "build-base-images: images ready"
