@@ -128,8 +128,6 @@ async fn compact_once(store: &AppStore, notes: &Mutex<RevisionNotes>, retention:
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use kuboard_storage::{PutRequest, RangeRequest, Store};
 
     use super::*;
@@ -155,21 +153,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn history_stops_growing_on_the_embedded_store() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        let address = listener.local_addr().expect("address");
-        drop(listener);
-        let raft = kuboard_raft::RaftStore::open(kuboard_raft::RaftStoreConfig {
-            node_id: 1,
-            data_dir: dir.path().to_path_buf(),
-            peers: BTreeMap::from([(1, address.to_string())]),
-            peer_listen_addr: address,
-            cluster_secret: None,
-            heartbeat_ms: 50,
-            election_timeout_ms: 300,
-            snapshot_threshold: 10_000,
-        })
-        .await
-        .expect("open a one-member embedded store");
+        let raft = crate::singleton::tests::one_member_embedded_store(dir.path()).await;
         let backend = Arc::new(StoreBackend::Raft(raft.clone()));
         let store = AppStore::new(backend.clone(), Arc::new(Metrics::new(1)));
         let (state, _) = watch::channel(SingletonState::Follower);
