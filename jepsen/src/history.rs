@@ -99,13 +99,18 @@ pub struct TimedOp {
 
 impl TimedOp {
     pub fn of_register(op: &RegisterOp) -> TimedOp {
+        TimedOp::of_register_in("register", op)
+    }
+
+    /// A register operation of `workload` (`register`, `agent-register`).
+    pub fn of_register_in(workload: &str, op: &RegisterOp) -> TimedOp {
         let f = match op.call {
             RegisterCall::Read { .. } => "read",
             RegisterCall::Write { .. } => "write",
             RegisterCall::Cas { .. } => "cas",
         };
         TimedOp {
-            kind: format!("register {f}"),
+            kind: format!("{workload} {f}"),
             outcome: op.outcome,
             invoke_ns: op.invoke_ns,
             complete_ns: op.complete_ns,

@@ -13,6 +13,7 @@ use kuboard_jepsen::checker::SearchLimits;
 use kuboard_jepsen::nemesis::{FaultKind, NemesisOptions};
 use kuboard_jepsen::run::{run_workloads, RunVerdict, TestOptions, WorkloadOptions};
 use kuboard_jepsen::system::SystemKind;
+use kuboard_jepsen::workload::agent_register::{AgentRegisterOptions, CasMode, Classify};
 use kuboard_jepsen::workload::register::{ReadMode, RegisterOptions};
 use kuboard_jepsen::workload::WorkloadKind;
 
@@ -65,8 +66,9 @@ struct TestArgs {
     /// Members of the group (1, 3 or 5 for the embedded group, 3 for etcd).
     #[arg(long, default_value_t = 3)]
     members: usize,
-    /// Workloads to run at once, comma-separated: register, set, watch, http, strict-audit (the last two:
-    /// embedded group only; strict-audit starts a PostgreSQL audit database with the strict policy).
+    /// Workloads to run at once, comma-separated: register, set, watch, http, strict-audit,
+    /// agent-register (the last three: embedded group only; strict-audit starts a PostgreSQL audit
+    /// database with the strict policy; agent-register a fake apiserver behind `kuboard agent`).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "register")]
     workload: Vec<WorkloadKind>,
     /// Faults to pick from, comma-separated; `none` for a run without faults. `delay` runs the peer links
@@ -110,6 +112,20 @@ struct TestArgs {
     /// Keep the members' data directories (their logs are always kept).
     #[arg(long)]
     keep_data: bool,
+    /// The fake apiserver of `testkit/` that the agent-register workload runs behind the agent
+    /// (default: `kuboard-fake-apiserver` beside --kuboard-binary).
+    #[arg(long)]
+    fake_apiserver_binary: Option<PathBuf>,
+    /// Clients of the agent-register workload.
+    #[arg(long, default_value_t = 4)]
+    agent_clients: usize,
+    /// How the agent-register workload does compare-and-set; `blind` is unsafe on purpose, to show
+    /// that the checker catches lost updates.
+    #[arg(long, value_enum, default_value = "resource-version")]
+    agent_cas: CasMode,
+    /// How the agent-register workload counts a change answered 503 by the proxy.
+    #[arg(long, value_enum, default_value = "unavailable-definite")]
+    agent_503: Classify,
 }
 
 #[derive(clap::Args)]
@@ -161,6 +177,8 @@ enum NemesisArg {
     PauseLeader,
     Membership,
     AuditDb,
+    /// Cut the agent off from one member (needs the agent-register workload's agent site).
+    AgentLink,
 }
 
 fn main() -> ExitCode {
@@ -214,7 +232,14 @@ fn test(args: TestArgs) -> ExitCode {
         }
     };
     let options = test_options(&args);
-    let workloads = WorkloadOptions::of(&args.workload);
+    let mut workloads = WorkloadOptions::of(&args.workload);
+    workloads.fake_apiserver_binary = args.fake_apiserver_binary.clone();
+    workloads.agent = AgentRegisterOptions {
+        clients: args.agent_clients.max(1),
+        cas_mode: args.agent_cas,
+        classify: args.agent_503,
+        ..AgentRegisterOptions::default()
+    };
     let outcome = runtime.block_on(async {
         // Dropping the run on a signal kills the members and removes the network (their Drop impls).
         tokio::select! {
@@ -306,6 +331,7 @@ fn test_options(args: &TestArgs) -> TestOptions {
             NemesisArg::PauseLeader => Some(FaultKind::PauseLeader),
             NemesisArg::Membership => Some(FaultKind::Membership),
             NemesisArg::AuditDb => Some(FaultKind::AuditDb),
+            NemesisArg::AgentLink => Some(FaultKind::AgentLink),
         })
         .collect();
     TestOptions {
@@ -436,7 +462,32 @@ fn print_verdict(options: &TestOptions, verdict: &RunVerdict) {
             audit.error.as_deref().map(|error| format!("; {error}")).unwrap_or_default()
         );
     }
-    for anomaly in verdict.register.anomalies.iter().take(3) {
+    if let Some(agent) = &verdict.agent_register {
+        println!(
+            "  agent-register: {}; {} keys; changes answered 503: {}, 502: {}; {} agent-link faults: {} of {} operations \
+             on the cut member acknowledged; forwarded through a peer (members' counters at the end): {} ok, {} failed",
+            if agent.register.anomaly {
+                "NOT linearizable"
+            } else if agent.register.valid {
+                "linearizable"
+            } else {
+                "undecided"
+            },
+            agent.register.keys,
+            agent.changes_answered_503,
+            agent.changes_answered_502,
+            agent.agent_link_faults,
+            agent.ok_on_cut_member,
+            agent.ops_on_cut_member,
+            agent.peer_forwards.out_ok,
+            agent.peer_forwards.out_failed
+        );
+    }
+    let agent_anomalies = verdict
+        .agent_register
+        .iter()
+        .flat_map(|agent| agent.register.anomalies.iter());
+    for anomaly in verdict.register.anomalies.iter().chain(agent_anomalies).take(3) {
         println!(
             "  key {}: op {} ({:?} on {}) cannot be linearized; register was {:?} after {} ops",
             anomaly.key,

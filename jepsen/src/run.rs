@@ -20,6 +20,7 @@ use crate::checker::{check_register_history, RegisterVerdict, SearchLimits, SetV
 use crate::history::{append_jsonl, write_jsonl, Outcome, RegisterOp, TimedOp};
 use crate::nemesis::{self, FaultKind, NemesisOptions, TimelineEvent};
 use crate::system::{AuditPolicyChoice, Cluster, ClusterOptions, SystemKind};
+use crate::workload::agent_register::{self, AgentRegisterOptions, CasMode, Classify};
 use crate::workload::audit::{self, AuditOptions, AuditOutcome, AuditVerdict};
 use crate::workload::http::{self, HttpOptions, HttpOutcome, HttpVerdict};
 use crate::workload::register::{self, Progress, ReadMode, RegisterOptions};
@@ -35,6 +36,10 @@ pub struct WorkloadOptions {
     pub watch: WatchOptionsSet,
     pub http: HttpOptions,
     pub audit: AuditOptions,
+    pub agent: AgentRegisterOptions,
+    /// The fake apiserver binary of the agent site (default: `kuboard-fake-apiserver` beside the
+    /// `kuboard` binary).
+    pub fake_apiserver_binary: Option<PathBuf>,
 }
 
 impl WorkloadOptions {
@@ -49,6 +54,8 @@ impl WorkloadOptions {
             watch: WatchOptionsSet::default(),
             http: HttpOptions::default(),
             audit: AuditOptions::default(),
+            agent: AgentRegisterOptions::default(),
+            fake_apiserver_binary: None,
         }
     }
 
@@ -117,9 +124,142 @@ pub struct RunVerdict {
     pub http: Option<HttpVerdict>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strict_audit: Option<AuditVerdict>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_register: Option<AgentRegisterVerdict>,
     /// With the `tamper` fault: what the proxies altered and what the members refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tamper: Option<TamperVerdict>,
+}
+
+/// The verdict of the agent-register workload: its register verdict and how its outcomes were
+/// judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentRegisterVerdict {
+    pub cas_mode: CasMode,
+    pub classify: Classify,
+    /// Changes answered 503 (failures or indeterminate, after `classify`).
+    pub changes_answered_503: usize,
+    /// Changes answered 502 (indeterminate).
+    pub changes_answered_502: usize,
+    /// `agent-link` faults (the agent cut off from one member).
+    pub agent_link_faults: usize,
+    /// Operations sent to the member cut off from the agent while it was cut off, and how many of
+    /// them were acknowledged (served through a peer's tunnel, or through its own before the cut).
+    pub ops_on_cut_member: usize,
+    pub ok_on_cut_member: usize,
+    /// Connections forwarded between members, from their `/metrics` at the end of the run
+    /// (`kuboard_agent_peer_forwards_total`; a member killed during the run lost its counts).
+    pub peer_forwards: PeerForwards,
+    pub register: RegisterVerdict,
+}
+
+/// Sums over the members of `kuboard_agent_peer_forwards_total` at the end of the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeerForwards {
+    /// A member went through a peer's tunnel, by outcome.
+    pub out_ok: u64,
+    pub out_failed: u64,
+    pub out_refused: u64,
+    /// Members whose `/metrics` could be read.
+    pub members_read: usize,
+    pub errors: Vec<String>,
+}
+
+/// Read every member's forwarding counters.
+async fn peer_forwards(cluster: &Cluster) -> PeerForwards {
+    let mut forwards = PeerForwards::default();
+    for text in members_metrics(cluster).await {
+        let text = match text {
+            Ok(text) => text,
+            Err(error) => {
+                forwards.errors.push(error);
+                continue;
+            }
+        };
+        forwards.members_read += 1;
+        let sum = |outcome: &str| -> u64 {
+            text.lines()
+                .filter(|line| line.starts_with("kuboard_agent_peer_forwards_total{"))
+                .filter(|line| line.contains("direction=\"out\"") && line.contains(&format!("outcome=\"{outcome}\"")))
+                .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum::<f64>() as u64
+        };
+        forwards.out_ok += sum("ok");
+        forwards.out_failed += sum("failed");
+        forwards.out_refused += sum("refused");
+    }
+    forwards
+}
+
+/// Every member's `/metrics` text, or why it could not be read.
+async fn members_metrics(cluster: &Cluster) -> Vec<Result<String, String>> {
+    let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
+        Ok(client) => client,
+        Err(error) => return vec![Err(format!("build an HTTP client: {error}"))],
+    };
+    let mut texts = Vec::new();
+    for index in 0..cluster.member_count() {
+        let url = format!("{}/metrics", cluster.web_url(index));
+        let text = match client.get(&url).send().await {
+            Ok(response) => response.text().await,
+            Err(error) => Err(error),
+        };
+        texts.push(text.map_err(|error| format!("{url}: {error}")));
+    }
+    texts
+}
+
+impl AgentRegisterVerdict {
+    fn of(
+        history: &[RegisterOp],
+        options: &AgentRegisterOptions,
+        limits: SearchLimits,
+        timeline: &[TimelineEvent],
+        peer_forwards: PeerForwards,
+    ) -> AgentRegisterVerdict {
+        // The windows of the agent-link faults: (member, from, to).
+        let mut windows = Vec::new();
+        let mut open: Option<(String, u64)> = None;
+        for event in timeline.iter().filter(|event| event.fault == "agent-link") {
+            match event.action.as_str() {
+                "start" => {
+                    let member = event.detail.rsplit(' ').next().unwrap_or_default().to_string();
+                    open = Some((member, event.time_ns));
+                }
+                _ => {
+                    if let Some((member, from)) = open.take() {
+                        windows.push((member, from, event.time_ns));
+                    }
+                }
+            }
+        }
+        let on_cut_member: Vec<&RegisterOp> = history
+            .iter()
+            .filter(|op| {
+                windows
+                    .iter()
+                    .any(|(member, from, to)| op.node == *member && (*from..*to).contains(&op.invoke_ns))
+            })
+            .collect();
+        let changes_answered = |code: &str| {
+            history
+                .iter()
+                .filter(|op| !matches!(op.call, crate::history::RegisterCall::Read { .. }))
+                .filter(|op| op.error.as_deref().is_some_and(|error| error.starts_with(code)))
+                .count()
+        };
+        AgentRegisterVerdict {
+            cas_mode: options.cas_mode,
+            classify: options.classify,
+            changes_answered_503: changes_answered("503 "),
+            changes_answered_502: changes_answered("502 "),
+            agent_link_faults: windows.len(),
+            ops_on_cut_member: on_cut_member.len(),
+            ok_on_cut_member: on_cut_member.iter().filter(|op| op.outcome == Outcome::Ok).count(),
+            peer_forwards,
+            register: check_register_history(history, limits),
+        }
+    }
 }
 
 /// What the `tamper` fault did to the peer links and what the members' counters say they refused
@@ -152,19 +292,7 @@ async fn tamper_verdict(cluster: &Cluster, kind: SystemKind) -> TamperVerdict {
     if kind != SystemKind::Embedded {
         return verdict;
     }
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
-        Ok(client) => client,
-        Err(error) => {
-            verdict.errors.push(format!("build an HTTP client: {error}"));
-            return verdict;
-        }
-    };
-    for index in 0..cluster.member_count() {
-        let url = format!("{}/metrics", cluster.web_url(index));
-        let text = match client.get(&url).send().await {
-            Ok(response) => response.text().await,
-            Err(error) => Err(error),
-        };
+    for text in members_metrics(cluster).await {
         match text {
             Ok(text) => {
                 verdict.members_read += 1;
@@ -173,7 +301,7 @@ async fn tamper_verdict(cluster: &Cluster, kind: SystemKind) -> TamperVerdict {
                 verdict.handshakes_refused +=
                     crate::bench::procs::metric_value(&text, "kuboard_raft_peer_auth_failures_total") as u64;
             }
-            Err(error) => verdict.errors.push(format!("{url}: {error}")),
+            Err(error) => verdict.errors.push(error),
         }
     }
     verdict
@@ -198,6 +326,9 @@ impl RunVerdict {
         if self.strict_audit.as_ref().is_some_and(|audit| !audit.valid) {
             failed.push("strict-audit");
         }
+        if self.agent_register.as_ref().is_some_and(|agent| agent.register.anomaly) {
+            failed.push("agent-register");
+        }
         failed
     }
 }
@@ -210,6 +341,7 @@ struct Histories {
     watch: Option<WatchOutcome>,
     http: Option<HttpOutcome>,
     audit: Option<AuditOutcome>,
+    agent_register: Option<Vec<RegisterOp>>,
     /// The audit events of the strict-audit workload's requests, read after healing.
     audit_events: Option<Result<BTreeMap<String, Vec<String>>, String>>,
 }
@@ -231,6 +363,9 @@ impl Histories {
         }
         if let Some(outcome) = &self.audit {
             timed.extend(outcome.history.iter().map(|op| TimedOp::of_op("strict-audit", op)));
+        }
+        if let Some(history) = &self.agent_register {
+            timed.extend(history.iter().map(|op| TimedOp::of_register_in("agent-register", op)));
         }
         timed
     }
@@ -255,6 +390,9 @@ impl Histories {
         if let Some(outcome) = &self.audit {
             append_jsonl(&mut writer, "strict-audit", &outcome.history)?;
         }
+        if let Some(history) = &self.agent_register {
+            append_jsonl(&mut writer, "agent-register", history)?;
+        }
         std::io::Write::flush(&mut writer).with_context(|| format!("write {}", path.display()))
     }
 }
@@ -271,10 +409,15 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
     if workloads.kinds.is_empty() {
         anyhow::bail!("no workload to run");
     }
-    if (workloads.runs(WorkloadKind::Http) || workloads.runs(WorkloadKind::StrictAudit))
+    if (workloads.runs(WorkloadKind::Http)
+        || workloads.runs(WorkloadKind::StrictAudit)
+        || workloads.runs(WorkloadKind::AgentRegister))
         && options.kind != SystemKind::Embedded
     {
-        anyhow::bail!("the http and strict-audit workloads need the embedded group (etcd has no kuboard REST API)");
+        anyhow::bail!(
+            "the http, strict-audit and agent-register workloads need the embedded group (etcd has no kuboard REST \
+             API)"
+        );
     }
     std::fs::create_dir_all(&options.out_dir).with_context(|| format!("create {}", options.out_dir.display()))?;
     let cluster_options = ClusterOptions {
@@ -287,6 +430,13 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
     let mut features = nemesis::features_for(&options.nemesis.faults, options.kind);
     if workloads.runs(WorkloadKind::StrictAudit) {
         features.audit = Some(AuditPolicyChoice::Strict);
+    }
+    if workloads.runs(WorkloadKind::AgentRegister) {
+        features.agent_site = true;
+        features.fake_apiserver_binary = workloads
+            .fake_apiserver_binary
+            .clone()
+            .unwrap_or_else(|| options.kuboard_binary.with_file_name("kuboard-fake-apiserver"));
     }
     let setup_started = Instant::now();
     let mut cluster = Cluster::start_with(&cluster_options, &features).await?;
@@ -311,6 +461,15 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
     let names: Vec<String> = (0..cluster.member_count())
         .map(|index| cluster.member_name(index).to_string())
         .collect();
+    // The agent workload's clients share one administrator session, made before any fault.
+    let agent_token = if workloads.runs(WorkloadKind::AgentRegister) {
+        cluster
+            .admin_token()
+            .await
+            .context("log in for the agent-register workload")?
+    } else {
+        String::new()
+    };
     tracing::info!(
         system = ?options.kind,
         members = options.members,
@@ -380,6 +539,18 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
             Arc::clone(&progress),
         ),
     );
+    let agent_run = when(
+        workloads.runs(WorkloadKind::AgentRegister),
+        agent_register::run(
+            workloads.agent.clone(),
+            web_urls.clone(),
+            names.clone(),
+            agent_token,
+            started,
+            deadline,
+            Arc::clone(&progress),
+        ),
+    );
     let nemesis = nemesis::run(
         &mut cluster,
         &options.nemesis,
@@ -388,8 +559,8 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
         Arc::clone(&current_fault),
     );
     let reporter = report_progress(options, started, &progress, &current_fault);
-    let (register_history, set_outcome, watch_outcome, http_outcome, audit_outcome, timeline) = tokio::select! {
-        all = async { tokio::join!(register_run, set_run, watch_run, http_run, audit_run, nemesis) } => all,
+    let (register_history, set_outcome, watch_outcome, http_outcome, audit_outcome, agent_history, timeline) = tokio::select! {
+        all = async { tokio::join!(register_run, set_run, watch_run, http_run, audit_run, agent_run, nemesis) } => all,
         never = reporter => match never {},
     };
     // Read after the nemesis healed everything (the audit database included).
@@ -405,6 +576,7 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
         watch: watch_outcome,
         http: http_outcome,
         audit: audit_outcome,
+        agent_register: agent_history,
         audit_events,
     };
     let timeline = timeline?;
@@ -419,6 +591,14 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
             .into_iter()
             .map(|(member, status)| format!("{member} ({status})")),
     );
+    if let Err(error) = cluster.check_agent_site() {
+        exited.push(format!("agent site: {error:#}"));
+    }
+    let forwards = if workloads.runs(WorkloadKind::AgentRegister) {
+        peer_forwards(&cluster).await
+    } else {
+        PeerForwards::default()
+    };
     let tamper = if options.nemesis.faults.contains(&FaultKind::Tamper) {
         Some(tamper_verdict(&cluster, options.kind).await)
     } else {
@@ -435,6 +615,7 @@ pub async fn run_workloads(options: &TestOptions, workloads: &WorkloadOptions) -
         &timeline,
         faults_until.duration_since(started),
         exited,
+        forwards,
     );
     verdict.tamper = tamper;
     std::fs::write(
@@ -465,6 +646,7 @@ fn check(
     timeline: &[TimelineEvent],
     faults_end: Duration,
     members_exited: Vec<String>,
+    forwards: PeerForwards,
 ) -> RunVerdict {
     let timed = histories.timed();
     let outcomes = count(timed.iter().map(|op| op.outcome));
@@ -499,14 +681,20 @@ fn check(
                 .unwrap_or_else(|| Err("the audit events were not read".to_string())),
         )
     });
+    let agent_register = histories
+        .agent_register
+        .as_ref()
+        .map(|history| AgentRegisterVerdict::of(history, &workloads.agent, options.limits, timeline, forwards));
     let checker_seconds = checker_started.elapsed().as_secs_f64();
+    let agent_valid = agent_register.as_ref().is_none_or(|verdict| verdict.register.valid);
+    let agent_anomaly = agent_register.as_ref().is_some_and(|verdict| verdict.register.anomaly);
     let others_valid = set.as_ref().is_none_or(|verdict| verdict.valid)
         && watch.as_ref().is_none_or(|verdict| verdict.valid)
         && http.as_ref().is_none_or(|verdict| verdict.valid)
         && strict_audit.as_ref().is_none_or(|verdict| verdict.valid);
     RunVerdict {
-        valid: register.valid && others_valid && members_exited.is_empty(),
-        anomaly: register.anomaly || !others_valid || !members_exited.is_empty(),
+        valid: register.valid && agent_valid && others_valid && members_exited.is_empty(),
+        anomaly: register.anomaly || agent_anomaly || !others_valid || !members_exited.is_empty(),
         members_exited,
         system: options.kind,
         members: options.members,
@@ -530,6 +718,7 @@ fn check(
         watch,
         http,
         strict_audit,
+        agent_register,
         tamper: None,
     }
 }

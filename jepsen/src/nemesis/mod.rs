@@ -14,7 +14,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::Serialize;
 
-use crate::net::partition::isolate;
+use crate::net::partition::{complete, isolate};
 use crate::net::PartitionKind;
 use crate::system::{AuditPolicyChoice, Cluster, ClusterFeatures, SystemKind};
 
@@ -46,6 +46,10 @@ pub enum FaultKind {
     /// `kill -9` of the audit database, restarted when the fault ends (the cluster must be started
     /// with `ClusterFeatures::audit`; embedded group only).
     AuditDb,
+    /// The agent cut off from one random member (both directions), healed when the fault ends: that
+    /// member must serve the agent cluster through a peer (the cluster must have an agent site,
+    /// `ClusterFeatures::agent_site`).
+    AgentLink,
 }
 
 impl FaultKind {
@@ -137,10 +141,17 @@ pub async fn run(
             None => faults.push(*kind),
         }
     }
+    // Faults are drawn in cycles: every enabled kind once per cycle, in a random order, so that a
+    // run with at least as many faults as kinds injects each of them.
+    let mut cycle: Vec<FaultKind> = Vec::new();
     // Bounded by `until`: every round sleeps at least the quiet interval (at least 100 ms).
     while !faults.is_empty() && Instant::now() + options.quiet < until {
         tokio::time::sleep(options.quiet.max(Duration::from_millis(100))).await;
-        let kind = *faults.choose(&mut rand::thread_rng()).expect("faults is not empty");
+        if cycle.is_empty() {
+            cycle = faults.clone();
+            cycle.shuffle(&mut rand::thread_rng());
+        }
+        let kind = cycle.pop().expect("the cycle was refilled");
         let name = fault_name(kind);
         let started_fault = match start_fault(cluster, kind).await {
             Ok((active, detail)) => {
@@ -188,6 +199,7 @@ fn fault_name(kind: FaultKind) -> &'static str {
         FaultKind::PauseLeader => "pause-leader",
         FaultKind::Membership => "membership",
         FaultKind::AuditDb => "audit-db",
+        FaultKind::AgentLink => "agent-link",
     }
 }
 
@@ -200,6 +212,9 @@ fn unavailable(cluster: &Cluster, kind: FaultKind) -> Option<String> {
         }
         FaultKind::AuditDb if cluster.audit_db_uri().is_none() => {
             Some("the cluster runs without an audit database (ClusterFeatures::audit)".to_string())
+        }
+        FaultKind::AgentLink if cluster.agent_host().is_none() => {
+            Some("the cluster runs without an agent site (ClusterFeatures::agent_site)".to_string())
         }
         FaultKind::Membership if members < 3 => {
             Some(format!("a membership change needs at least 3 members, not {members}"))
@@ -340,6 +355,18 @@ async fn start_fault(cluster: &mut Cluster, kind: FaultKind) -> anyhow::Result<(
                     "{}% of the chunks on the peer links altered (a byte flipped, bytes injected or the chunk replayed)",
                     TAMPER_PROBABILITY * 100.0
                 ),
+            ))
+        }
+        FaultKind::AgentLink => {
+            let agent = cluster
+                .agent_host()
+                .context("the cluster has no agent site (start it with ClusterFeatures::agent_site)")?;
+            let member = rng.gen_range(0..members);
+            let grudge = complete(&[vec![agent], vec![member]]);
+            cluster.network_mut().partition(&grudge)?;
+            Ok((
+                Active::Partition,
+                format!("agent cut from {}", cluster.member_name(member)),
             ))
         }
         FaultKind::AuditDb => {

@@ -381,7 +381,7 @@ pub fn cleanup(only_id: Option<&str>) -> anyhow::Result<Cleaned> {
     if let Ok(entries) = std::fs::read_dir(&temp) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&namespace_prefix) && name.ends_with("-auditdb") {
+            if name.starts_with(&namespace_prefix) && (name.ends_with("-auditdb") || name.ends_with("-agentsite")) {
                 std::fs::remove_dir_all(entry.path()).with_context(|| format!("remove {}", entry.path().display()))?;
                 cleaned.directories.push(entry.path().display().to_string());
             }

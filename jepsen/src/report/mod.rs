@@ -181,31 +181,52 @@ fn html(verdict: &RunVerdict, windows: &[FaultWindow], timeline: &[TimelineEvent
     out
 }
 
+/// The summary of a register verdict: linearizable or not, keys, the first anomaly.
+fn register_summary(register: &crate::checker::RegisterVerdict) -> String {
+    let word = if register.anomaly {
+        "NOT linearizable"
+    } else if register.valid {
+        "linearizable"
+    } else {
+        "undecided"
+    };
+    let mut line = format!("{word}: {} keys", register.keys);
+    if let Some(anomaly) = register.anomalies.first() {
+        let _ = write!(
+            line,
+            "; e.g. key {} op {} on {}",
+            anomaly.key, anomaly.operation.index, anomaly.operation.node
+        );
+    }
+    if !register.unknown_keys.is_empty() {
+        let _ = write!(line, "; {} undecided keys", register.unknown_keys.len());
+    }
+    line
+}
+
+fn agent_register_summary(verdict: &crate::run::AgentRegisterVerdict) -> String {
+    format!(
+        "{}; CAS by {}, 503 of a change counted {}",
+        register_summary(&verdict.register),
+        match verdict.cas_mode {
+            crate::workload::agent_register::CasMode::ResourceVersion => "resourceVersion",
+            crate::workload::agent_register::CasMode::Blind => "blind PUT (unsafe)",
+        },
+        match verdict.classify {
+            crate::workload::agent_register::Classify::UnavailableDefinite => "as a failure",
+            crate::workload::agent_register::Classify::UnavailableIndeterminate => "as indeterminate",
+        }
+    )
+}
+
 /// One line per workload for the summary table.
 fn workload_summary(verdict: &RunVerdict, workload: &str) -> String {
     match workload {
-        "register" => {
-            let register = &verdict.register;
-            let word = if register.anomaly {
-                "NOT linearizable"
-            } else if register.valid {
-                "linearizable"
-            } else {
-                "undecided"
-            };
-            let mut line = format!("{word}: {} keys", register.keys);
-            if let Some(anomaly) = register.anomalies.first() {
-                let _ = write!(
-                    line,
-                    "; e.g. key {} op {} on {}",
-                    anomaly.key, anomaly.operation.index, anomaly.operation.node
-                );
-            }
-            if !register.unknown_keys.is_empty() {
-                let _ = write!(line, "; {} undecided keys", register.unknown_keys.len());
-            }
-            line
-        }
+        "register" => register_summary(&verdict.register),
+        "agent-register" => verdict
+            .agent_register
+            .as_ref()
+            .map_or_else(String::new, agent_register_summary),
         "set" => verdict.set.as_ref().map_or_else(String::new, |set| {
             format!(
                 "{}: {} adds acknowledged of {}; lost {}, unexpected {}, recovered {}",

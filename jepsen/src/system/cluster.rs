@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
+use super::agent_site::{AgentSite, AGENT_CLUSTER, AGENT_PORT};
 use super::audit_db::AuditDb;
 use super::http;
 use super::member_layout::{embedded_members, etcd_members, peer_routes, Member};
@@ -95,6 +96,12 @@ pub struct ClusterFeatures {
     /// Extra environment of every embedded-group member (for example `KUBOARD_RAFT_HEARTBEAT_MS`),
     /// set after the suite's own variables so that it can override them; ignored for etcd.
     pub member_env: Vec<(String, String)>,
+    /// Run an agent site on a host of its own (embedded group only): the fake apiserver of
+    /// `testkit/` on that host's loopback and `kuboard agent` dialling every member's agent port
+    /// ([`AGENT_PORT`]), imported as the agent cluster [`AGENT_CLUSTER`] (see [`super::agent_site`]).
+    pub agent_site: bool,
+    /// The fake apiserver binary of the agent site.
+    pub fake_apiserver_binary: PathBuf,
 }
 
 impl Default for ClusterFeatures {
@@ -106,6 +113,8 @@ impl Default for ClusterFeatures {
             audit: None,
             postgres_bin: PathBuf::from("/usr/lib/postgresql/15/bin"),
             member_env: Vec::new(),
+            agent_site: false,
+            fake_apiserver_binary: PathBuf::from("target/debug/kuboard-fake-apiserver"),
         }
     }
 }
@@ -118,6 +127,7 @@ pub struct Cluster {
     members: Vec<Member>,
     proxies: Option<ProxySet>,
     audit_db: Option<AuditDb>,
+    agent_site: Option<AgentSite>,
     network: Network,
     kind: SystemKind,
     features: ClusterFeatures,
@@ -137,6 +147,9 @@ impl Cluster {
         if features.audit.is_some() && options.kind != SystemKind::Embedded {
             bail!("an audit database is for the embedded group (kuboard serve) only");
         }
+        if features.agent_site && options.kind != SystemKind::Embedded {
+            bail!("an agent site is for the embedded group (kuboard serve) only");
+        }
         if options.members == 0 {
             bail!("a cluster needs at least one member");
         }
@@ -155,8 +168,10 @@ impl Cluster {
             );
         }
         std::fs::create_dir_all(&options.work_dir).with_context(|| format!("create {}", options.work_dir.display()))?;
-        // The audit database, when there is one, is the host after the members.
-        let hosts = options.members + usize::from(features.audit.is_some());
+        // The audit database, when there is one, is the host after the members; the agent site, when
+        // there is one, the host after those.
+        let agent_host = options.members + usize::from(features.audit.is_some());
+        let hosts = agent_host + usize::from(features.agent_site);
         let mut network = Network::create(hosts)?;
         network.limit_loss_to(options.members);
         let proxies = if features.delay_proxy {
@@ -189,15 +204,36 @@ impl Cluster {
                     .push(("KUBOARD_AUDIT_POLICY".to_string(), policy.as_env().to_string()));
             }
         }
+        if features.agent_site {
+            for member in &mut members {
+                member
+                    .env
+                    .push(("KUBOARD_AGENT_SERVER_TCP_PORT".to_string(), AGENT_PORT.to_string()));
+            }
+        }
         if options.kind == SystemKind::Embedded {
             for member in &mut members {
                 member.env.extend(features.member_env.iter().cloned());
             }
         }
+        let agent_site = match features.agent_site {
+            true => Some(
+                AgentSite::start(
+                    &features.fake_apiserver_binary,
+                    agent_host,
+                    &network.hosts()[agent_host],
+                    network.id(),
+                    &options.work_dir,
+                )
+                .await?,
+            ),
+            false => None,
+        };
         let mut cluster = Cluster {
             members,
             proxies,
             audit_db,
+            agent_site,
             network,
             kind: options.kind,
             features: features.clone(),
@@ -207,7 +243,77 @@ impl Cluster {
             cluster.spawn(index)?;
         }
         cluster.wait_ready(Duration::from_secs(60)).await?;
+        if cluster.agent_site.is_some() {
+            cluster
+                .connect_agent(&options.kuboard_binary)
+                .await
+                .context("import the agent site's cluster")?;
+        }
         Ok(cluster)
+    }
+
+    /// Create the agent cluster [`AGENT_CLUSTER`] through the REST API, start the agent with its
+    /// token, and wait until every member serves the cluster through its proxy.
+    async fn connect_agent(&mut self, kuboard_binary: &Path) -> anyhow::Result<()> {
+        let token = self.admin_token().await?;
+        let address = SocketAddr::from((self.network.hosts()[0].ip, WEB_PORT));
+        let (status, answer) = http::request(
+            address,
+            "POST",
+            "/kuboard-api/agent-clusters",
+            Some(&token),
+            Some(&serde_json::json!({ "name": AGENT_CLUSTER, "description": "the chaos suite's agent site" })),
+        )
+        .await
+        .context("create the agent cluster")?;
+        let agent_token = answer["agent_token"]
+            .as_str()
+            .with_context(|| format!("creating the agent cluster answered {status}: {}", answer["code"]))?
+            .to_string();
+        let endpoints: Vec<SocketAddr> = (0..self.members.len())
+            .map(|index| SocketAddr::from((self.network.hosts()[index].ip, AGENT_PORT)))
+            .collect();
+        let site = self.agent_site.as_mut().context("the cluster has no agent site")?;
+        site.start_agent(kuboard_binary, &endpoints, &agent_token)?;
+        let path = format!("/k8s-api/{AGENT_CLUSTER}/api/v1/namespaces/default/configmaps");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for index in 0..self.members.len() {
+            let address = SocketAddr::from((self.network.hosts()[index].ip, WEB_PORT));
+            loop {
+                if let Some(site) = self.agent_site.as_mut() {
+                    site.check_running()?;
+                }
+                let answer = http::request(address, "GET", &path, Some(&token), None).await;
+                if matches!(answer, Ok((200, _))) {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    bail!(
+                        "{} did not serve the agent cluster within 30 s (last answer: {})",
+                        self.members[index].name,
+                        match answer {
+                            Ok((status, body)) => format!("{status} {}", body["message"]),
+                            Err(error) => format!("{error:#}"),
+                        }
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The agent site's host index, when the cluster has an agent site.
+    pub fn agent_host(&self) -> Option<usize> {
+        self.agent_site.as_ref().map(AgentSite::host_index)
+    }
+
+    /// Fail when the agent site's apiserver or agent exited by itself.
+    pub fn check_agent_site(&mut self) -> anyhow::Result<()> {
+        match self.agent_site.as_mut() {
+            Some(site) => site.check_running(),
+            None => Ok(()),
+        }
     }
 
     pub fn kind(&self) -> SystemKind {
@@ -813,7 +919,8 @@ impl Drop for Cluster {
                 let _ = process.wait();
             }
         }
-        // The audit database and the proxies end when their fields drop, before the network's.
+        // The audit database, the agent site and the proxies end when their fields drop, before the
+        // network's.
     }
 }
 
@@ -869,7 +976,7 @@ async fn probe(endpoint: &str) -> anyhow::Result<()> {
     }
 }
 
-fn log_tail(path: &Path) -> String {
+pub(super) fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")

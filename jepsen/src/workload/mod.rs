@@ -5,7 +5,10 @@
 //! - [`watch`]: watchers on every member resuming after disconnects while writers put.
 //! - [`http`]: one login, then work through a round-robin balancer over the members' REST API.
 //! - [`audit`]: strict audit: every change that happened has its audit event.
+//! - [`agent_register`]: registers as ConfigMaps of a cluster reached only through `kuboard agent`,
+//!   read and changed through the members' Kubernetes proxy.
 
+pub mod agent_register;
 pub mod audit;
 pub mod http;
 pub mod register;
@@ -36,6 +39,9 @@ pub enum WorkloadKind {
     /// Strict audit with a PostgreSQL audit database: no change without its audit event (embedded
     /// group only; needs PostgreSQL's binaries).
     StrictAudit,
+    /// Registers as ConfigMaps of a cluster behind `kuboard agent`, through the members' Kubernetes
+    /// proxy, checked for linearizability (embedded group only; needs the fake apiserver binary).
+    AgentRegister,
 }
 
 impl WorkloadKind {
@@ -46,6 +52,7 @@ impl WorkloadKind {
             WorkloadKind::Watch => "watch",
             WorkloadKind::Http => "http",
             WorkloadKind::StrictAudit => "strict-audit",
+            WorkloadKind::AgentRegister => "agent-register",
         }
     }
 }

@@ -112,13 +112,23 @@ pub async fn run(
     for worker in 0..options.clients {
         clients.spawn(client_loop(Arc::clone(&shared), worker));
     }
+    join_clients(clients, &shared.stop, "register").await;
+    take_sorted(&shared.history)
+}
+
+/// Wait for every client; a client that panicked stops the others (they check `stop`).
+pub(crate) async fn join_clients(mut clients: JoinSet<()>, stop: &AtomicBool, workload: &str) {
     while let Some(result) = clients.join_next().await {
         if let Err(error) = result {
-            tracing::error!("a register client panicked: {error}");
-            shared.stop.store(true, Ordering::Relaxed);
+            tracing::error!("a {workload} client panicked: {error}");
+            stop.store(true, Ordering::Relaxed);
         }
     }
-    let mut history = std::mem::take(&mut *shared.history.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+}
+
+/// The recorded operations sorted by invoke time and renumbered in that order.
+pub(crate) fn take_sorted(history: &Mutex<Vec<RegisterOp>>) -> Vec<RegisterOp> {
+    let mut history = std::mem::take(&mut *history.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
     history.sort_by_key(|op| (op.invoke_ns, op.index));
     for (index, op) in history.iter_mut().enumerate() {
         op.index = index;
@@ -139,16 +149,7 @@ async fn client_loop(shared: Arc<Shared>, worker: usize) {
         let (key_index, call, node) = {
             let mut rng = rand::thread_rng();
             let key_index = group * options.keys_at_once + rng.gen_range(0..options.keys_at_once);
-            let call = match rng.gen_range(0..3) {
-                0 => RegisterCall::Read { value: None },
-                1 => RegisterCall::Write {
-                    value: rng.gen_range(0..5),
-                },
-                _ => RegisterCall::Cas {
-                    from: rng.gen_range(0..5),
-                    to: rng.gen_range(0..5),
-                },
-            };
+            let call = draw_call(&mut rng);
             let node = match (call, options.read_mode) {
                 (RegisterCall::Read { .. }, ReadMode::SerializableAnyMember) => rng.gen_range(0..members),
                 _ => home,
@@ -206,6 +207,20 @@ async fn client_loop(shared: Arc<Shared>, worker: usize) {
             // the history.
             tokio::time::sleep(ERROR_BACKOFF).await;
         }
+    }
+}
+
+/// A read, a write or a compare-and-set of values 0 to 4, a third of each.
+pub(crate) fn draw_call(rng: &mut impl Rng) -> RegisterCall {
+    match rng.gen_range(0..3) {
+        0 => RegisterCall::Read { value: None },
+        1 => RegisterCall::Write {
+            value: rng.gen_range(0..5),
+        },
+        _ => RegisterCall::Cas {
+            from: rng.gen_range(0..5),
+            to: rng.gen_range(0..5),
+        },
     }
 }
 
