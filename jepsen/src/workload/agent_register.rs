@@ -356,6 +356,14 @@ async fn perform(
                 return (call, Outcome::Fail, Some(format!("the value is {found:?}")));
             }
             let version = match options.cas_mode {
+                // Without it the PUT would be unconditional: nothing is sent.
+                CasMode::ResourceVersion if version.is_none() => {
+                    return (
+                        call,
+                        Outcome::Fail,
+                        Some("the ConfigMap read has no resourceVersion".to_string()),
+                    )
+                }
                 CasMode::ResourceVersion => version,
                 CasMode::Blind => {
                     tokio::time::sleep(BLIND_CAS_GAP).await;
