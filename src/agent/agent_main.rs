@@ -9,7 +9,10 @@ use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use kuboard_raft::framing;
 use rand::Rng as _;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::agent_health::{self, AgentMetrics, TunnelUp};
@@ -45,6 +48,8 @@ pub struct AgentSettings {
     pub allowed: Arc<HashSet<String>>,
     pub health_listen: Option<std::net::SocketAddr>,
     pub metrics: Arc<AgentMetrics>,
+    /// `KUBOARD_AGENT_SERVER_CA` given: every tunnel is TLS, verified against that CA only.
+    pub tls: Option<TlsConnector>,
 }
 
 pub fn run(mut args: AgentArgs) -> u8 {
@@ -159,6 +164,10 @@ pub fn settings(args: &AgentArgs) -> Result<AgentSettings, String> {
                 .map_err(|_| format!("KUBOARD_AGENT_HEALTH_LISTEN={text:?}: expected ip:port, e.g. 0.0.0.0:10082"))?,
         ),
     };
+    let tls = match non_empty(&args.server_ca) {
+        None => None,
+        Some(value) => Some(pinned_connector(&value)?),
+    };
     let report = Report {
         endpoints: endpoints.iter().map(ToString::to_string).collect(),
         credentials,
@@ -172,7 +181,73 @@ pub fn settings(args: &AgentArgs) -> Result<AgentSettings, String> {
         allowed: Arc::new(allowed),
         health_listen,
         metrics: Arc::new(AgentMetrics::new()),
+        tls,
     })
+}
+
+/// The TLS client for `KUBOARD_AGENT_SERVER_CA` (PEM text, or the path of a PEM file): trusts the
+/// certificates given there and nothing else (not the system's roots).
+pub fn pinned_connector(value: &str) -> Result<TlsConnector, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::CertificateDer;
+    let text = if value.starts_with("-----BEGIN") {
+        value.to_string()
+    } else {
+        std::fs::read_to_string(value).map_err(|error| format!("KUBOARD_AGENT_SERVER_CA: read {value}: {error}"))?
+    };
+    let certificates = CertificateDer::pem_slice_iter(text.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("KUBOARD_AGENT_SERVER_CA: not PEM certificates: {error}"))?;
+    if certificates.is_empty() {
+        return Err("KUBOARD_AGENT_SERVER_CA: no certificate in it (expected the group CA's PEM)".into());
+    }
+    let mut roots = RootCertStore::empty();
+    for certificate in certificates {
+        roots
+            .add(certificate)
+            .map_err(|error| format!("KUBOARD_AGENT_SERVER_CA: not a usable CA certificate: {error}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("TLS set-up: {error}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Why a TLS handshake with a replica failed: a metric label and words for the log.
+fn tls_failure(error: &std::io::Error) -> (&'static str, String) {
+    use rustls::CertificateError;
+    let rustls_error = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match rustls_error {
+        Some(rustls::Error::InvalidCertificate(CertificateError::NotValidForName)) => (
+            "wrong_name",
+            format!(
+                "the server's certificate does not carry the agent server name {}: {error}",
+                protocol::TLS_SERVER_NAME
+            ),
+        ),
+        Some(rustls::Error::InvalidCertificate(CertificateError::Expired | CertificateError::NotValidYet)) => (
+            "expired",
+            format!("the server's certificate is out of its validity: {error}"),
+        ),
+        Some(rustls::Error::InvalidCertificate(_)) => (
+            "untrusted_certificate",
+            format!(
+                "the server's certificate is not signed by KUBOARD_AGENT_SERVER_CA (another group, or its CA \
+                 was replaced: make a new manifest): {error}"
+            ),
+        ),
+        Some(other) => ("handshake", format!("{other}")),
+        None => (
+            "closed",
+            format!(
+                "the server closed the connection during the TLS handshake (no TLS on this port yet, or \
+                 not a Kuboard agent port): {error}"
+            ),
+        ),
+    }
 }
 
 fn check_host_port(entry: &str) -> Result<(), String> {
@@ -231,11 +306,36 @@ async fn keep_tunnel(settings: AgentSettings, server: String, stop: Cancellation
 
 /// One tunnel's life: dial, handshake, serve streams until it fails. Returns why it ended.
 async fn tunnel(settings: &AgentSettings, server: &str) -> Result<String, String> {
-    let mut socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server))
+    let socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server))
         .await
         .map_err(|_| format!("connect: no answer within {CONNECT_TIMEOUT:?}"))?
         .map_err(|error| format!("connect: {error}"))?;
     let _ = socket.set_nodelay(true);
+    let Some(connector) = &settings.tls else {
+        return speak(settings, server, socket).await;
+    };
+    let name =
+        rustls_pki_types::ServerName::try_from(protocol::TLS_SERVER_NAME).map_err(|error| format!("TLS: {error}"))?;
+    let failures = &settings.metrics.tls_failures;
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, socket)).await {
+        Ok(Ok(stream)) => speak(settings, server, stream).await,
+        Ok(Err(error)) => {
+            let (reason, message) = tls_failure(&error);
+            failures.with_label_values(&[server, reason]).inc();
+            Err(format!("TLS refused ({reason}): {message}"))
+        }
+        Err(_) => {
+            failures.with_label_values(&[server, "timeout"]).inc();
+            Err(format!("TLS: no handshake within {HANDSHAKE_TIMEOUT:?}"))
+        }
+    }
+}
+
+/// The agent handshake on a connected socket (plain or TLS), then the tunnel.
+async fn speak<IO>(settings: &AgentSettings, server: &str, mut socket: IO) -> Result<String, String>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
     let handshake = async {
         let hello = Hello {
             magic: protocol::MAGIC.into(),
@@ -407,6 +507,7 @@ mod tests {
             },
             allowed: Arc::new(allowed.iter().cloned().collect()),
             health_listen: None,
+            tls: None,
             metrics: Arc::new(AgentMetrics::new()),
         };
         let (replica_side, agent_side) = tokio::io::duplex(64 * 1024);
@@ -462,6 +563,38 @@ mod tests {
     }
 
     const WAIT: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn the_server_ca_is_pem_text_or_a_file_and_anything_else_stops_the_agent() {
+        let ca = rcgen::CertificateParams::default()
+            .self_signed(&rcgen::KeyPair::generate().expect("a key"))
+            .expect("a certificate")
+            .pem();
+        assert!(pinned_connector(&ca).is_ok(), "PEM text");
+        let dir = tempfile::tempdir().expect("a dir");
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, &ca).expect("write");
+        assert!(pinned_connector(&path.to_string_lossy()).is_ok(), "a file");
+        for (value, expected) in [
+            ("/nonexistent/ca.pem", "read /nonexistent/ca.pem"),
+            (
+                "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+                "not PEM",
+            ),
+            (
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                "no certificate",
+            ),
+        ] {
+            match pinned_connector(value) {
+                Ok(_) => panic!("{value:?} is refused"),
+                Err(message) => assert!(
+                    message.starts_with("KUBOARD_AGENT_SERVER_CA") && message.contains(expected),
+                    "{value:?}: {message}"
+                ),
+            }
+        }
+    }
 
     #[tokio::test]
     async fn streams_reach_allowed_apiservers_only_and_close_with_their_end() {
