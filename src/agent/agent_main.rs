@@ -221,14 +221,21 @@ fn tls_failure(error: &std::io::Error) -> (&'static str, String) {
     use rustls::CertificateError;
     let rustls_error = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match rustls_error {
-        Some(rustls::Error::InvalidCertificate(CertificateError::NotValidForName)) => (
+        Some(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => (
             "wrong_name",
             format!(
                 "the server's certificate does not carry the agent server name {}: {error}",
                 protocol::TLS_SERVER_NAME
             ),
         ),
-        Some(rustls::Error::InvalidCertificate(CertificateError::Expired | CertificateError::NotValidYet)) => (
+        Some(rustls::Error::InvalidCertificate(
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. },
+        )) => (
             "expired",
             format!("the server's certificate is out of its validity: {error}"),
         ),
@@ -496,7 +503,21 @@ mod tests {
     /// Adds a tunnel to an agent serving `allowed`; returns the agent's task (abort it to kill
     /// the agent's end).
     async fn add_tunnel(hub: &TunnelHub, allowed: &[String]) -> tokio::task::JoinHandle<Result<String, String>> {
-        let settings = AgentSettings {
+        let settings = test_settings(allowed, None);
+        let (replica_side, agent_side) = tokio::io::duplex(64 * 1024);
+        let agent = tokio::spawn(async move { serve_tunnel(&settings, agent_side).await });
+        let (sender, connection) = crate::agent::listener::tunnel_client()
+            .handshake::<_, Bytes>(replica_side)
+            .await
+            .expect("HTTP/2 over the pipe");
+        tokio::spawn(connection);
+        hub.add("edge", sender);
+        agent
+    }
+
+    /// An agent's settings for cluster `edge` with the token `t`, serving `allowed`.
+    fn test_settings(allowed: &[String], tls: Option<TlsConnector>) -> AgentSettings {
+        AgentSettings {
             servers: vec!["unused:1".into()],
             cluster: "edge".into(),
             token: "t".into(),
@@ -507,18 +528,9 @@ mod tests {
             },
             allowed: Arc::new(allowed.iter().cloned().collect()),
             health_listen: None,
-            tls: None,
+            tls,
             metrics: Arc::new(AgentMetrics::new()),
-        };
-        let (replica_side, agent_side) = tokio::io::duplex(64 * 1024);
-        let agent = tokio::spawn(async move { serve_tunnel(&settings, agent_side).await });
-        let (sender, connection) = crate::agent::listener::tunnel_client()
-            .handshake::<_, Bytes>(replica_side)
-            .await
-            .expect("HTTP/2 over the pipe");
-        tokio::spawn(connection);
-        hub.add("edge", sender);
-        agent
+        }
     }
 
     /// A TCP server on loopback echoing what it reads; sends on `closed` when a connection ends.
@@ -681,5 +693,115 @@ mod tests {
             .expect("the echo within 5 s")
             .expect("read");
         assert_eq!(&answer, b"ping");
+    }
+
+    /// A CA (certificate and key) made with `rcgen`, as the group CA is.
+    fn test_ca() -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let mut params = rcgen::CertificateParams::default();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        (params.self_signed(&key).expect("a CA"), key)
+    }
+
+    /// A loopback TLS server presenting a certificate for `name` issued by `ca`, valid until
+    /// `not_after`. After a TLS handshake it reads one hello frame and sends it on the channel.
+    async fn tls_server(
+        ca: &(rcgen::Certificate, rcgen::KeyPair),
+        name: &str,
+        not_after: (i32, u8, u8),
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<Hello>) {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let leaf = params.signed_by(&key, &ca.0, &ca.1).expect("a leaf");
+        let private = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone(), ca.0.der().clone()], private)
+            .expect("a server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let (hellos, received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let Ok(mut stream) = acceptor.accept(socket).await else {
+                    continue;
+                };
+                if let Ok(hello) = framing::read_record::<Hello, _>(&mut stream, protocol::HELLO_LIMIT).await {
+                    let _ = hellos.send(hello);
+                }
+            }
+        });
+        (address, received)
+    }
+
+    /// What broke: rustls reports a wrong name and an expired certificate with its `…Context`
+    /// variants, which the agent logged and counted as `untrusted_certificate` ("not signed by
+    /// KUBOARD_AGENT_SERVER_CA"), sending the operator after the wrong cause. Each reason is told
+    /// apart now (log and `kuboard_agent_tls_failures_total`); the control: the pinned CA's
+    /// certificate for the agent server name gets the hello, inside TLS, and counts nothing.
+    #[tokio::test]
+    async fn a_wrong_name_or_an_expired_certificate_was_reported_as_untrusted() {
+        let pinned = test_ca();
+        let other = test_ca();
+        let settings = test_settings(&[], Some(pinned_connector(&pinned.0.pem()).expect("the pin")));
+        let name = protocol::TLS_SERVER_NAME;
+        for (what, ca, server_name, not_after, reason) in [
+            ("another CA", &other, name, (4000, 1, 1), "untrusted_certificate"),
+            (
+                "the pinned CA, another name",
+                &pinned,
+                "kuboard1",
+                (4000, 1, 1),
+                "wrong_name",
+            ),
+            ("the pinned CA, expired", &pinned, name, (2020, 1, 1), "expired"),
+        ] {
+            let (address, mut hellos) = tls_server(ca, server_name, not_after).await;
+            let error = tunnel(&settings, &address)
+                .await
+                .expect_err(&format!("{what}: refused"));
+            assert!(error.starts_with(&format!("TLS refused ({reason})")), "{what}: {error}");
+            assert_eq!(
+                settings
+                    .metrics
+                    .tls_failures
+                    .with_label_values(&[&address, reason])
+                    .get(),
+                1,
+                "{what}: counted once"
+            );
+            assert!(hellos.try_recv().is_err(), "{what}: no hello sent");
+        }
+
+        let (address, mut hellos) = tls_server(&pinned, name, (4000, 1, 1)).await;
+        let error = tunnel(&settings, &address)
+            .await
+            .expect_err("the server closes after the hello");
+        assert!(!error.starts_with("TLS"), "the TLS handshake passed: {error}");
+        let hello = tokio::time::timeout(WAIT, hellos.recv())
+            .await
+            .expect("the hello within 5 s")
+            .expect("a hello");
+        assert_eq!((hello.cluster.as_str(), hello.token.as_str()), ("edge", "t"));
+        for reason in [
+            "untrusted_certificate",
+            "wrong_name",
+            "expired",
+            "closed",
+            "handshake",
+            "timeout",
+        ] {
+            let counted = settings
+                .metrics
+                .tls_failures
+                .with_label_values(&[&address, reason])
+                .get();
+            assert_eq!(counted, 0, "no {reason} failure counted for the good server");
+        }
     }
 }
