@@ -229,15 +229,15 @@ fn manifest_secret(made: &Value) -> (String, String) {
     (field("token"), field("server-ca.pem"))
 }
 
-/// Makes the agent manifest (a new token: the previous one stops working) and returns its token
-/// and the group CA it pins.
+/// Makes the agent manifest for `endpoints` (`host:port,…`; a new token: the previous one stops
+/// working) and returns its token and the group CA it pins.
 async fn manifest_token_and_ca(replica: &Replica, token: &str, endpoints: &str) -> (String, String) {
     let (status, made) = send(
         replica,
         reqwest::Method::POST,
         "/kuboard-api/clusters/edge/agent-manifest",
         token,
-        Some(&json!({"endpoints": [endpoints]})),
+        Some(&json!({"endpoints": endpoints.split(',').collect::<Vec<_>>()})),
     )
     .await;
     assert_eq!(status, 200, "{made}");
@@ -695,14 +695,18 @@ struct GroupSetup {
     kubeconfig: PathBuf,
 }
 
-async fn group_with_agent_cluster() -> GroupSetup {
+async fn group_with_agent_cluster(require_tls: bool) -> GroupSetup {
     let cluster = start_fake().await;
     let agent_ports = [free_port(), free_port(), free_port()];
     let mut group = common::Group::start_with_env(3, &|index| {
-        vec![(
+        let mut env = vec![(
             "KUBOARD_AGENT_SERVER_TCP_PORT".to_string(),
             agent_ports[index].to_string(),
-        )]
+        )];
+        if require_tls {
+            env.push(("KUBOARD_AGENT_SERVER_REQUIRE_TLS".to_string(), "true".to_string()));
+        }
+        env
     });
     group.wait_all_ready(Duration::from_secs(60)).await;
     let token = group.replicas[0].change_admin_password(NEW_ADMIN_PASSWORD).await;
@@ -746,7 +750,7 @@ async fn an_agent_holds_a_tunnel_to_every_replica() {
         agent_token,
         dir,
         kubeconfig,
-    } = group_with_agent_cluster().await;
+    } = group_with_agent_cluster(false).await;
     let endpoints = agent_ports
         .iter()
         .map(|port| format!("127.0.0.1:{port}"))
@@ -842,18 +846,23 @@ async fn tunnel_holders(replica: &Replica, token: &str) -> Vec<u64> {
 /// Three replicas; the agent is given only the first two (the third is cut off from it). The third
 /// serves the cluster through a peer that holds a tunnel; the cluster's API and the status page
 /// say which replicas hold tunnels; a holder killed with SIGKILL leaves the third forwarding
-/// through the other holder, and its entry goes when its lease expires.
+/// through the other holder, and its entry goes when its lease expires. The replicas require TLS
+/// of agents (the agent pins the group CA); the peers' plain forwarding is not refused for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_without_a_tunnel_forwards_through_a_peer() {
     init_tracing();
-    let mut setup = group_with_agent_cluster().await;
+    // Every replica requires TLS of agents; forwarding between replicas is plain TCP on the same
+    // port and must still be taken.
+    let mut setup = group_with_agent_cluster(true).await;
     let (group, token) = (&mut setup.group, setup.token.as_str());
     let endpoints = format!("127.0.0.1:{},127.0.0.1:{}", setup.agent_ports[0], setup.agent_ports[1]);
-    let _agent = Agent::start(
+    let (agent_token, server_ca) = manifest_token_and_ca(&group.replicas[0], token, &endpoints).await;
+    let _agent = Agent::start_with(
         &setup.kubeconfig,
         &endpoints,
-        &setup.agent_token,
+        &agent_token,
         &setup.dir.path().join("agent.log"),
+        &[("KUBOARD_AGENT_SERVER_CA", server_ca.as_str())],
     );
 
     for replica in &group.replicas {
@@ -875,6 +884,14 @@ async fn a_replica_without_a_tunnel_forwards_through_a_peer() {
         into_holders += metric_value(&metrics(replica).await, forwarded_in);
     }
     assert_eq!(into_holders, out, "every forwarded connection went into a holder");
+    for replica in &group.replicas {
+        let refused = "kuboard_agent_handshake_failures_total{reason=\"tls_required\"}";
+        assert_eq!(
+            metric_value(&metrics(replica).await, refused),
+            0.0,
+            "peers are not refused for speaking plain TCP"
+        );
+    }
     let bytes =
         |direction: &str| format!("kuboard_agent_stream_bytes_total{{cluster=\"edge\",direction=\"{direction}\"}}");
     let mut holder_bytes = (0.0, 0.0);
