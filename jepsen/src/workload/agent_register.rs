@@ -199,7 +199,9 @@ async fn client_loop(shared: Arc<Shared>, worker: usize) {
         };
         let complete_ns = shared.started.elapsed().as_nanos() as u64;
         shared.progress.count(outcome);
-        let failed = error.is_some();
+        // A compare-and-set that lost a race (409) is no sign of trouble; anything else that went
+        // wrong makes the client pause so that a member that is down does not flood the history.
+        let failed = error.as_deref().is_some_and(|error| !error.starts_with("409 "));
         shared
             .history
             .lock()
@@ -353,7 +355,8 @@ async fn perform(
                 Err(error) => return (call, Outcome::Fail, Some(format!("read: {error}"))),
             };
             if found != Some(from) {
-                return (call, Outcome::Fail, Some(format!("the value is {found:?}")));
+                // A comparison that fails is an answer, not an error (as in the etcd registers).
+                return (call, Outcome::Fail, None);
             }
             let version = match options.cas_mode {
                 // Without it the PUT would be unconditional: nothing is sent.
