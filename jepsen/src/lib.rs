@@ -8,9 +8,12 @@
 //! - [`checker`]: linearizability (per-key WGL over a register), set and watch checkers.
 //! - [`net`]: hosts in network namespaces on a bridge, partitions, packet loss, cleanup.
 //! - [`echo`]: a TCP echo server and probe for reachability checks.
-//! - [`system`]: the system under test (embedded group or etcd), one member per host, signals.
+//! - [`system`]: the system under test (embedded group or etcd), one member per host, signals; the
+//!   optional hosts beside it (an audit database, an agent site: a fake apiserver behind
+//!   `kuboard agent`).
 //! - [`workload`]: clients recording histories (registers, set and watch through the etcd v3 API,
-//!   sessions and users through the REST API).
+//!   sessions and users through the REST API, registers as ConfigMaps through the Kubernetes proxy
+//!   and the agent).
 //! - [`nemesis`]: faults on a random schedule and their timeline.
 //! - [`run`]: one test run end to end, writing the run directory.
 //! - [`report`]: the run directory's plots (SVG) and HTML summary.
