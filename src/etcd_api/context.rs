@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use etcd_client::proto::PbResponseHeader;
 use kuboard_storage::{Member, RangeRequest, ReadConsistency, ResponseHeader, Store};
+use tonic::metadata::MetadataMap;
 use tonic::Status;
 
+use super::access::{AuthCache, Caller, Need};
 use super::errors::status_of;
 use super::EtcdApiIdentity;
 
@@ -20,6 +22,8 @@ pub(super) struct ApiContext<S> {
     /// Becomes true when the server stops: long-lived streams (watch, keep-alive) end then, or
     /// the server would wait for them forever.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The auth state shared by the group, as this member last read it.
+    pub auth: Arc<AuthCache>,
 }
 
 impl<S: Clone> Clone for ApiContext<S> {
@@ -30,11 +34,31 @@ impl<S: Clone> Clone for ApiContext<S> {
             member_id: self.member_id,
             client_scheme: self.client_scheme,
             stopping: self.stopping.clone(),
+            auth: self.auth.clone(),
         }
     }
 }
 
 impl<S: Store + Clone> ApiContext<S> {
+    /// Check the caller of a request (its `token` metadata) against what the request needs; with
+    /// auth disabled only writes into the reserved prefix are refused.
+    pub async fn authorize(&self, metadata: &MetadataMap, needs: &[Need]) -> Result<Caller, Status> {
+        self.auth
+            .authorize(&self.store, metadata, needs, ReadConsistency::Linearizable)
+            .await
+    }
+
+    /// [`Self::authorize`] for a read of the given consistency: a serializable read is checked
+    /// against this member's applied auth state, as etcd does.
+    pub async fn authorize_read(
+        &self,
+        metadata: &MetadataMap,
+        needs: &[Need],
+        consistency: ReadConsistency,
+    ) -> Result<Caller, Status> {
+        self.auth.authorize(&self.store, metadata, needs, consistency).await
+    }
+
     /// etcd's full header (etcdctl 3.4 needs every field) from the store's header.
     pub fn header(&self, header: ResponseHeader) -> Option<PbResponseHeader> {
         Some(PbResponseHeader {

@@ -5,15 +5,17 @@ use std::pin::Pin;
 
 use etcd_client::proto::{
     PbCompactionRequest, PbCompactionResponse, PbDeleteRequest, PbDeleteResponse, PbKvService, PbPutRequest,
-    PbPutResponse, PbRangeRequest, PbRangeResponse, PbRangeStreamResponse, PbTxnRequest, PbTxnResponse,
+    PbPutResponse, PbRangeRequest, PbRangeResponse, PbRangeStreamResponse, PbTxnOpRequest, PbTxnRequest, PbTxnResponse,
 };
 use futures::Stream;
 use kuboard_storage::{
     CompactRequest, Compare, CompareResult, CompareTarget, PutRequest, RangeRequest, Store, TxnOp, TxnOpResponse,
     TxnRequest,
 };
+use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 
+use super::access::{Need, Op};
 use super::context::ApiContext;
 use super::convert;
 use super::errors::{self, invalid, status_of};
@@ -27,8 +29,12 @@ pub(super) struct KvService<S> {
 }
 
 impl<S: Store + Clone> KvService<S> {
-    async fn range_inner(&self, request: PbRangeRequest) -> Result<PbRangeResponse, Status> {
+    async fn range_inner(&self, metadata: &MetadataMap, request: PbRangeRequest) -> Result<PbRangeResponse, Status> {
         let plan = convert::range_plan(request)?;
+        let need = Need::Range(Op::Read, plan.request.key.clone(), plan.request.range_end.clone());
+        self.ctx
+            .authorize_read(metadata, &[need], plan.request.consistency)
+            .await?;
         let response = self.ctx.store.range(plan.request).await.map_err(|e| status_of(&e))?;
         let header = self.ctx.header(response.header);
         Ok(convert::range_response(response, plan.finish.as_ref(), header))
@@ -98,18 +104,53 @@ impl<S: Store + Clone> KvService<S> {
     }
 }
 
+/// A put writes its key, and reads it when it returns the previous value.
+fn put_needs(request: &PbPutRequest) -> Vec<Need> {
+    let mut needs = vec![Need::Range(Op::Write, request.key.clone(), Vec::new())];
+    if request.prev_kv || request.ignore_value || request.ignore_lease {
+        needs.push(Need::Range(Op::Read, request.key.clone(), Vec::new()));
+    }
+    needs
+}
+
+/// What a txn needs, as etcd checks it: reading every compared range and every range op, writing
+/// every put and delete, in both branches and in nested txns, whichever branch runs.
+pub(super) fn txn_needs(txn: &PbTxnRequest, needs: &mut Vec<Need>) {
+    for compare in &txn.compare {
+        needs.push(Need::Range(Op::Read, compare.key.clone(), compare.range_end.clone()));
+    }
+    for op in txn.success.iter().chain(&txn.failure) {
+        match &op.request {
+            Some(PbTxnOpRequest::RequestRange(range)) => {
+                needs.push(Need::Range(Op::Read, range.key.clone(), range.range_end.clone()));
+            }
+            Some(PbTxnOpRequest::RequestPut(put)) => needs.extend(put_needs(put)),
+            Some(PbTxnOpRequest::RequestDeleteRange(delete)) => {
+                needs.push(Need::Range(Op::Write, delete.key.clone(), delete.range_end.clone()));
+                if delete.prev_kv {
+                    needs.push(Need::Range(Op::Read, delete.key.clone(), delete.range_end.clone()));
+                }
+            }
+            Some(PbTxnOpRequest::RequestTxn(nested)) => txn_needs(nested, needs),
+            None => {}
+        }
+    }
+}
+
 type RangeStream = Pin<Box<dyn Stream<Item = Result<PbRangeStreamResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl<S: Store + Clone> PbKvService for KvService<S> {
     async fn range(&self, request: Request<PbRangeRequest>) -> Result<Response<PbRangeResponse>, Status> {
-        Ok(Response::new(self.range_inner(request.into_inner()).await?))
+        let (metadata, _, request) = request.into_parts();
+        Ok(Response::new(self.range_inner(&metadata, request).await?))
     }
 
     type RangeStreamStream = RangeStream;
 
     async fn range_stream(&self, request: Request<PbRangeRequest>) -> Result<Response<RangeStream>, Status> {
-        let response = self.range_inner(request.into_inner()).await?;
+        let (metadata, _, request) = request.into_parts();
+        let response = self.range_inner(&metadata, request).await?;
         let chunk = PbRangeStreamResponse {
             range_response: Some(response),
         };
@@ -117,7 +158,8 @@ impl<S: Store + Clone> PbKvService for KvService<S> {
     }
 
     async fn put(&self, request: Request<PbPutRequest>) -> Result<Response<PbPutResponse>, Status> {
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
+        self.ctx.authorize(&metadata, &put_needs(&request)).await?;
         if request.ignore_value || request.ignore_lease {
             return Ok(Response::new(self.put_keeping_current(request).await?));
         }
@@ -128,14 +170,24 @@ impl<S: Store + Clone> PbKvService for KvService<S> {
     }
 
     async fn delete_range(&self, request: Request<PbDeleteRequest>) -> Result<Response<PbDeleteResponse>, Status> {
-        let delete = convert::delete_request(request.into_inner())?;
+        let (metadata, _, request) = request.into_parts();
+        let delete = convert::delete_request(request)?;
+        let mut needs = vec![Need::Range(Op::Write, delete.key.clone(), delete.range_end.clone())];
+        if delete.prev_kv {
+            needs.push(Need::Range(Op::Read, delete.key.clone(), delete.range_end.clone()));
+        }
+        self.ctx.authorize(&metadata, &needs).await?;
         let response = self.ctx.store.delete_range(delete).await.map_err(|e| status_of(&e))?;
         let header = self.ctx.header(response.header);
         Ok(Response::new(convert::delete_response(response, header)))
     }
 
     async fn txn(&self, request: Request<PbTxnRequest>) -> Result<Response<PbTxnResponse>, Status> {
-        let (txn, plan) = convert::txn_request(request.into_inner())?;
+        let (metadata, _, request) = request.into_parts();
+        let mut needs = Vec::new();
+        txn_needs(&request, &mut needs);
+        let (txn, plan) = convert::txn_request(request)?;
+        self.ctx.authorize(&metadata, &needs).await?;
         let response = self.ctx.store.txn(txn).await.map_err(|e| status_of(&e))?;
         let header = self.ctx.header(response.header);
         Ok(Response::new(convert::txn_response(response, &plan, header)))
@@ -144,7 +196,9 @@ impl<S: Store + Clone> PbKvService for KvService<S> {
     async fn compact(&self, request: Request<PbCompactionRequest>) -> Result<Response<PbCompactionResponse>, Status> {
         // `physical` asks to wait until the compaction is on disk; the store's compaction is applied
         // when it returns, so both kinds are answered the same way.
-        let revision = request.into_inner().revision;
+        let (metadata, _, request) = request.into_parts();
+        self.ctx.authorize(&metadata, &[Need::Admin]).await?;
+        let revision = request.revision;
         let response = self
             .ctx
             .store

@@ -1,0 +1,809 @@
+//! etcd-style authentication of the API: the auth state every replica shares (kept in the store
+//! under [`RESERVED_PREFIX`]), the stateless tokens, and the permission checks over key ranges.
+//!
+//! # The state
+//!
+//! One key, [`STATE_KEY`], holds the whole auth state as JSON: the enabled flag, the auth
+//! revision, the token signing key, the users (argon2id PHC hashes, never passwords) and the roles
+//! with their key-range permissions. Every change is a read of that key and a compare-and-swap on
+//! its mod revision, which bumps the auth revision, so changes made on different replicas at the
+//! same time are serialised by Raft and none is lost. Checks read the key with the consistency of
+//! the request (linearizable but for serializable reads) and keep the parsed state while its mod
+//! revision is unchanged, so a change holds on every replica once it is acknowledged.
+//!
+//! # Tokens
+//!
+//! `user.revision.expiry.mac`: the user name (base64url), the auth revision the token was made at,
+//! its expiry (Unix seconds, [`TOKEN_TTL`] after it was made, etcd's simple-token TTL), and an
+//! HMAC-SHA256 over the three with the signing key of the state. Any replica can check a token
+//! without asking the one that made it. A token made before any change of users, roles or the
+//! enabled flag is refused with etcd's "revision of auth store is old" (etcd clients then
+//! authenticate again); the signing key is made anew at every `auth enable`.
+//!
+//! # The reserved prefix
+//!
+//! Keys under [`RESERVED_PREFIX`] change only through the Auth service: a put into it, a delete
+//! touching it, or a transaction writing into it is refused with "permission denied" for
+//! everyone, auth enabled or not. Reads of it are refused for every user but `root` while auth is
+//! enabled; `root` (and, with auth disabled, everyone, who can then write any key anyway) reads it
+//! like any key: the password hashes and the signing key of the current auth revision, which give
+//! nothing `root` does not already have.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use kuboard_storage::{
+    Compare, CompareResult, CompareTarget, PutRequest, RangeRequest, ReadConsistency, ResponseHeader, Store, TxnOp,
+    TxnRequest,
+};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
+
+use super::errors::status_of;
+
+/// Keys of the store that belong to the API's authentication.
+pub(super) const RESERVED_PREFIX: &[u8] = b"etcd-api/";
+/// The one key holding the auth state.
+pub(super) const STATE_KEY: &[u8] = b"etcd-api/auth";
+/// etcd's `--auth-token=simple` TTL.
+pub(super) const TOKEN_TTL: Duration = Duration::from_secs(300);
+/// The longest user or role name accepted.
+pub(super) const MAX_NAME_BYTES: usize = 256;
+/// The longest password accepted (bounds the hashing work of one request).
+pub(super) const MAX_PASSWORD_BYTES: usize = 1024;
+/// The role that may do anything.
+pub(super) const ROOT: &str = "root";
+/// How often a change of the state is retried when another change won the compare-and-swap.
+const CHANGE_ATTEMPTS: usize = 16;
+
+// etcd's permission types (authpb.Permission.Type).
+pub(super) const PERM_READ: i32 = 0;
+pub(super) const PERM_WRITE: i32 = 1;
+pub(super) const PERM_READWRITE: i32 = 2;
+
+// etcd's messages (rpctypes), with their gRPC codes.
+pub(super) const ROOT_USER_NOT_EXIST: &str = "etcdserver: root user does not exist";
+pub(super) const ROOT_ROLE_NOT_EXIST: &str = "etcdserver: root user does not have root role";
+pub(super) const USER_ALREADY_EXIST: &str = "etcdserver: user name already exists";
+pub(super) const USER_EMPTY: &str = "etcdserver: user name is empty";
+pub(super) const USER_NOT_FOUND: &str = "etcdserver: user name not found";
+pub(super) const ROLE_ALREADY_EXIST: &str = "etcdserver: role name already exists";
+pub(super) const ROLE_NOT_FOUND: &str = "etcdserver: role name not found";
+pub(super) const ROLE_EMPTY: &str = "etcdserver: role name is empty";
+pub(super) const AUTH_FAILED: &str = "etcdserver: authentication failed, invalid user ID or password";
+pub(super) const PERMISSION_NOT_GIVEN: &str = "etcdserver: permission not given";
+pub(super) const PERMISSION_DENIED: &str = "etcdserver: permission denied";
+pub(super) const ROLE_NOT_GRANTED: &str = "etcdserver: role is not granted to the user";
+pub(super) const PERMISSION_NOT_GRANTED: &str = "etcdserver: permission is not granted to the role";
+pub(super) const AUTH_NOT_ENABLED: &str = "etcdserver: authentication is not enabled";
+pub(super) const INVALID_AUTH_TOKEN: &str = "etcdserver: invalid auth token";
+pub(super) const INVALID_AUTH_MGMT: &str = "etcdserver: invalid auth management";
+pub(super) const AUTH_OLD_REVISION: &str = "etcdserver: revision of auth store is old";
+pub(super) const TOO_MANY_REQUESTS: &str = "etcdserver: too many requests";
+
+pub(super) fn failed_precondition(message: &str) -> Status {
+    Status::new(Code::FailedPrecondition, message)
+}
+
+pub(super) fn invalid_argument(message: &str) -> Status {
+    Status::new(Code::InvalidArgument, message)
+}
+
+pub(super) fn permission_denied() -> Status {
+    Status::new(Code::PermissionDenied, PERMISSION_DENIED)
+}
+
+pub(super) fn invalid_token() -> Status {
+    Status::new(Code::Unauthenticated, INVALID_AUTH_TOKEN)
+}
+
+/// A key range as etcd names it: `range_end` empty is the single key `key`, `[0]` is every key
+/// from `key` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Permission {
+    pub perm_type: i32,
+    #[serde(with = "hex_bytes")]
+    pub key: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub range_end: Vec<u8>,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct UserRecord {
+    /// argon2id PHC string; `None` for a user added with `--no-password`, who cannot
+    /// authenticate with a password.
+    pub password_hash: Option<String>,
+    pub roles: BTreeSet<String>,
+}
+
+/// The whole auth state. Its `Debug` names no hash and no key.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct AuthState {
+    pub enabled: bool,
+    pub revision: u64,
+    /// The token signing key (hex).
+    pub token_key: String,
+    pub users: BTreeMap<String, UserRecord>,
+    pub roles: BTreeMap<String, Vec<Permission>>,
+}
+
+impl std::fmt::Debug for AuthState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthState")
+            .field("enabled", &self.enabled)
+            .field("revision", &self.revision)
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("roles", &self.roles.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn new_token_key() -> String {
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    hex::encode(key)
+}
+
+/// Whether a request reads or writes its range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
+    Read,
+    Write,
+}
+
+/// What one request needs from the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Need {
+    /// Read or write the range `[key, range_end)` (etcd's conventions for `range_end`).
+    Range(Op, Vec<u8>, Vec<u8>),
+    /// Any authenticated user (leases).
+    User,
+    /// The `root` role (snapshots, defragmentation, user and role management).
+    Admin,
+}
+
+/// The end of a range as a bound: `None` is "no end" (the `[0]` convention).
+fn end_bound(key: &[u8], range_end: &[u8]) -> Option<Vec<u8>> {
+    if range_end.is_empty() {
+        // The single key: up to the next key after it.
+        let mut next = key.to_vec();
+        next.push(0);
+        Some(next)
+    } else if range_end == [0] {
+        None
+    } else {
+        Some(range_end.to_vec())
+    }
+}
+
+/// True when `[key, range_end)` and `[other_key, other_end)` share at least one key.
+pub(super) fn overlaps(key: &[u8], range_end: &[u8], other_key: &[u8], other_end: &[u8]) -> bool {
+    let end = end_bound(key, range_end);
+    let other = end_bound(other_key, other_end);
+    let starts_before_other_ends = other.as_deref().is_none_or(|other_end| key < other_end);
+    let other_starts_before_end = end.as_deref().is_none_or(|end| other_key < end);
+    starts_before_other_ends && other_starts_before_end
+}
+
+/// True when the range touches the reserved prefix.
+pub(super) fn touches_reserved(key: &[u8], range_end: &[u8]) -> bool {
+    let reserved_end = kuboard_storage::keys::prefix_end(RESERVED_PREFIX);
+    overlaps(key, range_end, RESERVED_PREFIX, &reserved_end)
+}
+
+/// True when the union of `granted` ranges covers every key of `[key, range_end)`.
+pub(super) fn covered(granted: &[(&[u8], &[u8])], key: &[u8], range_end: &[u8]) -> bool {
+    let wanted_end = end_bound(key, range_end);
+    let mut intervals: Vec<(Vec<u8>, Option<Vec<u8>>)> = granted
+        .iter()
+        .map(|(start, end)| (start.to_vec(), end_bound(start, end)))
+        .collect();
+    intervals.sort();
+    // Walk from `key` on: each interval that starts at or before the point reached extends it.
+    let mut reached = key.to_vec();
+    loop {
+        if let Some(end) = &wanted_end {
+            if reached >= *end {
+                return true;
+            }
+        }
+        let mut extended = false;
+        for (start, end) in &intervals {
+            if *start > reached {
+                continue;
+            }
+            match end {
+                None => return true,
+                Some(end) if *end > reached => {
+                    reached = end.clone();
+                    extended = true;
+                }
+                Some(_) => {}
+            }
+        }
+        if !extended {
+            return false;
+        }
+    }
+}
+
+/// Who the caller is, once checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Caller {
+    /// Auth is disabled: everyone may do everything but write the reserved prefix.
+    Anyone,
+    /// An authenticated user with the `root` role.
+    Root(String),
+    User(String),
+}
+
+/// Whether `user`'s roles allow everything in `needs`.
+pub(super) fn permitted(state: &AuthState, user: &str, needs: &[Need]) -> Result<Caller, Status> {
+    let Some(record) = state.users.get(user) else {
+        return Err(invalid_token());
+    };
+    if record.roles.contains(ROOT) {
+        return Ok(Caller::Root(user.to_string()));
+    }
+    let perms: Vec<&Permission> = record
+        .roles
+        .iter()
+        .filter_map(|role| state.roles.get(role))
+        .flatten()
+        .collect();
+    let granted = |op: Op| -> Vec<(&[u8], &[u8])> {
+        perms
+            .iter()
+            .filter(|perm| match op {
+                Op::Read => perm.perm_type == PERM_READ || perm.perm_type == PERM_READWRITE,
+                Op::Write => perm.perm_type == PERM_WRITE || perm.perm_type == PERM_READWRITE,
+            })
+            .map(|perm| (perm.key.as_slice(), perm.range_end.as_slice()))
+            .collect()
+    };
+    for need in needs {
+        match need {
+            Need::User => {}
+            Need::Admin => return Err(permission_denied()),
+            Need::Range(op, key, range_end) => {
+                if touches_reserved(key, range_end) || !covered(&granted(*op), key, range_end) {
+                    return Err(permission_denied());
+                }
+            }
+        }
+    }
+    Ok(Caller::User(user.to_string()))
+}
+
+/// A write into the reserved prefix is refused for everyone: the state changes only through the
+/// Auth service, which keeps its rules.
+pub(super) fn refuse_reserved_writes(needs: &[Need]) -> Result<(), Status> {
+    for need in needs {
+        if let Need::Range(Op::Write, key, range_end) = need {
+            if touches_reserved(key, range_end) {
+                return Err(permission_denied());
+            }
+        }
+    }
+    Ok(())
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn token_mac(key_hex: &str, body: &str) -> Option<HmacSha256> {
+    let key = hex::decode(key_hex).ok()?;
+    let mut mac = HmacSha256::new_from_slice(&key).ok()?;
+    mac.update(body.as_bytes());
+    Some(mac)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+/// A token for `user` at the state's revision, valid for [`TOKEN_TTL`].
+pub(super) fn make_token(state: &AuthState, user: &str) -> Result<String, Status> {
+    let name = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(user.as_bytes());
+    let body = format!("{name}.{}.{}", state.revision, now_secs() + TOKEN_TTL.as_secs());
+    let mac = token_mac(&state.token_key, &body).ok_or_else(|| Status::internal("etcdserver: no token signing key"))?;
+    let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    Ok(format!("{body}.{tag}"))
+}
+
+/// What a token that checked out says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TokenClaims {
+    pub user: String,
+    pub revision: u64,
+}
+
+/// Check a token's form, signature and expiry (not its revision: the caller compares it with the
+/// state's). Anything wrong is etcd's "invalid auth token".
+pub(super) fn check_token(state: &AuthState, token: &str) -> Result<TokenClaims, Status> {
+    if token.len() > 4 * MAX_NAME_BYTES + 128 {
+        return Err(invalid_token());
+    }
+    let (body, tag) = token.rsplit_once('.').ok_or_else(invalid_token)?;
+    let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(tag)
+        .map_err(|_| invalid_token())?;
+    let mac = token_mac(&state.token_key, body).ok_or_else(invalid_token)?;
+    mac.verify_slice(&tag).map_err(|_| invalid_token())?;
+    let mut parts = body.split('.');
+    let (Some(name), Some(revision), Some(expiry), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid_token());
+    };
+    let user = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(name)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(invalid_token)?;
+    let revision: u64 = revision.parse().map_err(|_| invalid_token())?;
+    let expiry: u64 = expiry.parse().map_err(|_| invalid_token())?;
+    if expiry <= now_secs() {
+        return Err(invalid_token());
+    }
+    Ok(TokenClaims { user, revision })
+}
+
+/// The token etcd clients send in the `token` metadata (newer clients and gateways:
+/// `authorization`). A value that is not text is a malformed token.
+fn token_of(metadata: &MetadataMap) -> Result<Option<String>, Status> {
+    for name in ["token", "authorization"] {
+        if let Some(value) = metadata.get(name) {
+            let text = value.to_str().map_err(|_| invalid_token())?;
+            return Ok(Some(text.trim_start_matches("Bearer ").to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// The parsed state of one mod revision of [`STATE_KEY`], shared by every check.
+#[derive(Default)]
+pub(super) struct AuthCache {
+    current: Mutex<Option<(i64, Arc<AuthState>)>>,
+}
+
+/// The state as read, with the mod revision to compare-and-swap on (0: the key does not exist).
+pub(super) struct ReadState {
+    pub mod_revision: i64,
+    pub state: Arc<AuthState>,
+    pub header: ResponseHeader,
+}
+
+impl AuthCache {
+    /// Read the state key (`Serializable`: this member's applied state; `Linearizable`: the
+    /// group's latest), parsing it only when it changed.
+    pub async fn read<S: Store>(&self, store: &S, consistency: ReadConsistency) -> Result<ReadState, Status> {
+        let request = RangeRequest {
+            key: STATE_KEY.to_vec(),
+            consistency,
+            ..Default::default()
+        };
+        let response = store.range(request).await.map_err(|e| status_of(&e))?;
+        let header = response.header;
+        let Some(kv) = response.kvs.into_iter().next() else {
+            return Ok(ReadState {
+                mod_revision: 0,
+                state: Arc::new(AuthState::default()),
+                header,
+            });
+        };
+        if let Ok(cached) = self.current.lock() {
+            if let Some((mod_revision, state)) = cached.as_ref() {
+                if *mod_revision == kv.mod_revision {
+                    return Ok(ReadState {
+                        mod_revision: kv.mod_revision,
+                        state: state.clone(),
+                        header,
+                    });
+                }
+            }
+        }
+        let state: AuthState = serde_json::from_slice(&kv.value).map_err(|error| {
+            // Only the Auth service writes the key; the text of the state never reaches the log.
+            tracing::error!(%error, "the etcd API auth state in the store cannot be read; every request is refused");
+            Status::internal("etcdserver: the auth state cannot be read (see the kuboard server log)")
+        })?;
+        let state = Arc::new(state);
+        if let Ok(mut cached) = self.current.lock() {
+            *cached = Some((kv.mod_revision, state.clone()));
+        }
+        Ok(ReadState {
+            mod_revision: kv.mod_revision,
+            state,
+            header,
+        })
+    }
+
+    /// Apply `change` to the latest state and store it with the next auth revision, retrying when
+    /// another change landed in between. `change` may run more than once; it answers whether it
+    /// changed anything (nothing is written when not). Returns the header of the write.
+    pub async fn change<S, F>(&self, store: &S, change: F) -> Result<ResponseHeader, Status>
+    where
+        S: Store,
+        F: Fn(&mut AuthState) -> Result<bool, Status>,
+    {
+        for _ in 0..CHANGE_ATTEMPTS {
+            let read = self.read(store, ReadConsistency::Linearizable).await?;
+            let mut state = (*read.state).clone();
+            if state.token_key.is_empty() {
+                state.token_key = new_token_key();
+            }
+            if !change(&mut state)? {
+                return Ok(read.header);
+            }
+            state.revision += 1;
+            let value = serde_json::to_vec(&state).map_err(|error| Status::internal(error.to_string()))?;
+            let txn = TxnRequest {
+                compare: vec![Compare::new(
+                    STATE_KEY.to_vec(),
+                    CompareResult::Equal,
+                    CompareTarget::ModRevision(read.mod_revision),
+                )],
+                success: vec![TxnOp::Put(PutRequest {
+                    key: STATE_KEY.to_vec(),
+                    value,
+                    lease: 0,
+                    prev_kv: false,
+                })],
+                failure: Vec::new(),
+            };
+            let response = store.txn(txn).await.map_err(|e| status_of(&e))?;
+            if response.succeeded {
+                // Bring this member up to the write, so that its next checks see it.
+                self.read(store, ReadConsistency::Linearizable).await?;
+                return Ok(response.header);
+            }
+        }
+        Err(Status::new(
+            Code::Aborted,
+            "etcdserver: the auth state kept changing; retry",
+        ))
+    }
+
+    /// Check the caller of a request against `needs`, with the auth state read at `consistency`:
+    /// linearizable for every request but serializable reads, so that a change of users, roles
+    /// or the enabled flag holds on every replica from the moment it was acknowledged (the cost
+    /// is one quorum read per request); a serializable read is checked against this member's
+    /// applied state, as etcd checks it. With auth disabled everything but a write into the
+    /// reserved prefix is allowed.
+    pub async fn authorize<S: Store>(
+        &self,
+        store: &S,
+        metadata: &MetadataMap,
+        needs: &[Need],
+        consistency: ReadConsistency,
+    ) -> Result<Caller, Status> {
+        refuse_reserved_writes(needs)?;
+        let mut read = self.read(store, consistency).await?;
+        if !read.state.enabled {
+            return Ok(Caller::Anyone);
+        }
+        let Some(token) = token_of(metadata)? else {
+            return Err(invalid_argument(USER_EMPTY));
+        };
+        let mut claims = check_token(&read.state, &token);
+        let ahead = claims
+            .as_ref()
+            .is_ok_and(|claims| claims.revision > read.state.revision);
+        if consistency == ReadConsistency::Serializable && (ahead || claims.is_err()) {
+            // Made on a member that is ahead of this one (or with a key this member has not
+            // applied yet): catch up once and look again.
+            read = self.read(store, ReadConsistency::Linearizable).await?;
+            if !read.state.enabled {
+                return Ok(Caller::Anyone);
+            }
+            claims = check_token(&read.state, &token);
+        }
+        let claims = claims?;
+        if claims.revision < read.state.revision {
+            return Err(invalid_argument(AUTH_OLD_REVISION));
+        }
+        if claims.revision > read.state.revision {
+            return Err(invalid_token());
+        }
+        permitted(&read.state, &claims.user, needs)
+    }
+}
+
+/// Checks a user name or role name as etcd does, plus a length bound.
+pub(super) fn check_name(name: &str, empty: &'static str, what: &str) -> Result<(), Status> {
+    if name.is_empty() {
+        return Err(invalid_argument(empty));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(invalid_argument(&format!(
+            "etcdserver: {what} name is longer than {MAX_NAME_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// etcd's rule for a permission's range: a single key, every key from `key` on, or a non-empty
+/// range with `key < range_end`; the type one of READ, WRITE, READWRITE.
+pub(super) fn check_permission(perm: &Permission) -> Result<(), Status> {
+    if !(PERM_READ..=PERM_READWRITE).contains(&perm.perm_type) {
+        return Err(invalid_argument(&format!(
+            "etcdserver: unknown permission type {}",
+            perm.perm_type
+        )));
+    }
+    if perm.key.len() > 64 * 1024 || perm.range_end.len() > 64 * 1024 {
+        return Err(invalid_argument(INVALID_AUTH_MGMT));
+    }
+    let valid = if perm.range_end.is_empty() {
+        !perm.key.is_empty()
+    } else if perm.range_end == [0] {
+        true
+    } else {
+        perm.key < perm.range_end
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid_argument(INVALID_AUTH_MGMT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with(perms: Vec<Permission>) -> AuthState {
+        let mut state = AuthState {
+            enabled: true,
+            revision: 3,
+            token_key: new_token_key(),
+            ..Default::default()
+        };
+        state.roles.insert("app".into(), perms);
+        state.roles.insert(ROOT.into(), Vec::new());
+        state.users.insert(
+            "alice".into(),
+            UserRecord {
+                password_hash: None,
+                roles: ["app".to_string()].into(),
+            },
+        );
+        state.users.insert(
+            "root".into(),
+            UserRecord {
+                password_hash: None,
+                roles: [ROOT.to_string()].into(),
+            },
+        );
+        state
+    }
+
+    fn perm(perm_type: i32, key: &[u8], range_end: &[u8]) -> Permission {
+        Permission {
+            perm_type,
+            key: key.to_vec(),
+            range_end: range_end.to_vec(),
+        }
+    }
+
+    fn read(key: &[u8], range_end: &[u8]) -> Need {
+        Need::Range(Op::Read, key.to_vec(), range_end.to_vec())
+    }
+
+    fn write(key: &[u8], range_end: &[u8]) -> Need {
+        Need::Range(Op::Write, key.to_vec(), range_end.to_vec())
+    }
+
+    fn allowed(state: &AuthState, needs: &[Need]) -> bool {
+        match permitted(state, "alice", needs) {
+            Ok(_) => true,
+            Err(status) => {
+                assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+                assert_eq!(status.message(), PERMISSION_DENIED);
+                false
+            }
+        }
+    }
+
+    #[test]
+    fn a_prefix_grant_covers_its_keys_and_ranges_inside_it_only() {
+        let state = state_with(vec![perm(PERM_READWRITE, b"app/", b"app0")]);
+        assert!(allowed(&state, &[write(b"app/x", b"")]));
+        assert!(allowed(&state, &[read(b"app/", b"app0")]));
+        assert!(allowed(&state, &[read(b"app/a", b"app/b")]));
+        assert!(!allowed(&state, &[write(b"sessions/x", b"")]));
+        assert!(
+            !allowed(&state, &[read(b"app/", b"app1")]),
+            "a range reaching past the prefix"
+        );
+        assert!(
+            !allowed(&state, &[read(b"app", b"app0")]),
+            "a range starting before the prefix"
+        );
+        assert!(!allowed(&state, &[read(b"app/", &[0])]), "an open-ended range");
+        assert!(
+            !allowed(&state, &[read(b"app0", b"")]),
+            "the prefix's end is outside it"
+        );
+    }
+
+    #[test]
+    fn a_single_key_grant_is_that_key_only() {
+        let state = state_with(vec![perm(PERM_READ, b"config", b"")]);
+        assert!(allowed(&state, &[read(b"config", b"")]));
+        assert!(!allowed(&state, &[write(b"config", b"")]), "read only");
+        assert!(!allowed(&state, &[read(b"config0", b"")]));
+        assert!(
+            !allowed(&state, &[read(b"config", b"configa")]),
+            "a range with more keys"
+        );
+        let mut exact_end = b"config".to_vec();
+        exact_end.push(0);
+        assert!(
+            allowed(&state, &[read(b"config", &exact_end)]),
+            "the range holding only that key"
+        );
+    }
+
+    #[test]
+    fn an_open_ended_grant_covers_everything_from_its_key() {
+        let state = state_with(vec![perm(PERM_WRITE, b"m", &[0])]);
+        assert!(allowed(&state, &[write(b"m", &[0])]));
+        assert!(allowed(&state, &[write(b"zzz", b"")]));
+        assert!(allowed(&state, &[write(b"n", b"p")]));
+        assert!(!allowed(&state, &[write(b"l", b"")]));
+        assert!(!allowed(&state, &[read(b"m", b"")]), "write only");
+        let everything = state_with(vec![perm(PERM_READWRITE, b"", &[0])]);
+        assert!(allowed(&everything, &[read(b"\0", RESERVED_PREFIX)]));
+        assert!(allowed(&everything, &[read(b"etcd-api0", &[0])]));
+        assert!(allowed(&everything, &[write(b"anything", b"")]));
+    }
+
+    #[test]
+    fn adjacent_grants_cover_a_range_together_and_a_gap_breaks_it() {
+        let joined = state_with(vec![perm(PERM_READ, b"a", b"c"), perm(PERM_READ, b"c", b"e")]);
+        assert!(allowed(&joined, &[read(b"b", b"d")]));
+        assert!(allowed(&joined, &[read(b"a", b"e")]));
+        let gap = state_with(vec![perm(PERM_READ, b"a", b"c"), perm(PERM_READ, b"d", b"e")]);
+        assert!(!allowed(&gap, &[read(b"b", b"d")]));
+        assert!(allowed(&gap, &[read(b"d", b"")]));
+    }
+
+    #[test]
+    fn a_txn_needs_every_compare_and_op_granted() {
+        let state = state_with(vec![
+            perm(PERM_READ, b"app/", b"app0"),
+            perm(PERM_WRITE, b"out/", b"out0"),
+        ]);
+        // Compare on app/x (read), put out/y (write): both granted.
+        assert!(allowed(&state, &[read(b"app/x", b""), write(b"out/y", b"")]));
+        // One op outside the grants refuses the whole txn.
+        assert!(!allowed(
+            &state,
+            &[read(b"app/x", b""), write(b"out/y", b""), write(b"app/x", b"")]
+        ));
+        assert!(!allowed(
+            &state,
+            &[read(b"app/x", b""), read(b"sessions/", b"sessions0")]
+        ));
+    }
+
+    #[test]
+    fn the_reserved_prefix_is_refused_to_users_whatever_they_were_granted_and_to_every_writer() {
+        let state = state_with(vec![perm(PERM_READWRITE, b"", &[0])]);
+        assert!(!allowed(&state, &[read(STATE_KEY, b"")]));
+        assert!(
+            !allowed(&state, &[read(b"\0", &[0])]),
+            "a range over everything includes it"
+        );
+        assert!(allowed(&state, &[read(b"a", b"e")]));
+        assert_eq!(
+            permitted(&state, "root", &[read(STATE_KEY, b"")]).ok(),
+            Some(Caller::Root("root".into()))
+        );
+        assert!(refuse_reserved_writes(&[write(STATE_KEY, b"")]).is_err());
+        assert!(refuse_reserved_writes(&[write(b"\0", &[0])]).is_err());
+        assert!(refuse_reserved_writes(&[write(b"etcd-api0", b"")]).is_ok());
+        assert!(refuse_reserved_writes(&[read(STATE_KEY, b"")]).is_ok());
+    }
+
+    #[test]
+    fn only_root_passes_admin_and_an_unknown_user_is_an_invalid_token() {
+        let state = state_with(Vec::new());
+        assert!(!allowed(&state, &[Need::Admin]));
+        assert!(allowed(&state, &[Need::User]));
+        assert!(permitted(&state, "root", &[Need::Admin]).is_ok());
+        let unknown = permitted(&state, "mallory", &[Need::User]).unwrap_err();
+        assert_eq!(unknown.message(), INVALID_AUTH_TOKEN);
+    }
+
+    #[test]
+    fn tokens_check_out_only_unaltered_and_with_the_key_they_were_made_with() {
+        let state = state_with(Vec::new());
+        let token = make_token(&state, "alice").expect("a token");
+        assert_eq!(
+            check_token(&state, &token).ok(),
+            Some(TokenClaims {
+                user: "alice".into(),
+                revision: 3
+            })
+        );
+        let other_key = AuthState {
+            token_key: new_token_key(),
+            ..state.clone()
+        };
+        assert_eq!(
+            check_token(&other_key, &token).unwrap_err().message(),
+            INVALID_AUTH_TOKEN
+        );
+        // Another user's name, a later revision or a later expiry under the same tag.
+        let (body, tag) = token.rsplit_once('.').expect("a tag");
+        let mut parts: Vec<String> = body.split('.').map(str::to_string).collect();
+        parts[0] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("root");
+        let forged = format!("{}.{tag}", parts.join("."));
+        assert_eq!(check_token(&state, &forged).unwrap_err().message(), INVALID_AUTH_TOKEN);
+        for malformed in ["", ".", "a.b.c.d", "a.b.c.d.e", "....", &"x".repeat(100_000)] {
+            assert_eq!(
+                check_token(&state, malformed).unwrap_err().message(),
+                INVALID_AUTH_TOKEN,
+                "{malformed:.20}"
+            );
+        }
+        // An expired token with a valid tag.
+        let name = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("alice");
+        let body = format!("{name}.3.{}", now_secs() - 1);
+        let mac = token_mac(&state.token_key, &body).expect("a key");
+        let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        assert_eq!(
+            check_token(&state, &format!("{body}.{tag}")).unwrap_err().message(),
+            INVALID_AUTH_TOKEN
+        );
+    }
+
+    #[test]
+    fn permissions_and_names_are_checked_as_etcd_does() {
+        assert!(check_permission(&perm(PERM_READ, b"a", b"")).is_ok());
+        assert!(check_permission(&perm(PERM_READ, b"", &[0])).is_ok());
+        assert!(check_permission(&perm(PERM_READ, b"a", b"b")).is_ok());
+        assert!(check_permission(&perm(PERM_READ, b"b", b"a")).is_err());
+        assert!(check_permission(&perm(PERM_READ, b"", b"")).is_err());
+        assert_eq!(
+            check_permission(&perm(7, b"a", b"")).unwrap_err().message(),
+            "etcdserver: unknown permission type 7"
+        );
+        assert_eq!(check_name("", USER_EMPTY, "user").unwrap_err().message(), USER_EMPTY);
+        assert!(check_name(&"u".repeat(MAX_NAME_BYTES + 1), USER_EMPTY, "user").is_err());
+        assert!(check_name("alice", USER_EMPTY, "user").is_ok());
+    }
+
+    #[test]
+    fn the_state_debug_names_no_hash_and_no_key() {
+        let mut state = state_with(Vec::new());
+        state.users.get_mut("alice").expect("alice").password_hash = Some("$argon2id$secret-hash".into());
+        let printed = format!("{state:?}");
+        assert!(
+            !printed.contains("secret-hash") && !printed.contains(&state.token_key),
+            "{printed}"
+        );
+    }
+}
