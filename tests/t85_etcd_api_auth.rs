@@ -22,6 +22,36 @@ fn as_user(etcdctl: &Etcdctl, user: &str, password: &str) -> Etcdctl {
     etcdctl
 }
 
+/// With auth still off: `root`, a role `app` granted readwrite on the prefix `app/`, and `user`
+/// holding that role.
+async fn add_root_and_app_user(etcdctl: &Etcdctl, user: &str, password: &str) {
+    etcdctl
+        .check(
+            &["user", "add", &format!("root:{ROOT_PASSWORD}")],
+            "User root created\n",
+        )
+        .await;
+    etcdctl.check(&["role", "add", "app"], "Role app created\n").await;
+    etcdctl
+        .check(
+            &["role", "grant-permission", "app", "readwrite", "app/", "--prefix=true"],
+            "Role app updated\n",
+        )
+        .await;
+    etcdctl
+        .check(
+            &["user", "add", &format!("{user}:{password}")],
+            &format!("User {user} created\n"),
+        )
+        .await;
+    etcdctl
+        .check(
+            &["user", "grant-role", user, "app"],
+            &format!("Role app is granted to user {user}\n"),
+        )
+        .await;
+}
+
 /// etcd's Authenticate messages (rpc.proto), for calling the service without etcdctl.
 #[derive(Clone, PartialEq, prost::Message)]
 struct AuthenticateRequest {
@@ -178,28 +208,7 @@ async fn users_roles_and_tokens_hold_on_every_replica_as_in_etcd() {
     etcdctl
         .check_error(&["auth", "enable"], "Error: etcdserver: root user does not exist\n")
         .await;
-    etcdctl
-        .check(
-            &["user", "add", &format!("root:{ROOT_PASSWORD}")],
-            "User root created\n",
-        )
-        .await;
-    etcdctl.check(&["role", "add", "app"], "Role app created\n").await;
-    etcdctl
-        .check(
-            &["role", "grant-permission", "app", "readwrite", "app/", "--prefix=true"],
-            "Role app updated\n",
-        )
-        .await;
-    etcdctl
-        .check(&["user", "add", "alice:alice-pass-1"], "User alice created\n")
-        .await;
-    etcdctl
-        .check(
-            &["user", "grant-role", "alice", "app"],
-            "Role app is granted to user alice\n",
-        )
-        .await;
+    add_root_and_app_user(&etcdctl, "alice", "alice-pass-1").await;
     etcdctl.check(&["auth", "enable"], "Authentication Enabled\n").await;
 
     // Enabled: management needs root, on any replica.
@@ -396,4 +405,89 @@ async fn users_roles_and_tokens_hold_on_every_replica_as_in_etcd() {
         .check(&["get", "sessions/open", "--print-value-only"], "v\n")
         .await;
     embedded.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_names_the_user_when_no_token_is_sent() {
+    init_tracing();
+    let files = tempfile::tempdir().expect("tempdir");
+    let pki = common::make_test_pki(files.path());
+    let path = |file: &std::path::Path| file.display().to_string();
+    let port = common::free_port();
+    let data = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let (cert, key, ca, port_text) = (
+        path(&pki.server_cert),
+        path(&pki.server_key),
+        path(&pki.ca),
+        port.to_string(),
+    );
+    let mut replica = common::Replica::start_with(
+        &data.path().join("data"),
+        logs.path(),
+        &[
+            ("KUBOARD_ETCD_API_PORT", port_text.as_str()),
+            ("KUBOARD_ETCD_API_CERT", cert.as_str()),
+            ("KUBOARD_ETCD_API_KEY", key.as_str()),
+            ("KUBOARD_ETCD_API_CLIENT_CA", ca.as_str()),
+            // Failed authentications are logged at debug level, every crate's debug lines
+            // included: the log is checked for passwords.
+            ("KUBOARD_SERVER_LOGRUS_LEVEL", "debug"),
+        ],
+    );
+    replica.wait_ready_within(etcdctl_support::START_DEADLINE).await;
+    // The test PKI's client certificate has the common name `kuboard-client`.
+    let mut client = Etcdctl::new(vec![format!("https://127.0.0.1:{port}")]);
+    client.extra = vec![
+        format!("--cacert={ca}"),
+        format!("--cert={}", path(&pki.client_cert)),
+        format!("--key={}", path(&pki.client_key)),
+    ];
+    add_root_and_app_user(&client, "kuboard-client", "client-pass-1").await;
+    client.check(&["auth", "enable"], "Authentication Enabled\n").await;
+
+    // No --user: the certificate's common name is the user, with its roles and nothing more.
+    client.check(&["put", "app/x", "1"], "OK\n").await;
+    client
+        .check_error(
+            &["put", "sessions/forged", "x"],
+            "Error: etcdserver: permission denied\n",
+        )
+        .await;
+    client
+        .check_error(&["user", "list"], "Error: etcdserver: permission denied\n")
+        .await;
+    // A token wins over the certificate.
+    let root = as_user(&client, "root", ROOT_PASSWORD);
+    root.check(&["put", "sessions/by-root", "v"], "OK\n").await;
+    // Without the role, and once the user is gone, the certificate gets nothing.
+    root.check(
+        &["user", "revoke-role", "kuboard-client", "app"],
+        "Role app is revoked from user kuboard-client\n",
+    )
+    .await;
+    client
+        .check_error(&["put", "app/y", "1"], "Error: etcdserver: permission denied\n")
+        .await;
+    root.check(&["user", "delete", "kuboard-client"], "User kuboard-client deleted\n")
+        .await;
+    client
+        .check_error(&["get", "app/x"], "Error: etcdserver: permission denied\n")
+        .await;
+    client
+        .check_error(
+            &["--user=root:wrong-pass-9", "get", "app/x"],
+            "Error: etcdserver: authentication failed, invalid user ID or password\n",
+        )
+        .await;
+    // Stopped first, so that every line is written out.
+    replica.stop();
+    let log = replica.log();
+    assert!(
+        log.contains("etcd API authentication failed"),
+        "the failed authentication is logged at debug level:\n{log}"
+    );
+    for secret in [ROOT_PASSWORD, "client-pass-1", "wrong-pass-9"] {
+        assert!(!log.contains(secret), "a password is in the log:\n{log}");
+    }
 }

@@ -30,6 +30,7 @@
 //! nothing `root` does not already have.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,6 +46,7 @@ use sha2::Sha256;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
+use super::authority::ClientInfo;
 use super::errors::status_of;
 
 /// Keys of the store that belong to the API's authentication.
@@ -294,6 +296,23 @@ pub(super) fn permitted(state: &AuthState, user: &str, needs: &[Need]) -> Result
     Ok(Caller::User(user.to_string()))
 }
 
+/// As etcd with client certificate authentication: a request without a token is made as the user
+/// its client certificate's common name names, at the current auth revision; a name that is no
+/// user may do nothing, and without a certificate the request has no user at all.
+pub(super) fn permitted_by_certificate(
+    state: &AuthState,
+    common_name: Option<&str>,
+    needs: &[Need],
+) -> Result<Caller, Status> {
+    let Some(user) = common_name else {
+        return Err(invalid_argument(USER_EMPTY));
+    };
+    if !state.users.contains_key(user) {
+        return Err(permission_denied());
+    }
+    permitted(state, user, needs)
+}
+
 /// A write into the reserved prefix is refused for everyone: the state changes only through the
 /// Auth service, which keeps its rules.
 pub(super) fn refuse_reserved_writes(needs: &[Need]) -> Result<(), Status> {
@@ -368,16 +387,52 @@ pub(super) fn check_token(state: &AuthState, token: &str) -> Result<TokenClaims,
     Ok(TokenClaims { user, revision })
 }
 
-/// The token etcd clients send in the `token` metadata (newer clients and gateways:
-/// `authorization`). A value that is not text is a malformed token.
-fn token_of(metadata: &MetadataMap) -> Result<Option<String>, Status> {
-    for name in ["token", "authorization"] {
-        if let Some(value) = metadata.get(name) {
-            let text = value.to_str().map_err(|_| invalid_token())?;
-            return Ok(Some(text.trim_start_matches("Bearer ").to_string()));
+/// Who a request says it comes from: the token etcd clients send in the `token` metadata (newer
+/// clients and gateways: `authorization`), and the common name of the client certificate the
+/// connection presented (TLS with `KUBOARD_ETCD_API_CLIENT_CA`). Its `Debug` shows whether a token
+/// came, never the token.
+#[derive(Clone)]
+pub(super) struct Credentials {
+    /// `Err`: a token that is not text, which is a malformed token.
+    token: Result<Option<String>, ()>,
+    common_name: Option<String>,
+    /// The client's address, for the log.
+    pub peer: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("token", &matches!(self.token, Ok(Some(_))))
+            .field("common_name", &self.common_name)
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+impl Credentials {
+    pub fn new(metadata: &MetadataMap, extensions: &tonic::Extensions) -> Credentials {
+        let mut token = Ok(None);
+        for name in ["token", "authorization"] {
+            if let Some(value) = metadata.get(name) {
+                token = value
+                    .to_str()
+                    .map(|text| Some(text.trim_start_matches("Bearer ").to_string()))
+                    .map_err(|_| ());
+                break;
+            }
+        }
+        let client = extensions.get::<ClientInfo>();
+        Credentials {
+            token,
+            common_name: client.and_then(|client| client.common_name.clone()),
+            peer: client.and_then(|client| client.tcp.remote_addr()),
         }
     }
-    Ok(None)
+
+    pub fn of<T>(request: &tonic::Request<T>) -> Credentials {
+        Credentials::new(request.metadata(), request.extensions())
+    }
 }
 
 /// The parsed state of one mod revision of [`STATE_KEY`], shared by every check.
@@ -488,12 +543,13 @@ impl AuthCache {
     /// linearizable for every request but serializable reads, so that a change of users, roles
     /// or the enabled flag holds on every replica from the moment it was acknowledged (the cost
     /// is one quorum read per request); a serializable read is checked against this member's
-    /// applied state, as etcd checks it. With auth disabled everything but a write into the
+    /// applied state, as etcd checks it. The caller is the token's user, or without a token the
+    /// client certificate's common name. With auth disabled everything but a write into the
     /// reserved prefix is allowed.
     pub async fn authorize<S: Store>(
         &self,
         store: &S,
-        metadata: &MetadataMap,
+        credentials: &Credentials,
         needs: &[Need],
         consistency: ReadConsistency,
     ) -> Result<Caller, Status> {
@@ -502,8 +558,10 @@ impl AuthCache {
         if !read.state.enabled {
             return Ok(Caller::Anyone);
         }
-        let Some(token) = token_of(metadata)? else {
-            return Err(invalid_argument(USER_EMPTY));
+        let token = match &credentials.token {
+            Err(()) => return Err(invalid_token()),
+            Ok(Some(token)) => token.clone(),
+            Ok(None) => return permitted_by_certificate(&read.state, credentials.common_name.as_deref(), needs),
         };
         let mut claims = check_token(&read.state, &token);
         let ahead = claims
@@ -735,6 +793,27 @@ mod tests {
         assert!(permitted(&state, "root", &[Need::Admin]).is_ok());
         let unknown = permitted(&state, "mallory", &[Need::User]).unwrap_err();
         assert_eq!(unknown.message(), INVALID_AUTH_TOKEN);
+    }
+
+    #[test]
+    fn a_certificate_acts_as_the_user_it_names_and_no_further() {
+        let state = state_with(vec![perm(PERM_READWRITE, b"app/", b"app0")]);
+        let by_certificate = |name: Option<&str>, needs: &[Need]| permitted_by_certificate(&state, name, needs);
+        assert!(by_certificate(Some("alice"), &[write(b"app/x", b"")]).is_ok());
+        let outside = by_certificate(Some("alice"), &[write(b"sessions/x", b"")]).unwrap_err();
+        assert_eq!(outside.message(), PERMISSION_DENIED);
+        let admin = by_certificate(Some("alice"), &[Need::Admin]).unwrap_err();
+        assert_eq!(admin.message(), PERMISSION_DENIED);
+        assert!(matches!(
+            by_certificate(Some("root"), &[Need::Admin]),
+            Ok(Caller::Root(user)) if user == "root"
+        ));
+        // A name that is no user may do nothing, not even what needs no grant.
+        let stranger = by_certificate(Some("mallory"), &[Need::User]).unwrap_err();
+        assert_eq!(stranger.code(), Code::PermissionDenied);
+        // No certificate and no token: no user at all.
+        let nobody = by_certificate(None, &[read(b"app/x", b"")]).unwrap_err();
+        assert_eq!((nobody.code(), nobody.message()), (Code::InvalidArgument, USER_EMPTY));
     }
 
     #[test]

@@ -20,14 +20,13 @@ use kuboard_storage::{ReadConsistency, Store};
 use rand::RngCore;
 use tokio::sync::Semaphore;
 use tonic::codegen::{Body, StdError};
-use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
 use super::access::{
-    self, check_name, check_permission, failed_precondition, invalid_argument, AuthState, Need, Permission, UserRecord,
-    AUTH_FAILED, AUTH_NOT_ENABLED, INVALID_AUTH_MGMT, MAX_PASSWORD_BYTES, PERMISSION_NOT_GIVEN, PERMISSION_NOT_GRANTED,
-    ROLE_ALREADY_EXIST, ROLE_EMPTY, ROLE_NOT_FOUND, ROLE_NOT_GRANTED, ROOT, ROOT_ROLE_NOT_EXIST, ROOT_USER_NOT_EXIST,
-    TOO_MANY_REQUESTS, USER_ALREADY_EXIST, USER_EMPTY, USER_NOT_FOUND,
+    self, check_name, check_permission, failed_precondition, invalid_argument, AuthState, Credentials, Need,
+    Permission, UserRecord, AUTH_FAILED, AUTH_NOT_ENABLED, INVALID_AUTH_MGMT, MAX_PASSWORD_BYTES, PERMISSION_NOT_GIVEN,
+    PERMISSION_NOT_GRANTED, ROLE_ALREADY_EXIST, ROLE_EMPTY, ROLE_NOT_FOUND, ROLE_NOT_GRANTED, ROOT,
+    ROOT_ROLE_NOT_EXIST, ROOT_USER_NOT_EXIST, TOO_MANY_REQUESTS, USER_ALREADY_EXIST, USER_EMPTY, USER_NOT_FOUND,
 };
 use super::context::ApiContext;
 
@@ -264,16 +263,16 @@ impl<S: Clone> Clone for AuthService<S> {
 }
 
 impl<S: Store + Clone> AuthService<S> {
-    async fn admin(&self, metadata: &MetadataMap) -> Result<(), Status> {
-        self.ctx.authorize(metadata, &[Need::Admin]).await.map(|_| ())
+    async fn admin(&self, credentials: &Credentials) -> Result<(), Status> {
+        self.ctx.authorize(credentials, &[Need::Admin]).await.map(|_| ())
     }
 
     /// Change the state (as an administrator) and answer with the header of the write.
-    async fn change<F>(&self, metadata: &MetadataMap, change: F) -> Result<HeaderOnly, Status>
+    async fn change<F>(&self, credentials: &Credentials, change: F) -> Result<HeaderOnly, Status>
     where
         F: Fn(&mut AuthState) -> Result<bool, Status>,
     {
-        self.admin(metadata).await?;
+        self.admin(credentials).await?;
         let header = self.ctx.auth.change(&self.ctx.store, change).await?;
         Ok(HeaderOnly {
             header: self.ctx.header(header),
@@ -281,13 +280,13 @@ impl<S: Store + Clone> AuthService<S> {
     }
 
     /// The latest state, for an administrator's read.
-    async fn admin_read(&self, metadata: &MetadataMap) -> Result<access::ReadState, Status> {
-        self.admin(metadata).await?;
+    async fn admin_read(&self, credentials: &Credentials) -> Result<access::ReadState, Status> {
+        self.admin(credentials).await?;
         self.ctx.auth.read(&self.ctx.store, ReadConsistency::Linearizable).await
     }
 
-    async fn auth_enable(&self, metadata: MetadataMap, _request: Empty) -> Result<HeaderOnly, Status> {
-        self.change(&metadata, |state| {
+    async fn auth_enable(&self, credentials: Credentials, _request: Empty) -> Result<HeaderOnly, Status> {
+        self.change(&credentials, |state| {
             if state.enabled {
                 return Ok(false);
             }
@@ -307,8 +306,8 @@ impl<S: Store + Clone> AuthService<S> {
         .inspect(|_| tracing::info!("etcd API authentication enabled"))
     }
 
-    async fn auth_disable(&self, metadata: MetadataMap, _request: Empty) -> Result<HeaderOnly, Status> {
-        self.change(&metadata, |state| {
+    async fn auth_disable(&self, credentials: Credentials, _request: Empty) -> Result<HeaderOnly, Status> {
+        self.change(&credentials, |state| {
             let was_enabled = state.enabled;
             state.enabled = false;
             Ok(was_enabled)
@@ -317,7 +316,7 @@ impl<S: Store + Clone> AuthService<S> {
         .inspect(|_| tracing::info!("etcd API authentication disabled"))
     }
 
-    async fn auth_status(&self, _metadata: MetadataMap, _request: Empty) -> Result<StatusResponse, Status> {
+    async fn auth_status(&self, _credentials: Credentials, _request: Empty) -> Result<StatusResponse, Status> {
         let read = self
             .ctx
             .auth
@@ -332,7 +331,7 @@ impl<S: Store + Clone> AuthService<S> {
 
     async fn authenticate(
         &self,
-        _metadata: MetadataMap,
+        credentials: Credentials,
         request: AuthenticateRequest,
     ) -> Result<TokenResponse, Status> {
         let read = self
@@ -364,7 +363,11 @@ impl<S: Store + Clone> AuthService<S> {
         })
         .await?;
         if !matched {
-            tracing::debug!(user = %request.name.escape_debug(), "etcd API authentication failed");
+            tracing::debug!(
+                user = %request.name.escape_debug(),
+                peer = ?credentials.peer,
+                "etcd API authentication failed"
+            );
             return Err(invalid_argument(AUTH_FAILED));
         }
         let token = access::make_token(&read.state, &request.name)?;
@@ -374,13 +377,13 @@ impl<S: Store + Clone> AuthService<S> {
         })
     }
 
-    async fn user_add(&self, metadata: MetadataMap, request: UserAddRequest) -> Result<HeaderOnly, Status> {
+    async fn user_add(&self, credentials: Credentials, request: UserAddRequest) -> Result<HeaderOnly, Status> {
         check_name(&request.name, USER_EMPTY, "user")?;
         no_hashed_passwords(&request.hashed_password)?;
         let no_password = request.options.is_some_and(|options| options.no_password);
         // Refuse a name in use before paying for a hash.
         if self
-            .admin_read(&metadata)
+            .admin_read(&credentials)
             .await?
             .state
             .users
@@ -396,7 +399,7 @@ impl<S: Store + Clone> AuthService<S> {
             Some(bounded_hashing(move || hash_password(&password)).await??)
         };
         let name = request.name;
-        self.change(&metadata, |state| {
+        self.change(&credentials, |state| {
             if state.users.contains_key(&name) {
                 return Err(failed_precondition(USER_ALREADY_EXIST));
             }
@@ -412,9 +415,9 @@ impl<S: Store + Clone> AuthService<S> {
         .await
     }
 
-    async fn user_get(&self, metadata: MetadataMap, request: NameRequest) -> Result<NamesResponse, Status> {
+    async fn user_get(&self, credentials: Credentials, request: NameRequest) -> Result<NamesResponse, Status> {
         check_name(&request.name, USER_EMPTY, "user")?;
-        let read = self.admin_read(&metadata).await?;
+        let read = self.admin_read(&credentials).await?;
         let user = read
             .state
             .users
@@ -426,17 +429,17 @@ impl<S: Store + Clone> AuthService<S> {
         })
     }
 
-    async fn user_list(&self, metadata: MetadataMap, _request: Empty) -> Result<NamesResponse, Status> {
-        let read = self.admin_read(&metadata).await?;
+    async fn user_list(&self, credentials: Credentials, _request: Empty) -> Result<NamesResponse, Status> {
+        let read = self.admin_read(&credentials).await?;
         Ok(NamesResponse {
             header: self.ctx.header(read.header),
             names: read.state.users.keys().cloned().collect(),
         })
     }
 
-    async fn user_delete(&self, metadata: MetadataMap, request: NameRequest) -> Result<HeaderOnly, Status> {
+    async fn user_delete(&self, credentials: Credentials, request: NameRequest) -> Result<HeaderOnly, Status> {
         check_name(&request.name, USER_EMPTY, "user")?;
-        self.change(&metadata, |state| {
+        self.change(&credentials, |state| {
             if state.enabled && request.name == ROOT {
                 return Err(invalid_argument(INVALID_AUTH_MGMT));
             }
@@ -451,14 +454,14 @@ impl<S: Store + Clone> AuthService<S> {
 
     async fn user_change_password(
         &self,
-        metadata: MetadataMap,
+        credentials: Credentials,
         request: ChangePasswordRequest,
     ) -> Result<HeaderOnly, Status> {
         check_name(&request.name, USER_EMPTY, "user")?;
         no_hashed_passwords(&request.hashed_password)?;
         check_password(&request.password)?;
         if !self
-            .admin_read(&metadata)
+            .admin_read(&credentials)
             .await?
             .state
             .users
@@ -469,7 +472,7 @@ impl<S: Store + Clone> AuthService<S> {
         let password = request.password;
         let hash = bounded_hashing(move || hash_password(&password)).await??;
         let name = request.name;
-        self.change(&metadata, |state| {
+        self.change(&credentials, |state| {
             let user = state
                 .users
                 .get_mut(&name)
@@ -480,10 +483,10 @@ impl<S: Store + Clone> AuthService<S> {
         .await
     }
 
-    async fn user_grant_role(&self, metadata: MetadataMap, request: UserRoleRequest) -> Result<HeaderOnly, Status> {
+    async fn user_grant_role(&self, credentials: Credentials, request: UserRoleRequest) -> Result<HeaderOnly, Status> {
         check_name(&request.user, USER_EMPTY, "user")?;
         check_name(&request.role, ROLE_EMPTY, "role")?;
-        self.change(&metadata, |state| {
+        self.change(&credentials, |state| {
             if !state.users.contains_key(&request.user) {
                 return Err(failed_precondition(USER_NOT_FOUND));
             }
@@ -500,10 +503,10 @@ impl<S: Store + Clone> AuthService<S> {
         .await
     }
 
-    async fn user_revoke_role(&self, metadata: MetadataMap, request: UserRoleRequest) -> Result<HeaderOnly, Status> {
+    async fn user_revoke_role(&self, credentials: Credentials, request: UserRoleRequest) -> Result<HeaderOnly, Status> {
         check_name(&request.user, USER_EMPTY, "user")?;
         check_name(&request.role, ROLE_EMPTY, "role")?;
-        self.change(&metadata, |state| {
+        self.change(&credentials, |state| {
             if state.enabled && request.user == ROOT && request.role == ROOT {
                 return Err(invalid_argument(INVALID_AUTH_MGMT));
             }
@@ -519,9 +522,9 @@ impl<S: Store + Clone> AuthService<S> {
         .await
     }
 
-    async fn role_add(&self, metadata: MetadataMap, request: NameRequest) -> Result<HeaderOnly, Status> {
+    async fn role_add(&self, credentials: Credentials, request: NameRequest) -> Result<HeaderOnly, Status> {
         check_name(&request.name, ROLE_EMPTY, "role")?;
-        self.change(&metadata, |state| {
+        self.change(&credentials, |state| {
             if state.roles.contains_key(&request.name) {
                 return Err(failed_precondition(ROLE_ALREADY_EXIST));
             }
@@ -531,9 +534,9 @@ impl<S: Store + Clone> AuthService<S> {
         .await
     }
 
-    async fn role_get(&self, metadata: MetadataMap, request: NameRequest) -> Result<RoleGetResponse, Status> {
+    async fn role_get(&self, credentials: Credentials, request: NameRequest) -> Result<RoleGetResponse, Status> {
         check_name(&request.name, ROLE_EMPTY, "role")?;
-        let read = self.admin_read(&metadata).await?;
+        let read = self.admin_read(&credentials).await?;
         let perms = read
             .state
             .roles
@@ -552,17 +555,17 @@ impl<S: Store + Clone> AuthService<S> {
         })
     }
 
-    async fn role_list(&self, metadata: MetadataMap, _request: Empty) -> Result<NamesResponse, Status> {
-        let read = self.admin_read(&metadata).await?;
+    async fn role_list(&self, credentials: Credentials, _request: Empty) -> Result<NamesResponse, Status> {
+        let read = self.admin_read(&credentials).await?;
         Ok(NamesResponse {
             header: self.ctx.header(read.header),
             names: read.state.roles.keys().cloned().collect(),
         })
     }
 
-    async fn role_delete(&self, metadata: MetadataMap, request: NameRequest) -> Result<HeaderOnly, Status> {
+    async fn role_delete(&self, credentials: Credentials, request: NameRequest) -> Result<HeaderOnly, Status> {
         check_name(&request.name, ROLE_EMPTY, "role")?;
-        self.change(&metadata, |state| {
+        self.change(&credentials, |state| {
             if state.enabled && request.name == ROOT {
                 return Err(invalid_argument(INVALID_AUTH_MGMT));
             }
@@ -581,7 +584,7 @@ impl<S: Store + Clone> AuthService<S> {
 
     async fn role_grant_permission(
         &self,
-        metadata: MetadataMap,
+        credentials: Credentials,
         request: GrantPermissionRequest,
     ) -> Result<HeaderOnly, Status> {
         check_name(&request.name, ROLE_EMPTY, "role")?;
@@ -592,7 +595,7 @@ impl<S: Store + Clone> AuthService<S> {
             range_end: perm.range_end,
         };
         check_permission(&perm)?;
-        self.change(&metadata, |state| {
+        self.change(&credentials, |state| {
             let perms = state
                 .roles
                 .get_mut(&request.name)
@@ -615,11 +618,11 @@ impl<S: Store + Clone> AuthService<S> {
 
     async fn role_revoke_permission(
         &self,
-        metadata: MetadataMap,
+        credentials: Credentials,
         request: RevokePermissionRequest,
     ) -> Result<HeaderOnly, Status> {
         check_name(&request.role, ROLE_EMPTY, "role")?;
-        self.change(&metadata, |state| {
+        self.change(&credentials, |state| {
             let perms = state
                 .roles
                 .get_mut(&request.role)
@@ -641,7 +644,7 @@ type BoxedResponse = Pin<Box<dyn Future<Output = Result<http::Response<tonic::bo
 fn unary<S, B, Req, Resp, Fut>(
     service: AuthService<S>,
     request: http::Request<B>,
-    handler: fn(AuthService<S>, MetadataMap, Req) -> Fut,
+    handler: fn(AuthService<S>, Credentials, Req) -> Fut,
 ) -> BoxedResponse
 where
     S: Store + Clone + Send + Sync + 'static,
@@ -653,8 +656,8 @@ where
 {
     let method = tower::service_fn(move |request: tonic::Request<Req>| {
         let service = service.clone();
-        let (metadata, _extensions, message) = request.into_parts();
-        let answer = handler(service, metadata, message);
+        let (metadata, extensions, message) = request.into_parts();
+        let answer = handler(service, Credentials::new(&metadata, &extensions), message);
         async move { answer.await.map(tonic::Response::new) }
     });
     Box::pin(async move {
@@ -670,10 +673,10 @@ macro_rules! method {
     ($name:ident, $request:ty, $response:ty) => {
         pub(super) fn $name<S: Store + Clone + Send + Sync + 'static>(
             service: AuthService<S>,
-            metadata: MetadataMap,
+            credentials: Credentials,
             request: $request,
         ) -> Pin<Box<dyn Future<Output = Result<$response, Status>> + Send>> {
-            Box::pin(async move { service.$name(metadata, request).await })
+            Box::pin(async move { service.$name(credentials, request).await })
         }
     };
 }

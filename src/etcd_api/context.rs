@@ -4,10 +4,9 @@ use std::sync::Arc;
 
 use etcd_client::proto::PbResponseHeader;
 use kuboard_storage::{Member, RangeRequest, ReadConsistency, ResponseHeader, Store};
-use tonic::metadata::MetadataMap;
 use tonic::Status;
 
-use super::access::{AuthCache, Caller, Need};
+use super::access::{AuthCache, Caller, Credentials, Need};
 use super::errors::status_of;
 use super::EtcdApiIdentity;
 
@@ -40,11 +39,12 @@ impl<S: Clone> Clone for ApiContext<S> {
 }
 
 impl<S: Store + Clone> ApiContext<S> {
-    /// Check the caller of a request (its `token` metadata) against what the request needs; with
+    /// Check the caller of a request (its `token` metadata, or its client certificate's common
+    /// name) against what the request needs; with
     /// auth disabled only writes into the reserved prefix are refused.
-    pub async fn authorize(&self, metadata: &MetadataMap, needs: &[Need]) -> Result<Caller, Status> {
+    pub async fn authorize(&self, credentials: &Credentials, needs: &[Need]) -> Result<Caller, Status> {
         self.auth
-            .authorize(&self.store, metadata, needs, ReadConsistency::Linearizable)
+            .authorize(&self.store, credentials, needs, ReadConsistency::Linearizable)
             .await
     }
 
@@ -52,11 +52,11 @@ impl<S: Store + Clone> ApiContext<S> {
     /// against this member's applied auth state, as etcd does.
     pub async fn authorize_read(
         &self,
-        metadata: &MetadataMap,
+        credentials: &Credentials,
         needs: &[Need],
         consistency: ReadConsistency,
     ) -> Result<Caller, Status> {
-        self.auth.authorize(&self.store, metadata, needs, consistency).await
+        self.auth.authorize(&self.store, credentials, needs, consistency).await
     }
 
     /// etcd's full header (etcdctl 3.4 needs every field) from the store's header.

@@ -12,10 +12,9 @@ use kuboard_storage::{
     CompactRequest, Compare, CompareResult, CompareTarget, PutRequest, RangeRequest, Store, TxnOp, TxnOpResponse,
     TxnRequest,
 };
-use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 
-use super::access::{Need, Op};
+use super::access::{Credentials, Need, Op};
 use super::context::ApiContext;
 use super::convert;
 use super::errors::{self, invalid, status_of};
@@ -29,11 +28,11 @@ pub(super) struct KvService<S> {
 }
 
 impl<S: Store + Clone> KvService<S> {
-    async fn range_inner(&self, metadata: &MetadataMap, request: PbRangeRequest) -> Result<PbRangeResponse, Status> {
+    async fn range_inner(&self, credentials: &Credentials, request: PbRangeRequest) -> Result<PbRangeResponse, Status> {
         let plan = convert::range_plan(request)?;
         let need = Need::Range(Op::Read, plan.request.key.clone(), plan.request.range_end.clone());
         self.ctx
-            .authorize_read(metadata, &[need], plan.request.consistency)
+            .authorize_read(credentials, &[need], plan.request.consistency)
             .await?;
         let response = self.ctx.store.range(plan.request).await.map_err(|e| status_of(&e))?;
         let header = self.ctx.header(response.header);
@@ -142,15 +141,17 @@ type RangeStream = Pin<Box<dyn Stream<Item = Result<PbRangeStreamResponse, Statu
 #[tonic::async_trait]
 impl<S: Store + Clone> PbKvService for KvService<S> {
     async fn range(&self, request: Request<PbRangeRequest>) -> Result<Response<PbRangeResponse>, Status> {
-        let (metadata, _, request) = request.into_parts();
-        Ok(Response::new(self.range_inner(&metadata, request).await?))
+        let (metadata, extensions, request) = request.into_parts();
+        let credentials = Credentials::new(&metadata, &extensions);
+        Ok(Response::new(self.range_inner(&credentials, request).await?))
     }
 
     type RangeStreamStream = RangeStream;
 
     async fn range_stream(&self, request: Request<PbRangeRequest>) -> Result<Response<RangeStream>, Status> {
-        let (metadata, _, request) = request.into_parts();
-        let response = self.range_inner(&metadata, request).await?;
+        let (metadata, extensions, request) = request.into_parts();
+        let credentials = Credentials::new(&metadata, &extensions);
+        let response = self.range_inner(&credentials, request).await?;
         let chunk = PbRangeStreamResponse {
             range_response: Some(response),
         };
@@ -158,8 +159,9 @@ impl<S: Store + Clone> PbKvService for KvService<S> {
     }
 
     async fn put(&self, request: Request<PbPutRequest>) -> Result<Response<PbPutResponse>, Status> {
-        let (metadata, _, request) = request.into_parts();
-        self.ctx.authorize(&metadata, &put_needs(&request)).await?;
+        let (metadata, extensions, request) = request.into_parts();
+        let credentials = Credentials::new(&metadata, &extensions);
+        self.ctx.authorize(&credentials, &put_needs(&request)).await?;
         if request.ignore_value || request.ignore_lease {
             return Ok(Response::new(self.put_keeping_current(request).await?));
         }
@@ -170,24 +172,26 @@ impl<S: Store + Clone> PbKvService for KvService<S> {
     }
 
     async fn delete_range(&self, request: Request<PbDeleteRequest>) -> Result<Response<PbDeleteResponse>, Status> {
-        let (metadata, _, request) = request.into_parts();
+        let (metadata, extensions, request) = request.into_parts();
+        let credentials = Credentials::new(&metadata, &extensions);
         let delete = convert::delete_request(request)?;
         let mut needs = vec![Need::Range(Op::Write, delete.key.clone(), delete.range_end.clone())];
         if delete.prev_kv {
             needs.push(Need::Range(Op::Read, delete.key.clone(), delete.range_end.clone()));
         }
-        self.ctx.authorize(&metadata, &needs).await?;
+        self.ctx.authorize(&credentials, &needs).await?;
         let response = self.ctx.store.delete_range(delete).await.map_err(|e| status_of(&e))?;
         let header = self.ctx.header(response.header);
         Ok(Response::new(convert::delete_response(response, header)))
     }
 
     async fn txn(&self, request: Request<PbTxnRequest>) -> Result<Response<PbTxnResponse>, Status> {
-        let (metadata, _, request) = request.into_parts();
+        let (metadata, extensions, request) = request.into_parts();
+        let credentials = Credentials::new(&metadata, &extensions);
         let mut needs = Vec::new();
         txn_needs(&request, &mut needs);
         let (txn, plan) = convert::txn_request(request)?;
-        self.ctx.authorize(&metadata, &needs).await?;
+        self.ctx.authorize(&credentials, &needs).await?;
         let response = self.ctx.store.txn(txn).await.map_err(|e| status_of(&e))?;
         let header = self.ctx.header(response.header);
         Ok(Response::new(convert::txn_response(response, &plan, header)))
@@ -196,8 +200,9 @@ impl<S: Store + Clone> PbKvService for KvService<S> {
     async fn compact(&self, request: Request<PbCompactionRequest>) -> Result<Response<PbCompactionResponse>, Status> {
         // `physical` asks to wait until the compaction is on disk; the store's compaction is applied
         // when it returns, so both kinds are answered the same way.
-        let (metadata, _, request) = request.into_parts();
-        self.ctx.authorize(&metadata, &[Need::Admin]).await?;
+        let (metadata, extensions, request) = request.into_parts();
+        let credentials = Credentials::new(&metadata, &extensions);
+        self.ctx.authorize(&credentials, &[Need::Admin]).await?;
         let revision = request.revision;
         let response = self
             .ctx

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::access::{Need, Op};
+use super::access::{Credentials, Need, Op};
 use super::context::ApiContext;
 use super::errors::{self, status_of};
 
@@ -34,7 +34,7 @@ impl<S: Store + Clone> PbLeaseService for LeaseService<S> {
         &self,
         request: Request<PbLeaseGrantRequest>,
     ) -> Result<Response<PbLeaseGrantResponse>, Status> {
-        self.ctx.authorize(request.metadata(), &[Need::User]).await?;
+        self.ctx.authorize(&Credentials::of(&request), &[Need::User]).await?;
         let request = request.into_inner();
         if request.ttl > MAX_LEASE_TTL {
             return Err(Status::new(Code::OutOfRange, errors::LEASE_TTL_TOO_LARGE));
@@ -57,7 +57,8 @@ impl<S: Store + Clone> PbLeaseService for LeaseService<S> {
         &self,
         request: Request<PbLeaseRevokeRequest>,
     ) -> Result<Response<PbLeaseRevokeResponse>, Status> {
-        let (metadata, _, request) = request.into_parts();
+        let (metadata, extensions, request) = request.into_parts();
+        let credentials = Credentials::new(&metadata, &extensions);
         let id = request.id;
         // As etcd: revoking deletes the lease's keys, so it needs write access to each of them.
         let mut needs = vec![Need::User];
@@ -69,7 +70,7 @@ impl<S: Store + Clone> PbLeaseService for LeaseService<S> {
                     .map(|key| Need::Range(Op::Write, key, Vec::new())),
             );
         }
-        self.ctx.authorize(&metadata, &needs).await?;
+        self.ctx.authorize(&credentials, &needs).await?;
         let response = self.ctx.store.lease_revoke(id).await.map_err(|e| status_of(&e))?;
         Ok(Response::new(PbLeaseRevokeResponse {
             header: self.ctx.header(response.header),
@@ -82,7 +83,7 @@ impl<S: Store + Clone> PbLeaseService for LeaseService<S> {
         &self,
         request: Request<Streaming<PbLeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
-        self.ctx.authorize(request.metadata(), &[Need::User]).await?;
+        self.ctx.authorize(&Credentials::of(&request), &[Need::User]).await?;
         let mut inbound = request.into_inner();
         let (outbound, receiver) = mpsc::channel(KEEP_ALIVE_CAPACITY);
         let ctx = self.ctx.clone();
@@ -132,7 +133,7 @@ impl<S: Store + Clone> PbLeaseService for LeaseService<S> {
         &self,
         request: Request<PbLeaseTimeToLiveRequest>,
     ) -> Result<Response<PbLeaseTimeToLiveResponse>, Status> {
-        self.ctx.authorize(request.metadata(), &[Need::User]).await?;
+        self.ctx.authorize(&Credentials::of(&request), &[Need::User]).await?;
         let request = request.into_inner();
         let response = match self.ctx.store.lease_time_to_live(request.id, request.keys).await {
             Ok(response) => PbLeaseTimeToLiveResponse {
@@ -159,7 +160,7 @@ impl<S: Store + Clone> PbLeaseService for LeaseService<S> {
         &self,
         request: Request<PbLeaseLeasesRequest>,
     ) -> Result<Response<PbLeaseLeasesResponse>, Status> {
-        self.ctx.authorize(request.metadata(), &[Need::User]).await?;
+        self.ctx.authorize(&Credentials::of(&request), &[Need::User]).await?;
         let response = self.ctx.store.lease_leases().await.map_err(|e| status_of(&e))?;
         Ok(Response::new(PbLeaseLeasesResponse {
             header: self.ctx.header(response.header),

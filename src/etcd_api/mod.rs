@@ -218,13 +218,28 @@ async fn accept_connections(
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
-                    let _ = ready.send(AuthorityFix::new(Box::new(tls_stream), info)).await;
+                    let common_name = tls_stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|certificate| common_name(certificate));
+                    let connection = AuthorityFix::new(Box::new(tls_stream) as Box<dyn Connection>, info);
+                    let _ = ready.send(connection.with_common_name(common_name)).await;
                 }
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "etcd API TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "etcd API TLS handshake timed out"),
             }
         });
     }
+}
+
+/// The subject common name of a client certificate (the first one, as etcd takes it), which
+/// stands for a user of the etcd API's authentication when a request carries no token.
+fn common_name(certificate: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
+    let name = parsed.subject().iter_common_name().next()?.as_str().ok()?;
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 fn connect_info(stream: &TcpStream) -> TcpConnectInfo {

@@ -22,10 +22,9 @@ use kuboard_storage::{EventKind, Store, StoreError, WatchRequest, WatchStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::access::{Need, Op};
+use super::access::{Credentials, Need, Op};
 use super::context::ApiContext;
 use super::convert;
 use super::errors::{status_of, STOPPED};
@@ -57,11 +56,12 @@ impl<S: Store + Clone> PbWatchService for WatchService<S> {
         &self,
         request: Request<Streaming<PbWatchRequest>>,
     ) -> Result<Response<WatchResponseStream>, Status> {
-        let (metadata, _, inbound) = request.into_parts();
+        let credentials = Credentials::of(&request);
+        let inbound = request.into_inner();
         let (outbound, receiver) = mpsc::channel(OUTBOUND_CAPACITY);
         let session = WatchSession {
             ctx: self.ctx.clone(),
-            metadata,
+            credentials,
             outbound,
             watches: HashMap::new(),
             next_watch_id: 0,
@@ -80,8 +80,9 @@ struct ActiveWatch {
 
 struct WatchSession<S> {
     ctx: ApiContext<S>,
-    /// The stream's metadata (its `token`), checked at every watch created on it.
-    metadata: MetadataMap,
+    /// Who opened the stream (its `token`, its client certificate), checked at every watch
+    /// created on it.
+    credentials: Credentials,
     outbound: Outbound,
     watches: HashMap<i64, ActiveWatch>,
     next_watch_id: i64,
@@ -156,7 +157,7 @@ impl<S: Store + Clone> WatchSession<S> {
     async fn create(&mut self, create: CreateWatch) -> Result<(), ()> {
         self.watches.retain(|_, watch| !watch.forwarder.is_finished());
         let need = Need::Range(Op::Read, create.request.key.clone(), create.request.range_end.clone());
-        if let Err(status) = self.ctx.authorize(&self.metadata, &[need]).await {
+        if let Err(status) = self.ctx.authorize(&self.credentials, &[need]).await {
             // etcd puts the whole gRPC error text in the cancel reason.
             let reason = format!("rpc error: code = {:?} desc = {}", status.code(), status.message());
             return self.refuse_create(reason).await;
