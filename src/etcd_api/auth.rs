@@ -9,16 +9,11 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use etcd_client::proto::PbResponseHeader;
 use kuboard_storage::{ReadConsistency, Store};
-use rand::RngCore;
-use tokio::sync::Semaphore;
 use tonic::codegen::{Body, StdError};
 use tonic::{Code, Status};
 
@@ -29,9 +24,11 @@ use super::access::{
     ROOT_ROLE_NOT_EXIST, ROOT_USER_NOT_EXIST, TOO_MANY_REQUESTS, USER_ALREADY_EXIST, USER_EMPTY, USER_NOT_FOUND,
 };
 use super::context::ApiContext;
+use crate::auth::password::{self as login_password, HashingError};
 
-/// How long an Authenticate waits for a hashing slot before it is refused as "too many requests".
-const HASHING_WAIT: Duration = Duration::from_secs(1);
+/// How long an Authenticate waits for a hashing slot before it is refused as "too many requests"
+/// (as long as a login waits for one).
+const HASHING_WAIT: Duration = login_password::HASHING_QUEUE_WAIT;
 /// Largest Auth request accepted (names and passwords are bounded far below this).
 const MAX_AUTH_MESSAGE_BYTES: usize = 64 * 1024;
 
@@ -184,50 +181,35 @@ pub(super) struct RoleGetResponse {
     pub perm: Vec<PermissionMessage>,
 }
 
-fn hashing_slots() -> Arc<Semaphore> {
-    static SLOTS: OnceLock<Arc<Semaphore>> = OnceLock::new();
-    SLOTS
-        .get_or_init(|| {
-            // One argon2id computation (19 MiB) per core at most: more only queue for the CPU.
-            let cores = std::thread::available_parallelism().map_or(2, usize::from);
-            Arc::new(Semaphore::new(cores.clamp(1, 8)))
-        })
-        .clone()
+/// Verify a password (or spend the same work on a dummy hash when there is no such user) in one
+/// of the process-wide argon2id slots Kuboard's own login uses, waiting at most [`HASHING_WAIT`]
+/// for one: a flood of Authenticate requests is refused, not queued, and it shares one bound on
+/// memory and cores with the logins instead of adding its own.
+async fn verify_bounded(password: String, phc: Option<String>) -> Result<bool, Status> {
+    login_password::verify_bounded(password, phc, HASHING_WAIT)
+        .await
+        .map_err(hashing_status)
 }
 
-/// Run argon2id work on a blocking thread holding a hashing slot, waiting at most
-/// [`HASHING_WAIT`] for one: a flood of Authenticate requests is refused, not queued.
-async fn bounded_hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
-    let slot = tokio::time::timeout(HASHING_WAIT, hashing_slots().acquire_owned())
+/// Hash a new password in one of the same slots, with the same wait.
+async fn hash_bounded(new_password: String) -> Result<String, Status> {
+    let slot = tokio::time::timeout(HASHING_WAIT, login_password::hashing_slot())
         .await
-        .map_err(|_| Status::new(Code::ResourceExhausted, TOO_MANY_REQUESTS))?
-        .map_err(|_| Status::internal("etcdserver: hashing is shut down"))?;
+        .map_err(|_| hashing_status(HashingError::Busy(HASHING_WAIT)))?;
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        work()
+        login_password::hash_password(&new_password)
     })
     .await
+    .map_err(|error| hashing_status(HashingError::Task(error.to_string())))?
     .map_err(|error| Status::internal(format!("etcdserver: password hashing failed: {error}")))
 }
 
-fn hash_password(password: &str) -> Result<String, Status> {
-    let mut salt = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|error| Status::internal(error.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|error| Status::internal(error.to_string()))
-}
-
-fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-}
-
-/// A hash nobody's password matches: an unknown user costs as much as a wrong password.
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| hash_password("no etcd API user has this password").unwrap_or_default())
+fn hashing_status(error: HashingError) -> Status {
+    match error {
+        HashingError::Busy(_) => Status::new(Code::ResourceExhausted, TOO_MANY_REQUESTS),
+        HashingError::Task(error) => Status::internal(format!("etcdserver: password hashing failed: {error}")),
+    }
 }
 
 fn check_password(password: &str) -> Result<(), Status> {
@@ -353,15 +335,7 @@ impl<S: Store + Clone> AuthService<S> {
             .users
             .get(&request.name)
             .and_then(|user| user.password_hash.clone());
-        let password = request.password;
-        let matched = bounded_hashing(move || match phc {
-            Some(phc) => verify_password(&password, &phc),
-            None => {
-                let _ = verify_password(&password, dummy_hash());
-                false
-            }
-        })
-        .await?;
+        let matched = verify_bounded(request.password, phc).await?;
         if !matched {
             tracing::debug!(
                 user = %request.name.escape_debug(),
@@ -396,7 +370,7 @@ impl<S: Store + Clone> AuthService<S> {
         } else {
             check_password(&request.password)?;
             let password = request.password;
-            Some(bounded_hashing(move || hash_password(&password)).await??)
+            Some(hash_bounded(password).await?)
         };
         let name = request.name;
         self.change(&credentials, |state| {
@@ -470,7 +444,7 @@ impl<S: Store + Clone> AuthService<S> {
             return Err(failed_precondition(USER_NOT_FOUND));
         }
         let password = request.password;
-        let hash = bounded_hashing(move || hash_password(&password)).await??;
+        let hash = hash_bounded(password).await?;
         let name = request.name;
         self.change(&credentials, |state| {
             let user = state
