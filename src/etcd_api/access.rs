@@ -62,7 +62,7 @@ pub(super) const MAX_PASSWORD_BYTES: usize = 1024;
 /// The role that may do anything.
 pub(super) const ROOT: &str = "root";
 /// How often a change of the state is retried when another change won the compare-and-swap.
-const CHANGE_ATTEMPTS: usize = 16;
+pub(super) const CHANGE_ATTEMPTS: usize = 16;
 
 // etcd's permission types (authpb.Permission.Type).
 pub(super) const PERM_READ: i32 = 0;
@@ -99,6 +99,11 @@ pub(super) fn invalid_argument(message: &str) -> Status {
 
 pub(super) fn permission_denied() -> Status {
     Status::new(Code::PermissionDenied, PERMISSION_DENIED)
+}
+
+/// A change of the auth state, or a write checked against it, kept meeting newer changes.
+pub(super) fn auth_state_changing() -> Status {
+    Status::new(Code::Aborted, "etcdserver: the auth state kept changing; retry")
 }
 
 pub(super) fn invalid_token() -> Status {
@@ -512,20 +517,13 @@ impl AuthCache {
             }
             state.revision += 1;
             let value = serde_json::to_vec(&state).map_err(|error| Status::internal(error.to_string()))?;
-            let txn = TxnRequest {
-                compare: vec![Compare::new(
-                    STATE_KEY.to_vec(),
-                    CompareResult::Equal,
-                    CompareTarget::ModRevision(read.mod_revision),
-                )],
-                success: vec![TxnOp::Put(PutRequest {
-                    key: STATE_KEY.to_vec(),
-                    value,
-                    lease: 0,
-                    prev_kv: false,
-                })],
-                failure: Vec::new(),
-            };
+            let put = TxnOp::Put(PutRequest {
+                key: STATE_KEY.to_vec(),
+                value,
+                lease: 0,
+                prev_kv: false,
+            });
+            let txn = guarded(put, read.mod_revision);
             let response = store.txn(txn).await.map_err(|e| status_of(&e))?;
             if response.succeeded {
                 // Bring this member up to the write, so that its next checks see it.
@@ -533,10 +531,7 @@ impl AuthCache {
                 return Ok(response.header);
             }
         }
-        Err(Status::new(
-            Code::Aborted,
-            "etcdserver: the auth state kept changing; retry",
-        ))
+        Err(auth_state_changing())
     }
 
     /// Check the caller of a request against `needs`, with the auth state read at `consistency`:
@@ -553,15 +548,54 @@ impl AuthCache {
         needs: &[Need],
         consistency: ReadConsistency,
     ) -> Result<Caller, Status> {
+        self.check(store, credentials, needs, consistency)
+            .await
+            .map(|(caller, _)| caller)
+    }
+
+    /// Check a write against this member's applied auth state (no quorum round trip), answering
+    /// the mod revision of [`STATE_KEY`] it was checked at: the caller makes the write conditional
+    /// on that key being unchanged ([`guarded`]), so that the check holds at the moment the write
+    /// is applied, as etcd checks writes when it applies them. A refusal is confirmed against the
+    /// group's latest state first, so that a grant acknowledged through another member holds here
+    /// at once.
+    pub async fn authorize_write<S: Store>(
+        &self,
+        store: &S,
+        credentials: &Credentials,
+        needs: &[Need],
+        consistency: ReadConsistency,
+    ) -> Result<i64, Status> {
+        let checked = match self.check(store, credentials, needs, consistency).await {
+            Err(_) if consistency == ReadConsistency::Serializable => {
+                self.check(store, credentials, needs, ReadConsistency::Linearizable)
+                    .await
+            }
+            checked => checked,
+        };
+        checked.map(|(_, mod_revision)| mod_revision)
+    }
+
+    /// [`Self::authorize`], with the mod revision of [`STATE_KEY`] the check was made at.
+    async fn check<S: Store>(
+        &self,
+        store: &S,
+        credentials: &Credentials,
+        needs: &[Need],
+        consistency: ReadConsistency,
+    ) -> Result<(Caller, i64), Status> {
         refuse_reserved_writes(needs)?;
         let mut read = self.read(store, consistency).await?;
         if !read.state.enabled {
-            return Ok(Caller::Anyone);
+            return Ok((Caller::Anyone, read.mod_revision));
         }
         let token = match &credentials.token {
             Err(()) => return Err(invalid_token()),
             Ok(Some(token)) => token.clone(),
-            Ok(None) => return permitted_by_certificate(&read.state, credentials.common_name.as_deref(), needs),
+            Ok(None) => {
+                return permitted_by_certificate(&read.state, credentials.common_name.as_deref(), needs)
+                    .map(|caller| (caller, read.mod_revision))
+            }
         };
         let mut claims = check_token(&read.state, &token);
         let ahead = claims
@@ -572,7 +606,7 @@ impl AuthCache {
             // applied yet): catch up once and look again.
             read = self.read(store, ReadConsistency::Linearizable).await?;
             if !read.state.enabled {
-                return Ok(Caller::Anyone);
+                return Ok((Caller::Anyone, read.mod_revision));
             }
             claims = check_token(&read.state, &token);
         }
@@ -583,7 +617,21 @@ impl AuthCache {
         if claims.revision > read.state.revision {
             return Err(invalid_token());
         }
-        permitted(&read.state, &claims.user, needs)
+        permitted(&read.state, &claims.user, needs).map(|caller| (caller, read.mod_revision))
+    }
+}
+
+/// `op` as a transaction that runs only while [`STATE_KEY`] is still at `mod_revision` (0: absent),
+/// the auth state a write was checked against.
+pub(super) fn guarded(op: TxnOp, mod_revision: i64) -> TxnRequest {
+    TxnRequest {
+        compare: vec![Compare::new(
+            STATE_KEY.to_vec(),
+            CompareResult::Equal,
+            CompareTarget::ModRevision(mod_revision),
+        )],
+        success: vec![op],
+        failure: Vec::new(),
     }
 }
 

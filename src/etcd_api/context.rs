@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use etcd_client::proto::PbResponseHeader;
-use kuboard_storage::{Member, RangeRequest, ReadConsistency, ResponseHeader, Store};
+use kuboard_storage::{Member, RangeRequest, ReadConsistency, ResponseHeader, Store, TxnOp, TxnOpResponse};
 use tonic::Status;
 
-use super::access::{AuthCache, Caller, Credentials, Need};
+use super::access::{self, AuthCache, Caller, Credentials, Need};
 use super::errors::status_of;
 use super::EtcdApiIdentity;
 
@@ -46,6 +46,40 @@ impl<S: Store + Clone> ApiContext<S> {
         self.auth
             .authorize(&self.store, credentials, needs, ReadConsistency::Linearizable)
             .await
+    }
+
+    /// Apply the write `op` if its caller may: checked against the auth state as this member
+    /// applied it, and applied only while that state is still the latest (one transaction, no
+    /// quorum read before it); when the state changed in between, checked again against the
+    /// group's latest. Answers the header of the write and the response of `op`.
+    pub async fn authorized_write(
+        &self,
+        credentials: &Credentials,
+        needs: &[Need],
+        op: TxnOp,
+    ) -> Result<(ResponseHeader, TxnOpResponse), Status> {
+        let mut consistency = ReadConsistency::Serializable;
+        for _ in 0..access::CHANGE_ATTEMPTS {
+            let checked_at = self
+                .auth
+                .authorize_write(&self.store, credentials, needs, consistency)
+                .await?;
+            let response = self
+                .store
+                .txn(access::guarded(op.clone(), checked_at))
+                .await
+                .map_err(|e| status_of(&e))?;
+            if response.succeeded {
+                let answer = response
+                    .responses
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Status::internal("etcdserver: the store answered a write with no response"))?;
+                return Ok((response.header, answer));
+            }
+            consistency = ReadConsistency::Linearizable;
+        }
+        Err(access::auth_state_changing())
     }
 
     /// [`Self::authorize`] for a read of the given consistency: a serializable read is checked

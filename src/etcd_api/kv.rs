@@ -91,9 +91,7 @@ impl<S: Store + Clone> KvService<S> {
             let header = self.ctx.header(response.header);
             return match response.responses.into_iter().next() {
                 Some(TxnOpResponse::Put(put)) => Ok(convert::put_response(put, header)),
-                _ => Err(Status::internal(
-                    "etcdserver: the store answered a put with another kind of response",
-                )),
+                _ => Err(other_response("put")),
             };
         }
         Err(Status::new(
@@ -136,6 +134,13 @@ pub(super) fn txn_needs(txn: &PbTxnRequest, needs: &mut Vec<Need>) {
     }
 }
 
+/// The store answered an operation with the response of another kind.
+fn other_response(operation: &str) -> Status {
+    Status::internal(format!(
+        "etcdserver: the store answered a {operation} with another kind of response"
+    ))
+}
+
 type RangeStream = Pin<Box<dyn Stream<Item = Result<PbRangeStreamResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -161,14 +166,18 @@ impl<S: Store + Clone> PbKvService for KvService<S> {
     async fn put(&self, request: Request<PbPutRequest>) -> Result<Response<PbPutResponse>, Status> {
         let (metadata, extensions, request) = request.into_parts();
         let credentials = Credentials::new(&metadata, &extensions);
-        self.ctx.authorize(&credentials, &put_needs(&request)).await?;
+        let needs = put_needs(&request);
         if request.ignore_value || request.ignore_lease {
+            self.ctx.authorize(&credentials, &needs).await?;
             return Ok(Response::new(self.put_keeping_current(request).await?));
         }
         let put = convert::put_request(request)?;
-        let response = self.ctx.store.put(put).await.map_err(|e| status_of(&e))?;
-        let header = self.ctx.header(response.header);
-        Ok(Response::new(convert::put_response(response, header)))
+        match self.ctx.authorized_write(&credentials, &needs, TxnOp::Put(put)).await? {
+            (header, TxnOpResponse::Put(response)) => {
+                Ok(Response::new(convert::put_response(response, self.ctx.header(header))))
+            }
+            _ => Err(other_response("put")),
+        }
     }
 
     async fn delete_range(&self, request: Request<PbDeleteRequest>) -> Result<Response<PbDeleteResponse>, Status> {
@@ -179,10 +188,17 @@ impl<S: Store + Clone> PbKvService for KvService<S> {
         if delete.prev_kv {
             needs.push(Need::Range(Op::Read, delete.key.clone(), delete.range_end.clone()));
         }
-        self.ctx.authorize(&credentials, &needs).await?;
-        let response = self.ctx.store.delete_range(delete).await.map_err(|e| status_of(&e))?;
-        let header = self.ctx.header(response.header);
-        Ok(Response::new(convert::delete_response(response, header)))
+        match self
+            .ctx
+            .authorized_write(&credentials, &needs, TxnOp::DeleteRange(delete))
+            .await?
+        {
+            (header, TxnOpResponse::DeleteRange(response)) => Ok(Response::new(convert::delete_response(
+                response,
+                self.ctx.header(header),
+            ))),
+            _ => Err(other_response("delete")),
+        }
     }
 
     async fn txn(&self, request: Request<PbTxnRequest>) -> Result<Response<PbTxnResponse>, Status> {
@@ -191,10 +207,14 @@ impl<S: Store + Clone> PbKvService for KvService<S> {
         let mut needs = Vec::new();
         txn_needs(&request, &mut needs);
         let (txn, plan) = convert::txn_request(request)?;
-        self.ctx.authorize(&credentials, &needs).await?;
-        let response = self.ctx.store.txn(txn).await.map_err(|e| status_of(&e))?;
-        let header = self.ctx.header(response.header);
-        Ok(Response::new(convert::txn_response(response, &plan, header)))
+        match self.ctx.authorized_write(&credentials, &needs, TxnOp::Txn(txn)).await? {
+            (header, TxnOpResponse::Txn(response)) => Ok(Response::new(convert::txn_response(
+                response,
+                &plan,
+                self.ctx.header(header),
+            ))),
+            _ => Err(other_response("txn")),
+        }
     }
 
     async fn compact(&self, request: Request<PbCompactionRequest>) -> Result<Response<PbCompactionResponse>, Status> {
