@@ -864,6 +864,84 @@ mod tests {
         assert_eq!((nobody.code(), nobody.message()), (Code::InvalidArgument, USER_EMPTY));
     }
 
+    /// A one-member embedded store that has elected itself (its first write went through).
+    async fn one_member_store(dir: &std::path::Path) -> kuboard_raft::RaftStore {
+        let store = crate::one_member_store::one_member_embedded_store(dir).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while let Err(error) = store.put(PutRequest::new("probe", "1")).await {
+            assert!(std::time::Instant::now() < deadline, "the store took no write: {error}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        store
+    }
+
+    fn with_token(token: &str) -> Credentials {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("token", token.parse().expect("a token is ASCII"));
+        Credentials::new(&metadata, &tonic::Extensions::default())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_checked_against_an_older_auth_state_is_not_applied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = one_member_store(dir.path()).await;
+        let cache = AuthCache::default();
+        let granted = AuthState {
+            enabled: true,
+            ..state_with(vec![perm(PERM_READWRITE, b"app/", b"app0")])
+        };
+        cache
+            .change(&store, |state| {
+                *state = granted.clone();
+                Ok(true)
+            })
+            .await
+            .expect("enable auth");
+        let read = cache.read(&store, ReadConsistency::Linearizable).await.expect("read");
+        let alice = with_token(&make_token(&read.state, "alice").expect("a token"));
+        let needs = [write(b"app/x", b"")];
+        let checked_at = cache
+            .authorize_write(&store, &alice, &needs, ReadConsistency::Serializable)
+            .await
+            .expect("alice may write app/x");
+        assert_eq!(checked_at, read.mod_revision);
+
+        // alice loses the role between the check and the write: the write is not applied.
+        cache
+            .change(&store, |state| {
+                Ok(state
+                    .users
+                    .get_mut("alice")
+                    .is_some_and(|alice| alice.roles.remove("app")))
+            })
+            .await
+            .expect("revoke alice's role");
+        let put = TxnOp::Put(PutRequest::new("app/x", "late"));
+        let late = store.txn(guarded(put.clone(), checked_at)).await.expect("txn");
+        assert!(!late.succeeded, "a write checked against an older state was applied");
+        let written = store.range(RangeRequest::key("app/x")).await.expect("read app/x");
+        assert!(written.kvs.is_empty(), "{:?}", written.kvs);
+        // Checked again, it is refused: the token is older than the state.
+        let again = cache
+            .authorize_write(&store, &alice, &needs, ReadConsistency::Serializable)
+            .await
+            .unwrap_err();
+        assert_eq!(again.message(), AUTH_OLD_REVISION);
+
+        // Checked against the current state, a permitted write goes through.
+        let read = cache.read(&store, ReadConsistency::Linearizable).await.expect("read");
+        let root = with_token(&make_token(&read.state, "root").expect("a token"));
+        let checked_at = cache
+            .authorize_write(&store, &root, &needs, ReadConsistency::Serializable)
+            .await
+            .expect("root may write app/x");
+        let applied = store.txn(guarded(put, checked_at)).await.expect("txn");
+        assert!(applied.succeeded);
+        let written = store.range(RangeRequest::key("app/x")).await.expect("read app/x");
+        assert_eq!(written.kvs.len(), 1);
+        store.shutdown().await.expect("shut the store down");
+    }
+
     #[test]
     fn tokens_check_out_only_unaltered_and_with_the_key_they_were_made_with() {
         let state = state_with(Vec::new());
