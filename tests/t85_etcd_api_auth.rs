@@ -248,6 +248,21 @@ async fn users_roles_and_tokens_hold_on_every_replica_as_in_etcd() {
     alice
         .check_error(&["get", "etcd-api/auth"], "Error: etcdserver: permission denied\n")
         .await;
+    // A watch outside the grants is cancelled with etcd's reason; leases need a user.
+    let watched = alice.run(&["watch", "sessions/", "--prefix"]).await;
+    assert!(!watched.success, "the refused watch must end etcdctl: {watched:?}");
+    assert!(watched.stderr.contains("etcdserver: permission denied"), "{watched:?}");
+    replica(2)
+        .check_error(
+            &["lease", "grant", "60"],
+            "Error: failed to grant lease (etcdserver: user name is empty)\n",
+        )
+        .await;
+    let granted = alice.run(&["lease", "grant", "60"]).await;
+    assert!(
+        granted.success && granted.stdout.ends_with(" granted with TTL(60s)\n"),
+        "{granted:?}"
+    );
     root.check_error(
         &["put", "etcd-api/auth", "{}"],
         "Error: etcdserver: permission denied\n",
