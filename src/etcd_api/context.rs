@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use etcd_client::proto::PbResponseHeader;
-use kuboard_storage::{Member, RangeRequest, ReadConsistency, ResponseHeader, Store, TxnOp, TxnOpResponse};
+use kuboard_storage::{
+    Member, RangeRequest, RangeResponse, ReadConsistency, ResponseHeader, Store, TxnOp, TxnOpResponse,
+};
 use tonic::Status;
 
 use super::access::{self, AuthCache, Caller, Credentials, Need};
@@ -80,6 +82,36 @@ impl<S: Store + Clone> ApiContext<S> {
             consistency = ReadConsistency::Linearizable;
         }
         Err(access::auth_state_changing())
+    }
+
+    /// A range its caller may read, checked as etcd checks it: against the auth state this member
+    /// holds when the read is made, with no quorum read of the auth key of its own. For a
+    /// linearizable range the caller is checked against this member's applied state, the range is
+    /// read (a read index, then the local store), and the check holds when the auth key is still at
+    /// the revision it was checked at: the read point lies between the two looks, so the state did
+    /// not change at it. When it did change, the range is checked against the group's latest
+    /// state and read again. (This holds for the embedded store, the only one the API serves:
+    /// its serializable reads are this member's applied state.)
+    pub async fn authorized_range(
+        &self,
+        credentials: &Credentials,
+        needs: &[Need],
+        request: RangeRequest,
+    ) -> Result<RangeResponse, Status> {
+        if request.consistency == ReadConsistency::Linearizable {
+            // A refusal here is confirmed against the group's latest state before it is answered.
+            let checked_at = self
+                .auth
+                .authorize_write(&self.store, credentials, needs, ReadConsistency::Serializable)
+                .await?;
+            let response = self.store.range(request.clone()).await.map_err(|e| status_of(&e))?;
+            let after = self.auth.read(&self.store, ReadConsistency::Serializable).await?;
+            if after.mod_revision == checked_at {
+                return Ok(response);
+            }
+        }
+        self.authorize_read(credentials, needs, request.consistency).await?;
+        self.store.range(request).await.map_err(|e| status_of(&e))
     }
 
     /// [`Self::authorize`] for a read of the given consistency: a serializable read is checked

@@ -31,10 +31,7 @@ impl<S: Store + Clone> KvService<S> {
     async fn range_inner(&self, credentials: &Credentials, request: PbRangeRequest) -> Result<PbRangeResponse, Status> {
         let plan = convert::range_plan(request)?;
         let need = Need::Range(Op::Read, plan.request.key.clone(), plan.request.range_end.clone());
-        self.ctx
-            .authorize_read(credentials, &[need], plan.request.consistency)
-            .await?;
-        let response = self.ctx.store.range(plan.request).await.map_err(|e| status_of(&e))?;
+        let response = self.ctx.authorized_range(credentials, &[need], plan.request).await?;
         let header = self.ctx.header(response.header);
         Ok(convert::range_response(response, plan.finish.as_ref(), header))
     }
