@@ -994,6 +994,65 @@ spec:
         image: nginx
 ";
 
+/// The agent's tunnel to replica 1 goes silent (its packets dropped, the connections left open):
+/// replica 1 went on dialling through it until the keepalive declared it dead, 6 to 10 s of 503s,
+/// although replica 2 held a working tunnel. Now a dial left unanswered for half its budget goes
+/// through the peer, and the silent tunnel is passed over meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_tunnel_answered_503_until_the_keepalive_noticed() {
+    init_tracing();
+    let setup = group_with_agent_cluster(false).await;
+    let (group, token) = (&setup.group, setup.token.as_str());
+    let relay = Relay::start(setup.agent_ports[0]).await;
+    let endpoints = format!("{},127.0.0.1:{}", relay.endpoint(), setup.agent_ports[1]);
+    let _agent = Agent::start(
+        &setup.kubeconfig,
+        &endpoints,
+        &setup.agent_token,
+        &setup.dir.path().join("agent.log"),
+    );
+    for replica in &group.replicas {
+        wait_proxy(replica, token, true, Duration::from_secs(20)).await;
+    }
+    let tunnels = "kuboard_agent_tunnels{cluster=\"edge\"}";
+    assert_eq!(metric_value(&metrics(&group.replicas[0]).await, tunnels), 1.0);
+
+    relay.go_silent();
+    let cut = Instant::now();
+    let mut failures = Vec::new();
+    let mut slowest = Duration::ZERO;
+    // Fresh connections each time (a new client), as new users' requests would open.
+    for attempt in 0..12 {
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("a client");
+        let sent = Instant::now();
+        let (status, body) = send_at(&client, &group.replicas[0].url(PODS), reqwest::Method::GET, token, None).await;
+        slowest = slowest.max(sent.elapsed());
+        if status != 200 {
+            failures.push(format!(
+                "request {attempt} at {:?} after the cut: {status} {body}",
+                cut.elapsed()
+            ));
+        }
+    }
+    tracing::info!(
+        total_ms = cut.elapsed().as_millis() as u64,
+        slowest_ms = slowest.as_millis() as u64,
+        "12 requests through replica 1 after its tunnel went silent"
+    );
+    assert!(
+        failures.is_empty(),
+        "replica 1 serves through its peer once its tunnel is silent: {failures:#?}\nreplica 1's log:\n{}",
+        group.replicas[0].log()
+    );
+    let forwarded_out = "kuboard_agent_peer_forwards_total{cluster=\"edge\",direction=\"out\",outcome=\"ok\"}";
+    let out = metric_value(&metrics(&group.replicas[0]).await, forwarded_out);
+    assert!(out >= 1.0, "replica 1 went through a peer: {out}");
+}
+
 /// A kubeconfig that reaches `edge` through the proxy of the replica on `port` (HTTPS, Kuboard's
 /// certificate checked against `ca`) with a Kuboard bearer token.
 fn proxy_kubeconfig(home: &Path, port: u16, ca: &Path, token: &str) -> PathBuf {
@@ -1454,6 +1513,9 @@ async fn the_agent_manifest_is_generated_regenerated_and_revoked() {
 struct Relay {
     port: u16,
     sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// While set, bytes are read and dropped in both directions: the connections stay open but
+    /// nothing gets through, as when a firewall starts dropping packets.
+    silent: std::sync::Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -1465,11 +1527,14 @@ impl Relay {
         let port = listener.local_addr().expect("the relay's address").port();
         let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let recorded = sent.clone();
+        let silent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let dropping = silent.clone();
         let task = tokio::spawn(async move {
             // Dropped with the task: every relayed connection ends with the relay.
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((agent, _)) = listener.accept().await {
                 let recorded = recorded.clone();
+                let dropping = dropping.clone();
                 connections.spawn(async move {
                     let Ok(replica) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
                         return;
@@ -1481,6 +1546,7 @@ impl Relay {
                         loop {
                             match agent_read.read(&mut buffer).await {
                                 Ok(0) | Err(_) => break,
+                                Ok(_) if dropping.load(std::sync::atomic::Ordering::Relaxed) => {}
                                 Ok(count) => {
                                     recorded.lock().expect("the record").extend_from_slice(&buffer[..count]);
                                     if replica_write.write_all(&buffer[..count]).await.is_err() {
@@ -1490,7 +1556,20 @@ impl Relay {
                             }
                         }
                     };
-                    let downstream = tokio::io::copy(&mut replica_read, &mut agent_write);
+                    let downstream = async {
+                        let mut buffer = vec![0u8; 16 * 1024];
+                        loop {
+                            match replica_read.read(&mut buffer).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(_) if dropping.load(std::sync::atomic::Ordering::Relaxed) => {}
+                                Ok(count) => {
+                                    if agent_write.write_all(&buffer[..count]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    };
                     tokio::select! {
                         _ = upstream => {}
                         _ = downstream => {}
@@ -1498,7 +1577,16 @@ impl Relay {
                 });
             }
         });
-        Relay { port, sent, task }
+        Relay {
+            port,
+            sent,
+            silent,
+            task,
+        }
+    }
+
+    fn go_silent(&self) {
+        self.silent.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn endpoint(&self) -> String {

@@ -128,6 +128,9 @@ pub struct ApiserverPool {
     settings: PoolSettings,
     metrics: Arc<KubeMetrics>,
     stop: CancellationToken,
+    /// Reached through agent tunnels: a connection that failed may have ridden a tunnel that went
+    /// silent, and a new one to the same apiserver can go another way (through a peer replica).
+    via_agent: bool,
 }
 
 impl ApiserverPool {
@@ -184,6 +187,7 @@ impl ApiserverPool {
             settings,
             metrics,
             stop: CancellationToken::new(),
+            via_agent: connection.via_agent,
         });
         pool.publish_states();
         tokio::spawn(run_health_checks(Arc::downgrade(&pool), pool.stop.clone()));
@@ -195,10 +199,11 @@ impl ApiserverPool {
     /// (GET, HEAD, OPTIONS); any request is repeated when the connect failed, since nothing was
     /// sent.
     pub async fn send(&self, request: UpstreamRequest) -> Result<UpstreamResponse, PoolError> {
-        let order = self.lock_states().try_order();
+        let mut order: std::collections::VecDeque<usize> = self.lock_states().try_order().into();
         let idempotent = matches!(request.method, Method::GET | Method::HEAD | Method::OPTIONS);
         let mut attempts = Vec::new();
-        for index in order {
+        let mut repeated_on_a_new_connection = false;
+        while let Some(index) = order.pop_front() {
             let endpoint = &self.endpoints[index];
             let uri = endpoint
                 .url
@@ -257,9 +262,18 @@ impl ApiserverPool {
                             message,
                         });
                     }
+                    attempts.push((endpoint.label.clone(), message.clone()));
+                    if self.via_agent && !repeated_on_a_new_connection {
+                        // The failed connection's pooled siblings were closed with it when the
+                        // endpoint failed; a new connection dials through whichever tunnel works.
+                        repeated_on_a_new_connection = true;
+                        order.push_front(index);
+                        tracing::warn!(cluster = %self.cluster, endpoint = %endpoint.label, error = %message,
+                            "a request that is safe to repeat failed through the agent; trying it once more on a new connection");
+                        continue;
+                    }
                     tracing::warn!(cluster = %self.cluster, endpoint = %endpoint.label, error = %message,
                         "apiserver failed a request that is safe to repeat; trying the next one");
-                    attempts.push((endpoint.label.clone(), message));
                 }
             }
         }

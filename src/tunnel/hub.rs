@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -20,7 +20,14 @@ use crate::tunnel::tunnel_stream::TunnelStream;
 struct Tunnel {
     id: u64,
     sender: SendRequest<Bytes>,
+    /// When a stream through this tunnel last went unanswered past its deadline: a tunnel cut
+    /// silently (packets dropped, no reset) looks alive until the keepalive declares it dead.
+    unanswered_at: Option<Instant>,
 }
+
+/// How long a tunnel that left a stream unanswered is passed over while a peer replica can serve
+/// (longer than the keepalive's ping interval and timeout together, which end a dead tunnel).
+const PASSED_OVER_FOR: Duration = Duration::from_secs(15);
 
 /// The agent metrics of a replica.
 pub struct AgentServerMetrics {
@@ -187,7 +194,11 @@ impl TunnelHub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut tunnels = self.lock();
         let list = tunnels.entry(cluster.to_string()).or_default();
-        list.push(Tunnel { id, sender });
+        list.push(Tunnel {
+            id,
+            sender,
+            unanswered_at: None,
+        });
         self.metrics
             .tunnels
             .with_label_values(&[cluster])
@@ -222,24 +233,59 @@ impl TunnelHub {
     /// tunnel of `cluster`: the newest first, then older ones when a tunnel itself fails (one that
     /// died and is not yet detected); an answer of the agent (a refusal) is final.
     pub async fn dial(&self, cluster: &str, authority: &str, timeout: Duration) -> Result<TunnelStream, DialError> {
-        let senders: Vec<SendRequest<Bytes>> = self
-            .lock()
+        self.dial_tunnels(cluster, authority, timeout, false).await
+    }
+
+    /// The tunnels of `cluster`, newest first; without those that left a stream unanswered
+    /// lately when `pass_over_unanswered`.
+    fn senders(&self, cluster: &str, pass_over_unanswered: bool) -> Vec<(u64, SendRequest<Bytes>)> {
+        self.lock()
             .get(cluster)
-            .map(|list| list.iter().rev().map(|tunnel| tunnel.sender.clone()).collect())
-            .unwrap_or_default();
-        let attempts = async {
-            let mut last = DialError::NoTunnel(cluster.to_string());
-            for sender in senders {
-                match open_stream(sender, authority).await {
-                    Err(error @ DialError::Tunnel(_)) => last = error,
-                    other => return other,
+            .map(|list| {
+                list.iter()
+                    .rev()
+                    .filter(|tunnel| {
+                        !pass_over_unanswered || tunnel.unanswered_at.is_none_or(|at| at.elapsed() >= PASSED_OVER_FOR)
+                    })
+                    .map(|tunnel| (tunnel.id, tunnel.sender.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn mark_unanswered(&self, cluster: &str, id: u64) {
+        if let Some(tunnel) = self
+            .lock()
+            .get_mut(cluster)
+            .and_then(|list| list.iter_mut().find(|tunnel| tunnel.id == id))
+        {
+            tunnel.unanswered_at = Some(Instant::now());
+        }
+    }
+
+    async fn dial_tunnels(
+        &self,
+        cluster: &str,
+        authority: &str,
+        timeout: Duration,
+        pass_over_unanswered: bool,
+    ) -> Result<TunnelStream, DialError> {
+        let senders = self.senders(cluster, pass_over_unanswered);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut result = Err(DialError::NoTunnel(cluster.to_string()));
+        for (id, sender) in senders {
+            result = match tokio::time::timeout_at(deadline, open_stream(sender, authority)).await {
+                Ok(Err(error @ DialError::Tunnel(_))) => Err(error),
+                Ok(other) => other,
+                Err(_) => {
+                    self.mark_unanswered(cluster, id);
+                    Err(DialError::Timeout(timeout))
                 }
+            };
+            if !matches!(result, Err(DialError::Tunnel(_))) {
+                break;
             }
-            Err(last)
-        };
-        let result = tokio::time::timeout(timeout, attempts)
-            .await
-            .unwrap_or(Err(DialError::Timeout(timeout)));
+        }
         match result {
             Ok(stream) => {
                 let gauge = self.metrics.streams_open.clone();
@@ -266,10 +312,14 @@ impl TunnelHub {
         authority: &str,
         timeout: Duration,
     ) -> Result<HubConnection, DialError> {
-        let started = std::time::Instant::now();
-        let local_tried = self.tunnel_count(cluster) > 0;
+        let started = Instant::now();
+        // With peers to fall back on, a tunnel that went silent must not take the whole budget:
+        // it gets half, and after leaving a stream unanswered it is passed over for a while.
+        let has_peers = self.peers.get().is_some();
+        let local_tried = !self.senders(cluster, has_peers).is_empty();
+        let local_budget = if has_peers { timeout / 2 } else { timeout };
         let local_error = if local_tried {
-            match self.dial(cluster, authority, timeout).await {
+            match self.dial_tunnels(cluster, authority, local_budget, has_peers).await {
                 Ok(stream) => return Ok(HubConnection::Local(stream)),
                 Err(error @ DialError::Refused { .. }) => return Err(error),
                 Err(error) => error,
