@@ -77,4 +77,48 @@ export class WorkspacePage extends BasePage {
   async yaml() {
     return this.text('resource-yaml');
   }
+
+  /** Waits until a permission-guarded button (`data-state` = `checking` / `known`) knows, and says whether it is allowed. */
+  async allowed(id) {
+    await this.page.waitForFunction(
+      (wanted) => document.querySelector(`[data-testid="${wanted}"]`)?.dataset.state === 'known',
+      id,
+      { timeout: TIMEOUT_MS },
+    );
+    return (await this.byTestId(id).getAttribute('data-allowed')) === 'true';
+  }
+
+  /** The YAML editor's content element (CodeMirror's `contenteditable`). */
+  editorContent() {
+    return this.page.locator('[data-testid="yaml-editor"] .cm-content');
+  }
+
+  /** Waits until the editor shows a line matching `pattern` (a RegExp on the whole line). */
+  async editorLine(pattern) {
+    const line = this.page.locator('[data-testid="yaml-editor"] .cm-line', { hasText: pattern }).first();
+    await line.waitFor({ state: 'visible', timeout: TIMEOUT_MS });
+    return line;
+  }
+
+  /**
+   * Edits a line as a user would: clicks at its end, deletes `remove` characters, types `insert`.
+   */
+  async editLineEnd(pattern, remove, insert) {
+    const line = await this.editorLine(pattern);
+    await line.click();
+    await this.page.keyboard.press('End');
+    for (let index = 0; index < remove; index += 1) await this.page.keyboard.press('Backspace');
+    await this.page.keyboard.type(insert);
+  }
+
+  /** The lines of the dry-run diff as `+text` / `-text` (unchanged lines left out). */
+  async diffChanges() {
+    await this.visible('yaml-diff');
+    return this.byTestId('yaml-diff-line').evaluateAll((nodes) =>
+      nodes
+        .filter((node) => node.dataset.kind === 'added' || node.dataset.kind === 'removed')
+        .map((node) => `${node.dataset.kind === 'added' ? '+' : '-'}${node.querySelector('.text').textContent}`),
+    );
+  }
+
 }

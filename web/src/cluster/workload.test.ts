@@ -4,6 +4,7 @@ import { rememberCsrfToken } from '@/api/csrf';
 import { createKubeClient } from './kubeClient';
 import {
   canI,
+  canUpdateObject,
   containersOf,
   desiredReplicas,
   isWorkload,
@@ -257,5 +258,35 @@ describe('permissions', () => {
       ]),
     );
     expect(asked).toHaveLength(3);
+  });
+
+  it("asks whether an object may be replaced, from the route's parameters", async () => {
+    const { client, seen } = recordingKube(() => json(201, { status: { allowed: true } }));
+    const attributes = () =>
+      (seen.at(-1)?.body as { spec: { resourceAttributes: Record<string, string | undefined> } }).spec
+        .resourceAttributes;
+    expect(
+      await canUpdateObject(client, 'dev', {
+        group: 'core',
+        resource: 'configmaps',
+        namespace: 'a',
+        object: 'x',
+      }),
+    ).toBe(true);
+    expect(attributes()).toEqual({
+      verb: 'update',
+      group: '',
+      resource: 'configmaps',
+      namespace: 'a',
+      name: 'x',
+    });
+    await canUpdateObject(client, 'dev', {
+      group: 'rbac.authorization.k8s.io',
+      resource: 'clusterroles',
+      namespace: '-',
+      object: 'view',
+    });
+    expect(attributes()).toMatchObject({ verb: 'update', group: 'rbac.authorization.k8s.io', name: 'view' });
+    expect(attributes()?.namespace).toBeUndefined();
   });
 });

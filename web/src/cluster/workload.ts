@@ -168,6 +168,24 @@ export async function canI(
   }
 }
 
+/**
+ * Whether the user may replace (`update`) one object, named by the route's parameters (`group`
+ * `core` for the core group, `namespace` `-` for a cluster-wide object).
+ */
+export function canUpdateObject(
+  kube: KubeClient,
+  cluster: string,
+  params: { group: string; resource: string; namespace: string; object: string },
+): Promise<boolean> {
+  return canI(kube, cluster, {
+    verb: 'update',
+    group: params.group === 'core' ? '' : params.group,
+    resource: params.resource,
+    namespace: params.namespace === '-' ? undefined : params.namespace,
+    name: params.object,
+  });
+}
+
 export interface WorkloadPermissions {
   scale: boolean;
   restart: boolean;

@@ -73,6 +73,13 @@ export function createConsoleRouter(): Router {
                 meta: { title: 'workspace.kinds' },
               },
               {
+                path: 'resources/:group/:version/:resource/:namespace/:object/edit',
+                name: 'cluster-resource-edit',
+                component: () => import('@/views/cluster/ResourceEdit.vue'),
+                props: true,
+                meta: { title: 'workspace.edit.open' },
+              },
+              {
                 path: 'resources/:group/:version/:resource/:namespace/:object',
                 name: 'cluster-resource',
                 component: () => import('@/views/cluster/ResourceDetail.vue'),

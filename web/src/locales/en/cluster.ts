@@ -81,6 +81,33 @@ export default {
       hide: 'Hide values',
       hiddenNotice: 'The values of this Secret are hidden.',
     },
+    edit: {
+      open: 'Edit YAML',
+      title: 'Edit {kind} {name}',
+      notAllowed:
+        'You may not change this object (the cluster says no); the text can be read but not applied.',
+      editorLabel: 'YAML of the object',
+      intro:
+        'Change the text, preview the server-side dry run, then apply. Server fields (managedFields) are left out.',
+      preview: 'Preview',
+      apply: 'Apply',
+      back: 'Back to the object',
+      revealBeforeEditing: 'Reveal or hide the values before you change the text.',
+      parseError: 'YAML error on line {line}: {message}',
+      oneDocument: 'The text must hold exactly one object (it holds {count}).',
+      identityChanged: 'The {field} cannot change here; create a new object instead.',
+      diffTitle: 'What the dry run would change',
+      diffSummary: '{added} lines added, {removed} removed',
+      noChange: 'The dry run changes nothing.',
+      skipped: '… {count} unchanged lines …',
+      previewStale: 'The text changed since the preview; preview again before applying.',
+      applied: 'Applied: the object is now at version {version}.',
+      conflictTitle: 'Changed by someone else since you opened it',
+      conflictMessage:
+        'The object was changed after you started editing, so nothing was written. Reload to edit the current version; your text stays below to copy from.',
+      reload: 'Reload the current version',
+      yourText: 'Your text before the reload (copy what you need)',
+    },
     workload: {
       ready: 'Ready: {ready}',
       scale: 'Scale',
