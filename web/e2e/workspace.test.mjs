@@ -4,8 +4,9 @@
 // reads its overview, browses kinds found by discovery (printer columns, namespace picker, name and
 // label filters, sorting, paging with continue), opens a pod and a Secret, works a Deployment
 // (its live pods, scale, restart, delete; a viewer whose actions are disabled and refused), edits
-// one as YAML (dry-run diff, apply, a 409 after a change made elsewhere), and sees the pages in
-// both languages; every page is checked with axe-core and must raise no CSP violation. The fake apiserver runs its Deployment and ReplicaSet controllers, and grants
+// one as YAML (dry-run diff, apply, a 409 after a change made elsewhere), creates objects from a
+// two-document YAML, and sees the pages in both languages; every page is checked with axe-core and must raise no CSP
+// violation. The fake apiserver runs its Deployment and ReplicaSet controllers, and grants
 // Kuboard's viewer role read-only access.
 
 import assert from 'node:assert/strict';
@@ -664,7 +665,82 @@ test('YAML edit after a change made elsewhere: 409 explained, reload keeps the t
   assert.equal(after.metadata.labels.changed, 'elsewhere');
 });
 
-test('a viewer sees Edit disabled, and a forced PUT is refused', async () => {
+test('create from a two-document YAML: dry run, then each created and listed; a YAML error creates nothing', async () => {
+  await workspace.goto(`/clusters/${CLUSTER}/resources/core/v1/configmaps?namespace=${EDIT_NAMESPACE}`);
+  assert.equal(await workspace.allowed('resource-create'), true);
+  await workspace.click('resource-create');
+  await waitFor('the create page', () => workspace.path() === `/clusters/${CLUSTER}/resources/core/v1/configmaps/create`);
+  await workspace.editorLine(/^kind: ConfigMap$/);
+  await checkPage('create from YAML');
+
+  await workspace.pasteIntoEditor('apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\ndata: {a: [\n');
+  await workspace.click('yaml-create-dry-run');
+  assert.match(await workspace.text('yaml-problem'), /line \d+/);
+  assert.equal((await call('GET', `/k8s-api/${CLUSTER}/api/v1/namespaces/${EDIT_NAMESPACE}/configmaps/broken`)).status(), 404);
+
+  const manifest = [
+    'apiVersion: v1',
+    'kind: ConfigMap',
+    'metadata:',
+    '  name: from-yaml',
+    'data:',
+    '  greeting: hello',
+    '---',
+    'apiVersion: v1',
+    'kind: Service',
+    'metadata:',
+    '  name: from-yaml',
+    'spec:',
+    '  selector:',
+    `    app: ${EDIT_APP}`,
+    '  ports:',
+    '    - port: 80',
+    '      targetPort: 8080',
+    '',
+  ].join('\n');
+  await workspace.pasteIntoEditor(manifest);
+  await workspace.click('yaml-create-dry-run');
+  await waitFor('both documents passed the dry run', async () =>
+    (await workspace.createResults()).every((result) => result.state === 'valid'),
+  );
+  assert.deepEqual(
+    (await workspace.createResults()).map((result) => `${result.kind}/${result.name}`),
+    ['ConfigMap/from-yaml', 'Service/from-yaml'],
+  );
+  assert.equal(
+    (await call('GET', `/k8s-api/${CLUSTER}/api/v1/namespaces/${EDIT_NAMESPACE}/configmaps/from-yaml`)).status(),
+    404,
+    'the dry run created nothing',
+  );
+  await checkPage('create from YAML (dry run)');
+  await workspace.click('yaml-create-apply');
+  await waitFor('both created', async () =>
+    (await workspace.createResults()).every((result) => result.state === 'created'),
+  );
+  assert.equal(await workspace.byTestId('yaml-create-done').getAttribute('data-created'), '2');
+  const configMap = await api('GET', `/k8s-api/${CLUSTER}/api/v1/namespaces/${EDIT_NAMESPACE}/configmaps/from-yaml`);
+  assert.equal(configMap.data.greeting, 'hello');
+  const service = await api('GET', `/k8s-api/${CLUSTER}/api/v1/namespaces/${EDIT_NAMESPACE}/services/from-yaml`);
+  assert.equal(service.spec.ports[0].port, 80);
+
+  // The same again: the apiserver's AlreadyExists, per document, and nothing is sent for real.
+  await workspace.click('yaml-create-dry-run');
+  await waitFor('both refused', async () =>
+    (await workspace.createResults()).every((result) => result.state === 'failed'),
+  );
+  for (const result of await workspace.createResults()) {
+    assert.match(result.message, /"from-yaml" already exists/);
+  }
+  assert.ok(await workspace.byTestId('yaml-create-apply').isDisabled());
+  await checkPage('create from YAML (already exists)');
+
+  await workspace.goto(`/clusters/${CLUSTER}/resources/core/v1/configmaps?namespace=${EDIT_NAMESPACE}`);
+  await waitFor('the ConfigMap listed', async () => (await workspace.rowNames()).includes('from-yaml'));
+  await workspace.goto(`/clusters/${CLUSTER}/resources/core/v1/services?namespace=${EDIT_NAMESPACE}`);
+  await waitFor('the Service listed', async () => (await workspace.rowNames()).includes('from-yaml'));
+});
+
+test('a viewer sees Edit and Create disabled, and a forced PUT or POST is refused', async () => {
   const viewerContext = await newContext(browser, { locale: 'en' });
   try {
     const viewerPage = await viewerContext.newPage();
@@ -677,17 +753,27 @@ test('a viewer sees Edit disabled, and a forced PUT is refused', async () => {
     await viewerWorkspace.goto(editDetailPath);
     assert.equal(await viewerWorkspace.allowed('resource-edit'), false);
     assert.ok(await viewerWorkspace.byTestId('resource-edit').isDisabled());
+    await viewerWorkspace.goto(`/clusters/${CLUSTER}/resources/core/v1/configmaps?namespace=${EDIT_NAMESPACE}`);
+    assert.equal(await viewerWorkspace.allowed('resource-create'), false);
+    assert.ok(await viewerWorkspace.byTestId('resource-create').isDisabled());
     const viewerChecker = pageChecker(viewerContext, viewerPage);
-    await viewerChecker.check('deployment detail (viewer)');
+    await viewerChecker.check('configmap list (viewer)');
     assert.deepEqual(viewerChecker.findings, {}, JSON.stringify(viewerChecker.findings, null, 2));
 
-    // The server decides: the PUT the editor would send is refused for the viewer.
+    // The server decides: the PUT and POST the editor would send are refused for the viewer.
     const as = { as: { context: viewerContext, page: viewerPage } };
     const current = await api('GET', editApi);
     const put = await call('PUT', editApi, { ...current, spec: { ...current.spec, replicas: 9 } }, as);
     assert.equal(put.status(), 403);
     assert.equal((await put.json()).reason, 'Forbidden');
-    console.log(`a viewer's forced PUT: ${put.status()}`);
+    const post = await call(
+      'POST',
+      `/k8s-api/${CLUSTER}/api/v1/namespaces/${EDIT_NAMESPACE}/configmaps`,
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'by-viewer' } },
+      as,
+    );
+    assert.equal(post.status(), 403);
+    console.log(`a viewer's forced PUT: ${put.status()}, forced POST: ${post.status()}`);
     assert.equal((await api('GET', editApi)).spec.replicas, 3, 'the refused PUT changed nothing');
   } finally {
     await viewerContext.close();
@@ -806,6 +892,7 @@ test('Chinese: the workspace pages show no untranslated key', async () => {
       `/clusters/${CLUSTER}/resources/apps/v1/deployments/${NAMESPACE}/web?namespace=${NAMESPACE}`,
       `/clusters/${CLUSTER}/pods/${NAMESPACE}/web-2/logs?namespace=${NAMESPACE}`,
       `/clusters/${CLUSTER}/resources/apps/v1/deployments/${NAMESPACE}/web/edit?namespace=${NAMESPACE}`,
+      `/clusters/${CLUSTER}/resources/core/v1/configmaps/create?namespace=${NAMESPACE}`,
     ]) {
       await workspace.goto(path);
       // A live list keeps its watch open, so the network never goes idle: wait for the content.

@@ -111,6 +111,18 @@ export class WorkspacePage extends BasePage {
     await this.page.keyboard.type(insert);
   }
 
+  /** Replaces the editor's whole text as a paste of `text` would (select all, paste). */
+  async pasteIntoEditor(text) {
+    const content = this.editorContent();
+    await content.click();
+    await this.page.keyboard.press('Control+A');
+    await content.evaluate((node, pasted) => {
+      const data = new DataTransfer();
+      data.setData('text/plain', pasted);
+      node.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+    }, text);
+  }
+
   /** The lines of the dry-run diff as `+text` / `-text` (unchanged lines left out). */
   async diffChanges() {
     await this.visible('yaml-diff');
@@ -121,4 +133,16 @@ export class WorkspacePage extends BasePage {
     );
   }
 
+  /** The per-document results of a create: `[{state, kind, name, message}]`. */
+  async createResults() {
+    await this.visible('yaml-create-results');
+    return this.byTestIdPrefix('yaml-create-result-').evaluateAll((rows) =>
+      rows.map((row) => ({
+        state: row.dataset.state,
+        kind: row.dataset.kind,
+        name: row.dataset.name,
+        message: row.querySelector('[data-testid="yaml-create-message"]')?.textContent.trim() ?? '',
+      })),
+    );
+  }
 }

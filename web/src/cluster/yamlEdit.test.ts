@@ -1,9 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { objectApiPath } from './discovery';
+import { objectApiPath, type ApiResourceList, type ResourceKind } from './discovery';
 import type { KubeObject } from './overview';
 import { HIDDEN, hideSecretValues, toYaml } from './yaml';
-import { editableObject, identityChange, lineDiff, objectToSend, parseDocuments } from './yamlEdit';
+import {
+  createTarget,
+  DocumentError,
+  editableObject,
+  identityChange,
+  lineDiff,
+  objectToSend,
+  parseDocuments,
+  templateFor,
+} from './yamlEdit';
 
 const deployment: KubeObject = {
   apiVersion: 'apps/v1',
@@ -16,6 +25,38 @@ const deployment: KubeObject = {
   },
   spec: { replicas: 2 },
 };
+
+const kinds: ResourceKind[] = [
+  {
+    group: '',
+    version: 'v1',
+    resource: 'configmaps',
+    kind: 'ConfigMap',
+    namespaced: true,
+    verbs: ['create', 'list'],
+    shortNames: [],
+  },
+  {
+    group: '',
+    version: 'v1',
+    resource: 'namespaces',
+    kind: 'Namespace',
+    namespaced: false,
+    verbs: ['create', 'list'],
+    shortNames: [],
+  },
+  {
+    group: 'apps',
+    version: 'v1',
+    resource: 'deployments',
+    kind: 'Deployment',
+    namespaced: true,
+    verbs: ['create', 'list'],
+    shortNames: [],
+  },
+];
+
+const noGroupVersion = (): Promise<ApiResourceList> => Promise.reject(new Error('not served'));
 
 describe('the editable object', () => {
   it('leaves managedFields out and keeps everything else, without touching the original', () => {
@@ -170,6 +211,64 @@ describe('the line diff', () => {
   });
 });
 
+describe('where a created document goes', () => {
+  it('a namespaced kind: the document namespace, else the picked one, else default', async () => {
+    const document = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a', namespace: 'team' } };
+    expect(await createTarget(document, kinds, 'picked', noGroupVersion)).toMatchObject({
+      path: '/api/v1/namespaces/team/configmaps',
+      namespace: 'team',
+      name: 'a',
+    });
+    const bare = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'b' } };
+    expect((await createTarget(bare, kinds, 'picked', noGroupVersion)).path).toBe(
+      '/api/v1/namespaces/picked/configmaps',
+    );
+    expect((await createTarget(bare, kinds, '', noGroupVersion)).path).toBe(
+      '/api/v1/namespaces/default/configmaps',
+    );
+  });
+
+  it('a cluster-wide kind and a group kind', async () => {
+    const namespace = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'n', namespace: 'ignored' } };
+    expect(await createTarget(namespace, kinds, 'picked', noGroupVersion)).toMatchObject({
+      path: '/api/v1/namespaces',
+      namespace: '',
+    });
+    const app = { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' } };
+    expect((await createTarget(app, kinds, 'shop', noGroupVersion)).path).toBe(
+      '/apis/apps/v1/namespaces/shop/deployments',
+    );
+  });
+
+  it('a version discovery did not prefer is looked up in its own resource list', async () => {
+    const read = (groupVersion: string): Promise<ApiResourceList> =>
+      Promise.resolve({
+        groupVersion,
+        resources: [
+          {
+            name: 'horizontalpodautoscalers',
+            kind: 'HorizontalPodAutoscaler',
+            namespaced: true,
+            verbs: ['list'],
+          },
+        ],
+      });
+    const hpa = { apiVersion: 'autoscaling/v1', kind: 'HorizontalPodAutoscaler', metadata: { name: 'h' } };
+    expect((await createTarget(hpa, kinds, 'shop', read)).path).toBe(
+      '/apis/autoscaling/v1/namespaces/shop/horizontalpodautoscalers',
+    );
+  });
+
+  it('refuses a document without apiVersion or kind, or of a kind the cluster does not serve', async () => {
+    await expect(createTarget({ kind: 'ConfigMap' }, kinds, '', noGroupVersion)).rejects.toThrow(
+      DocumentError,
+    );
+    await expect(
+      createTarget({ apiVersion: 'example.com/v1', kind: 'Widget' }, kinds, '', noGroupVersion),
+    ).rejects.toThrow('the cluster does not serve Widget in example.com/v1');
+  });
+});
+
 describe('the API path of an object from the route', () => {
   it('core and group kinds, namespaced and cluster-wide, names escaped', () => {
     expect(
@@ -184,5 +283,19 @@ describe('the API path of an object from the route', () => {
         object: 'system:view',
       }),
     ).toBe('/apis/rbac.authorization.k8s.io/v1/clusterroles/system%3Aview');
+  });
+});
+
+describe('templates', () => {
+  it('parse to an object of the kind, in the picked namespace', () => {
+    for (const kind of kinds) {
+      const parsed = parseDocuments(templateFor(kind, 'shop'));
+      expect(parsed.problem).toBeNull();
+      const [document] = parsed.documents ?? [];
+      expect(document?.kind).toBe(kind.kind);
+      expect((document?.metadata as { namespace?: string }).namespace).toBe(
+        kind.namespaced ? 'shop' : undefined,
+      );
+    }
   });
 });

@@ -1,11 +1,19 @@
 import { diffLines } from 'diff';
 import { parseAllDocuments } from 'yaml';
+import {
+  groupVersionPath,
+  kindsOf,
+  splitGroupVersion,
+  type ApiResourceList,
+  type ResourceKind,
+} from './discovery';
+import type { KubeClient } from './kubeClient';
 import type { KubeObject } from './overview';
 import { HIDDEN } from './yaml';
 
 /**
- * Editing objects as YAML: what the editor shows, reading the user's text back, and the line diff
- * of a dry run. Loaded with the editor only.
+ * Editing and creating objects from YAML: what the editor shows, reading the user's text back,
+ * the line diff of a dry run, and where each created document goes. Loaded with the editor only.
  */
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
@@ -181,4 +189,104 @@ export function lineDiff(before: string, after: string, context = 3): LineDiff {
     );
   });
   return { lines, added, removed };
+}
+
+/** Where a document to create goes: its kind as discovery has it and the collection's API path. */
+export interface CreateTarget {
+  kind: ResourceKind;
+  namespace: string;
+  path: string;
+  name: string;
+}
+
+/** A document that cannot be created, with the reason (shown next to it). */
+export class DocumentError extends Error {}
+
+/**
+ * The collection a document is POSTed to: its `apiVersion` and `kind` looked up in the cluster's
+ * discovery (`kinds`), or else in the resource list of its group version (a version discovery did
+ * not prefer); the namespace is the document's, else `namespace` (the picker's), else `default`.
+ */
+export async function createTarget(
+  document: Json,
+  kinds: readonly ResourceKind[],
+  namespace: string,
+  readGroupVersion: (groupVersion: string) => Promise<ApiResourceList>,
+): Promise<CreateTarget> {
+  const apiVersion = typeof document.apiVersion === 'string' ? document.apiVersion : '';
+  const kindName = typeof document.kind === 'string' ? document.kind : '';
+  if (apiVersion === '' || kindName === '') {
+    throw new DocumentError('apiVersion and kind are required');
+  }
+  const { group, version } = splitGroupVersion(apiVersion);
+  const matches = (candidate: ResourceKind) =>
+    candidate.group === group && candidate.version === version && candidate.kind === kindName;
+  let kind = kinds.find(matches);
+  if (!kind) {
+    let listed: ResourceKind[] = [];
+    try {
+      listed = kindsOf(await readGroupVersion(apiVersion));
+    } catch {
+      listed = [];
+    }
+    kind = listed.find(matches);
+  }
+  if (!kind) {
+    throw new DocumentError(`the cluster does not serve ${kindName} in ${apiVersion}`);
+  }
+  const metadata = isRecord(document.metadata) ? document.metadata : {};
+  const name = typeof metadata.name === 'string' ? metadata.name : '';
+  const ownNamespace = typeof metadata.namespace === 'string' ? metadata.namespace : '';
+  const chosen = kind.namespaced ? ownNamespace || namespace || 'default' : '';
+  const scope = kind.namespaced ? `/namespaces/${encodeURIComponent(chosen)}` : '';
+  return {
+    kind,
+    namespace: chosen,
+    name,
+    path: `${groupVersionPath(group, version)}${scope}/${kind.resource}`,
+  };
+}
+
+/** Reads a group version's resource list through the proxy (`/api/v1` or `/apis/{group}/{version}`). */
+export function groupVersionReader(kube: KubeClient, cluster: string) {
+  return (groupVersion: string): Promise<ApiResourceList> => {
+    const { group, version } = splitGroupVersion(groupVersion);
+    return kube.get<ApiResourceList>(cluster, groupVersionPath(group, version));
+  };
+}
+
+/** A starting text for a new object of `kind` (a few kinds have a fuller template). */
+export function templateFor(kind: ResourceKind, namespace: string): string {
+  const apiVersion = kind.group === '' ? kind.version : `${kind.group}/${kind.version}`;
+  const head = [`apiVersion: ${apiVersion}`, `kind: ${kind.kind}`, 'metadata:', '  name: example'];
+  if (kind.namespaced) head.push(`  namespace: ${namespace || 'default'}`);
+  const body: Record<string, string[]> = {
+    ConfigMap: ['data:', '  key: value'],
+    Secret: ['type: Opaque', 'stringData:', '  key: value'],
+    Service: [
+      'spec:',
+      '  selector:',
+      '    app: example',
+      '  ports:',
+      '    - port: 80',
+      '      targetPort: 80',
+    ],
+    Deployment: [
+      'spec:',
+      '  replicas: 1',
+      '  selector:',
+      '    matchLabels:',
+      '      app: example',
+      '  template:',
+      '    metadata:',
+      '      labels:',
+      '        app: example',
+      '    spec:',
+      '      containers:',
+      '        - name: main',
+      '          image: nginx',
+    ],
+  };
+  const known = kind.group === '' || kind.group === 'apps' ? body[kind.kind] : undefined;
+  return [...head, ...(known ?? [])].join('\n') + '\n';
 }

@@ -73,6 +73,13 @@ export function createConsoleRouter(): Router {
                 meta: { title: 'workspace.kinds' },
               },
               {
+                path: 'resources/:group/:version/:resource/create',
+                name: 'cluster-resource-create',
+                component: () => import('@/views/cluster/ResourceCreate.vue'),
+                props: true,
+                meta: { title: 'workspace.create.title' },
+              },
+              {
                 path: 'resources/:group/:version/:resource/:namespace/:object/edit',
                 name: 'cluster-resource-edit',
                 component: () => import('@/views/cluster/ResourceEdit.vue'),
