@@ -4,9 +4,9 @@
 // reads its overview, browses kinds found by discovery (printer columns, namespace picker, name and
 // label filters, sorting, paging with continue), opens a pod and a Secret, works a Deployment
 // (its live pods, scale, restart, delete; a viewer whose actions are disabled and refused), edits
-// one as YAML (dry-run diff, apply, a 409 after a change made elsewhere), creates objects from a
-// two-document YAML, and sees the pages in both languages; every page is checked with axe-core and must raise no CSP
-// violation. The fake apiserver runs its Deployment and ReplicaSet controllers, and grants
+// one as YAML (dry-run diff, apply, a 409 after a change made elsewhere), rolls one back to an
+// earlier revision, creates objects from a two-document YAML, and sees the pages in both
+// languages; every page is checked with axe-core and must raise no CSP violation. The fake apiserver runs its Deployment and ReplicaSet controllers, and grants
 // Kuboard's viewer role read-only access.
 
 import assert from 'node:assert/strict';
@@ -778,6 +778,55 @@ test('a viewer sees Edit and Create disabled, and a forced PUT or POST is refuse
   } finally {
     await viewerContext.close();
   }
+});
+
+test('a Deployment rolled back to an earlier revision from its page, as kubectl rollout undo does', async () => {
+  // A new image makes revision 2; revision 1 keeps the first template.
+  const podsApi = `/k8s-api/${CLUSTER}/api/v1/namespaces/${EDIT_NAMESPACE}/pods?labelSelector=app%3D${EDIT_APP}`;
+  const image = async () => (await api('GET', editApi)).spec.template.spec.containers[0].image;
+  assert.equal(await image(), 'nginx');
+  await api(
+    'PATCH',
+    editApi,
+    { spec: { template: { spec: { containers: [{ name: 'main', image: 'nginx:1.27' }] } } } },
+    { contentType: 'application/merge-patch+json' },
+  );
+  await workspace.goto(editDetailPath);
+  await waitFor('two revisions', async () => (await workspace.revisions()).length === 2);
+  const before = await workspace.revisions();
+  assert.deepEqual(
+    before.map(({ revision, current }) => [revision, current]),
+    [
+      [2, true],
+      [1, false],
+    ],
+  );
+  const first = before[1].name;
+  assert.equal(await workspace.byTestId('workload-rollback-2').count(), 0, 'the current revision has no rollback');
+  await checkPage('deployment revisions');
+
+  await workspace.click('workload-rollback-1');
+  await workspace.visible('confirm-dialog');
+  await checkPage('rollback confirmation');
+  const patched = page.waitForResponse(
+    (response) => response.url().endsWith(`/deployments/${EDIT_APP}`) && response.request().method() === 'PATCH',
+  );
+  await workspace.click('confirm-ok');
+  const response = await patched;
+  assert.equal(response.status(), 200);
+  assert.equal(response.request().headers()['content-type'], 'application/json-patch+json');
+  await workspace.visible('workload-done');
+  assert.equal(await image(), 'nginx', 'the template of revision 1 again');
+  // The controller finds revision 1's ReplicaSet again and numbers it 3; its pods replace the others.
+  await waitFor('revision 3 current, the first ReplicaSet', async () => {
+    const [newest] = await workspace.revisions();
+    return newest?.revision === 3 && newest.current && newest.name === first;
+  });
+  await waitFor('the pods of the first ReplicaSet', async () => {
+    const pods = (await api('GET', podsApi)).items;
+    return pods.length === 3 && pods.every((pod) => pod.metadata.ownerReferences?.[0]?.name === first);
+  });
+  console.log(`rollback: revisions ${before.map((entry) => entry.revision).join(', ')} → ${(await workspace.revisions()).map((entry) => entry.revision).join(', ')}`);
 });
 
 /** The numbers of the `<pod>/main line <n>` lines the log viewer shows, in order. */

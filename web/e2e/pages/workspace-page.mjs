@@ -145,4 +145,16 @@ export class WorkspacePage extends BasePage {
       })),
     );
   }
+
+  /** The revisions of a Deployment as its page shows them, newest first: `[{revision, current, name}]`. */
+  async revisions() {
+    await this.visible('workload-revisions');
+    return this.page.locator('[data-testid^="workload-revision-"][data-current]').evaluateAll((nodes) =>
+      nodes.map((node) => ({
+        revision: Number(node.textContent.trim()),
+        current: node.dataset.current === 'true',
+        name: node.dataset.name,
+      })),
+    );
+  }
 }

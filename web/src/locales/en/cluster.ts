@@ -162,6 +162,17 @@ export default {
       restarted: 'Restart requested: new pods replace the old ones.',
       deleteTitle: 'Delete {name}',
       deleteMessage: 'The {kind} {name} and its pods will be deleted. This cannot be undone.',
+      revisions: 'Revisions',
+      noRevisions: 'No numbered revision yet (the Deployment controller numbers its ReplicaSets).',
+      revision: 'Revision',
+      currentRevision: 'current',
+      created: 'Created',
+      actions: 'Actions',
+      rollback: 'Roll back',
+      rollbackTitle: 'Roll {name} back to revision {revision}',
+      rollbackMessage:
+        'The pod template of this revision ({images}) becomes the current one again, as kubectl rollout undo does; its pods replace the current ones.',
+      rolledBack: 'Rolled back to the template of revision {revision}.',
     },
     logs: {
       title: 'Logs',

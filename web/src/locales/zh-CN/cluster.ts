@@ -159,6 +159,17 @@ export default {
       restarted: '已请求重启：新的容器组将替换旧的容器组。',
       deleteTitle: '删除 {name}',
       deleteMessage: '将删除 {kind} {name} 及其容器组，此操作无法撤销。',
+      revisions: '版本历史',
+      noRevisions: '还没有编号的版本（由 Deployment 控制器为其 ReplicaSet 编号）。',
+      revision: '版本',
+      currentRevision: '当前',
+      created: '创建时间',
+      actions: '操作',
+      rollback: '回滚',
+      rollbackTitle: '将 {name} 回滚到版本 {revision}',
+      rollbackMessage:
+        '该版本的 Pod 模板（{images}）将重新成为当前模板，与 kubectl rollout undo 相同；其 Pod 将替换当前的 Pod。',
+      rolledBack: '已回滚到版本 {revision} 的模板。',
     },
     logs: {
       title: '日志',
