@@ -153,7 +153,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn history_stops_growing_on_the_embedded_store() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let raft = crate::singleton::tests::one_member_embedded_store(dir.path()).await;
+        let raft = crate::one_member_store::one_member_embedded_store(dir.path()).await;
         let backend = Arc::new(StoreBackend::Raft(raft.clone()));
         let store = AppStore::new(backend.clone(), Arc::new(Metrics::new(1)));
         let (state, _) = watch::channel(SingletonState::Follower);

@@ -62,6 +62,11 @@ pub struct AgentArgs {
     /// rotated. Read from the environment only, so that it does not show in the process list.
     #[arg(skip)]
     pub token: Option<String>,
+    /// The CA that signs the replicas' agent-port certificates (the group CA, as the manifest made
+    /// by Kuboard carries it): PEM text, or the path of a PEM file. When given, every tunnel is
+    /// TLS, verified against this CA only, and never plain.
+    #[arg(long, env = "KUBOARD_AGENT_SERVER_CA", value_name = "PEM|FILE")]
+    pub server_ca: Option<String>,
     /// Where to serve `/healthz`, `/readyz` (200 while at least one tunnel is up) and `/metrics`
     /// (`ip:port`, e.g. `0.0.0.0:10082` in a pod); not served when not given.
     #[arg(long, env = "KUBOARD_AGENT_HEALTH_LISTEN", value_name = "IP:PORT")]
@@ -322,6 +327,11 @@ pub struct ServeArgs {
     /// With several replicas: every replica's agent address, comma-separated (`ip1:10081,ip2:10081`).
     #[arg(long, env = "KUBOARD_AGENT_ENDPOINT", value_name = "HOST:PORT,...")]
     pub agent_endpoint: Option<String>,
+
+    /// Refuse agents that do not speak TLS on the agent port (`true`); by default the port takes
+    /// both TLS (the manifests Kuboard makes pin the group CA) and plain connections.
+    #[arg(long, env = "KUBOARD_AGENT_SERVER_REQUIRE_TLS", value_name = "BOOL")]
+    pub agent_server_require_tls: Option<String>,
 
     /// External etcd endpoints, comma-separated. Unset: the embedded Raft store (the default).
     #[arg(long, env = "KUBOARD_ETCD_ENDPOINTS", value_name = "URL,...")]

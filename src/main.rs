@@ -40,6 +40,8 @@ mod logging;
 #[cfg(test)]
 mod memory_store;
 mod metrics;
+#[cfg(test)]
+mod one_member_store;
 mod server;
 mod singleton;
 mod store_admin;

@@ -686,7 +686,21 @@ async fn start_agent_server(
     let address = SocketAddr::new(config.http.listen_addr.ip(), config.agent.tcp_port);
     match TcpListener::bind(address).await {
         Ok(listener) => {
-            tracing::info!(%address, "agent server listening (KUBOARD_AGENT_SERVER_TCP_PORT)");
+            tracing::info!(%address, require_tls = config.agent.require_tls, "agent server listening (KUBOARD_AGENT_SERVER_TCP_PORT)");
+            let tls = Arc::new(crate::agent::listener::AgentTls::new(config.agent.require_tls));
+            let mut names = vec![crate::tunnel::protocol::TLS_SERVER_NAME.to_string()];
+            names.extend(crate::tls::https_port::serving_names(&config.http));
+            tokio::spawn(crate::agent::listener::serve_tls_when_ready(
+                tls.clone(),
+                crate::tls::https_port::CertificateSource {
+                    operator: None,
+                    store: state.store.clone(),
+                    cipher: state.cipher.clone(),
+                    clock: state.clock.clone(),
+                    names,
+                },
+                shutdown.clone(),
+            ));
             let server = crate::agent::listener::AgentServer {
                 hub: hub.clone(),
                 store: state.store.clone(),
@@ -694,6 +708,7 @@ async fn start_agent_server(
                 clock: state.clock.clone(),
                 replica_id: state.replica_id,
                 peer_key: Some(peer_key),
+                tls,
             };
             tokio::spawn(server.run(listener, shutdown.clone()));
             match agent_peer_address(config) {

@@ -164,7 +164,6 @@ async fn wait_or_stop(shutdown: &mut watch::Receiver<bool>, delay: Duration) -> 
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Instant;
@@ -172,26 +171,6 @@ pub(crate) mod tests {
     use super::*;
     use crate::metrics::Metrics;
     use crate::store_backend::StoreBackend;
-
-    /// A one-member embedded store in `dir` on a free loopback port, for the tests of the jobs run
-    /// as singletons.
-    pub(crate) async fn one_member_embedded_store(dir: &std::path::Path) -> kuboard_raft::RaftStore {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        let address = listener.local_addr().expect("address");
-        drop(listener);
-        kuboard_raft::RaftStore::open(kuboard_raft::RaftStoreConfig {
-            node_id: 1,
-            data_dir: dir.to_path_buf(),
-            peers: BTreeMap::from([(1, address.to_string())]),
-            peer_listen_addr: address,
-            cluster_secret: None,
-            heartbeat_ms: 50,
-            election_timeout_ms: 300,
-            snapshot_threshold: 10_000,
-        })
-        .await
-        .expect("open a one-member embedded store")
-    }
 
     struct Runner {
         state: watch::Receiver<SingletonState>,
@@ -291,7 +270,7 @@ pub(crate) mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn on_the_embedded_store() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let raft = one_member_embedded_store(dir.path()).await;
+        let raft = crate::one_member_store::one_member_embedded_store(dir.path()).await;
         let backend = Arc::new(StoreBackend::Raft(raft));
         let store = AppStore::new(backend.clone(), Arc::new(Metrics::new(1)));
         election_behaviour(store).await;

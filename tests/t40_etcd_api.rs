@@ -21,6 +21,15 @@ mod store_admin {
     pub mod snapshot_file;
     pub mod snapshot_store;
 }
+/// The one-member store the etcd API's unit tests (compiled in here too) open.
+#[path = "../src/one_member_store.rs"]
+mod one_member_store;
+/// The process-wide password hashing slots, which the etcd API's Authenticate shares with the login.
+#[allow(dead_code)]
+#[path = "../src/auth"]
+mod auth {
+    pub mod password;
+}
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

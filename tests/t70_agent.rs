@@ -202,20 +202,60 @@ struct Setup {
     agent_token: String,
     agent: Agent,
     kubeconfig: PathBuf,
+    /// The group CA the agent pins, when it runs over TLS.
+    server_ca: Option<String>,
     dir: tempfile::TempDir,
 }
 
 async fn setup() -> Setup {
+    setup_with(&[], false).await
+}
+
+/// The token and the group CA from an answer of the manifest route, as the Deployment reads them
+/// from its secret.
+fn manifest_secret(made: &Value) -> (String, String) {
+    let manifest = made["manifest"].as_str().expect("the manifest");
+    let secret: Value = manifest
+        .split("\n---\n")
+        .map(|part| serde_norway::from_str::<Value>(part).expect("YAML"))
+        .find(|document| document["kind"] == "Secret")
+        .expect("a secret in the manifest");
+    let field = |name: &str| {
+        secret["stringData"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} in the secret: {secret}"))
+            .to_string()
+    };
+    (field("token"), field("server-ca.pem"))
+}
+
+/// Makes the agent manifest for `endpoints` (`host:port,…`; a new token: the previous one stops
+/// working) and returns its token and the group CA it pins.
+async fn manifest_token_and_ca(replica: &Replica, token: &str, endpoints: &str) -> (String, String) {
+    let (status, made) = send(
+        replica,
+        reqwest::Method::POST,
+        "/kuboard-api/clusters/edge/agent-manifest",
+        token,
+        Some(&json!({"endpoints": endpoints.split(',').collect::<Vec<_>>()})),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    manifest_secret(&made)
+}
+
+/// `setup` with more settings for the replica; with `tls`, the agent runs as the manifest makes
+/// it: with the manifest's token and `KUBOARD_AGENT_SERVER_CA`.
+async fn setup_with(replica_env: &[(&str, &str)], tls: bool) -> Setup {
     let cluster = start_fake().await;
     let dir = tempfile::tempdir().expect("a test dir");
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("the data dir");
     let agent_port = free_port();
-    let mut replica = Replica::start_with(
-        &data,
-        dir.path(),
-        &[("KUBOARD_AGENT_SERVER_TCP_PORT", &agent_port.to_string())],
-    );
+    let agent_port_text = agent_port.to_string();
+    let mut env = vec![("KUBOARD_AGENT_SERVER_TCP_PORT", agent_port_text.as_str())];
+    env.extend_from_slice(replica_env);
+    let mut replica = Replica::start_with(&data, dir.path(), &env);
     replica.wait_ready(Duration::from_secs(30)).await;
     let token = replica.change_admin_password(NEW_ADMIN_PASSWORD).await;
 
@@ -273,7 +313,23 @@ async fn setup() -> Setup {
     );
 
     let endpoints = format!("127.0.0.1:{agent_port}");
-    let agent = Agent::start(&kubeconfig, &endpoints, &agent_token, &dir.path().join("agent-1.log"));
+    let (agent_token, server_ca) = if tls {
+        let (manifest_token, server_ca) = manifest_token_and_ca(&replica, &token, &endpoints).await;
+        (manifest_token, Some(server_ca))
+    } else {
+        (agent_token, None)
+    };
+    let agent_env: Vec<(&str, &str)> = server_ca
+        .iter()
+        .map(|ca| ("KUBOARD_AGENT_SERVER_CA", ca.as_str()))
+        .collect();
+    let agent = Agent::start_with(
+        &kubeconfig,
+        &endpoints,
+        &agent_token,
+        &dir.path().join("agent-1.log"),
+        &agent_env,
+    );
     let took = wait_proxy(&replica, &token, true, Duration::from_secs(20)).await;
     tracing::info!(ms = took.as_millis() as u64, "first tunnel up and serving");
     agent.wait_log("tunnel up", Duration::from_secs(5)).await;
@@ -286,6 +342,7 @@ async fn setup() -> Setup {
         agent_token,
         agent,
         kubeconfig,
+        server_ca,
         dir,
     }
 }
@@ -495,11 +552,6 @@ async fn bad_input_on_the_agent_port_is_refused_counted_and_harmless() {
         ),
         ("a frame over the limit", b"\x00\x10\x00\x00", "oversize_frame"),
         ("an empty frame", b"\x00\x00\x00\x00", "malformed"),
-        (
-            "a TLS client hello",
-            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-            "oversize_frame",
-        ),
     ];
     for (name, bytes, reason) in cases {
         let series = format!("kuboard_agent_handshake_failures_total{{reason=\"{reason}\"}}");
@@ -643,14 +695,18 @@ struct GroupSetup {
     kubeconfig: PathBuf,
 }
 
-async fn group_with_agent_cluster() -> GroupSetup {
+async fn group_with_agent_cluster(require_tls: bool) -> GroupSetup {
     let cluster = start_fake().await;
     let agent_ports = [free_port(), free_port(), free_port()];
     let mut group = common::Group::start_with_env(3, &|index| {
-        vec![(
+        let mut env = vec![(
             "KUBOARD_AGENT_SERVER_TCP_PORT".to_string(),
             agent_ports[index].to_string(),
-        )]
+        )];
+        if require_tls {
+            env.push(("KUBOARD_AGENT_SERVER_REQUIRE_TLS".to_string(), "true".to_string()));
+        }
+        env
     });
     group.wait_all_ready(Duration::from_secs(60)).await;
     let token = group.replicas[0].change_admin_password(NEW_ADMIN_PASSWORD).await;
@@ -694,7 +750,7 @@ async fn an_agent_holds_a_tunnel_to_every_replica() {
         agent_token,
         dir,
         kubeconfig,
-    } = group_with_agent_cluster().await;
+    } = group_with_agent_cluster(false).await;
     let endpoints = agent_ports
         .iter()
         .map(|port| format!("127.0.0.1:{port}"))
@@ -790,18 +846,23 @@ async fn tunnel_holders(replica: &Replica, token: &str) -> Vec<u64> {
 /// Three replicas; the agent is given only the first two (the third is cut off from it). The third
 /// serves the cluster through a peer that holds a tunnel; the cluster's API and the status page
 /// say which replicas hold tunnels; a holder killed with SIGKILL leaves the third forwarding
-/// through the other holder, and its entry goes when its lease expires.
+/// through the other holder, and its entry goes when its lease expires. The replicas require TLS
+/// of agents (the agent pins the group CA); the peers' plain forwarding is not refused for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_without_a_tunnel_forwards_through_a_peer() {
     init_tracing();
-    let mut setup = group_with_agent_cluster().await;
+    // Every replica requires TLS of agents; forwarding between replicas is plain TCP on the same
+    // port and must still be taken.
+    let mut setup = group_with_agent_cluster(true).await;
     let (group, token) = (&mut setup.group, setup.token.as_str());
     let endpoints = format!("127.0.0.1:{},127.0.0.1:{}", setup.agent_ports[0], setup.agent_ports[1]);
-    let _agent = Agent::start(
+    let (agent_token, server_ca) = manifest_token_and_ca(&group.replicas[0], token, &endpoints).await;
+    let _agent = Agent::start_with(
         &setup.kubeconfig,
         &endpoints,
-        &setup.agent_token,
+        &agent_token,
         &setup.dir.path().join("agent.log"),
+        &[("KUBOARD_AGENT_SERVER_CA", server_ca.as_str())],
     );
 
     for replica in &group.replicas {
@@ -823,6 +884,14 @@ async fn a_replica_without_a_tunnel_forwards_through_a_peer() {
         into_holders += metric_value(&metrics(replica).await, forwarded_in);
     }
     assert_eq!(into_holders, out, "every forwarded connection went into a holder");
+    for replica in &group.replicas {
+        let refused = "kuboard_agent_handshake_failures_total{reason=\"tls_required\"}";
+        assert_eq!(
+            metric_value(&metrics(replica).await, refused),
+            0.0,
+            "peers are not refused for speaking plain TCP"
+        );
+    }
     let bytes =
         |direction: &str| format!("kuboard_agent_stream_bytes_total{{cluster=\"edge\",direction=\"{direction}\"}}");
     let mut holder_bytes = (0.0, 0.0);
@@ -1071,7 +1140,6 @@ async fn kubectl_through_three_replicas_via_the_agent() {
     )
     .await;
     assert_eq!(status, 201, "{created}");
-    let agent_token = created["agent_token"].as_str().expect("a token").to_string();
     let agent_kubeconfig = home.path().join("agent.kubeconfig");
     let admin = Credential::ClientCertificate(cluster.admin.clone());
     let text = certs::kubeconfig(&cluster.urls().join(","), &cluster.ca.cert_pem, &admin, None);
@@ -1081,11 +1149,24 @@ async fn kubectl_through_three_replicas_via_the_agent() {
         .map(|port| format!("127.0.0.1:{port}"))
         .collect::<Vec<_>>()
         .join(",");
-    let agent = Agent::start(
+    // As the generated Deployment runs it: the manifest's token, TLS pinned to the group CA (the
+    // web ports serve the operator's certificate; the agent ports the group's).
+    let (status, made) = send_at(
+        &https,
+        &format!("{}/kuboard-api/clusters/edge/agent-manifest", base(2)),
+        reqwest::Method::POST,
+        &token,
+        Some(&json!({"endpoints": endpoints.split(',').collect::<Vec<_>>()})),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    let (agent_token, server_ca) = manifest_secret(&made);
+    let agent = Agent::start_with(
         &agent_kubeconfig,
         &endpoints,
         &agent_token,
         &home.path().join("agent.log"),
+        &[("KUBOARD_AGENT_SERVER_CA", &server_ca)],
     );
     let configs: Vec<PathBuf> = group
         .replicas
@@ -1310,7 +1391,7 @@ async fn the_agent_manifest_is_generated_regenerated_and_revoked() {
     assert_eq!(made["command"], "kubectl apply -f kuboard-agent-edge.yaml");
     let manifest = made["manifest"].as_str().expect("the manifest");
     let documents: Vec<Value> = manifest
-        .split("---\n")
+        .split("\n---\n")
         .map(|part| serde_norway::from_str(part).expect("YAML"))
         .collect();
     assert_eq!(documents.len(), 6, "{manifest}");
@@ -1330,11 +1411,25 @@ async fn the_agent_manifest_is_generated_regenerated_and_revoked() {
     // The old token stopped working: its tunnel closes.
     wait_proxy(&setup.replica, &setup.token, false, Duration::from_secs(10)).await;
 
-    let agent = Agent::start(
+    let server_ca = documents[4]["stringData"]["server-ca.pem"]
+        .as_str()
+        .expect("the group CA in the secret");
+    assert!(server_ca.starts_with("-----BEGIN CERTIFICATE-----"), "{server_ca}");
+    assert!(
+        !manifest.contains("PRIVATE KEY"),
+        "only the CA's certificate: {manifest}"
+    );
+    assert_eq!(
+        container["env"][3],
+        json!({"name": "KUBOARD_AGENT_SERVER_CA",
+            "valueFrom": {"secretKeyRef": {"name": "kuboard-agent-edge", "key": "server-ca.pem"}}})
+    );
+    let agent = Agent::start_with(
         &setup.kubeconfig,
         &setup.endpoints,
         &new_token,
         &setup.dir.path().join("agent-manifest.log"),
+        &[("KUBOARD_AGENT_SERVER_CA", server_ca)],
     );
     wait_proxy(&setup.replica, &setup.token, true, Duration::from_secs(20)).await;
 
@@ -1352,4 +1447,455 @@ async fn the_agent_manifest_is_generated_regenerated_and_revoked() {
     agent
         .wait_log("unknown cluster or wrong agent token", Duration::from_secs(10))
         .await;
+}
+
+/// A TCP relay on loopback in front of a replica's agent port that keeps every byte the agents
+/// send through it: what anyone on the path between agent and replica reads.
+struct Relay {
+    port: u16,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("the relay binds");
+        let port = listener.local_addr().expect("the relay's address").port();
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = sent.clone();
+        let task = tokio::spawn(async move {
+            // Dropped with the task: every relayed connection ends with the relay.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((agent, _)) = listener.accept().await {
+                let recorded = recorded.clone();
+                connections.spawn(async move {
+                    let Ok(replica) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                        return;
+                    };
+                    let (mut agent_read, mut agent_write) = agent.into_split();
+                    let (mut replica_read, mut replica_write) = replica.into_split();
+                    let upstream = async {
+                        let mut buffer = vec![0u8; 16 * 1024];
+                        loop {
+                            match agent_read.read(&mut buffer).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(count) => {
+                                    recorded.lock().expect("the record").extend_from_slice(&buffer[..count]);
+                                    if replica_write.write_all(&buffer[..count]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    };
+                    let downstream = tokio::io::copy(&mut replica_read, &mut agent_write);
+                    tokio::select! {
+                        _ = upstream => {}
+                        _ = downstream => {}
+                    }
+                });
+            }
+        });
+        Relay { port, sent, task }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn sent(&self) -> Vec<u8> {
+        self.sent.lock().expect("the record").clone()
+    }
+
+    fn clear(&self) {
+        self.sent.lock().expect("the record").clear();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+/// The longest line of a PEM block's body: base64 that appears on a wire only if the PEM does.
+fn pem_body_line(pem: &str) -> String {
+    pem.lines()
+        .filter(|line| !line.starts_with("-----"))
+        .max_by_key(|line| line.len())
+        .expect("a PEM body")
+        .to_string()
+}
+
+/// HTTP through the proxy via the tunnel: a list, a creation, the object read back and a followed
+/// log. Returns nothing; every answer is checked.
+async fn requests_through_the_proxy(replica: &Replica, token: &str, name: &str) {
+    let (status, pods) = send(replica, reqwest::Method::GET, PODS, token, None).await;
+    assert_eq!(status, 200, "{pods}");
+    assert_eq!(pods["items"][0]["metadata"]["name"], "shell", "{pods}");
+    let configmaps = "/k8s-api/edge/api/v1/namespaces/default/configmaps";
+    let (status, created) = send(
+        replica,
+        reqwest::Method::POST,
+        configmaps,
+        token,
+        Some(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name}, "data": {"k": "v"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, read) = send(
+        replica,
+        reqwest::Method::GET,
+        &format!("{configmaps}/{name}"),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!((status, &read["data"]["k"]), (200, &json!("v")), "{read}");
+    let log = replica
+        .client
+        .get(replica.url(&format!("{PODS}/shell/log?follow=true")))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("the log opens");
+    assert_eq!(log.status().as_u16(), 200);
+    let text = log.text().await.expect("the followed log ends after its lines");
+    assert!(text.lines().count() >= 3, "three followed lines: {text:?}");
+}
+
+async fn agent_metrics(port: u16) -> String {
+    match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// What broke: the handshake crossed the network in clear, so anyone on the path read the agent
+/// token and the credentials the agent reports. A relay between agent and replica records what
+/// it carries: with a plain agent (the control) the token and the client key are there; with the
+/// agent pinned to the group CA neither is, nor the handshake's magic, and the proxy works through
+/// the TLS tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_token_crossed_the_network_in_clear() {
+    init_tracing();
+    let setup = setup().await;
+    let (replica, token) = (&setup.replica, &setup.token);
+    let relay = Relay::start(setup.agent_port).await;
+    let (agent_token, server_ca) = manifest_token_and_ca(replica, token, &relay.endpoint()).await;
+    // The manifest made a new token: the plain agent of the set-up is closed out.
+    wait_proxy(replica, token, false, Duration::from_secs(10)).await;
+    let key_line = pem_body_line(&setup.cluster.admin.key_pem);
+
+    tracing::info!("control: a plain agent through the relay shows its token on the wire");
+    let mut plain = Agent::start(
+        &setup.kubeconfig,
+        &relay.endpoint(),
+        &agent_token,
+        &setup.dir.path().join("relay-plain.log"),
+    );
+    wait_proxy(replica, token, true, Duration::from_secs(20)).await;
+    let wire = relay.sent();
+    assert!(
+        contains(&wire, agent_token.as_bytes()),
+        "the relay sees a plain agent's token"
+    );
+    assert!(contains(&wire, key_line.as_bytes()), "and its reported client key");
+    assert!(contains(&wire, b"kuboard-agent"), "and its handshake");
+    plain.kill9();
+    wait_proxy(replica, token, false, Duration::from_secs(15)).await;
+    relay.clear();
+
+    tracing::info!("an agent pinned to the group CA (a file path) through the same relay");
+    let ca_file = setup.dir.path().join("server-ca.pem");
+    std::fs::write(&ca_file, &server_ca).expect("write the CA");
+    let health = free_port();
+    let health_listen = format!("127.0.0.1:{health}");
+    let ca_path = ca_file.to_string_lossy().into_owned();
+    let pinned = Agent::start_with(
+        &setup.kubeconfig,
+        &relay.endpoint(),
+        &agent_token,
+        &setup.dir.path().join("relay-tls.log"),
+        &[
+            ("KUBOARD_AGENT_SERVER_CA", ca_path.as_str()),
+            ("KUBOARD_AGENT_HEALTH_LISTEN", health_listen.as_str()),
+        ],
+    );
+    let took = wait_proxy(replica, token, true, Duration::from_secs(20)).await;
+    tracing::info!(ms = took.as_millis() as u64, "the TLS tunnel serves");
+    pinned.wait_log("tunnel up", Duration::from_secs(5)).await;
+    requests_through_the_proxy(replica, token, "through-tls").await;
+    let wire = relay.sent();
+    println!("the relay carried {} bytes from the TLS agent", wire.len());
+    assert!(
+        wire.len() > 4096,
+        "the traffic went through the relay: {} bytes",
+        wire.len()
+    );
+    assert_eq!(wire[0], 0x16, "the agent opened with a TLS handshake record");
+    assert!(!contains(&wire, agent_token.as_bytes()), "the token is not on the wire");
+    assert!(
+        !contains(&wire, key_line.as_bytes()),
+        "the reported client key is not on the wire"
+    );
+    assert!(!contains(&wire, b"kuboard-agent"), "the handshake itself is encrypted");
+    let metrics_now = agent_metrics(health).await;
+    assert_eq!(
+        metric_value(&metrics_now, "kuboard_agent_tunnels_up"),
+        1.0,
+        "{metrics_now}"
+    );
+    assert!(
+        !metrics_now.contains("kuboard_agent_tls_failures_total{"),
+        "no TLS failure: {metrics_now}"
+    );
+    assert!(!replica.log().contains(&agent_token), "no token in the replica's log");
+}
+
+/// What broke: an agent that pins a CA must refuse a server whose certificate that CA did not
+/// issue (another group, or a machine posing as a replica), say why, count it and retry, and never
+/// speak plain text instead. Also a server that does not answer TLS at all: the agent sends it
+/// nothing but its TLS hello.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_pinned_to_another_ca_refuses_the_replica_and_says_why() {
+    init_tracing();
+    let setup = setup_with(&[], true).await;
+    let (replica, token) = (&setup.replica, &setup.token);
+    assert_eq!(
+        metric_value(&metrics(replica).await, "kuboard_agent_tunnels{cluster=\"edge\"}"),
+        1.0
+    );
+
+    // Another CA: the fake cluster's, PEM text in the variable.
+    let health = free_port();
+    let health_listen = format!("127.0.0.1:{health}");
+    let other = Agent::start_with(
+        &setup.kubeconfig,
+        &setup.endpoints,
+        &setup.agent_token,
+        &setup.dir.path().join("other-ca.log"),
+        &[
+            ("KUBOARD_AGENT_SERVER_CA", setup.cluster.ca.cert_pem.as_str()),
+            ("KUBOARD_AGENT_HEALTH_LISTEN", health_listen.as_str()),
+        ],
+    );
+    other
+        .wait_log("TLS refused (untrusted_certificate)", Duration::from_secs(10))
+        .await;
+    assert!(
+        other.log().contains("not signed by KUBOARD_AGENT_SERVER_CA"),
+        "the log says why: {}",
+        other.log()
+    );
+    let series = format!(
+        "kuboard_agent_tls_failures_total{{reason=\"untrusted_certificate\",server=\"{}\"}}",
+        setup.endpoints
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics_now = agent_metrics(health).await;
+        if metric_value(&metrics_now, &series) >= 3.0 {
+            assert_eq!(
+                metric_value(&metrics_now, "kuboard_agent_tunnels_up"),
+                0.0,
+                "{metrics_now}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "refused, counted and retried 3 times within 10 s: {metrics_now}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready = reqwest::get(format!("http://127.0.0.1:{health}/readyz"))
+        .await
+        .expect("readyz answers");
+    assert_eq!(ready.status().as_u16(), 503, "not ready without a tunnel");
+    assert!(!other.log().contains("tunnel up"), "never connected: {}", other.log());
+    let replica_metrics = metrics(replica).await;
+    assert_eq!(
+        metric_value(&replica_metrics, "kuboard_agent_tunnels{cluster=\"edge\"}"),
+        1.0,
+        "only the pinned agent's tunnel: {replica_metrics}"
+    );
+    assert!(
+        metric_value(
+            &replica_metrics,
+            "kuboard_agent_handshake_failures_total{reason=\"tls_handshake\"}"
+        ) >= 1.0,
+        "the replica counts the aborted TLS handshakes: {replica_metrics}"
+    );
+    requests_through_the_proxy(replica, token, "beside-a-refused-agent").await;
+    drop(other);
+
+    // A server that takes the connection but speaks no TLS (a plain-only agent port, or something
+    // else on that address): the agent sends its TLS hello only, and says so.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let plain_server = listener.local_addr().expect("address").to_string();
+    let received = tokio::spawn(async move {
+        let mut all = Vec::new();
+        for _ in 0..2 {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                break;
+            };
+            let mut buffer = vec![0u8; 64 * 1024];
+            if let Ok(Ok(count)) = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buffer)).await {
+                all.extend_from_slice(&buffer[..count]);
+            }
+        }
+        all
+    });
+    let server_ca = setup.server_ca.clone().expect("the TLS set-up's CA");
+    let no_tls = Agent::start_with(
+        &setup.kubeconfig,
+        &plain_server,
+        &setup.agent_token,
+        &setup.dir.path().join("no-tls.log"),
+        &[("KUBOARD_AGENT_SERVER_CA", server_ca.as_str())],
+    );
+    let received = tokio::time::timeout(Duration::from_secs(15), received)
+        .await
+        .expect("two dials within 15 s")
+        .expect("the listener task");
+    no_tls.wait_log("TLS refused (closed)", Duration::from_secs(5)).await;
+    assert!(!received.is_empty(), "the agent dialled");
+    assert_eq!(received[0], 0x16, "a TLS record");
+    assert!(
+        !contains(&received, setup.agent_token.as_bytes()) && !contains(&received, b"kuboard-agent"),
+        "no plain hello after a failed TLS handshake"
+    );
+
+    tracing::info!("a KUBOARD_AGENT_SERVER_CA that is not a certificate stops the agent at start");
+    let status = Command::new(kuboard_binary())
+        .args(["agent", "--kubeconfig"])
+        .arg(&setup.kubeconfig)
+        .env_clear()
+        .env("KUBOARD_AGENT_ENDPOINT", &setup.endpoints)
+        .env("KUBOARD_AGENT_CLUSTER", CLUSTER)
+        .env("KUBOARD_AGENT_TOKEN", &setup.agent_token)
+        .env("KUBOARD_AGENT_SERVER_CA", "/nonexistent/ca.pem")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the agent runs");
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("KUBOARD_AGENT_SERVER_CA"), "{stderr}");
+}
+
+/// Waits up to 5 s until the replica has counted `reason` at least `at_least` times.
+async fn wait_refusals(replica: &Replica, reason: &str, at_least: f64) {
+    let series = format!("kuboard_agent_handshake_failures_total{{reason=\"{reason}\"}}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let counted = metric_value(&metrics(replica).await, &series);
+        if counted >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} reaches {at_least} within 5 s: {counted}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What broke: with `KUBOARD_AGENT_SERVER_REQUIRE_TLS` the port still took plain agents. Now a
+/// plain agent is refused with a reason and counted while the TLS agent serves; and the TLS
+/// handshake counts against the handshake's deadline and budget: a TLS client that stalls is cut
+/// off at the deadline, a flood of stalled TLS clients is bounded, a TLS record that is not a hello
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_agent_was_served_when_tls_was_required() {
+    init_tracing();
+    let setup = setup_with(&[("KUBOARD_AGENT_SERVER_REQUIRE_TLS", "true")], true).await;
+    let (replica, token, agent_port) = (&setup.replica, &setup.token, setup.agent_port);
+    requests_through_the_proxy(replica, token, "tls-required").await;
+    let (_, before) = send(replica, reqwest::Method::GET, "/kuboard-api/clusters/edge", token, None).await;
+
+    let plain = Agent::start(
+        &setup.kubeconfig,
+        &setup.endpoints,
+        &setup.agent_token,
+        &setup.dir.path().join("plain.log"),
+    );
+    plain
+        .wait_log("takes agents over TLS only", Duration::from_secs(10))
+        .await;
+    drop(plain);
+    let replica_metrics = metrics(replica).await;
+    assert!(
+        metric_value(
+            &replica_metrics,
+            "kuboard_agent_handshake_failures_total{reason=\"tls_required\"}"
+        ) >= 1.0,
+        "{replica_metrics}"
+    );
+    assert_eq!(
+        metric_value(&replica_metrics, "kuboard_agent_tunnels{cluster=\"edge\"}"),
+        1.0,
+        "{replica_metrics}"
+    );
+
+    let count = |reason: &'static str| async move {
+        metric_value(
+            &metrics(replica).await,
+            &format!("kuboard_agent_handshake_failures_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    tracing::info!("a TLS client hello that does not decode is refused and counted");
+    let counted_before = count("tls_handshake").await;
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", agent_port))
+        .await
+        .expect("connect");
+    socket
+        .write_all(b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), socket.read_to_end(&mut answer))
+        .await
+        .expect("closed within 3 s")
+        .ok();
+    wait_refusals(replica, "tls_handshake", counted_before + 1.0).await;
+
+    tracing::info!("a TLS client that stalls in its hello is cut off at the handshake deadline");
+    let timeouts_before = count("timeout").await;
+    let started = Instant::now();
+    let stalled_hello: &[u8] = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+    expect_closed_silently(agent_port, stalled_hello, Duration::from_secs(10)).await;
+    let took = started.elapsed();
+    println!("a stalled TLS client was closed after {took:?}");
+    assert!(took >= Duration::from_secs(4), "at the deadline, not before: {took:?}");
+    wait_refusals(replica, "timeout", timeouts_before + 1.0).await;
+
+    tracing::info!("300 stalled TLS clients: over the budget of 256 handshakes, refused at once");
+    let budget_before = count("too_many_handshakes").await;
+    let mut stalled = Vec::new();
+    for _ in 0..300 {
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", agent_port))
+            .await
+            .expect("connect");
+        socket.write_all(stalled_hello).await.expect("write");
+        stalled.push(socket);
+    }
+    // The first 256 hold the budget until their deadline; the other 44 are refused at once.
+    wait_refusals(replica, "too_many_handshakes", budget_before + 44.0).await;
+    for _ in 0..10 {
+        let (status, body) = send(replica, reqwest::Method::GET, PODS, token, None).await;
+        assert_eq!(status, 200, "the live TLS tunnel serves during the flood: {body}");
+    }
+    drop(stalled);
+
+    let (_, after) = send(replica, reqwest::Method::GET, "/kuboard-api/clusters/edge", token, None).await;
+    assert_eq!(before, after, "refused connections changed nothing");
 }

@@ -156,6 +156,38 @@ async fn a_namespaced_user_cannot_leave_its_namespace_through_the_path() {
         assert!(message.contains("path"), "{target}: the message names the path: {body}");
         assert!(!body.contains("prod-secret"), "{target}: {body}");
     }
+    tracing::info!("phase: a SelfSubjectAccessReview is judged by the namespace it asks about");
+    // The review's path is cluster-scoped; the console asks with it before enabling a button.
+    let review = |namespace: Option<&str>, verb: &str| {
+        let mut attributes = json!({"verb": verb, "resource": "secrets"});
+        if let Some(namespace) = namespace {
+            attributes["namespace"] = json!(namespace);
+        }
+        json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes}})
+    };
+    for (namespace, verb, allowed) in [
+        (Some("dev"), "list", true),
+        (Some("dev"), "delete", false),
+        (Some("prod"), "list", false),
+        (None, "list", false),
+        (Some("Not_A_Namespace"), "list", false),
+    ] {
+        let (status, body) = replica
+            .post_json(
+                "/k8s-api/c/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                &token,
+                &review(namespace, verb),
+            )
+            .await;
+        assert_eq!(status, 201, "{namespace:?} {verb}: {body}");
+        assert_eq!(
+            body["status"]["allowed"],
+            json!(allowed),
+            "may dana {verb} secrets in {namespace:?}: {body}"
+        );
+    }
+
     // A raw backslash is not a valid request target: the HTTP layer refuses it before the proxy.
     let (status, body) = raw_get(
         replica.port,

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use raft_log::codeq::Decode;
 use raft_log::RaftLogRecord;
 
-use crate::wal_format::{WalTypes, CHUNK_MAX_SIZE, REPLAY_READ_BUFFER};
+use crate::wal_format::{WalTypes, REPLAY_READ_BUFFER};
 
 /// The largest damaged tail of the last chunk that open examines as a possibly torn write. One
-/// flush of raft-log writes at most its queue limit (64 MiB); anything longer cannot be a single
-/// interrupted write.
-const MAX_TORN_TAIL: u64 = 2 * CHUNK_MAX_SIZE as u64;
+/// flush of raft-log writes at most its queue limit (64 MiB), whatever the chunk size; anything
+/// longer than two of them cannot be a single interrupted write.
+const MAX_TORN_TAIL: u64 = 2 * 64 * 1024 * 1024;
 
 /// The first record of a WAL chunk that could not be read.
 #[derive(Debug)]
@@ -188,7 +188,7 @@ mod tests {
 
     use crate::log_store::tests::{append, put, read_puts, write_puts};
     use crate::log_store::LogStore;
-    use crate::wal_format::{WalLogId, WalPayload, WalVote};
+    use crate::wal_format::{WalLogId, WalPayload, WalVote, CHUNK_MAX_SIZE};
 
     /// Byte offsets at which the records of a (healthy) chunk file start.
     fn record_starts(path: &Path) -> Vec<u64> {

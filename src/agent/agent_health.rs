@@ -23,6 +23,9 @@ pub struct AgentMetrics {
     pub streams_open: IntGauge,
     /// Streams refused or failed, by reason (`not_allowed`, `connect`, `timeout`, `method`).
     pub stream_refusals: IntCounterVec,
+    /// TLS handshakes with a replica that failed, by replica address and reason
+    /// (`untrusted_certificate`, `wrong_name`, `expired`, `closed`, `handshake`, `timeout`).
+    pub tls_failures: IntCounterVec,
 }
 
 impl AgentMetrics {
@@ -69,6 +72,14 @@ impl AgentMetrics {
                 &["reason"],
             )
             .expect(valid),
+            tls_failures: IntCounterVec::new(
+                Opts::new(
+                    "kuboard_agent_tls_failures_total",
+                    "TLS handshakes with a replica that failed (the agent does not fall back to plain text), by replica address and reason",
+                ),
+                &["server", "reason"],
+            )
+            .expect(valid),
         };
         for collector in [
             Box::new(metrics.tunnel_up.clone()) as Box<dyn prometheus::core::Collector>,
@@ -77,6 +88,7 @@ impl AgentMetrics {
             Box::new(metrics.tunnel_failures.clone()),
             Box::new(metrics.streams_open.clone()),
             Box::new(metrics.stream_refusals.clone()),
+            Box::new(metrics.tls_failures.clone()),
         ] {
             metrics.registry.register(collector).expect(valid);
         }

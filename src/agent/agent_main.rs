@@ -9,7 +9,10 @@ use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use kuboard_raft::framing;
 use rand::Rng as _;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::agent_health::{self, AgentMetrics, TunnelUp};
@@ -45,6 +48,8 @@ pub struct AgentSettings {
     pub allowed: Arc<HashSet<String>>,
     pub health_listen: Option<std::net::SocketAddr>,
     pub metrics: Arc<AgentMetrics>,
+    /// `KUBOARD_AGENT_SERVER_CA` given: every tunnel is TLS, verified against that CA only.
+    pub tls: Option<TlsConnector>,
 }
 
 pub fn run(mut args: AgentArgs) -> u8 {
@@ -159,6 +164,10 @@ pub fn settings(args: &AgentArgs) -> Result<AgentSettings, String> {
                 .map_err(|_| format!("KUBOARD_AGENT_HEALTH_LISTEN={text:?}: expected ip:port, e.g. 0.0.0.0:10082"))?,
         ),
     };
+    let tls = match non_empty(&args.server_ca) {
+        None => None,
+        Some(value) => Some(pinned_connector(&value)?),
+    };
     let report = Report {
         endpoints: endpoints.iter().map(ToString::to_string).collect(),
         credentials,
@@ -172,7 +181,80 @@ pub fn settings(args: &AgentArgs) -> Result<AgentSettings, String> {
         allowed: Arc::new(allowed),
         health_listen,
         metrics: Arc::new(AgentMetrics::new()),
+        tls,
     })
+}
+
+/// The TLS client for `KUBOARD_AGENT_SERVER_CA` (PEM text, or the path of a PEM file): trusts the
+/// certificates given there and nothing else (not the system's roots).
+pub fn pinned_connector(value: &str) -> Result<TlsConnector, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::CertificateDer;
+    let text = if value.starts_with("-----BEGIN") {
+        value.to_string()
+    } else {
+        std::fs::read_to_string(value).map_err(|error| format!("KUBOARD_AGENT_SERVER_CA: read {value}: {error}"))?
+    };
+    let certificates = CertificateDer::pem_slice_iter(text.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("KUBOARD_AGENT_SERVER_CA: not PEM certificates: {error}"))?;
+    if certificates.is_empty() {
+        return Err("KUBOARD_AGENT_SERVER_CA: no certificate in it (expected the group CA's PEM)".into());
+    }
+    let mut roots = RootCertStore::empty();
+    for certificate in certificates {
+        roots
+            .add(certificate)
+            .map_err(|error| format!("KUBOARD_AGENT_SERVER_CA: not a usable CA certificate: {error}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("TLS set-up: {error}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Why a TLS handshake with a replica failed: a metric label and words for the log.
+fn tls_failure(error: &std::io::Error) -> (&'static str, String) {
+    use rustls::CertificateError;
+    let rustls_error = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match rustls_error {
+        Some(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => (
+            "wrong_name",
+            format!(
+                "the server's certificate does not carry the agent server name {}: {error}",
+                protocol::TLS_SERVER_NAME
+            ),
+        ),
+        Some(rustls::Error::InvalidCertificate(
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. },
+        )) => (
+            "expired",
+            format!("the server's certificate is out of its validity: {error}"),
+        ),
+        Some(rustls::Error::InvalidCertificate(_)) => (
+            "untrusted_certificate",
+            format!(
+                "the server's certificate is not signed by KUBOARD_AGENT_SERVER_CA (another group, or its CA \
+                 was replaced: make a new manifest): {error}"
+            ),
+        ),
+        Some(other) => ("handshake", format!("{other}")),
+        None => (
+            "closed",
+            format!(
+                "the server closed the connection during the TLS handshake (no TLS on this port yet, or \
+                 not a Kuboard agent port): {error}"
+            ),
+        ),
+    }
 }
 
 fn check_host_port(entry: &str) -> Result<(), String> {
@@ -231,11 +313,36 @@ async fn keep_tunnel(settings: AgentSettings, server: String, stop: Cancellation
 
 /// One tunnel's life: dial, handshake, serve streams until it fails. Returns why it ended.
 async fn tunnel(settings: &AgentSettings, server: &str) -> Result<String, String> {
-    let mut socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server))
+    let socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server))
         .await
         .map_err(|_| format!("connect: no answer within {CONNECT_TIMEOUT:?}"))?
         .map_err(|error| format!("connect: {error}"))?;
     let _ = socket.set_nodelay(true);
+    let Some(connector) = &settings.tls else {
+        return speak(settings, server, socket).await;
+    };
+    let name =
+        rustls_pki_types::ServerName::try_from(protocol::TLS_SERVER_NAME).map_err(|error| format!("TLS: {error}"))?;
+    let failures = &settings.metrics.tls_failures;
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, socket)).await {
+        Ok(Ok(stream)) => speak(settings, server, stream).await,
+        Ok(Err(error)) => {
+            let (reason, message) = tls_failure(&error);
+            failures.with_label_values(&[server, reason]).inc();
+            Err(format!("TLS refused ({reason}): {message}"))
+        }
+        Err(_) => {
+            failures.with_label_values(&[server, "timeout"]).inc();
+            Err(format!("TLS: no handshake within {HANDSHAKE_TIMEOUT:?}"))
+        }
+    }
+}
+
+/// The agent handshake on a connected socket (plain or TLS), then the tunnel.
+async fn speak<IO>(settings: &AgentSettings, server: &str, mut socket: IO) -> Result<String, String>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
     let handshake = async {
         let hello = Hello {
             magic: protocol::MAGIC.into(),
@@ -396,7 +503,21 @@ mod tests {
     /// Adds a tunnel to an agent serving `allowed`; returns the agent's task (abort it to kill
     /// the agent's end).
     async fn add_tunnel(hub: &TunnelHub, allowed: &[String]) -> tokio::task::JoinHandle<Result<String, String>> {
-        let settings = AgentSettings {
+        let settings = test_settings(allowed, None);
+        let (replica_side, agent_side) = tokio::io::duplex(64 * 1024);
+        let agent = tokio::spawn(async move { serve_tunnel(&settings, agent_side).await });
+        let (sender, connection) = crate::agent::listener::tunnel_client()
+            .handshake::<_, Bytes>(replica_side)
+            .await
+            .expect("HTTP/2 over the pipe");
+        tokio::spawn(connection);
+        hub.add("edge", sender);
+        agent
+    }
+
+    /// An agent's settings for cluster `edge` with the token `t`, serving `allowed`.
+    fn test_settings(allowed: &[String], tls: Option<TlsConnector>) -> AgentSettings {
+        AgentSettings {
             servers: vec!["unused:1".into()],
             cluster: "edge".into(),
             token: "t".into(),
@@ -407,17 +528,9 @@ mod tests {
             },
             allowed: Arc::new(allowed.iter().cloned().collect()),
             health_listen: None,
+            tls,
             metrics: Arc::new(AgentMetrics::new()),
-        };
-        let (replica_side, agent_side) = tokio::io::duplex(64 * 1024);
-        let agent = tokio::spawn(async move { serve_tunnel(&settings, agent_side).await });
-        let (sender, connection) = crate::agent::listener::tunnel_client()
-            .handshake::<_, Bytes>(replica_side)
-            .await
-            .expect("HTTP/2 over the pipe");
-        tokio::spawn(connection);
-        hub.add("edge", sender);
-        agent
+        }
     }
 
     /// A TCP server on loopback echoing what it reads; sends on `closed` when a connection ends.
@@ -462,6 +575,38 @@ mod tests {
     }
 
     const WAIT: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn the_server_ca_is_pem_text_or_a_file_and_anything_else_stops_the_agent() {
+        let ca = rcgen::CertificateParams::default()
+            .self_signed(&rcgen::KeyPair::generate().expect("a key"))
+            .expect("a certificate")
+            .pem();
+        assert!(pinned_connector(&ca).is_ok(), "PEM text");
+        let dir = tempfile::tempdir().expect("a dir");
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, &ca).expect("write");
+        assert!(pinned_connector(&path.to_string_lossy()).is_ok(), "a file");
+        for (value, expected) in [
+            ("/nonexistent/ca.pem", "read /nonexistent/ca.pem"),
+            (
+                "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+                "not PEM",
+            ),
+            (
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                "no certificate",
+            ),
+        ] {
+            match pinned_connector(value) {
+                Ok(_) => panic!("{value:?} is refused"),
+                Err(message) => assert!(
+                    message.starts_with("KUBOARD_AGENT_SERVER_CA") && message.contains(expected),
+                    "{value:?}: {message}"
+                ),
+            }
+        }
+    }
 
     #[tokio::test]
     async fn streams_reach_allowed_apiservers_only_and_close_with_their_end() {
@@ -548,5 +693,115 @@ mod tests {
             .expect("the echo within 5 s")
             .expect("read");
         assert_eq!(&answer, b"ping");
+    }
+
+    /// A CA (certificate and key) made with `rcgen`, as the group CA is.
+    fn test_ca() -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let mut params = rcgen::CertificateParams::default();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        (params.self_signed(&key).expect("a CA"), key)
+    }
+
+    /// A loopback TLS server presenting a certificate for `name` issued by `ca`, valid until
+    /// `not_after`. After a TLS handshake it reads one hello frame and sends it on the channel.
+    async fn tls_server(
+        ca: &(rcgen::Certificate, rcgen::KeyPair),
+        name: &str,
+        not_after: (i32, u8, u8),
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<Hello>) {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let leaf = params.signed_by(&key, &ca.0, &ca.1).expect("a leaf");
+        let private = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone(), ca.0.der().clone()], private)
+            .expect("a server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let (hellos, received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let Ok(mut stream) = acceptor.accept(socket).await else {
+                    continue;
+                };
+                if let Ok(hello) = framing::read_record::<Hello, _>(&mut stream, protocol::HELLO_LIMIT).await {
+                    let _ = hellos.send(hello);
+                }
+            }
+        });
+        (address, received)
+    }
+
+    /// What broke: rustls reports a wrong name and an expired certificate with its `…Context`
+    /// variants, which the agent logged and counted as `untrusted_certificate` ("not signed by
+    /// KUBOARD_AGENT_SERVER_CA"), sending the operator after the wrong cause. Each reason is told
+    /// apart now (log and `kuboard_agent_tls_failures_total`); the control: the pinned CA's
+    /// certificate for the agent server name gets the hello, inside TLS, and counts nothing.
+    #[tokio::test]
+    async fn a_wrong_name_or_an_expired_certificate_was_reported_as_untrusted() {
+        let pinned = test_ca();
+        let other = test_ca();
+        let settings = test_settings(&[], Some(pinned_connector(&pinned.0.pem()).expect("the pin")));
+        let name = protocol::TLS_SERVER_NAME;
+        for (what, ca, server_name, not_after, reason) in [
+            ("another CA", &other, name, (4000, 1, 1), "untrusted_certificate"),
+            (
+                "the pinned CA, another name",
+                &pinned,
+                "kuboard1",
+                (4000, 1, 1),
+                "wrong_name",
+            ),
+            ("the pinned CA, expired", &pinned, name, (2020, 1, 1), "expired"),
+        ] {
+            let (address, mut hellos) = tls_server(ca, server_name, not_after).await;
+            let error = tunnel(&settings, &address)
+                .await
+                .expect_err(&format!("{what}: refused"));
+            assert!(error.starts_with(&format!("TLS refused ({reason})")), "{what}: {error}");
+            assert_eq!(
+                settings
+                    .metrics
+                    .tls_failures
+                    .with_label_values(&[&address, reason])
+                    .get(),
+                1,
+                "{what}: counted once"
+            );
+            assert!(hellos.try_recv().is_err(), "{what}: no hello sent");
+        }
+
+        let (address, mut hellos) = tls_server(&pinned, name, (4000, 1, 1)).await;
+        let error = tunnel(&settings, &address)
+            .await
+            .expect_err("the server closes after the hello");
+        assert!(!error.starts_with("TLS"), "the TLS handshake passed: {error}");
+        let hello = tokio::time::timeout(WAIT, hellos.recv())
+            .await
+            .expect("the hello within 5 s")
+            .expect("a hello");
+        assert_eq!((hello.cluster.as_str(), hello.token.as_str()), ("edge", "t"));
+        for reason in [
+            "untrusted_certificate",
+            "wrong_name",
+            "expired",
+            "closed",
+            "handshake",
+            "timeout",
+        ] {
+            let counted = settings
+                .metrics
+                .tls_failures
+                .with_label_values(&[&address, reason])
+                .get();
+            assert_eq!(counted, 0, "no {reason} failure counted for the good server");
+        }
     }
 }

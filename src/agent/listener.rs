@@ -3,15 +3,24 @@
 //! (HTTP, garbage, an oversize frame, a wrong token, a client too slow) is closed without an
 //! answer or with a refusal, counted by reason, and changes nothing. An accepted connection
 //! becomes an HTTP/2 connection on which this replica opens one stream per apiserver connection.
+//!
+//! The port takes TLS and plain connections alike, told apart by the first byte (a TLS record
+//! starts with [`protocol::TLS_HANDSHAKE_BYTE`], a hello frame with 0): a TLS connection finishes
+//! its TLS handshake (within the same deadline and handshake budget) and then speaks the same
+//! handshake inside it. The certificate is issued by the group CA ([`AgentTls`]);
+//! `KUBOARD_AGENT_SERVER_REQUIRE_TLS` refuses plain agents.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use kuboard_raft::framing::{self, FrameError};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
 
 use crate::app_store::AppStore;
 use crate::clock::Clock;
@@ -53,6 +62,45 @@ const MAX_ENDPOINTS: usize = 16;
 /// A peer's dial through this replica's tunnel must be answered within the handshake's deadline.
 const PEER_DIAL_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// A connection of the agent port, plain or TLS.
+pub trait AgentIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> AgentIo for T {}
+type Connection = Box<dyn AgentIo>;
+
+/// TLS on the agent port: the certificate (set once the group CA could be read) and whether plain
+/// agents are refused.
+#[derive(Default)]
+pub struct AgentTls {
+    acceptor: RwLock<Option<TlsAcceptor>>,
+    /// `KUBOARD_AGENT_SERVER_REQUIRE_TLS`: an agent's hello over plain TCP is refused.
+    pub require: bool,
+}
+
+impl AgentTls {
+    pub fn new(require: bool) -> AgentTls {
+        AgentTls {
+            acceptor: RwLock::new(None),
+            require,
+        }
+    }
+
+    /// Serves TLS with `config` from now on.
+    pub fn set_config(&self, config: Arc<ServerConfig>) {
+        let acceptor = TlsAcceptor::from(config);
+        match self.acceptor.write() {
+            Ok(mut guard) => *guard = Some(acceptor),
+            Err(poisoned) => *poisoned.into_inner() = Some(acceptor),
+        }
+    }
+
+    fn acceptor(&self) -> Option<TlsAcceptor> {
+        match self.acceptor.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AgentServer {
     pub hub: Arc<TunnelHub>,
@@ -63,14 +111,15 @@ pub struct AgentServer {
     /// The group's key: peers that prove it may dial through this replica's tunnels. `None`
     /// refuses every peer.
     pub peer_key: Option<PeerKey>,
+    pub tls: Arc<AgentTls>,
 }
 
 /// A connection past its handshake.
 enum Accepted {
     /// An agent's tunnel: the socket, the cluster and the token digest that was accepted.
-    Agent(TcpStream, String, String),
+    Agent(Connection, String, String),
     /// A peer replica's forwarded connection, and the stream through this replica's tunnel.
-    Peer(TcpStream, String, TunnelStream),
+    Peer(Connection, String, TunnelStream),
 }
 
 #[derive(Debug)]
@@ -133,19 +182,47 @@ impl AgentServer {
         self.hub.metrics.handshake_failures.with_label_values(&[reason]).inc();
     }
 
+    /// Finishes TLS when the connection opens with a TLS record, then runs the handshake inside it
+    /// (or on the plain socket). The caller's deadline covers both.
+    async fn handshake(&self, socket: TcpStream) -> Result<Accepted, Refusal> {
+        let mut first = [0u8; 1];
+        match socket.peek(&mut first).await {
+            Ok(0) | Err(_) => return Err(Refusal::Silent("closed")),
+            Ok(_) => {}
+        }
+        if first[0] != protocol::TLS_HANDSHAKE_BYTE {
+            return self.speak(Box::new(socket), false).await;
+        }
+        let acceptor = self.tls.acceptor().ok_or(Refusal::Silent("tls_not_ready"))?;
+        match acceptor.accept(socket).await {
+            Ok(stream) => self.speak(Box::new(stream), true).await,
+            Err(_) => Err(Refusal::Silent("tls_handshake")),
+        }
+    }
+
     /// Reads the hello, checks the token, answers, reads the report and records it. Returns the
-    /// socket, the cluster and the token digest that was accepted.
-    async fn handshake(&self, mut socket: TcpStream) -> Result<Accepted, Refusal> {
+    /// connection, the cluster and the token digest that was accepted.
+    async fn speak(&self, mut socket: Connection, over_tls: bool) -> Result<Accepted, Refusal> {
         let hello: Hello = framing::read_record(&mut socket, protocol::HELLO_LIMIT)
             .await
             .map_err(|error| Refusal::Silent(frame_reason(&error)))?;
         if hello.magic == peer::PEER_MAGIC {
+            // Peers prove the group's key either way, and carry only TLS to the apiservers.
             return self.peer_handshake(socket, &hello).await;
         }
         if hello.magic != protocol::MAGIC {
             return Err(Refusal::Silent("bad_magic"));
         }
-        let verdict = self.check_hello(&hello).await;
+        let verdict = if !over_tls && self.tls.require {
+            Err(Refusal::Answered(
+                "tls_required",
+                "this replica takes agents over TLS only (KUBOARD_AGENT_SERVER_REQUIRE_TLS): give the agent \
+                 KUBOARD_AGENT_SERVER_CA (the manifest Kuboard makes carries it)"
+                    .into(),
+            ))
+        } else {
+            self.check_hello(&hello).await
+        };
         let answer = match &verdict {
             Ok(_) => Verdict::Accepted {
                 replica: self.replica_id.to_string(),
@@ -170,7 +247,7 @@ impl AgentServer {
 
     /// A peer replica forwarding a dial: both prove the group's key, then this replica dials
     /// through its own tunnel (never through another peer) and answers.
-    async fn peer_handshake(&self, mut socket: TcpStream, hello: &Hello) -> Result<Accepted, Refusal> {
+    async fn peer_handshake(&self, mut socket: Connection, hello: &Hello) -> Result<Accepted, Refusal> {
         let key = self.peer_key.as_ref().ok_or(Refusal::Silent("peer_disabled"))?;
         let own = self.replica_id.to_string();
         let request = peer::accept_peer(&mut socket, hello, key, &own)
@@ -213,7 +290,7 @@ impl AgentServer {
     /// side ends (or the replica shuts down); dropping both closes the other ends.
     async fn serve_forwarded(
         &self,
-        mut socket: TcpStream,
+        mut socket: Connection,
         cluster: String,
         mut stream: TunnelStream,
         mut shutdown: watch::Receiver<bool>,
@@ -302,7 +379,7 @@ impl AgentServer {
 
     async fn serve_tunnel(
         &self,
-        socket: TcpStream,
+        socket: Connection,
         peer: SocketAddr,
         cluster: String,
         digest: String,
@@ -350,6 +427,25 @@ impl AgentServer {
                 Err(_) => {}
             }
         }
+    }
+}
+
+/// Issues the agent port's certificate from the group CA once the store answers (the same wait as
+/// the HTTPS port's) and serves TLS with it from then on. Until then a TLS agent is closed and
+/// counted as `tls_not_ready` (it redials); plain agents are served meanwhile unless TLS is
+/// required. The operator's `KUBOARD_TLS_CERT` is not used here: the manifests pin the group CA.
+pub async fn serve_tls_when_ready(
+    tls: Arc<AgentTls>,
+    source: crate::tls::https_port::CertificateSource,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    match crate::tls::https_port::group_certificate(&source, &mut shutdown).await {
+        Ok(Some((config, _))) => {
+            tls.set_config(config);
+            tracing::info!("agent port: TLS served with a certificate of the group CA");
+        }
+        Ok(None) => {}
+        Err(reason) => tracing::error!(%reason, "agent port: no TLS, agents that pin the group CA cannot connect"),
     }
 }
 

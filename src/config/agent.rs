@@ -1,5 +1,5 @@
-//! The agent listener: `KUBOARD_AGENT_SERVER_TCP_PORT` and `KUBOARD_AGENT_ENDPOINT`, the address of
-//! every replica that agents tunnel to.
+//! The agent listener: `KUBOARD_AGENT_SERVER_TCP_PORT`, `KUBOARD_AGENT_ENDPOINT` (the address of
+//! every replica that agents tunnel to) and `KUBOARD_AGENT_SERVER_REQUIRE_TLS`.
 
 use crate::config::reader::Reader;
 use crate::config::values::{parse_host_port_list, ConfigError};
@@ -11,6 +11,8 @@ pub struct AgentConfig {
     pub tcp_port: u16,
     /// Every replica's agent address (`host:port`), empty when not given.
     pub endpoints: Vec<String>,
+    /// Plain (non-TLS) agent connections are refused.
+    pub require_tls: bool,
 }
 
 pub(super) fn parse_agent(reader: &Reader<'_>) -> Result<AgentConfig, ConfigError> {
@@ -21,7 +23,12 @@ pub(super) fn parse_agent(reader: &Reader<'_>) -> Result<AgentConfig, ConfigErro
         None => Vec::new(),
         Some((label, value)) => parse_host_port_list(label, value)?,
     };
-    Ok(AgentConfig { tcp_port, endpoints })
+    let require_tls = reader.bool("KUBOARD_AGENT_SERVER_REQUIRE_TLS")?.unwrap_or(false);
+    Ok(AgentConfig {
+        tcp_port,
+        endpoints,
+        require_tls,
+    })
 }
 
 #[cfg(test)]
@@ -33,7 +40,7 @@ mod tests {
         for (env, expected) in [
             (
                 &[][..],
-                Expected::Ok(|c| c.agent.tcp_port == 10081 && c.agent.endpoints.is_empty()),
+                Expected::Ok(|c| c.agent.tcp_port == 10081 && c.agent.endpoints.is_empty() && !c.agent.require_tls),
             ),
             (
                 &[("KUBOARD_AGENT_SERVER_TCP_PORT", "20081")],
@@ -42,6 +49,14 @@ mod tests {
             (
                 &[("KUBOARD_AGENT_ENDPOINT", "10.0.0.1:10081, 10.0.0.2:10081")],
                 Expected::Ok(|c| c.agent.endpoints == ["10.0.0.1:10081", "10.0.0.2:10081"]),
+            ),
+            (
+                &[("KUBOARD_AGENT_SERVER_REQUIRE_TLS", "true")],
+                Expected::Ok(|c| c.agent.require_tls),
+            ),
+            (
+                &[("KUBOARD_AGENT_SERVER_REQUIRE_TLS", "sometimes")],
+                Expected::Err(r#"KUBOARD_AGENT_SERVER_REQUIRE_TLS="sometimes": expected true or false"#),
             ),
             (
                 &[("KUBOARD_AGENT_SERVER_TCP_PORT", "70000")],

@@ -44,6 +44,8 @@ const READ_CHUNK: usize = 16 * 1024;
 pub(super) struct AuthorityFix<S> {
     inner: S,
     info: TcpConnectInfo,
+    /// The verified client certificate's common name (TLS with client certificates).
+    common_name: Option<String>,
     /// Bytes read from the client that have not been looked at yet.
     input: BytesMut,
     /// Bytes ready for the server.
@@ -100,11 +102,18 @@ impl<S> AuthorityFix<S> {
         AuthorityFix {
             inner,
             info,
+            common_name: None,
             input: BytesMut::new(),
             output: BytesMut::new(),
             mode: Mode::Preface,
             eof: false,
         }
+    }
+
+    /// The common name of the client certificate the connection's TLS handshake verified.
+    pub(super) fn with_common_name(mut self, common_name: Option<String>) -> AuthorityFix<S> {
+        self.common_name = common_name;
+        self
     }
 
     /// Move what can be decided from `input` to `output`.
@@ -404,11 +413,23 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityFix<S> {
     }
 }
 
-impl<S> Connected for AuthorityFix<S> {
-    type ConnectInfo = TcpConnectInfo;
+/// What a connection tells about its client, in every request's extensions.
+#[derive(Debug, Clone)]
+pub(super) struct ClientInfo {
+    /// The TCP connection's addresses (the peer's is logged with failed authentications).
+    pub tcp: TcpConnectInfo,
+    /// The subject common name of the client certificate the TLS handshake verified.
+    pub common_name: Option<String>,
+}
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.info.clone()
+impl<S> Connected for AuthorityFix<S> {
+    type ConnectInfo = ClientInfo;
+
+    fn connect_info(&self) -> ClientInfo {
+        ClientInfo {
+            tcp: self.info.clone(),
+            common_name: self.common_name.clone(),
+        }
     }
 }
 

@@ -3,9 +3,12 @@
 use std::sync::Arc;
 
 use etcd_client::proto::PbResponseHeader;
-use kuboard_storage::{Member, RangeRequest, ReadConsistency, ResponseHeader, Store};
+use kuboard_storage::{
+    Member, RangeRequest, RangeResponse, ReadConsistency, ResponseHeader, Store, TxnOp, TxnOpResponse,
+};
 use tonic::Status;
 
+use super::access::{self, AuthCache, Caller, Credentials, Need};
 use super::errors::status_of;
 use super::EtcdApiIdentity;
 
@@ -20,6 +23,8 @@ pub(super) struct ApiContext<S> {
     /// Becomes true when the server stops: long-lived streams (watch, keep-alive) end then, or
     /// the server would wait for them forever.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The auth state shared by the group, as this member last read it.
+    pub auth: Arc<AuthCache>,
 }
 
 impl<S: Clone> Clone for ApiContext<S> {
@@ -30,11 +35,96 @@ impl<S: Clone> Clone for ApiContext<S> {
             member_id: self.member_id,
             client_scheme: self.client_scheme,
             stopping: self.stopping.clone(),
+            auth: self.auth.clone(),
         }
     }
 }
 
 impl<S: Store + Clone> ApiContext<S> {
+    /// Check the caller of a request (its `token` metadata, or its client certificate's common
+    /// name) against what the request needs; with
+    /// auth disabled only writes into the reserved prefix are refused.
+    pub async fn authorize(&self, credentials: &Credentials, needs: &[Need]) -> Result<Caller, Status> {
+        self.auth
+            .authorize(&self.store, credentials, needs, ReadConsistency::Linearizable)
+            .await
+    }
+
+    /// Apply the write `op` if its caller may: checked against the auth state as this member
+    /// applied it, and applied only while that state is still the latest (one transaction, no
+    /// quorum read before it); when the state changed in between, checked again against the
+    /// group's latest. Answers the header of the write and the response of `op`.
+    pub async fn authorized_write(
+        &self,
+        credentials: &Credentials,
+        needs: &[Need],
+        op: TxnOp,
+    ) -> Result<(ResponseHeader, TxnOpResponse), Status> {
+        let mut consistency = ReadConsistency::Serializable;
+        for _ in 0..access::CHANGE_ATTEMPTS {
+            let checked_at = self
+                .auth
+                .authorize_write(&self.store, credentials, needs, consistency)
+                .await?;
+            let response = self
+                .store
+                .txn(access::guarded(op.clone(), checked_at))
+                .await
+                .map_err(|e| status_of(&e))?;
+            if response.succeeded {
+                let answer = response
+                    .responses
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Status::internal("etcdserver: the store answered a write with no response"))?;
+                return Ok((response.header, answer));
+            }
+            consistency = ReadConsistency::Linearizable;
+        }
+        Err(access::auth_state_changing())
+    }
+
+    /// A range its caller may read, checked as etcd checks it: against the auth state this member
+    /// holds when the read is made, with no quorum read of the auth key of its own. For a
+    /// linearizable range the caller is checked against this member's applied state, the range is
+    /// read (a read index, then the local store), and the check holds when the auth key is still at
+    /// the revision it was checked at: the read point lies between the two looks, so the state did
+    /// not change at it. When it did change, the range is checked against the group's latest
+    /// state and read again. (This holds for the embedded store, the only one the API serves:
+    /// its serializable reads are this member's applied state.)
+    pub async fn authorized_range(
+        &self,
+        credentials: &Credentials,
+        needs: &[Need],
+        request: RangeRequest,
+    ) -> Result<RangeResponse, Status> {
+        if request.consistency == ReadConsistency::Linearizable {
+            // A refusal here is confirmed against the group's latest state before it is answered.
+            let checked_at = self
+                .auth
+                .authorize_write(&self.store, credentials, needs, ReadConsistency::Serializable)
+                .await?;
+            let response = self.store.range(request.clone()).await.map_err(|e| status_of(&e))?;
+            let after = self.auth.read(&self.store, ReadConsistency::Serializable).await?;
+            if after.mod_revision == checked_at {
+                return Ok(response);
+            }
+        }
+        self.authorize_read(credentials, needs, request.consistency).await?;
+        self.store.range(request).await.map_err(|e| status_of(&e))
+    }
+
+    /// [`Self::authorize`] for a read of the given consistency: a serializable read is checked
+    /// against this member's applied auth state, as etcd does.
+    pub async fn authorize_read(
+        &self,
+        credentials: &Credentials,
+        needs: &[Need],
+        consistency: ReadConsistency,
+    ) -> Result<Caller, Status> {
+        self.auth.authorize(&self.store, credentials, needs, consistency).await
+    }
+
     /// etcd's full header (etcdctl 3.4 needs every field) from the store's header.
     pub fn header(&self, header: ResponseHeader) -> Option<PbResponseHeader> {
         Some(PbResponseHeader {

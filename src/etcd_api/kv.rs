@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use etcd_client::proto::{
     PbCompactionRequest, PbCompactionResponse, PbDeleteRequest, PbDeleteResponse, PbKvService, PbPutRequest,
-    PbPutResponse, PbRangeRequest, PbRangeResponse, PbRangeStreamResponse, PbTxnRequest, PbTxnResponse,
+    PbPutResponse, PbRangeRequest, PbRangeResponse, PbRangeStreamResponse, PbTxnOpRequest, PbTxnRequest, PbTxnResponse,
 };
 use futures::Stream;
 use kuboard_storage::{
@@ -14,6 +14,7 @@ use kuboard_storage::{
 };
 use tonic::{Code, Request, Response, Status};
 
+use super::access::{Credentials, Need, Op};
 use super::context::ApiContext;
 use super::convert;
 use super::errors::{self, invalid, status_of};
@@ -27,9 +28,10 @@ pub(super) struct KvService<S> {
 }
 
 impl<S: Store + Clone> KvService<S> {
-    async fn range_inner(&self, request: PbRangeRequest) -> Result<PbRangeResponse, Status> {
+    async fn range_inner(&self, credentials: &Credentials, request: PbRangeRequest) -> Result<PbRangeResponse, Status> {
         let plan = convert::range_plan(request)?;
-        let response = self.ctx.store.range(plan.request).await.map_err(|e| status_of(&e))?;
+        let need = Need::Range(Op::Read, plan.request.key.clone(), plan.request.range_end.clone());
+        let response = self.ctx.authorized_range(credentials, &[need], plan.request).await?;
         let header = self.ctx.header(response.header);
         Ok(convert::range_response(response, plan.finish.as_ref(), header))
     }
@@ -86,9 +88,7 @@ impl<S: Store + Clone> KvService<S> {
             let header = self.ctx.header(response.header);
             return match response.responses.into_iter().next() {
                 Some(TxnOpResponse::Put(put)) => Ok(convert::put_response(put, header)),
-                _ => Err(Status::internal(
-                    "etcdserver: the store answered a put with another kind of response",
-                )),
+                _ => Err(other_response("put")),
             };
         }
         Err(Status::new(
@@ -98,18 +98,62 @@ impl<S: Store + Clone> KvService<S> {
     }
 }
 
+/// A put writes its key, and reads it when it returns the previous value.
+fn put_needs(request: &PbPutRequest) -> Vec<Need> {
+    let mut needs = vec![Need::Range(Op::Write, request.key.clone(), Vec::new())];
+    if request.prev_kv || request.ignore_value || request.ignore_lease {
+        needs.push(Need::Range(Op::Read, request.key.clone(), Vec::new()));
+    }
+    needs
+}
+
+/// What a txn needs, as etcd checks it: reading every compared range and every range op, writing
+/// every put and delete, in both branches and in nested txns, whichever branch runs.
+pub(super) fn txn_needs(txn: &PbTxnRequest, needs: &mut Vec<Need>) {
+    for compare in &txn.compare {
+        needs.push(Need::Range(Op::Read, compare.key.clone(), compare.range_end.clone()));
+    }
+    for op in txn.success.iter().chain(&txn.failure) {
+        match &op.request {
+            Some(PbTxnOpRequest::RequestRange(range)) => {
+                needs.push(Need::Range(Op::Read, range.key.clone(), range.range_end.clone()));
+            }
+            Some(PbTxnOpRequest::RequestPut(put)) => needs.extend(put_needs(put)),
+            Some(PbTxnOpRequest::RequestDeleteRange(delete)) => {
+                needs.push(Need::Range(Op::Write, delete.key.clone(), delete.range_end.clone()));
+                if delete.prev_kv {
+                    needs.push(Need::Range(Op::Read, delete.key.clone(), delete.range_end.clone()));
+                }
+            }
+            Some(PbTxnOpRequest::RequestTxn(nested)) => txn_needs(nested, needs),
+            None => {}
+        }
+    }
+}
+
+/// The store answered an operation with the response of another kind.
+fn other_response(operation: &str) -> Status {
+    Status::internal(format!(
+        "etcdserver: the store answered a {operation} with another kind of response"
+    ))
+}
+
 type RangeStream = Pin<Box<dyn Stream<Item = Result<PbRangeStreamResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl<S: Store + Clone> PbKvService for KvService<S> {
     async fn range(&self, request: Request<PbRangeRequest>) -> Result<Response<PbRangeResponse>, Status> {
-        Ok(Response::new(self.range_inner(request.into_inner()).await?))
+        let (metadata, extensions, request) = request.into_parts();
+        let credentials = Credentials::new(&metadata, &extensions);
+        Ok(Response::new(self.range_inner(&credentials, request).await?))
     }
 
     type RangeStreamStream = RangeStream;
 
     async fn range_stream(&self, request: Request<PbRangeRequest>) -> Result<Response<RangeStream>, Status> {
-        let response = self.range_inner(request.into_inner()).await?;
+        let (metadata, extensions, request) = request.into_parts();
+        let credentials = Credentials::new(&metadata, &extensions);
+        let response = self.range_inner(&credentials, request).await?;
         let chunk = PbRangeStreamResponse {
             range_response: Some(response),
         };
@@ -117,34 +161,66 @@ impl<S: Store + Clone> PbKvService for KvService<S> {
     }
 
     async fn put(&self, request: Request<PbPutRequest>) -> Result<Response<PbPutResponse>, Status> {
-        let request = request.into_inner();
+        let (metadata, extensions, request) = request.into_parts();
+        let credentials = Credentials::new(&metadata, &extensions);
+        let needs = put_needs(&request);
         if request.ignore_value || request.ignore_lease {
+            self.ctx.authorize(&credentials, &needs).await?;
             return Ok(Response::new(self.put_keeping_current(request).await?));
         }
         let put = convert::put_request(request)?;
-        let response = self.ctx.store.put(put).await.map_err(|e| status_of(&e))?;
-        let header = self.ctx.header(response.header);
-        Ok(Response::new(convert::put_response(response, header)))
+        match self.ctx.authorized_write(&credentials, &needs, TxnOp::Put(put)).await? {
+            (header, TxnOpResponse::Put(response)) => {
+                Ok(Response::new(convert::put_response(response, self.ctx.header(header))))
+            }
+            _ => Err(other_response("put")),
+        }
     }
 
     async fn delete_range(&self, request: Request<PbDeleteRequest>) -> Result<Response<PbDeleteResponse>, Status> {
-        let delete = convert::delete_request(request.into_inner())?;
-        let response = self.ctx.store.delete_range(delete).await.map_err(|e| status_of(&e))?;
-        let header = self.ctx.header(response.header);
-        Ok(Response::new(convert::delete_response(response, header)))
+        let (metadata, extensions, request) = request.into_parts();
+        let credentials = Credentials::new(&metadata, &extensions);
+        let delete = convert::delete_request(request)?;
+        let mut needs = vec![Need::Range(Op::Write, delete.key.clone(), delete.range_end.clone())];
+        if delete.prev_kv {
+            needs.push(Need::Range(Op::Read, delete.key.clone(), delete.range_end.clone()));
+        }
+        match self
+            .ctx
+            .authorized_write(&credentials, &needs, TxnOp::DeleteRange(delete))
+            .await?
+        {
+            (header, TxnOpResponse::DeleteRange(response)) => Ok(Response::new(convert::delete_response(
+                response,
+                self.ctx.header(header),
+            ))),
+            _ => Err(other_response("delete")),
+        }
     }
 
     async fn txn(&self, request: Request<PbTxnRequest>) -> Result<Response<PbTxnResponse>, Status> {
-        let (txn, plan) = convert::txn_request(request.into_inner())?;
-        let response = self.ctx.store.txn(txn).await.map_err(|e| status_of(&e))?;
-        let header = self.ctx.header(response.header);
-        Ok(Response::new(convert::txn_response(response, &plan, header)))
+        let (metadata, extensions, request) = request.into_parts();
+        let credentials = Credentials::new(&metadata, &extensions);
+        let mut needs = Vec::new();
+        txn_needs(&request, &mut needs);
+        let (txn, plan) = convert::txn_request(request)?;
+        match self.ctx.authorized_write(&credentials, &needs, TxnOp::Txn(txn)).await? {
+            (header, TxnOpResponse::Txn(response)) => Ok(Response::new(convert::txn_response(
+                response,
+                &plan,
+                self.ctx.header(header),
+            ))),
+            _ => Err(other_response("txn")),
+        }
     }
 
     async fn compact(&self, request: Request<PbCompactionRequest>) -> Result<Response<PbCompactionResponse>, Status> {
         // `physical` asks to wait until the compaction is on disk; the store's compaction is applied
         // when it returns, so both kinds are answered the same way.
-        let revision = request.into_inner().revision;
+        let (metadata, extensions, request) = request.into_parts();
+        let credentials = Credentials::new(&metadata, &extensions);
+        self.ctx.authorize(&credentials, &[Need::Admin]).await?;
+        let revision = request.revision;
         let response = self
             .ctx
             .store

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use super::access::{Credentials, Need, Op};
 use super::context::ApiContext;
 use super::errors::{self, status_of};
 
@@ -33,6 +34,7 @@ impl<S: Store + Clone> PbLeaseService for LeaseService<S> {
         &self,
         request: Request<PbLeaseGrantRequest>,
     ) -> Result<Response<PbLeaseGrantResponse>, Status> {
+        self.ctx.authorize(&Credentials::of(&request), &[Need::User]).await?;
         let request = request.into_inner();
         if request.ttl > MAX_LEASE_TTL {
             return Err(Status::new(Code::OutOfRange, errors::LEASE_TTL_TOO_LARGE));
@@ -55,7 +57,20 @@ impl<S: Store + Clone> PbLeaseService for LeaseService<S> {
         &self,
         request: Request<PbLeaseRevokeRequest>,
     ) -> Result<Response<PbLeaseRevokeResponse>, Status> {
-        let id = request.into_inner().id;
+        let (metadata, extensions, request) = request.into_parts();
+        let credentials = Credentials::new(&metadata, &extensions);
+        let id = request.id;
+        // As etcd: revoking deletes the lease's keys, so it needs write access to each of them.
+        let mut needs = vec![Need::User];
+        if let Ok(attached) = self.ctx.store.lease_time_to_live(id, true).await {
+            needs.extend(
+                attached
+                    .keys
+                    .into_iter()
+                    .map(|key| Need::Range(Op::Write, key, Vec::new())),
+            );
+        }
+        self.ctx.authorize(&credentials, &needs).await?;
         let response = self.ctx.store.lease_revoke(id).await.map_err(|e| status_of(&e))?;
         Ok(Response::new(PbLeaseRevokeResponse {
             header: self.ctx.header(response.header),
@@ -68,6 +83,7 @@ impl<S: Store + Clone> PbLeaseService for LeaseService<S> {
         &self,
         request: Request<Streaming<PbLeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
+        self.ctx.authorize(&Credentials::of(&request), &[Need::User]).await?;
         let mut inbound = request.into_inner();
         let (outbound, receiver) = mpsc::channel(KEEP_ALIVE_CAPACITY);
         let ctx = self.ctx.clone();
@@ -117,6 +133,7 @@ impl<S: Store + Clone> PbLeaseService for LeaseService<S> {
         &self,
         request: Request<PbLeaseTimeToLiveRequest>,
     ) -> Result<Response<PbLeaseTimeToLiveResponse>, Status> {
+        self.ctx.authorize(&Credentials::of(&request), &[Need::User]).await?;
         let request = request.into_inner();
         let response = match self.ctx.store.lease_time_to_live(request.id, request.keys).await {
             Ok(response) => PbLeaseTimeToLiveResponse {
@@ -141,8 +158,9 @@ impl<S: Store + Clone> PbLeaseService for LeaseService<S> {
 
     async fn lease_leases(
         &self,
-        _request: Request<PbLeaseLeasesRequest>,
+        request: Request<PbLeaseLeasesRequest>,
     ) -> Result<Response<PbLeaseLeasesResponse>, Status> {
+        self.ctx.authorize(&Credentials::of(&request), &[Need::User]).await?;
         let response = self.ctx.store.lease_leases().await.map_err(|e| status_of(&e))?;
         Ok(Response::new(PbLeaseLeasesResponse {
             header: self.ctx.header(response.header),

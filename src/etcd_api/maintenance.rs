@@ -16,6 +16,7 @@ use kuboard_storage::{MemberRole, ResponseHeader, Store};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
+use super::access::{Credentials, Need};
 use super::context::ApiContext;
 use super::errors::{status_of, NO_LEADER};
 use super::SnapshotSource;
@@ -89,8 +90,9 @@ impl<S: Store + Clone> PbMaintenanceService for MaintenanceService<S> {
 
     async fn defragment(
         &self,
-        _request: Request<PbDefragmentRequest>,
+        request: Request<PbDefragmentRequest>,
     ) -> Result<Response<PbDefragmentResponse>, Status> {
+        self.ctx.authorize(&Credentials::of(&request), &[Need::Admin]).await?;
         // The store's files reclaim space by themselves; there is nothing to defragment.
         Ok(Response::new(PbDefragmentResponse {
             header: self.ctx.current_header().await,
@@ -111,7 +113,9 @@ impl<S: Store + Clone> PbMaintenanceService for MaintenanceService<S> {
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(&self, _request: Request<PbSnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+    async fn snapshot(&self, request: Request<PbSnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+        // The whole store, the auth state included: administrators only, as in etcd.
+        self.ctx.authorize(&Credentials::of(&request), &[Need::Admin]).await?;
         let Some(take_snapshot) = &self.snapshot else {
             return Err(Status::unimplemented(NO_SNAPSHOT));
         };

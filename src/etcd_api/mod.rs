@@ -8,17 +8,20 @@
 //! - `convert`: etcd's protobuf messages to the store's types and back (sorts and filters the store
 //!   does not do are finished here).
 //! - `errors`: the store's errors as etcd's gRPC status codes and `etcdserver: …` messages.
-//! - `kv`, `watch`, `lease`, `cluster`, `maintenance`: one etcd service each.
+//! - `kv`, `watch`, `lease`, `cluster`, `maintenance`, `auth`: one etcd service each.
+//! - `access`: etcd-style authentication: the auth state shared through the store, tokens any
+//!   replica can check, and the permission checks every service makes.
 //! - `authority`: lets through the URL etcdctl 3.4 sends as `:authority` for `endpoint status`.
 //!
 //! Architecture Invariant: this module only translates. Every guarantee (linearizable reads,
 //! atomic txns, ordered watches, lease expiry) is the store's; any replica serves the API because
 //! the store answers the same on every member.
 //!
-//! Not served: the Auth service (secure the API with TLS client certificates instead), membership
-//! changes, Hash, HashKV, MoveLeader, Downgrade, and the lock and election services. Snapshot
+//! Not served: membership changes, Hash, HashKV, MoveLeader, Downgrade, and the lock and election services. Snapshot
 //! streams kuboard's own snapshot file when a [`SnapshotSource`] is configured.
 
+mod access;
+mod auth;
 mod authority;
 mod cluster;
 mod context;
@@ -215,13 +218,28 @@ async fn accept_connections(
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
-                    let _ = ready.send(AuthorityFix::new(Box::new(tls_stream), info)).await;
+                    let common_name = tls_stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|certificate| common_name(certificate));
+                    let connection = AuthorityFix::new(Box::new(tls_stream) as Box<dyn Connection>, info);
+                    let _ = ready.send(connection.with_common_name(common_name)).await;
                 }
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "etcd API TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "etcd API TLS handshake timed out"),
             }
         });
     }
+}
+
+/// The subject common name of a client certificate (the first one, as etcd takes it), which
+/// stands for a user of the etcd API's authentication when a request carries no token.
+fn common_name(certificate: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
+    let name = parsed.subject().iter_common_name().next()?.as_str().ok()?;
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 fn connect_info(stream: &TcpStream) -> TcpConnectInfo {
@@ -266,6 +284,7 @@ where
         identity: Arc::new(config.identity),
         member_id: status.member_id,
         client_scheme: if config.tls.is_some() { "https" } else { "http" },
+        auth: Arc::new(access::AuthCache::default()),
     };
     let tls = config
         .tls
@@ -290,6 +309,7 @@ where
                 .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES),
         )
         .add_service(PbClusterServer::new(cluster::ClusterService { ctx: ctx.clone() }))
+        .add_service(auth::AuthService { ctx: ctx.clone() })
         .add_service(
             PbMaintenanceServer::new(maintenance::MaintenanceService {
                 ctx,

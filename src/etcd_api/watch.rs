@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use super::access::{Credentials, Need, Op};
 use super::context::ApiContext;
 use super::convert;
 use super::errors::{status_of, STOPPED};
@@ -55,10 +56,12 @@ impl<S: Store + Clone> PbWatchService for WatchService<S> {
         &self,
         request: Request<Streaming<PbWatchRequest>>,
     ) -> Result<Response<WatchResponseStream>, Status> {
+        let credentials = Credentials::of(&request);
         let inbound = request.into_inner();
         let (outbound, receiver) = mpsc::channel(OUTBOUND_CAPACITY);
         let session = WatchSession {
             ctx: self.ctx.clone(),
+            credentials,
             outbound,
             watches: HashMap::new(),
             next_watch_id: 0,
@@ -77,6 +80,9 @@ struct ActiveWatch {
 
 struct WatchSession<S> {
     ctx: ApiContext<S>,
+    /// Who opened the stream (its `token`, its client certificate), checked at every watch
+    /// created on it.
+    credentials: Credentials,
     outbound: Outbound,
     watches: HashMap<i64, ActiveWatch>,
     next_watch_id: i64,
@@ -150,6 +156,12 @@ impl<S: Store + Clone> WatchSession<S> {
 
     async fn create(&mut self, create: CreateWatch) -> Result<(), ()> {
         self.watches.retain(|_, watch| !watch.forwarder.is_finished());
+        let need = Need::Range(Op::Read, create.request.key.clone(), create.request.range_end.clone());
+        if let Err(status) = self.ctx.authorize(&self.credentials, &[need]).await {
+            // etcd puts the whole gRPC error text in the cancel reason.
+            let reason = format!("rpc error: code = {:?} desc = {}", status.code(), status.message());
+            return self.refuse_create(reason).await;
+        }
         let header = match self.ctx.current_store_header().await {
             Ok(header) => header,
             Err(status) => return self.refuse_create(status.message().to_string()).await,

@@ -1,7 +1,8 @@
 //! The manifest an administrator applies in a cluster to run its agent (`kubectl apply -f`): a
 //! namespace, a service account with the rights Kuboard's proxy uses (impersonating Kuboard's users
 //! and groups; everything else is decided by the impersonated user's own RBAC), a secret with the
-//! agent token, and a Deployment of two agents that dial every replica's agent port.
+//! agent token and the group CA's certificate (public; its key never leaves the store), and a
+//! Deployment of two agents that dial every replica's agent port over TLS pinned to that CA.
 //!
 //! Each document is built as a value and serialized, so nothing given (endpoints, image, names)
 //! can break out of its field.
@@ -21,6 +22,8 @@ pub struct ManifestParams<'a> {
     /// Every replica's agent address, `host:port`.
     pub endpoints: &'a [String],
     pub image: &'a str,
+    /// The group CA's certificate (PEM) the agents pin (`KUBOARD_AGENT_SERVER_CA`).
+    pub server_ca_pem: &'a str,
 }
 
 /// Checks one agent address: `host:port`, no spaces or separators.
@@ -71,7 +74,7 @@ pub fn render(params: &ManifestParams<'_>) -> String {
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]}),
         json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
-            "stringData": {"token": params.token}}),
+            "stringData": {"token": params.token, "server-ca.pem": params.server_ca_pem}}),
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
         "spec": {
@@ -94,6 +97,7 @@ pub fn render(params: &ManifestParams<'_>) -> String {
                             {"name": "KUBOARD_AGENT_ENDPOINT", "value": params.endpoints.join(",")},
                             {"name": "KUBOARD_AGENT_CLUSTER", "value": params.cluster},
                             {"name": "KUBOARD_AGENT_TOKEN", "valueFrom": {"secretKeyRef": {"name": name, "key": "token"}}},
+                            {"name": "KUBOARD_AGENT_SERVER_CA", "valueFrom": {"secretKeyRef": {"name": name, "key": "server-ca.pem"}}},
                             {"name": "KUBOARD_AGENT_HEALTH_LISTEN", "value": format!("0.0.0.0:{HEALTH_PORT}")}
                         ],
                         "ports": [{"name": "health", "containerPort": HEALTH_PORT}],
@@ -118,8 +122,11 @@ pub fn render(params: &ManifestParams<'_>) -> String {
 mod tests {
     use super::*;
 
+    const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ==\n-----END CERTIFICATE-----\n";
+
+    /// The documents, split at `---` lines only (a PEM's `-----END CERTIFICATE-----` is not one).
     fn documents(text: &str) -> Vec<Value> {
-        text.split("---\n")
+        text.split("\n---\n")
             .map(|part| serde_norway::from_str(part).expect("each document is YAML"))
             .collect()
     }
@@ -132,6 +139,7 @@ mod tests {
             token: "the-token",
             endpoints: &endpoints,
             image: "registry.example/kuboard:v3",
+            server_ca_pem: CA_PEM,
         });
         let docs = documents(&text);
         let kinds: Vec<&str> = docs.iter().map(|doc| doc["kind"].as_str().unwrap_or("")).collect();
@@ -147,6 +155,10 @@ mod tests {
             ]
         );
         assert_eq!(docs[4]["stringData"]["token"], "the-token");
+        assert_eq!(
+            docs[4]["stringData"]["server-ca.pem"], CA_PEM,
+            "the CA survives YAML intact"
+        );
         let deployment = &docs[5];
         assert_eq!(deployment["spec"]["replicas"], 2);
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
@@ -158,6 +170,12 @@ mod tests {
             container["env"][2]["valueFrom"]["secretKeyRef"]["name"],
             "kuboard-agent-edge"
         );
+        assert_eq!(container["env"][3]["name"], "KUBOARD_AGENT_SERVER_CA");
+        assert_eq!(
+            container["env"][3]["valueFrom"]["secretKeyRef"],
+            json!({"name": "kuboard-agent-edge", "key": "server-ca.pem"})
+        );
+        assert!(!text.contains("PRIVATE KEY"));
         let rules = docs[2]["rules"].as_array().expect("rules");
         assert!(rules[0]["verbs"] == json!(["impersonate"]));
         assert_eq!(docs[3]["subjects"][0]["name"], "kuboard-agent-edge");

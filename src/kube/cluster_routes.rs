@@ -550,7 +550,8 @@ pub struct AgentManifestResponse {
     params(("name" = String, Path, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
     request_body = AgentManifestRequest,
     responses((status = 200, body = AgentManifestResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn agent_manifest(
     State(state): State<AppState>,
@@ -573,12 +574,24 @@ pub async fn agent_manifest(
     }
     let image = request.image.unwrap_or_else(|| manifest::DEFAULT_IMAGE.to_string());
     manifest::check_image(&image).map_err(|message| invalid("agent_image", &message))?;
+    // The CA before the token: a store that cannot give it leaves the old token working.
+    let group_ca = crate::tls::group_ca::GroupCa::load_or_create(&state.store, &state.cipher, state.clock.now_unix())
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "agent manifest: the group CA cannot be read");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "group_ca_unavailable",
+                "the group CA, which the agent pins, cannot be read right now; try again",
+            )
+        })?;
     let (record, token) = replace_agent_token(&state, &name, caller.username()).await?;
     let text = manifest::render(&manifest::ManifestParams {
         cluster: &name,
         token: &token,
         endpoints: &endpoints,
         image: &image,
+        server_ca_pem: &group_ca.certificate_pem,
     });
     let file_name = format!("kuboard-agent-{name}.yaml");
     Ok(Json(AgentManifestResponse {

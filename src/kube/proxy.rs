@@ -151,6 +151,45 @@ pub fn judge_upstream_path(path: &str) -> Result<JudgedPath, String> {
 }
 
 /// Decodes the `%XX` escapes of one path segment; `None` when an escape is malformed.
+/// The namespace a SelfSubjectAccessReview (`spec.resourceAttributes.namespace`) or
+/// SelfSubjectRulesReview (`spec.namespace`) asks about, for a POST to their collection; `None` for
+/// any other request. A review whose body is not JSON, or names no valid namespace, is judged
+/// without one (`Some(None)`), as its cluster-scoped path would be.
+fn review_namespace(method: &Method, path: &str, body: &[u8]) -> Option<Option<String>> {
+    let kind = match path.trim_end_matches('/').split('/').collect::<Vec<_>>().as_slice() {
+        ["", "apis", "authorization.k8s.io", "v1" | "v1beta1", kind] => *kind,
+        _ => return None,
+    };
+    if *method != Method::POST {
+        return None;
+    }
+    let review: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(review) => review,
+        Err(_) => return Some(None),
+    };
+    let namespace = match kind {
+        "selfsubjectaccessreviews" => review.pointer("/spec/resourceAttributes/namespace"),
+        "selfsubjectrulesreviews" => review.pointer("/spec/namespace"),
+        _ => return None,
+    };
+    Some(
+        namespace
+            .and_then(serde_json::Value::as_str)
+            .filter(|name| is_namespace_name(name))
+            .map(str::to_owned),
+    )
+}
+
+/// A Kubernetes namespace name: a DNS label (RFC 1123), at most 63 characters.
+fn is_namespace_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 fn percent_decode_segment(segment: &str) -> Option<Vec<u8>> {
     let bytes = segment.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
@@ -312,8 +351,9 @@ async fn forward(state: KubeRoutesState, mut request: Request) -> Result<Respons
         groups: &user.record.groups,
         disabled: user.record.disabled,
     };
-    let identity = kubernetes_identity(&view, &bindings, &cluster, judged.namespace.as_deref())
-        .ok_or_else(|| KubeStatus::forbidden("this Kuboard user is disabled"))?;
+    if view.disabled {
+        return Err(KubeStatus::forbidden("this Kuboard user is disabled"));
+    }
     if let Some(caller) = &audit_caller {
         caller.set(&user.record.username, &user.record.groups);
     }
@@ -355,19 +395,6 @@ async fn forward(state: KubeRoutesState, mut request: Request) -> Result<Respons
             headers.insert(UPGRADE, protocol.clone());
         }
     }
-    headers.insert(
-        "impersonate-user",
-        HeaderValue::from_str(&identity.user)
-            .map_err(|_| KubeStatus::bad_request("the user name cannot be sent as a header"))?,
-    );
-    for group in &identity.groups {
-        headers.append(
-            "impersonate-group",
-            HeaderValue::from_str(group)
-                .map_err(|_| KubeStatus::bad_request("a group name cannot be sent as a header"))?,
-        );
-    }
-
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     // The audit layer's closing event of an exec, attach or port-forward session.
     let session_audit = request.extensions_mut().remove::<SessionAudit>();
@@ -385,6 +412,27 @@ async fn forward(state: KubeRoutesState, mut request: Request) -> Result<Respons
             Err(_) => return Err(KubeStatus::bad_request("the request body could not be read")),
         }
     };
+    // A review performs nothing and asks about the namespace in its body: it is answered with the
+    // groups the user holds there, as the request it asks about would be.
+    let namespace = match review_namespace(&method, path_only, &body) {
+        Some(namespace) => namespace,
+        None => judged.namespace,
+    };
+    let identity = kubernetes_identity(&view, &bindings, &cluster, namespace.as_deref())
+        .ok_or_else(|| KubeStatus::forbidden("this Kuboard user is disabled"))?;
+    headers.insert(
+        "impersonate-user",
+        HeaderValue::from_str(&identity.user)
+            .map_err(|_| KubeStatus::bad_request("the user name cannot be sent as a header"))?,
+    );
+    for group in &identity.groups {
+        headers.append(
+            "impersonate-group",
+            HeaderValue::from_str(group)
+                .map_err(|_| KubeStatus::bad_request("a group name cannot be sent as a header"))?,
+        );
+    }
+
     let clean_end = streams_may_end_early(&upstream_path);
     let upstream = pool
         .send(UpstreamRequest {
@@ -591,6 +639,58 @@ mod tests {
         ] {
             check_judgement(path, Ok(namespace));
         }
+    }
+
+    #[test]
+    fn reviews_are_judged_by_the_namespace_they_ask_about() {
+        let access = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+        let rules = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
+        let ask = |method: Method, path: &str, body: &str| review_namespace(&method, path, body.as_bytes());
+        let about_dev = r#"{"kind":"SelfSubjectAccessReview","spec":{"resourceAttributes":{"verb":"list","resource":"pods","namespace":"dev"}}}"#;
+        assert_eq!(ask(Method::POST, access, about_dev), Some(Some("dev".to_string())));
+        assert_eq!(
+            ask(Method::POST, &format!("{access}/"), about_dev),
+            Some(Some("dev".to_string()))
+        );
+        assert_eq!(
+            ask(
+                Method::POST,
+                rules,
+                r#"{"kind":"SelfSubjectRulesReview","spec":{"namespace":"web"}}"#
+            ),
+            Some(Some("web".to_string()))
+        );
+        // Asked about no namespace, an invalid one, or in a body that is not JSON: no namespace.
+        for body in [
+            r#"{"spec":{"resourceAttributes":{"verb":"list","resource":"nodes"}}}"#,
+            r#"{"spec":{"resourceAttributes":{"namespace":"Dev_1"}}}"#,
+            r#"{"spec":{"resourceAttributes":{"namespace":"-dev"}}}"#,
+            r#"{"spec":{"resourceAttributes":{"namespace":""}}}"#,
+            r#"{"spec":{"resourceAttributes":{"namespace":7}}}"#,
+            r#"{"spec":{"nonResourceAttributes":{"path":"/healthz","verb":"get"}}}"#,
+            "\x0a\x02k8s",
+        ] {
+            assert_eq!(ask(Method::POST, access, body), Some(None), "{body}");
+        }
+        // Anything else keeps the path's judgement.
+        assert_eq!(ask(Method::GET, access, about_dev), None);
+        assert_eq!(
+            ask(
+                Method::POST,
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                about_dev
+            ),
+            None
+        );
+        assert_eq!(ask(Method::POST, "/api/v1/namespaces/dev/pods", about_dev), None);
+        assert_eq!(
+            ask(
+                Method::POST,
+                "/apis/authorization.k8s.io/v2/selfsubjectaccessreviews",
+                about_dev
+            ),
+            None
+        );
     }
 
     #[test]

@@ -165,9 +165,10 @@ impl HttpsPort {
 }
 
 /// Reads (or makes) the group CA, retrying while the store does not answer, and issues this
-/// replica's certificate. `None` when shutdown came first; the reason when the certificate cannot
-/// be made.
-async fn group_certificate(
+/// replica's certificate for `source.names` (the operator's certificate is not looked at). `None`
+/// when shutdown came first; the reason when the certificate cannot be made. The agent port uses
+/// it too, with its own names.
+pub async fn group_certificate(
     source: &CertificateSource,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<(Arc<ServerConfig>, Option<String>)>, String> {

@@ -197,12 +197,15 @@ pub async fn connect_through_peer(
 /// The holder's side, after it read a hello with [`PEER_MAGIC`]: challenges the forwarding replica
 /// and reads what it asks for. Returns the request once the forwarder proved the key; the caller
 /// dials and answers with a [`Verdict`].
-pub async fn accept_peer(
-    socket: &mut TcpStream,
+pub async fn accept_peer<S>(
+    socket: &mut S,
     hello: &Hello,
     key: &PeerKey,
     own_replica: &str,
-) -> Result<PeerDial, PeerAcceptError> {
+) -> Result<PeerDial, PeerAcceptError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     if hello.version != VERSION {
         return Err(PeerAcceptError::Version);
     }

@@ -23,6 +23,15 @@ pub const HELLO_LIMIT: usize = 4 * 1024;
 pub const REPORT_LIMIT: usize = 256 * 1024;
 /// Bytes of randomness in an agent token.
 pub const TOKEN_BYTES: usize = 32;
+/// The name an agent checks the replica's agent-port certificate against, whatever address it
+/// dialled: every replica's certificate is issued by the group CA with this name among its own, so
+/// the pin is "a certificate of this group", not "of this host name" (see `docs/agent.md`). Under
+/// `.invalid`, which no public CA certifies and no resolver answers.
+pub const TLS_SERVER_NAME: &str = "agent-server.kuboard.invalid";
+/// The first byte of a TLS record carrying a handshake message (a ClientHello): what tells a TLS
+/// agent from a plain one on the same port. A plain hello starts with a frame length of at most
+/// [`HELLO_LIMIT`], so its first byte is 0.
+pub const TLS_HANDSHAKE_BYTE: u8 = 0x16;
 /// The response header that says why the agent refused or failed a dial.
 pub const DIAL_REFUSED_HEADER: &str = "kuboard-dial-error";
 

@@ -30,8 +30,13 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The binary the tests start: the one cargo built for this test run, or the one
+/// `KUBOARD_TEST_BINARY` names (the soak's long runs use the release build this way).
 pub fn kuboard_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_kuboard"))
+    match std::env::var_os("KUBOARD_TEST_BINARY") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_kuboard")),
+    }
 }
 
 /// The outcome of a process that was expected to stop by itself.

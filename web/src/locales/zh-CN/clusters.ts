@@ -48,7 +48,7 @@ export default {
     },
     agent: {
       open: '通过 agent 导入',
-      rowAction: 'Agent',
+      rowAction: 'agent 接入',
       createTitle: '通过 agent 导入集群',
       title: '集群 {name} 的 agent',
       explain:
