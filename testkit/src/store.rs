@@ -448,6 +448,12 @@ impl SharedState {
             }
         }
         apply_defaults(resource, &mut object, self.config.simulate_controllers, None);
+        if dry_run {
+            // Nothing is written, so the object has no version yet (as a real dry-run create answers).
+            if let Some(metadata) = object["metadata"].as_object_mut() {
+                metadata.remove("resourceVersion");
+            }
+        }
         let object = Arc::new(object);
         if !dry_run {
             self.commit(
@@ -613,8 +619,11 @@ impl SharedState {
             // Kubernetes does not write (nor bump the version) when nothing changed.
             return Ok(current);
         }
-        let resource_version = inner.resource_version + 1;
-        updated["metadata"]["resourceVersion"] = json!(resource_version.to_string());
+        if !dry_run {
+            // A dry run writes nothing: the answer keeps the stored version, as the real apiserver's does.
+            let resource_version = inner.resource_version + 1;
+            updated["metadata"]["resourceVersion"] = json!(resource_version.to_string());
+        }
         let updated = Arc::new(updated);
         if !dry_run {
             self.commit(

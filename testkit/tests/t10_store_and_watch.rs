@@ -263,6 +263,147 @@ async fn writes_report_kubernetes_status_errors() {
     );
 }
 
+/// `dryRun=All` on create, update and patch: the request is validated and answered with the object
+/// it would make, nothing is stored and no change is recorded (so no watch sees one); a dry run
+/// still meets AlreadyExists and a stale `resourceVersion`'s Conflict.
+#[tokio::test]
+async fn dry_runs_validate_and_store_nothing() {
+    common::init_tracing();
+    let cluster = FakeCluster::start(1).await.expect("the cluster starts");
+    let client = common::admin_client(&cluster);
+    let base = format!("{}/apis/apps/v1/namespaces/default/deployments", cluster.urls()[0]);
+    let deployment = |name: &str, replicas: i64| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+               "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}},
+                                     "spec": {"containers": [{"name": "main", "image": "nginx"}]}}}})
+    };
+    let created: Value = client
+        .post(&base)
+        .json(&deployment("web", 1))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    let stored_version = created["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("versioned")
+        .to_string();
+    let deployments = resources::find("apps", "v1", "deployments").expect("deployments are served");
+    let version_before = cluster.state.resource_version();
+
+    tracing::info!("phase: a dry-run create answers the would-be object and stores nothing");
+    let dry_create = client
+        .post(format!("{base}?dryRun=All"))
+        .json(&deployment("api", 2))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(dry_create.status(), 201);
+    let would_be: Value = dry_create.json().await.expect("JSON");
+    assert_eq!(would_be["metadata"]["name"], "api");
+    assert_eq!(would_be["spec"]["replicas"], 2);
+    assert!(would_be["metadata"]["uid"].as_str().is_some_and(|uid| uid.len() == 36));
+    assert!(
+        would_be["metadata"].get("resourceVersion").is_none(),
+        "a dry-run create has no version: {would_be}"
+    );
+    assert!(
+        cluster.state.get(deployments, Some("default"), "api").is_err(),
+        "nothing stored"
+    );
+    let duplicate = client
+        .post(format!("{base}?dryRun=All"))
+        .json(&deployment("web", 2))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(duplicate.status(), 409);
+    assert_eq!(
+        duplicate.json::<Value>().await.expect("JSON")["reason"],
+        "AlreadyExists"
+    );
+    let invalid = client
+        .post(format!("{base}?dryRun=All"))
+        .json(&deployment("Not_Valid", 1))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(invalid.status(), 422);
+
+    tracing::info!("phase: a dry-run update and patch answer the change, keep the stored version and store nothing");
+    let mut changed = created.clone();
+    changed["spec"]["replicas"] = json!(5);
+    let dry_update = client
+        .put(format!("{base}/web?dryRun=All"))
+        .json(&changed)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(dry_update.status(), 200);
+    let would_be: Value = dry_update.json().await.expect("JSON");
+    assert_eq!(would_be["spec"]["replicas"], 5);
+    assert_eq!(would_be["metadata"]["resourceVersion"], stored_version.as_str());
+    let dry_patch = client
+        .patch(format!("{base}/web?dryRun=All"))
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"metadata":{"labels":{"tier":"front"}}}"#)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(dry_patch.status(), 200);
+    let would_be: Value = dry_patch.json().await.expect("JSON");
+    assert_eq!(would_be["metadata"]["labels"]["tier"], "front");
+    let stored = cluster
+        .state
+        .get(deployments, Some("default"), "web")
+        .expect("still there");
+    assert_eq!(stored["spec"]["replicas"], 1);
+    assert!(
+        stored["metadata"].get("labels").is_none(),
+        "the dry-run patch stored nothing: {stored}"
+    );
+    assert_eq!(
+        cluster.state.resource_version(),
+        version_before,
+        "no dry run recorded a change, so no watch saw one"
+    );
+
+    tracing::info!("phase: a stale resourceVersion meets the apiserver's Conflict, dry run or not");
+    let mut outside = created.clone();
+    outside["metadata"]["labels"] = json!({"changed": "outside"});
+    let response = client
+        .put(format!("{base}/web"))
+        .json(&outside)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    for query in ["?dryRun=All", ""] {
+        let stale = client
+            .put(format!("{base}/web{query}"))
+            .json(&changed)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(stale.status(), 409);
+        let status: Value = stale.json().await.expect("JSON");
+        assert_eq!(status["reason"], "Conflict");
+        assert_eq!(
+            status["message"],
+            "Operation cannot be fulfilled on deployments.apps \"web\": the object has been modified; \
+             please apply your changes to the latest version and try again"
+        );
+    }
+    let stored = cluster
+        .state
+        .get(deployments, Some("default"), "web")
+        .expect("still there");
+    assert_eq!(stored["spec"]["replicas"], 1, "the stale update changed nothing");
+}
+
 #[tokio::test]
 async fn watches_stream_changes_bookmarks_and_expire() {
     common::init_tracing();

@@ -60,6 +60,21 @@ fn owned(cluster: &FakeCluster, group: &str, plural: &str) -> Vec<(String, Strin
     found
 }
 
+fn revision(object: &Value) -> Option<&str> {
+    object
+        .pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
+        .and_then(Value::as_str)
+}
+
+/// The revision numbers of `kubectl rollout history` (the lines below its REVISION header).
+fn history_revisions(out: &str) -> Vec<&str> {
+    out.lines()
+        .skip_while(|line| !line.starts_with("REVISION"))
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next())
+        .collect()
+}
+
 fn replicas(object: &Value) -> i64 {
     object.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(-1)
 }
@@ -159,6 +174,31 @@ async fn deployments_make_replicasets_and_pods_as_kubectl_drives_them() {
     let pods = owned(&cluster, "", "pods");
     assert_eq!(pods.len(), 3);
     assert!(pods.iter().all(|(_, owner, _)| owner == new_set), "{pods:?}");
+
+    assert_eq!(revision(old), Some("1"));
+    assert_eq!(revision(new), Some("2"));
+    let (code, out, err) = home.run(&admin, &["rollout", "history", "deployment/web"], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(history_revisions(&out), ["1", "2"], "{out}");
+
+    tracing::info!("phase: kubectl rollout undo: the first template again, its ReplicaSet renumbered 3 takes the pods");
+    let (code, _, err) = home.run(&admin, &["rollout", "undo", "deployment/web"], None).await;
+    assert_eq!(code, 0, "{err}");
+    let sets = owned(&cluster, "apps", "replicasets");
+    assert_eq!(sets.len(), 2, "{sets:?}");
+    let back = &sets
+        .iter()
+        .find(|(name, _, _)| name == first_set)
+        .expect("the first ReplicaSet")
+        .2;
+    assert_eq!(revision(back), Some("3"));
+    assert_eq!(replicas(back), 3);
+    let pods = owned(&cluster, "", "pods");
+    assert_eq!(pods.len(), 3);
+    assert!(pods.iter().all(|(_, owner, _)| owner == first_set), "{pods:?}");
+    let (code, out, err) = home.run(&admin, &["rollout", "history", "deployment/web"], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(history_revisions(&out), ["2", "3"], "{out}");
 
     tracing::info!("phase: deleting the Deployment deletes its ReplicaSets and pods");
     let (code, _, err) = home.run(&admin, &["delete", "deployment", "web"], None).await;

@@ -3,9 +3,10 @@
 // console's own proxy (/k8s-api) as the logged-in administrator, then the user opens the cluster,
 // reads its overview, browses kinds found by discovery (printer columns, namespace picker, name and
 // label filters, sorting, paging with continue), opens a pod and a Secret, works a Deployment
-// (its live pods, scale, restart, delete; a viewer whose actions are disabled and refused), and
-// sees the pages in both languages; every page is checked with axe-core and must raise no CSP
-// violation. The fake apiserver runs its Deployment and ReplicaSet controllers, and grants
+// (its live pods, scale, restart, delete; a viewer whose actions are disabled and refused), edits
+// one as YAML (dry-run diff, apply, a 409 after a change made elsewhere), rolls one back to an
+// earlier revision, creates objects from a two-document YAML, and sees the pages in both
+// languages; every page is checked with axe-core and must raise no CSP violation. The fake apiserver runs its Deployment and ReplicaSet controllers, and grants
 // Kuboard's viewer role read-only access.
 
 import assert from 'node:assert/strict';
@@ -554,6 +555,280 @@ test('a Deployment deleted from the UI after a confirmation goes with its pods',
   await waitFor('the list without it', async () => !(await workspace.rowNames()).includes(APP));
 });
 
+const EDIT_NAMESPACE = 'editing';
+const EDIT_APP = 'editme';
+const editApi = `/k8s-api/${CLUSTER}/apis/apps/v1/namespaces/${EDIT_NAMESPACE}/deployments/${EDIT_APP}`;
+const editDetailPath = `/clusters/${CLUSTER}/resources/apps/v1/deployments/${EDIT_NAMESPACE}/${EDIT_APP}?namespace=${EDIT_NAMESPACE}`;
+
+/** The Ready cell of a row of the resource table. */
+async function readyCell(name) {
+  await workspace.listSettled();
+  const row = workspace.byTestId('resource-table').locator('tr', { has: workspace.byTestId(`resource-link-${name}`) });
+  const headers = await workspace.headers();
+  // The first header cell is the name column; the table's cells follow the same order.
+  return (await row.locator('td').nth(headers.indexOf('Ready')).innerText()).trim();
+}
+
+test('YAML edit: the dry-run diff, then apply; the list shows the change', async () => {
+  await create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: EDIT_NAMESPACE } });
+  await create(`/apis/apps/v1/namespaces/${EDIT_NAMESPACE}/deployments`, {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: EDIT_APP, labels: { app: EDIT_APP } },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: { app: EDIT_APP } },
+      template: { metadata: { labels: { app: EDIT_APP } }, spec: { containers: [{ name: 'main', image: 'nginx' }] } },
+    },
+  });
+  // Its controllers settle its status first (a status update in between would be a fair 409).
+  await waitFor('the Deployment ready', async () => (await api('GET', editApi)).status?.readyReplicas === 1);
+  await workspace.goto(editDetailPath);
+  assert.equal(await workspace.allowed('resource-edit'), true, 'the administrator may edit');
+  await workspace.click('resource-edit');
+  await waitFor('the edit page', () =>
+    workspace.path() === `/clusters/${CLUSTER}/resources/apps/v1/deployments/${EDIT_NAMESPACE}/${EDIT_APP}/edit`,
+  );
+  await workspace.editorLine(/^kind: Deployment$/);
+  assert.equal(await workspace.page.locator('[data-testid="yaml-editor"] .cm-line', { hasText: 'managedFields' }).count(), 0);
+  await checkPage('yaml edit');
+
+  // A YAML error names its line and sends nothing.
+  await workspace.editLineEnd(/^kind: Deployment$/, 0, ': x');
+  const sent = [];
+  const record = (request) => {
+    if (request.url().includes(`/deployments/${EDIT_APP}`) && request.method() === 'PUT') sent.push(request.url());
+  };
+  page.on('request', record);
+  await workspace.click('yaml-preview');
+  assert.match(await workspace.text('yaml-problem'), /line \d+/);
+  await checkPage('yaml edit (YAML error)');
+  await workspace.editLineEnd(/^kind: Deployment: x$/, 3, '');
+  assert.deepEqual(sent, [], 'a text that does not parse is not sent');
+
+  // Replicas 1 → 2: the preview is a server-side dry run and shows the diff; nothing is stored yet.
+  await workspace.editLineEnd(/^ {2}replicas: 1$/, 1, '2');
+  const dryRun = page.waitForResponse((response) => response.url().includes('dryRun=All') && response.request().method() === 'PUT');
+  await workspace.click('yaml-preview');
+  assert.equal((await dryRun).status(), 200);
+  const changes = await workspace.diffChanges();
+  assert.ok(changes.includes('-  replicas: 1') && changes.includes('+  replicas: 2'), changes.join('\n'));
+  assert.ok(!changes.some((line) => line.includes('resourceVersion')), `a dry run keeps the version: ${changes.join('\n')}`);
+  const summary = workspace.byTestId('yaml-diff-summary');
+  assert.ok(Number(await summary.getAttribute('data-added')) >= 1);
+  assert.equal((await api('GET', editApi)).spec.replicas, 1, 'the dry run stored nothing');
+  await checkPage('yaml edit (dry-run diff)');
+
+  const applied = page.waitForResponse((response) => response.url().endsWith(`/deployments/${EDIT_APP}`) && response.request().method() === 'PUT');
+  await workspace.click('yaml-apply');
+  assert.equal((await applied).status(), 200);
+  await workspace.visible('yaml-applied');
+  assert.equal((await api('GET', editApi)).spec.replicas, 2);
+  page.off('request', record);
+
+  await workspace.goto(`/clusters/${CLUSTER}/resources/apps/v1/deployments?namespace=${EDIT_NAMESPACE}`);
+  await waitFor('the list showing 2/2', async () => (await readyCell(EDIT_APP)) === '2/2');
+});
+
+test('YAML edit after a change made elsewhere: 409 explained, reload keeps the text, never a silent overwrite', async () => {
+  await waitFor('the Deployment ready at 2', async () => (await api('GET', editApi)).status?.readyReplicas === 2);
+  await workspace.goto(`/clusters/${CLUSTER}/resources/apps/v1/deployments/${EDIT_NAMESPACE}/${EDIT_APP}/edit?namespace=${EDIT_NAMESPACE}`);
+  await workspace.editLineEnd(/^ {2}replicas: 2$/, 1, '3');
+  await workspace.click('yaml-preview');
+  assert.ok((await workspace.diffChanges()).includes('+  replicas: 3'));
+
+  // Someone else changes the Deployment after the user opened it.
+  await api('PATCH', editApi, { metadata: { labels: { changed: 'elsewhere' } } }, { contentType: 'application/merge-patch+json' });
+  const refused = page.waitForResponse((response) => response.url().endsWith(`/deployments/${EDIT_APP}`) && response.request().method() === 'PUT');
+  await workspace.click('yaml-apply');
+  assert.equal((await refused).status(), 409);
+  const conflict = await workspace.text('yaml-conflict');
+  assert.match(conflict, /Changed by someone else since you opened it/);
+  await checkPage('yaml edit (conflict)');
+  const server = await api('GET', editApi);
+  assert.equal(server.spec.replicas, 2, 'the stale edit was not written');
+  assert.equal(server.metadata.labels.changed, 'elsewhere', 'the other change stays');
+
+  // Reload: the current version in the editor, the user's text kept to copy from.
+  await workspace.click('yaml-reload');
+  assert.match(await workspace.text('yaml-your-text'), /^ {2}replicas: 3$/m);
+  await workspace.editorLine(/^ {4}changed: elsewhere$/);
+  await workspace.editLineEnd(/^ {2}replicas: 2$/, 1, '3');
+  await workspace.click('yaml-preview');
+  const again = await workspace.diffChanges();
+  assert.ok(again.includes('-  replicas: 2') && again.includes('+  replicas: 3'), again.join('\n'));
+  assert.ok(!again.some((line) => line.includes('changed: elsewhere')), 'the other change is not undone');
+  await workspace.click('yaml-apply');
+  await workspace.visible('yaml-applied');
+  const after = await api('GET', editApi);
+  assert.equal(after.spec.replicas, 3);
+  assert.equal(after.metadata.labels.changed, 'elsewhere');
+});
+
+test('create from a two-document YAML: dry run, then each created and listed; a YAML error creates nothing', async () => {
+  await workspace.goto(`/clusters/${CLUSTER}/resources/core/v1/configmaps?namespace=${EDIT_NAMESPACE}`);
+  assert.equal(await workspace.allowed('resource-create'), true);
+  await workspace.click('resource-create');
+  await waitFor('the create page', () => workspace.path() === `/clusters/${CLUSTER}/resources/core/v1/configmaps/create`);
+  await workspace.editorLine(/^kind: ConfigMap$/);
+  await checkPage('create from YAML');
+
+  await workspace.pasteIntoEditor('apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\ndata: {a: [\n');
+  await workspace.click('yaml-create-dry-run');
+  assert.match(await workspace.text('yaml-problem'), /line \d+/);
+  assert.equal((await call('GET', `/k8s-api/${CLUSTER}/api/v1/namespaces/${EDIT_NAMESPACE}/configmaps/broken`)).status(), 404);
+
+  const manifest = [
+    'apiVersion: v1',
+    'kind: ConfigMap',
+    'metadata:',
+    '  name: from-yaml',
+    'data:',
+    '  greeting: hello',
+    '---',
+    'apiVersion: v1',
+    'kind: Service',
+    'metadata:',
+    '  name: from-yaml',
+    'spec:',
+    '  selector:',
+    `    app: ${EDIT_APP}`,
+    '  ports:',
+    '    - port: 80',
+    '      targetPort: 8080',
+    '',
+  ].join('\n');
+  await workspace.pasteIntoEditor(manifest);
+  await workspace.click('yaml-create-dry-run');
+  await waitFor('both documents passed the dry run', async () =>
+    (await workspace.createResults()).every((result) => result.state === 'valid'),
+  );
+  assert.deepEqual(
+    (await workspace.createResults()).map((result) => `${result.kind}/${result.name}`),
+    ['ConfigMap/from-yaml', 'Service/from-yaml'],
+  );
+  assert.equal(
+    (await call('GET', `/k8s-api/${CLUSTER}/api/v1/namespaces/${EDIT_NAMESPACE}/configmaps/from-yaml`)).status(),
+    404,
+    'the dry run created nothing',
+  );
+  await checkPage('create from YAML (dry run)');
+  await workspace.click('yaml-create-apply');
+  await waitFor('both created', async () =>
+    (await workspace.createResults()).every((result) => result.state === 'created'),
+  );
+  assert.equal(await workspace.byTestId('yaml-create-done').getAttribute('data-created'), '2');
+  const configMap = await api('GET', `/k8s-api/${CLUSTER}/api/v1/namespaces/${EDIT_NAMESPACE}/configmaps/from-yaml`);
+  assert.equal(configMap.data.greeting, 'hello');
+  const service = await api('GET', `/k8s-api/${CLUSTER}/api/v1/namespaces/${EDIT_NAMESPACE}/services/from-yaml`);
+  assert.equal(service.spec.ports[0].port, 80);
+
+  // The same again: the apiserver's AlreadyExists, per document, and nothing is sent for real.
+  await workspace.click('yaml-create-dry-run');
+  await waitFor('both refused', async () =>
+    (await workspace.createResults()).every((result) => result.state === 'failed'),
+  );
+  for (const result of await workspace.createResults()) {
+    assert.match(result.message, /"from-yaml" already exists/);
+  }
+  assert.ok(await workspace.byTestId('yaml-create-apply').isDisabled());
+  await checkPage('create from YAML (already exists)');
+
+  await workspace.goto(`/clusters/${CLUSTER}/resources/core/v1/configmaps?namespace=${EDIT_NAMESPACE}`);
+  await waitFor('the ConfigMap listed', async () => (await workspace.rowNames()).includes('from-yaml'));
+  await workspace.goto(`/clusters/${CLUSTER}/resources/core/v1/services?namespace=${EDIT_NAMESPACE}`);
+  await waitFor('the Service listed', async () => (await workspace.rowNames()).includes('from-yaml'));
+});
+
+test('a viewer sees Edit and Create disabled, and a forced PUT or POST is refused', async () => {
+  const viewerContext = await newContext(browser, { locale: 'en' });
+  try {
+    const viewerPage = await viewerContext.newPage();
+    const viewerLogin = new LoginPage(viewerPage, environment.url);
+    const viewerWorkspace = new WorkspacePage(viewerPage, environment.url);
+    await viewerLogin.open();
+    await viewerLogin.logIn(VIEWER, VIEWER_PASSWORD);
+    await waitFor('logged in', () => viewerWorkspace.path() !== '/login');
+
+    await viewerWorkspace.goto(editDetailPath);
+    assert.equal(await viewerWorkspace.allowed('resource-edit'), false);
+    assert.ok(await viewerWorkspace.byTestId('resource-edit').isDisabled());
+    await viewerWorkspace.goto(`/clusters/${CLUSTER}/resources/core/v1/configmaps?namespace=${EDIT_NAMESPACE}`);
+    assert.equal(await viewerWorkspace.allowed('resource-create'), false);
+    assert.ok(await viewerWorkspace.byTestId('resource-create').isDisabled());
+    const viewerChecker = pageChecker(viewerContext, viewerPage);
+    await viewerChecker.check('configmap list (viewer)');
+    assert.deepEqual(viewerChecker.findings, {}, JSON.stringify(viewerChecker.findings, null, 2));
+
+    // The server decides: the PUT and POST the editor would send are refused for the viewer.
+    const as = { as: { context: viewerContext, page: viewerPage } };
+    const current = await api('GET', editApi);
+    const put = await call('PUT', editApi, { ...current, spec: { ...current.spec, replicas: 9 } }, as);
+    assert.equal(put.status(), 403);
+    assert.equal((await put.json()).reason, 'Forbidden');
+    const post = await call(
+      'POST',
+      `/k8s-api/${CLUSTER}/api/v1/namespaces/${EDIT_NAMESPACE}/configmaps`,
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'by-viewer' } },
+      as,
+    );
+    assert.equal(post.status(), 403);
+    console.log(`a viewer's forced PUT: ${put.status()}, forced POST: ${post.status()}`);
+    assert.equal((await api('GET', editApi)).spec.replicas, 3, 'the refused PUT changed nothing');
+  } finally {
+    await viewerContext.close();
+  }
+});
+
+test('a Deployment rolled back to an earlier revision from its page, as kubectl rollout undo does', async () => {
+  // A new image makes revision 2; revision 1 keeps the first template.
+  const podsApi = `/k8s-api/${CLUSTER}/api/v1/namespaces/${EDIT_NAMESPACE}/pods?labelSelector=app%3D${EDIT_APP}`;
+  const image = async () => (await api('GET', editApi)).spec.template.spec.containers[0].image;
+  assert.equal(await image(), 'nginx');
+  await api(
+    'PATCH',
+    editApi,
+    { spec: { template: { spec: { containers: [{ name: 'main', image: 'nginx:1.27' }] } } } },
+    { contentType: 'application/merge-patch+json' },
+  );
+  await workspace.goto(editDetailPath);
+  await waitFor('two revisions', async () => (await workspace.revisions()).length === 2);
+  const before = await workspace.revisions();
+  assert.deepEqual(
+    before.map(({ revision, current }) => [revision, current]),
+    [
+      [2, true],
+      [1, false],
+    ],
+  );
+  const first = before[1].name;
+  assert.equal(await workspace.byTestId('workload-rollback-2').count(), 0, 'the current revision has no rollback');
+  await checkPage('deployment revisions');
+
+  await workspace.click('workload-rollback-1');
+  await workspace.visible('confirm-dialog');
+  await checkPage('rollback confirmation');
+  const patched = page.waitForResponse(
+    (response) => response.url().endsWith(`/deployments/${EDIT_APP}`) && response.request().method() === 'PATCH',
+  );
+  await workspace.click('confirm-ok');
+  const response = await patched;
+  assert.equal(response.status(), 200);
+  assert.equal(response.request().headers()['content-type'], 'application/json-patch+json');
+  await workspace.visible('workload-done');
+  assert.equal(await image(), 'nginx', 'the template of revision 1 again');
+  // The controller finds revision 1's ReplicaSet again and numbers it 3; its pods replace the others.
+  await waitFor('revision 3 current, the first ReplicaSet', async () => {
+    const [newest] = await workspace.revisions();
+    return newest?.revision === 3 && newest.current && newest.name === first;
+  });
+  await waitFor('the pods of the first ReplicaSet', async () => {
+    const pods = (await api('GET', podsApi)).items;
+    return pods.length === 3 && pods.every((pod) => pod.metadata.ownerReferences?.[0]?.name === first);
+  });
+  console.log(`rollback: revisions ${before.map((entry) => entry.revision).join(', ')} → ${(await workspace.revisions()).map((entry) => entry.revision).join(', ')}`);
+});
+
 /** The numbers of the `<pod>/main line <n>` lines the log viewer shows, in order. */
 async function shownLineNumbers(pod) {
   const texts = await page
@@ -649,7 +924,7 @@ test('Chinese: the workspace pages show no untranslated key', async () => {
       const parts = [];
       for (let node = walker.nextNode(); node; node = walker.nextNode()) {
         const parent = node.parentElement;
-        if (parent?.closest('[data-testid="lang-switch"], [data-testid="resource-yaml"], [data-testid="logs-lines"] .line, script, style')) continue;
+        if (parent?.closest('[data-testid="lang-switch"], [data-testid="resource-yaml"], [data-testid="yaml-editor"], [data-testid="logs-lines"] .line, script, style')) continue;
         parts.push(node.textContent);
       }
       return parts.join(' ');
@@ -665,6 +940,8 @@ test('Chinese: the workspace pages show no untranslated key', async () => {
       `/clusters/${CLUSTER}/resources/core/v1/pods/${NAMESPACE}/web-2`,
       `/clusters/${CLUSTER}/resources/apps/v1/deployments/${NAMESPACE}/web?namespace=${NAMESPACE}`,
       `/clusters/${CLUSTER}/pods/${NAMESPACE}/web-2/logs?namespace=${NAMESPACE}`,
+      `/clusters/${CLUSTER}/resources/apps/v1/deployments/${NAMESPACE}/web/edit?namespace=${NAMESPACE}`,
+      `/clusters/${CLUSTER}/resources/core/v1/configmaps/create?namespace=${NAMESPACE}`,
     ]) {
       await workspace.goto(path);
       // A live list keeps its watch open, so the network never goes idle: wait for the content.
@@ -672,7 +949,7 @@ test('Chinese: the workspace pages show no untranslated key', async () => {
       await page.waitForFunction(
         () =>
           document.querySelector(
-            '[data-testid="overview"], [data-testid="resource-table"], [data-testid="resource-yaml"], [data-testid="logs-lines"]',
+            '[data-testid="overview"], [data-testid="resource-table"], [data-testid="resource-yaml"], [data-testid="logs-lines"], [data-testid="yaml-editor"] .cm-line',
           ) !==
             null && document.querySelector('[aria-busy="true"]') === null,
       );

@@ -6,6 +6,10 @@
 //!   labelled and selected with `pod-template-hash`; the current template's ReplicaSet gets
 //!   `spec.replicas`, every older one 0 (the rollout completes at once, as if `maxSurge` were the
 //!   whole Deployment: no gradual step is simulated);
+//! - each ReplicaSet carries the `deployment.kubernetes.io/revision` annotation: a new one, or an
+//!   older one whose template becomes current again (a rollback), gets the highest revision plus
+//!   one, as the Deployment controller numbers them (`kubectl rollout history` reads them there; the
+//!   Deployment's own copy of the annotation is not written);
 //! - a ReplicaSet owns `spec.replicas` pods named `{replicaset}-{random}` from its template; extra
 //!   pods are deleted, newest first, and a deleted pod is replaced.
 //!
@@ -27,11 +31,28 @@ fn pods() -> &'static ResourceType {
     resources::find("", "v1", "pods").expect("pods are served")
 }
 
-/// The FNV-1a hash of the template's JSON as ten lowercase characters, like the
-/// `pod-template-hash` label Kubernetes computes (its exact value differs).
+/// A copy of `value` without null fields and empty objects: the apiserver hashes the decoded
+/// template, in which `"creationTimestamp": null` or `"resources": {}` (as kubectl sends a template
+/// back on `rollout undo`) are the same as absent.
+fn without_empty(value: &Value) -> Value {
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(name, field)| (name.clone(), without_empty(field)))
+                .filter(|(_, field)| !field.is_null() && field.as_object().is_none_or(|inner| !inner.is_empty()))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_empty).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The FNV-1a hash of the template's JSON (empty fields left out) as ten lowercase characters, like
+/// the `pod-template-hash` label Kubernetes computes (its exact value differs).
 fn template_hash(template: &Value) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in template.to_string().bytes() {
+    for byte in without_empty(template).to_string().bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
@@ -63,6 +84,19 @@ fn controller_uid(object: &Value) -> Option<&str> {
         .iter()
         .find(|owner| owner.get("controller").and_then(Value::as_bool) == Some(true))
         .and_then(|owner| owner.get("uid").and_then(Value::as_str))
+}
+
+/// The annotation the Deployment controller numbers a Deployment's ReplicaSets with.
+const REVISION: &str = "deployment.kubernetes.io/revision";
+
+/// A ReplicaSet's revision (0 when it has none).
+fn revision_of(object: &Value) -> u64 {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|annotations| annotations.get(REVISION))
+        .and_then(Value::as_str)
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(0)
 }
 
 fn replicas_of(object: &Value) -> i64 {
@@ -129,12 +163,23 @@ impl SharedState {
         let current_name = format!("{name}-{hash}");
         let desired = replicas_of(deployment);
         let owned = Self::owned(inner, replicasets(), namespace, &uid);
+        let newest = owned
+            .iter()
+            .map(|(_, replicaset)| revision_of(replicaset))
+            .max()
+            .unwrap_or(0);
         let mut changed = Vec::new();
         for (key, replicaset) in &owned {
-            let wanted = if key.1 == current_name { desired } else { 0 };
-            if replicas_of(replicaset) != wanted {
+            let current = key.1 == current_name;
+            let wanted = if current { desired } else { 0 };
+            // The current template's ReplicaSet is the newest revision (an older one again after a rollback).
+            let renumber = current && (revision_of(replicaset) < newest || revision_of(replicaset) == 0);
+            if replicas_of(replicaset) != wanted || renumber {
                 let mut updated = (**replicaset).clone();
                 updated["spec"]["replicas"] = json!(wanted);
+                if renumber {
+                    updated["metadata"]["annotations"][REVISION] = json!((newest + 1).to_string());
+                }
                 changed.push((key.clone(), updated));
             }
         }
@@ -157,7 +202,10 @@ impl SharedState {
                     "name": current_name,
                     "namespace": namespace,
                     "labels": with_hash(pod_template.pointer("/metadata/labels"), &hash),
-                    "annotations": {"deployment.kubernetes.io/desired-replicas": desired.to_string()},
+                    "annotations": {
+                        "deployment.kubernetes.io/desired-replicas": desired.to_string(),
+                        REVISION: (newest + 1).to_string(),
+                    },
                     "ownerReferences": [owner_reference(deployment)],
                 },
                 "spec": {"replicas": desired, "selector": replicaset_selector, "template": pod_template},

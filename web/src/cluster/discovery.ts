@@ -126,6 +126,22 @@ export async function loadDiscovery(kube: KubeClient, cluster: string): Promise<
   return { kinds: sortKinds(kinds), failedGroupVersions };
 }
 
+/**
+ * The API path of one object from the route's parameters: `group` as a route parameter (`core`),
+ * `namespace` `-` for a cluster-wide object.
+ */
+export function objectApiPath(params: {
+  group: string;
+  version: string;
+  resource: string;
+  namespace: string;
+  object: string;
+}): string {
+  const base = groupVersionPath(groupFromParam(params.group), params.version);
+  const scope = params.namespace === '-' ? '' : `/namespaces/${encodeURIComponent(params.namespace)}`;
+  return `${base}${scope}/${params.resource}/${encodeURIComponent(params.object)}`;
+}
+
 /** The route parameter of a group: `core` for the core group (a path segment cannot be empty). */
 export function groupParam(group: string): string {
   return group === '' ? 'core' : group;

@@ -5,7 +5,10 @@ interface ObjectMeta {
   name?: string;
   namespace?: string;
   labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  resourceVersion?: string;
   creationTimestamp?: string;
+  [field: string]: unknown;
 }
 
 export interface KubeObject {

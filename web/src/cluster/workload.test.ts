@@ -2,13 +2,18 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { isApiError } from '@/api/errors';
 import { rememberCsrfToken } from '@/api/csrf';
 import { createKubeClient } from './kubeClient';
+import type { KubeObject } from './overview';
 import {
   canI,
+  canUpdateObject,
   containersOf,
   desiredReplicas,
   isWorkload,
   restartPatch,
   RESTARTED_AT,
+  REVISION,
+  revisionsOf,
+  rollbackPatch,
   scalePatch,
   selectorText,
   validReplicas,
@@ -257,5 +262,97 @@ describe('permissions', () => {
       ]),
     );
     expect(asked).toHaveLength(3);
+  });
+
+  it("asks whether an object may be replaced, from the route's parameters", async () => {
+    const { client, seen } = recordingKube(() => json(201, { status: { allowed: true } }));
+    const attributes = () =>
+      (seen.at(-1)?.body as { spec: { resourceAttributes: Record<string, string | undefined> } }).spec
+        .resourceAttributes;
+    expect(
+      await canUpdateObject(client, 'dev', {
+        group: 'core',
+        resource: 'configmaps',
+        namespace: 'a',
+        object: 'x',
+      }),
+    ).toBe(true);
+    expect(attributes()).toEqual({
+      verb: 'update',
+      group: '',
+      resource: 'configmaps',
+      namespace: 'a',
+      name: 'x',
+    });
+    await canUpdateObject(client, 'dev', {
+      group: 'rbac.authorization.k8s.io',
+      resource: 'clusterroles',
+      namespace: '-',
+      object: 'view',
+    });
+    expect(attributes()).toMatchObject({ verb: 'update', group: 'rbac.authorization.k8s.io', name: 'view' });
+    expect(attributes()?.namespace).toBeUndefined();
+  });
+});
+
+describe('revision history and rollback', () => {
+  const deployment: KubeObject = { kind: 'Deployment', metadata: { name: 'web', uid: 'd-1' } };
+  function replicaSet(name: string, revision: string | undefined, image: string, owner = 'd-1'): KubeObject {
+    return {
+      kind: 'ReplicaSet',
+      metadata: {
+        name,
+        uid: `rs-${name}`,
+        creationTimestamp: '2026-12-07T10:00:00Z',
+        annotations: revision === undefined ? {} : { [REVISION]: revision },
+        ownerReferences: [{ kind: 'Deployment', name: 'web', uid: owner, controller: true }],
+      },
+      spec: {
+        replicas: revision === '3' ? 2 : 0,
+        template: {
+          metadata: { labels: { app: 'web', 'pod-template-hash': `hash-${name}` } },
+          spec: { containers: [{ name: 'main', image }] },
+        },
+      },
+    };
+  }
+
+  it("lists the Deployment's own ReplicaSets, newest revision first and marked current", () => {
+    const revisions = revisionsOf(deployment, [
+      replicaSet('web-a', '1', 'nginx:1'),
+      replicaSet('web-c', '3', 'nginx:3'),
+      replicaSet('web-b', '2', 'nginx:2'),
+      replicaSet('other', '4', 'nginx:4', 'd-2'),
+      replicaSet('web-unnumbered', undefined, 'nginx:5'),
+    ]);
+    expect(
+      revisions.map((revision) => [revision.revision, revision.name, revision.images, revision.current]),
+    ).toEqual([
+      [3, 'web-c', 'nginx:3', true],
+      [2, 'web-b', 'nginx:2', false],
+      [1, 'web-a', 'nginx:1', false],
+    ]);
+    expect(revisions[0]?.replicas).toBe(2);
+    expect(
+      revisionsOf({ kind: 'Deployment', metadata: { name: 'web' } }, [replicaSet('web-a', '1', 'x')]),
+    ).toEqual([]);
+  });
+
+  it("a rollback replaces the template with the ReplicaSet's, without its pod-template-hash", () => {
+    const old = replicaSet('web-a', '1', 'nginx:1');
+    expect(rollbackPatch(old)).toEqual([
+      {
+        op: 'replace',
+        path: '/spec/template',
+        value: {
+          metadata: { labels: { app: 'web' } },
+          spec: { containers: [{ name: 'main', image: 'nginx:1' }] },
+        },
+      },
+    ]);
+    // The ReplicaSet itself is left as it was.
+    expect(
+      (old.spec as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels,
+    ).toHaveProperty('pod-template-hash');
   });
 });

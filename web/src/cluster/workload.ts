@@ -168,6 +168,24 @@ export async function canI(
   }
 }
 
+/**
+ * Whether the user may replace (`update`) one object, named by the route's parameters (`group`
+ * `core` for the core group, `namespace` `-` for a cluster-wide object).
+ */
+export function canUpdateObject(
+  kube: KubeClient,
+  cluster: string,
+  params: { group: string; resource: string; namespace: string; object: string },
+): Promise<boolean> {
+  return canI(kube, cluster, {
+    verb: 'update',
+    group: params.group === 'core' ? '' : params.group,
+    resource: params.resource,
+    namespace: params.namespace === '-' ? undefined : params.namespace,
+    name: params.object,
+  });
+}
+
 export interface WorkloadPermissions {
   scale: boolean;
   restart: boolean;
@@ -192,4 +210,74 @@ export async function workloadPermissions(
     canI(kube, cluster, { ...base, verb: 'delete' }),
   ]);
   return { scale, restart, delete: remove };
+}
+
+/** The annotation the Deployment controller numbers a Deployment's ReplicaSets with. */
+export const REVISION = 'deployment.kubernetes.io/revision';
+export const JSON_PATCH = 'application/json-patch+json';
+const POD_TEMPLATE_HASH = 'pod-template-hash';
+
+/** One revision of a Deployment: a ReplicaSet it controls. */
+export interface Revision {
+  revision: number;
+  name: string;
+  images: string;
+  replicas: number;
+  created: string;
+  /** The newest revision: the Deployment's template as it is. */
+  current: boolean;
+  replicaSet: KubeObject;
+}
+
+interface OwnerReference {
+  uid?: string;
+  controller?: boolean;
+}
+
+/**
+ * A Deployment's revision history, newest first, as `kubectl rollout history` reads it: the
+ * ReplicaSets the Deployment controls (owner reference with its uid), numbered by their
+ * `deployment.kubernetes.io/revision` annotation (those without one are left out).
+ */
+export function revisionsOf(deployment: KubeObject, replicaSets: readonly KubeObject[]): Revision[] {
+  const uid = deployment.metadata?.uid;
+  const revisions: Revision[] = [];
+  for (const replicaSet of replicaSets) {
+    const owners = (replicaSet.metadata?.ownerReferences ?? []) as OwnerReference[];
+    if (typeof uid !== 'string' || !owners.some((owner) => owner.controller === true && owner.uid === uid)) {
+      continue;
+    }
+    const revision = Number(replicaSet.metadata?.annotations?.[REVISION]);
+    if (!Number.isInteger(revision) || revision <= 0) continue;
+    revisions.push({
+      revision,
+      name: replicaSet.metadata?.name ?? '',
+      images: containersOf(replicaSet)
+        .map((container) => container.image)
+        .join(', '),
+      replicas: desiredReplicas(replicaSet),
+      created: replicaSet.metadata?.creationTimestamp ?? '',
+      current: false,
+      replicaSet,
+    });
+  }
+  revisions.sort((a, b) => b.revision - a.revision);
+  const newest = revisions[0];
+  if (newest) newest.current = true;
+  return revisions;
+}
+
+/**
+ * The JSON patch of a rollback to `replicaSet`, as `kubectl rollout undo` sends it: the
+ * Deployment's pod template replaced by the ReplicaSet's, without the `pod-template-hash` label
+ * the controller added (the controller then finds that ReplicaSet again and renumbers it).
+ */
+export function rollbackPatch(replicaSet: KubeObject): unknown[] {
+  const template = JSON.parse(
+    JSON.stringify((replicaSet.spec as { template?: unknown })?.template ?? {}),
+  ) as {
+    metadata?: { labels?: Record<string, string> };
+  };
+  if (template.metadata?.labels) delete template.metadata.labels[POD_TEMPLATE_HASH];
+  return [{ op: 'replace', path: '/spec/template', value: template }];
 }

@@ -5,6 +5,8 @@
  */
 const PLAIN = /^[A-Za-z_/.][\w ./:@,+()=~-]*$/;
 const RESERVED = /^(?:true|false|yes|no|on|off|null|y|n|~)$/i;
+/** Plain text YAML reads as a number: `.5`, `.inf`, `.nan`. */
+const DOT_NUMBER = /^\.(?:\d|inf$|nan$)/i;
 
 function scalar(value: unknown): string {
   if (value === null || value === undefined) return 'null';
@@ -13,6 +15,7 @@ function scalar(value: unknown): string {
   const plain =
     PLAIN.test(text) &&
     !RESERVED.test(text) &&
+    !DOT_NUMBER.test(text) &&
     !text.includes(': ') &&
     !text.includes(' #') &&
     !text.endsWith(' ');

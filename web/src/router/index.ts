@@ -73,6 +73,20 @@ export function createConsoleRouter(): Router {
                 meta: { title: 'workspace.kinds' },
               },
               {
+                path: 'resources/:group/:version/:resource/create',
+                name: 'cluster-resource-create',
+                component: () => import('@/views/cluster/ResourceCreate.vue'),
+                props: true,
+                meta: { title: 'workspace.create.title' },
+              },
+              {
+                path: 'resources/:group/:version/:resource/:namespace/:object/edit',
+                name: 'cluster-resource-edit',
+                component: () => import('@/views/cluster/ResourceEdit.vue'),
+                props: true,
+                meta: { title: 'workspace.edit.open' },
+              },
+              {
                 path: 'resources/:group/:version/:resource/:namespace/:object',
                 name: 'cluster-resource',
                 component: () => import('@/views/cluster/ResourceDetail.vue'),
